@@ -1,0 +1,138 @@
+//! Group commit: the one thread that writes the journal.
+//!
+//! Requests queue on a channel. The thread takes everything queued, writes
+//! it in one transaction, fsyncs once, then answers each request. While it
+//! fsyncs, new requests queue up for the next round, so a burst of N
+//! concurrent events costs a handful of fsyncs, not N, and every answer
+//! still comes after its event is on disk.
+
+use std::{sync::Arc, thread::JoinHandle};
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    journal::{self, NewEvent, Settlement},
+    wakeup::Wakeup,
+};
+
+/// The most requests in one transaction: bounds a round's latency.
+const MAX_ROUND: usize = 1024;
+/// How many requests may wait for the next round before senders wait too.
+const QUEUE_DEPTH: usize = 8192;
+
+/// The journal could not take the write; nothing was stored.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the journal cannot be written: {0}")]
+pub struct Unavailable(pub String);
+
+enum Command {
+    Append(NewEvent, oneshot::Sender<Result<i64, Unavailable>>),
+    Settle(Vec<Settlement>, oneshot::Sender<Result<(), Unavailable>>),
+}
+
+/// A handle for sending writes to the committer thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Committer {
+    sender: mpsc::Sender<Command>,
+}
+
+impl Committer {
+    /// Starts the committer thread on `connection`. It rings `wakeup` after
+    /// each round that stored new events. The thread ends when every handle
+    /// is dropped, after finishing what was queued.
+    pub fn start(
+        connection: Connection,
+        wakeup: Arc<Wakeup>,
+    ) -> std::io::Result<(Self, JoinHandle<()>)> {
+        let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
+        let thread = std::thread::Builder::new()
+            .name("journal-committer".into())
+            .spawn(move || run(connection, receiver, &wakeup))?;
+        Ok((Self { sender }, thread))
+    }
+
+    /// Stores one event durably and returns its journal id.
+    pub async fn append(&self, event: NewEvent) -> Result<i64, Unavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Command::Append(event, reply))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Records delivery outcomes. Blocking: for the sync worker's thread.
+    pub fn settle_blocking(&self, settlements: Vec<Settlement>) -> Result<(), Unavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .blocking_send(Command::Settle(settlements, reply))
+            .map_err(|_| stopped())?;
+        answer.blocking_recv().map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> Unavailable {
+    Unavailable("the journal is shutting down".into())
+}
+
+fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>, wakeup: &Wakeup) {
+    let mut round = Vec::with_capacity(MAX_ROUND);
+    while let Some(first) = receiver.blocking_recv() {
+        round.push(first);
+        while round.len() < MAX_ROUND {
+            match receiver.try_recv() {
+                Ok(command) => round.push(command),
+                Err(_) => break,
+            }
+        }
+        let appended = round.iter().any(|c| matches!(c, Command::Append(..)));
+        let outcome = commit_round(&mut connection, &round);
+        let count = round.len();
+        match outcome {
+            Ok(ids) => {
+                for (command, id) in round.drain(..).zip(ids) {
+                    match command {
+                        Command::Append(_, reply) => drop(reply.send(Ok(id))),
+                        Command::Settle(_, reply) => drop(reply.send(Ok(()))),
+                    }
+                }
+                tracing::trace!(requests = count, "journal round committed");
+                if appended {
+                    wakeup.ring();
+                }
+            }
+            Err(error) => {
+                tracing::error!("journal write failed, {count} requests refused: {error}");
+                let error = Unavailable(error.to_string());
+                for command in round.drain(..) {
+                    match command {
+                        Command::Append(_, reply) => drop(reply.send(Err(error.clone()))),
+                        Command::Settle(_, reply) => drop(reply.send(Err(error.clone()))),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes one round in one transaction. Returns, per command, the new id
+/// (0 for settlements). All or nothing: on error, nothing was stored.
+fn commit_round(connection: &mut Connection, round: &[Command]) -> rusqlite::Result<Vec<i64>> {
+    let transaction = connection.transaction()?;
+    let now = crate::clock::now_rfc3339();
+    let mut ids = Vec::with_capacity(round.len());
+    for command in round {
+        match command {
+            Command::Append(event, _) => ids.push(journal::insert(&transaction, event)?),
+            Command::Settle(settlements, _) => {
+                for settlement in settlements {
+                    journal::settle(&transaction, settlement, &now)?;
+                }
+                ids.push(0);
+            }
+        }
+    }
+    transaction.commit()?;
+    Ok(ids)
+}

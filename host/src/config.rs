@@ -1,0 +1,447 @@
+//! his-config.json: read once at startup, checked completely, then immutable.
+//!
+//! Every error names the JSON path of the offending value and what was
+//! expected, so that an operator can fix the file without reading code.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+/// The file name looked for when no `--config` is given.
+pub const DEFAULT_FILE_NAME: &str = "his-config.json";
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where and how intake listens.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The local journal every event is written to before it is answered.
+    #[serde(default)]
+    pub journal: JournalConfig,
+    /// Where plugin libraries are looked for.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// How the sync worker delivers events to the HIS.
+    #[serde(default)]
+    pub sync: SyncConfig,
+    /// The HIS database. Only `type` is the host's: it picks the plugin.
+    /// Everything else belongs to that plugin, which checks it.
+    pub database: serde_json::Map<String, serde_json::Value>,
+    /// Event type → HIS table and columns.
+    #[serde(default)]
+    pub mapping: IndexMap<String, MappingConfig>,
+}
+
+/// `server`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The address intake listens on. Loopback by default: exposing the
+    /// port is a deliberate choice.
+    pub listen: SocketAddr,
+    /// The largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// `journal`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalConfig {
+    /// The journal's SQLite file; `buktor-journal.db` beside the config by
+    /// default. Relative paths are relative to the config file.
+    pub path: Option<PathBuf>,
+}
+
+/// `plugins`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// A folder searched before the executable's own folder. Relative paths
+    /// are relative to the config file.
+    pub dir: Option<PathBuf>,
+}
+
+/// `sync`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// The most events the worker takes from the journal in one pass.
+    pub batch_size: usize,
+    /// The first delay before an event whose write failed is tried again.
+    pub retry_initial_delay_ms: u64,
+    /// The longest delay between two tries of one event.
+    pub retry_max_delay_secs: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            retry_initial_delay_ms: 1_000,
+            retry_max_delay_secs: 300,
+        }
+    }
+}
+
+/// `mapping.<event_type>`: the seed's format, plus an optional `key`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingConfig {
+    /// The HIS table the event is written to.
+    pub table: String,
+    /// Event field → HIS column, in the order written.
+    pub fields: IndexMap<String, String>,
+    /// The event fields that identify the HIS row. Without it, the first
+    /// mapped field whose name ends in `_id`.
+    pub key: Option<Vec<String>>,
+}
+
+/// A configuration that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No file at the default places.
+    #[error("no config file: looked for {DEFAULT_FILE_NAME} in {} and {}; pass --config PATH", .searched[0].display(), .searched[1].display())]
+    NotFound {
+        /// The folders looked in.
+        searched: Vec<PathBuf>,
+    },
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", .file.display())]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON.
+    #[error("{} is not valid JSON: {message}", .file.display())]
+    Syntax {
+        /// The file.
+        file: PathBuf,
+        /// serde_json's message, with line and column.
+        message: String,
+    },
+    /// A value has the wrong type, or is not allowed.
+    #[error("{}: {json_path}: {message}", .file.display())]
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// Where in the JSON, such as `mapping.payment.fields.amount`.
+        json_path: String,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+}
+
+/// A loaded, checked configuration, and where it came from.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    /// The configuration.
+    pub config: Config,
+    /// The config file.
+    pub file: PathBuf,
+    /// The config file's folder: relative paths are resolved against it.
+    pub dir: PathBuf,
+}
+
+impl LoadedConfig {
+    /// The journal file.
+    pub fn journal_path(&self) -> PathBuf {
+        let path = self
+            .config
+            .journal
+            .path
+            .as_deref()
+            .unwrap_or(Path::new("buktor-journal.db"));
+        self.dir.join(path)
+    }
+
+    /// `plugins.dir`, resolved.
+    pub fn plugins_dir(&self) -> Option<PathBuf> {
+        self.config
+            .plugins
+            .dir
+            .as_ref()
+            .map(|dir| self.dir.join(dir))
+    }
+
+    /// `database.type`: checked by [`load`] to be a plain name.
+    pub fn database_type(&self) -> &str {
+        self.config
+            .database
+            .get("type")
+            .and_then(|t| t.as_str())
+            .unwrap_or_default()
+    }
+}
+
+/// Finds the config file: `explicit` if given, else his-config.json in the
+/// working directory, else beside the executable.
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    let mut searched = Vec::new();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    for dir in [cwd, exe_dir] {
+        let candidate = dir.join(DEFAULT_FILE_NAME);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        searched.push(dir);
+    }
+    Err(ConfigError::NotFound { searched })
+}
+
+/// Reads, parses and checks the config file.
+pub fn load(file: &Path) -> Result<LoadedConfig, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    let config = parse(&text).map_err(|(json_path, message)| match json_path {
+        None => ConfigError::Syntax {
+            file: file.to_path_buf(),
+            message,
+        },
+        Some(json_path) => ConfigError::Invalid {
+            file: file.to_path_buf(),
+            json_path,
+            message,
+        },
+    })?;
+    let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let dir = file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    Ok(LoadedConfig { config, file, dir })
+}
+
+/// Parses and checks config text. Errors are `(json path, message)`; the
+/// path is `None` when the text is not JSON at all.
+pub fn parse(text: &str) -> Result<Config, (Option<String>, String)> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let config: Config = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let inner = e.inner();
+        if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+            return (None, inner.to_string());
+        }
+        let path = match e.path().to_string() {
+            p if p == "." => "(top level)".to_string(),
+            p => p,
+        };
+        (Some(path), inner.to_string())
+    })?;
+    validate(&config).map_err(|(path, message)| (Some(path), message))?;
+    Ok(config)
+}
+
+fn invalid(path: impl Into<String>, message: impl Into<String>) -> (String, String) {
+    (path.into(), message.into())
+}
+
+/// Checks what serde cannot: names, keys and ranges.
+fn validate(config: &Config) -> Result<(), (String, String)> {
+    match config.database.get("type") {
+        None => {
+            return Err(invalid(
+                "database.type",
+                "missing: set it to sqlite, mysql, sqlserver, oracle, or your own plugin's name",
+            ));
+        }
+        Some(serde_json::Value::String(t)) if is_plugin_name(t) => {}
+        Some(other) => {
+            return Err(invalid(
+                "database.type",
+                format!(
+                    "expected a plugin name made of lowercase letters, digits and _ (sqlite, mysql, sqlserver, oracle), found {other}"
+                ),
+            ));
+        }
+    }
+    if config.server.max_body_bytes == 0 {
+        return Err(invalid("server.max_body_bytes", "must be greater than 0"));
+    }
+    if config.sync.batch_size == 0 {
+        return Err(invalid("sync.batch_size", "must be greater than 0"));
+    }
+    if config.sync.retry_initial_delay_ms == 0 {
+        return Err(invalid(
+            "sync.retry_initial_delay_ms",
+            "must be greater than 0",
+        ));
+    }
+    if config.sync.retry_max_delay_secs == 0 {
+        return Err(invalid(
+            "sync.retry_max_delay_secs",
+            "must be greater than 0",
+        ));
+    }
+    for (event_type, mapping) in &config.mapping {
+        let at = format!("mapping.{event_type}");
+        check_identifier(&format!("{at}.table"), &mapping.table)?;
+        if mapping.fields.is_empty() {
+            return Err(invalid(
+                format!("{at}.fields"),
+                "maps no fields: add at least the key field",
+            ));
+        }
+        let mut columns = std::collections::HashSet::new();
+        for (field, column) in &mapping.fields {
+            check_identifier(&format!("{at}.fields.{field}"), column)?;
+            if !columns.insert(column.to_lowercase()) {
+                return Err(invalid(
+                    format!("{at}.fields.{field}"),
+                    format!("column {column:?} is mapped twice"),
+                ));
+            }
+        }
+        match &mapping.key {
+            Some(key) if key.is_empty() => {
+                return Err(invalid(
+                    format!("{at}.key"),
+                    "is empty: name the event field(s) that identify a row",
+                ));
+            }
+            Some(key) => {
+                for (i, field) in key.iter().enumerate() {
+                    if !mapping.fields.contains_key(field) {
+                        return Err(invalid(
+                            format!("{at}.key[{i}]"),
+                            format!("{field:?} is not one of the mapped fields of {at}.fields"),
+                        ));
+                    }
+                }
+            }
+            None if !mapping.fields.keys().any(|f| f.ends_with("_id")) => {
+                return Err(invalid(
+                    format!("{at}.key"),
+                    "no key: no mapped field ends in _id, so add \"key\": [\"<field>\"] naming the event field(s) that identify the HIS row",
+                ));
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+fn is_plugin_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// A table or column name: it is quoted by each plugin, but must still be a
+/// plain name.
+fn check_identifier(path: &str, name: &str) -> Result<(), (String, String)> {
+    if name.trim().is_empty() {
+        return Err(invalid(path, "is empty: expected a table or column name"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid(
+            path,
+            format!("{name:?} contains a control character"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = include_str!("../../his-config.json");
+
+    fn error(text: &str) -> (String, String) {
+        let (path, message) = parse(text).unwrap_err();
+        (path.expect("a JSON path"), message)
+    }
+
+    #[test]
+    fn the_repository_config_parses_with_defaults() {
+        let config = parse(SEED).unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(config.database["type"], "sqlite");
+        assert_eq!(
+            config.mapping.keys().collect::<Vec<_>>(),
+            ["appointment", "schedule_change", "payment"]
+        );
+    }
+
+    #[test]
+    fn type_errors_name_the_json_path() {
+        let (path, message) = error(
+            r#"{"database":{"type":"sqlite"},"mapping":{"a":{"table":"T","fields":{"a_id":5}}}}"#,
+        );
+        assert_eq!(path, "mapping.a.fields.a_id");
+        assert!(message.contains("expected a string"), "{message}");
+
+        let (path, message) =
+            error(r#"{"database":{"type":"sqlite"},"server":{"listen":"localhost"}}"#);
+        assert_eq!(path, "server.listen");
+        assert!(message.contains("invalid socket address"), "{message}");
+
+        let (path, message) = error(r#"{"database":{"type":"sqlite"},"sever":{}}"#);
+        assert_eq!(path, "sever");
+        assert!(
+            message.contains("unknown field `sever`, expected one of"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn semantic_errors_name_the_json_path() {
+        let cases = [
+            (r#"{"database":{}}"#, "database.type"),
+            (r#"{"database":{"type":"My SQL"}}"#, "database.type"),
+            (
+                r#"{"database":{"type":"sqlite"},"mapping":{"a":{"table":"","fields":{"a_id":"X"}}}}"#,
+                "mapping.a.table",
+            ),
+            (
+                r#"{"database":{"type":"sqlite"},"mapping":{"a":{"table":"T","fields":{"a_id":"X\n"}}}}"#,
+                "mapping.a.fields.a_id",
+            ),
+            (
+                r#"{"database":{"type":"sqlite"},"mapping":{"a":{"table":"T","fields":{"name":"X"}}}}"#,
+                "mapping.a.key",
+            ),
+            (
+                r#"{"database":{"type":"sqlite"},"mapping":{"a":{"table":"T","fields":{"name":"X"},"key":["nope"]}}}"#,
+                "mapping.a.key[0]",
+            ),
+            (
+                r#"{"database":{"type":"sqlite"},"mapping":{"a":{"table":"T","fields":{"a_id":"X","b":"X"}}}}"#,
+                "mapping.a.fields.b",
+            ),
+            (
+                r#"{"database":{"type":"sqlite"},"sync":{"batch_size":0}}"#,
+                "sync.batch_size",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(error(text).0, expected, "{text}");
+        }
+    }
+}

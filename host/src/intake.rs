@@ -1,0 +1,276 @@
+//! HTTP intake: `POST /receive-event` and `GET /health`.
+//!
+//! An event is answered 2xx only after the journal has it on disk. Every
+//! refusal is a JSON body `{"error": code, "message": text}` with a precise
+//! status, and stores nothing.
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    body::{Body, to_bytes},
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde_json::json;
+
+use crate::{
+    clock,
+    committer::Committer,
+    journal::{NewEvent, Status},
+    mapping::Mappings,
+};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Intake {
+    /// Where events are journaled.
+    pub committer: Committer,
+    /// Event type → mapping, to find each event's key.
+    pub mappings: Arc<Mappings>,
+    /// `server.max_body_bytes`.
+    pub max_body_bytes: usize,
+}
+
+/// The intake routes.
+pub fn router(intake: Intake) -> Router {
+    Router::new()
+        .route(
+            "/receive-event",
+            post(receive_event).fallback(method_not_allowed),
+        )
+        .route("/health", get(health).fallback(method_not_allowed))
+        .fallback(not_found)
+        .with_state(intake)
+}
+
+/// A refusal: status, machine-readable code, and a sentence for people.
+#[derive(Debug)]
+pub struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body = Json(json!({ "error": self.code, "message": self.message }));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            return (self.status, [(header::RETRY_AFTER, "5")], body).into_response();
+        }
+        (self.status, body).into_response()
+    }
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn not_found(uri: axum::http::Uri) -> Refusal {
+    Refusal::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "no such endpoint: {}; events go to POST /receive-event",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Refusal {
+    Refusal::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+async fn receive_event(
+    State(intake): State<Intake>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Refusal> {
+    let received_at = clock::now_rfc3339();
+    check_content_type(&headers)?;
+    let bytes = read_body(&headers, body, intake.max_body_bytes).await?;
+    let event = parse_event(&bytes)?;
+    let event_type = event_type_of(&event)?.to_string();
+
+    let (status, event_key) = match intake.mappings.get(&event_type) {
+        Some(mapping) => {
+            let key = mapping.key_of(&event_type, &event).map_err(|e| {
+                Refusal::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "missing_key",
+                    e.to_string(),
+                )
+            })?;
+            (Status::Pending, Some(key))
+        }
+        None => (Status::Unmapped, None),
+    };
+    let payload = String::from_utf8(bytes.to_vec()).expect("parsed JSON is UTF-8");
+    let journaled = NewEvent {
+        event_type: event_type.clone(),
+        payload,
+        received_at,
+        status,
+        event_key,
+    };
+    let id = intake.committer.append(journaled).await.map_err(|e| {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "journal_unavailable",
+            format!("{e}; nothing was stored, send the event again later"),
+        )
+    })?;
+
+    Ok(match status {
+        Status::Unmapped => {
+            let warning = format!(
+                "no mapping for event_type {event_type:?}: the event is kept in the journal as unmapped and is not written to the HIS; add mapping.{event_type} to his-config.json"
+            );
+            tracing::warn!(event_id = id, event_type = %event_type, "unmapped event journaled");
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "id": id, "status": "unmapped", "warning": warning })),
+            )
+                .into_response()
+        }
+        _ => {
+            tracing::debug!(event_id = id, event_type = %event_type, "event journaled");
+            (
+                StatusCode::OK,
+                Json(json!({ "id": id, "status": "accepted" })),
+            )
+                .into_response()
+        }
+    })
+}
+
+/// `application/json`, with or without parameters, or any `+json` type.
+fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
+        return Ok(());
+    }
+    let found = if value.is_empty() {
+        "none".to_string()
+    } else {
+        format!("{value:?}")
+    };
+    Err(Refusal::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_content_type",
+        format!("send the event with Content-Type: application/json (found {found})"),
+    ))
+}
+
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<axum::body::Bytes, Refusal> {
+    let too_large = || {
+        Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is larger than {limit} bytes (server.max_body_bytes)"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    to_bytes(body, limit).await.map_err(|e| {
+        let is_limit = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if is_limit {
+            too_large()
+        } else {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "body_unreadable",
+                format!("the body could not be read: {e}"),
+            )
+        }
+    })
+}
+
+fn parse_event(bytes: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, Refusal> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    match value {
+        serde_json::Value::Object(map) => Ok(map),
+        other => Err(Refusal::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_an_object",
+            format!(
+                "the body must be one JSON object with an event_type, found {}",
+                kind_of(&other)
+            ),
+        )),
+    }
+}
+
+fn event_type_of(event: &serde_json::Map<String, serde_json::Value>) -> Result<&str, Refusal> {
+    match event.get("event_type") {
+        Some(serde_json::Value::String(t)) if !t.trim().is_empty() => Ok(t),
+        None => Err(Refusal::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_event_type",
+            "the event has no event_type: add a string member \"event_type\", such as \"appointment\"",
+        )),
+        Some(other) => Err(Refusal::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event_type",
+            format!(
+                "event_type must be a non-empty string, found {}",
+                kind_of(other)
+            ),
+        )),
+    }
+}
+
+fn kind_of(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(s) if s.trim().is_empty() => "an empty string",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,281 @@
+//! The journal: a local SQLite file that holds every accepted event until,
+//! and after, the HIS has it.
+//!
+//! Schema and statements live here. Writes happen on one thread only, the
+//! [`crate::committer`]; the sync worker reads through its own connection
+//! (WAL lets readers and the writer work side by side).
+
+use std::{path::Path, time::Duration};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+/// Each migration brings the schema from version `index` to `index + 1`.
+/// Append only: never edit a migration that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: the events table.
+    "CREATE TABLE events (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused, even after pruning
+        event_type      TEXT NOT NULL,
+        payload         TEXT NOT NULL,                     -- the request body, byte for byte
+        received_at     TEXT NOT NULL,                     -- RFC 3339, UTC, milliseconds
+        status          TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'unmapped')),
+        event_key       TEXT,                              -- table and key values; orders events per HIS row
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        last_error      TEXT,
+        next_attempt_at INTEGER NOT NULL DEFAULT 0,        -- unix ms; a pending event waits until then
+        delivered_at    TEXT
+    );
+    CREATE INDEX events_pending ON events (id) WHERE status = 'pending';
+    CREATE INDEX events_pending_key ON events (event_key, id) WHERE status = 'pending';",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// What went wrong with the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The file could not be opened or set up.
+    #[error("cannot open the journal {path}: {source}")]
+    Open {
+        /// The journal file.
+        path: String,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// The file was written by a newer build.
+    #[error(
+        "the journal {path} has schema version {found}, but this buktor-middleware knows only up to {SCHEMA_VERSION}: run the newer version, or restore a backup"
+    )]
+    NewerSchema {
+        /// The journal file.
+        path: String,
+        /// Its schema version.
+        found: usize,
+    },
+    /// A statement failed.
+    #[error("journal error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// An event's place in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Waiting to be written to the HIS.
+    Pending,
+    /// Written to the HIS.
+    Delivered,
+    /// Set aside: it can never be written as it is.
+    Failed,
+    /// No mapping knew its event_type when it arrived.
+    Unmapped,
+}
+
+impl Status {
+    /// The name stored in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Delivered => "delivered",
+            Status::Failed => "failed",
+            Status::Unmapped => "unmapped",
+        }
+    }
+}
+
+/// An event as intake hands it to the journal.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Its `event_type`.
+    pub event_type: String,
+    /// The request body.
+    pub payload: String,
+    /// When the middleware received it.
+    pub received_at: String,
+    /// `Pending` or `Unmapped`.
+    pub status: Status,
+    /// The mapping's key, for mapped events.
+    pub event_key: Option<String>,
+}
+
+/// A pending event, as the sync worker reads it.
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    /// The journal id.
+    pub id: i64,
+    /// Its `event_type`.
+    pub event_type: String,
+    /// The request body.
+    pub payload: String,
+    /// When the middleware received it.
+    pub received_at: String,
+    /// How many writes were tried so far.
+    pub attempts: u32,
+    /// The mapping's key.
+    pub event_key: Option<String>,
+}
+
+/// What the sync worker learned about one event.
+#[derive(Debug, Clone)]
+pub enum Settlement {
+    /// The HIS committed it.
+    Delivered {
+        /// The journal id.
+        id: i64,
+    },
+    /// The write failed; try again at `next_attempt_at_ms`.
+    RetryLater {
+        /// The journal id.
+        id: i64,
+        /// The error, for `last_error`.
+        error: String,
+        /// Unix time in milliseconds.
+        next_attempt_at_ms: i64,
+    },
+    /// It can never be written as it is.
+    Failed {
+        /// The journal id.
+        id: i64,
+        /// Why, for `last_error`.
+        error: String,
+    },
+    /// Its type is no longer mapped.
+    Unmapped {
+        /// The journal id.
+        id: i64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Opens (creating if needed) the journal and brings its schema up to date.
+pub fn open(path: &Path) -> Result<Connection, JournalError> {
+    let shown = path.display().to_string();
+    let open_error = |source| JournalError::Open {
+        path: shown.clone(),
+        source,
+    };
+    let mut connection = Connection::open(path).map_err(open_error)?;
+    connection
+        .busy_timeout(Duration::from_secs(5))
+        .map_err(open_error)?;
+    // WAL with synchronous=FULL: every commit is fsynced before it returns,
+    // and the sync worker can read while intake writes.
+    connection
+        .pragma_update(None, "journal_mode", "WAL")
+        .and_then(|_| connection.pragma_update(None, "synchronous", "FULL"))
+        .map_err(open_error)?;
+    migrate(&mut connection).map_err(|e| match e {
+        JournalError::Sqlite(source) => open_error(source),
+        JournalError::NewerSchema { found, .. } => JournalError::NewerSchema {
+            path: shown.clone(),
+            found,
+        },
+        other => other,
+    })?;
+    Ok(connection)
+}
+
+fn migrate(connection: &mut Connection) -> Result<(), JournalError> {
+    let version: usize = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(JournalError::NewerSchema {
+            path: String::new(),
+            found: version,
+        });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(migration)?;
+        transaction.pragma_update(None, "user_version", index + 1)?;
+        transaction.commit()?;
+    }
+    Ok(())
+}
+
+/// Appends one event; returns its id.
+pub fn insert(transaction: &Transaction<'_>, event: &NewEvent) -> rusqlite::Result<i64> {
+    let mut statement = transaction.prepare_cached(
+        "INSERT INTO events (event_type, payload, received_at, status, event_key) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    statement.execute(params![
+        event.event_type,
+        event.payload,
+        event.received_at,
+        event.status.as_str(),
+        event.event_key
+    ])?;
+    Ok(transaction.last_insert_rowid())
+}
+
+/// Records what happened to one pending event. `now` is RFC 3339.
+pub fn settle(
+    transaction: &Transaction<'_>,
+    settlement: &Settlement,
+    now: &str,
+) -> rusqlite::Result<()> {
+    match settlement {
+        Settlement::Delivered { id } => transaction
+            .prepare_cached(
+                "UPDATE events SET status = ?3, attempts = attempts + 1, delivered_at = ?2, last_error = NULL
+                 WHERE id = ?1 AND status = 'pending'",
+            )?
+            .execute(params![id, now, Status::Delivered.as_str()])?,
+        Settlement::RetryLater { id, error, next_attempt_at_ms } => transaction
+            .prepare_cached(
+                "UPDATE events SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
+                 WHERE id = ?1 AND status = 'pending'",
+            )?
+            .execute(params![id, error, next_attempt_at_ms])?,
+        Settlement::Failed { id, error } => transaction
+            .prepare_cached(
+                "UPDATE events SET status = ?3, attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND status = 'pending'",
+            )?
+            .execute(params![id, error, Status::Failed.as_str()])?,
+        Settlement::Unmapped { id, reason } => transaction
+            .prepare_cached("UPDATE events SET status = ?3, last_error = ?2 WHERE id = ?1 AND status = 'pending'")?
+            .execute(params![id, reason, Status::Unmapped.as_str()])?,
+    };
+    Ok(())
+}
+
+/// Up to `limit` pending events that are due at `now_ms`, oldest first.
+///
+/// An event waits while an older pending event for the same HIS row is not
+/// yet due, so that a row never receives a newer state before an older one.
+pub fn due_events(
+    connection: &Connection,
+    now_ms: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<PendingEvent>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT id, event_type, payload, received_at, attempts, event_key FROM events AS e
+         WHERE status = 'pending' AND next_attempt_at <= ?1
+           AND NOT EXISTS (
+               SELECT 1 FROM events AS older
+               WHERE older.status = 'pending' AND older.event_key = e.event_key
+                 AND older.id < e.id AND older.next_attempt_at > ?1)
+         ORDER BY id LIMIT ?2",
+    )?;
+    let rows = statement.query_map(params![now_ms, limit as i64], |row| {
+        Ok(PendingEvent {
+            id: row.get(0)?,
+            event_type: row.get(1)?,
+            payload: row.get(2)?,
+            received_at: row.get(3)?,
+            attempts: row.get(4)?,
+            event_key: row.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The next moment after `now_ms` at which a waiting pending event becomes
+/// due (unix ms), if any is waiting.
+pub fn next_due_ms(connection: &Connection, now_ms: i64) -> rusqlite::Result<Option<i64>> {
+    connection
+        .prepare_cached("SELECT MIN(next_attempt_at) FROM events WHERE status = 'pending' AND next_attempt_at > ?1")?
+        .query_row([now_ms], |row| row.get(0))
+        .optional()
+        .map(Option::flatten)
+}

@@ -1,0 +1,202 @@
+//! # buktor-middleware
+//!
+//! Receives Buktor's webhook events over HTTP, makes each one durable in a
+//! local SQLite journal before answering, and writes it into the hospital's
+//! HIS database through a writer plugin chosen by `database.type`.
+//!
+//! ## Map of the code
+//! - `main.rs`: the command line and startup order. Nothing else.
+//! - [`config`]: his-config.json, read and checked once.
+//! - [`intake`]: the HTTP routes; refuses bad requests, journals good ones.
+//! - [`journal`]: the journal's schema and statements.
+//! - [`committer`]: the one thread that writes the journal (group commit).
+//! - [`worker`]: the sync worker thread: journal → mapping → plugin → HIS.
+//! - [`mapping`]: event → table, columns, key and typed values.
+//! - [`plugins`]: finding and loading plugin libraries (abi_stable).
+//! - [`retry`]: the backoff policy; [`wakeup`]: the doorbell between threads;
+//!   [`clock`]: timestamps.
+//!
+//! The data path: intake → committer (fsync) → 2xx answer → wakeup →
+//! worker → plugin → HIS commit → committer marks it delivered.
+
+mod clock;
+mod committer;
+mod config;
+mod intake;
+mod journal;
+mod mapping;
+mod plugins;
+mod retry;
+mod wakeup;
+mod worker;
+
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::{
+    committer::Committer,
+    config::LoadedConfig,
+    mapping::Mappings,
+    wakeup::Wakeup,
+    worker::{Opened, Worker},
+};
+
+/// Connects Buktor to a Hospital Information System.
+#[derive(Debug, Parser)]
+#[command(name = "buktor-middleware", version, about)]
+struct Cli {
+    /// The config file. Default: his-config.json in the working directory,
+    /// else beside the executable.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Receive events and write them to the HIS (what runs with no command).
+    Run,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run(cli.config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Human-readable lines on stderr; `BUKTOR_LOG` sets the filter
+/// (`info` by default, e.g. `BUKTOR_LOG=debug`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BUKTOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Startup order: config, journal, plugin, writer, then listen. Anything
+/// wrong before listening ends the process with one line that says what
+/// to fix.
+fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let file = config::locate(config_path.as_deref())?;
+    let loaded = config::load(&file)?;
+    let LoadedConfig { config, .. } = &loaded;
+    let mappings = Arc::new(Mappings::new(&config.mapping));
+    if config.mapping.is_empty() {
+        tracing::warn!(
+            "{} maps no event types: every event will be kept as unmapped",
+            loaded.file.display()
+        );
+    } else {
+        let types: Vec<&str> = mappings.event_types().collect();
+        tracing::info!(
+            "config {}: mapping event types {}",
+            loaded.file.display(),
+            types.join(", ")
+        );
+    }
+
+    let journal_path = loaded.journal_path();
+    let writer_connection = journal::open(&journal_path)?;
+    let reader = journal::open(&journal_path)?;
+    let wakeup = Arc::new(Wakeup::default());
+    let (committer, committer_thread) = Committer::start(writer_connection, wakeup.clone())
+        .context("cannot start the journal committer")?;
+
+    let database_type = loaded.database_type().to_string();
+    let plugin = plugins::load(&database_type, loaded.plugins_dir().as_deref())?;
+    let plugin_line = format!(
+        "{} (plugin {} {}, plugin-api {})",
+        plugin.path.display(),
+        plugin.name,
+        plugin.version,
+        plugin.abi_version
+    );
+    let worker = Worker {
+        plugin,
+        settings_json: serde_json::Value::Object(config.database.clone()).to_string(),
+        config_dir: loaded.dir.clone(),
+        mappings: mappings.clone(),
+        reader,
+        committer: committer.clone(),
+        wakeup: wakeup.clone(),
+        batch_size: config.sync.batch_size,
+        backoff: retry::Backoff::from_config(&config.sync),
+    };
+    let (worker_thread, opened) = worker
+        .start()
+        .map_err(|e| anyhow::anyhow!("cannot open the {database_type} HIS database: {e}"))?;
+    if let Opened::Deferred(e) = opened {
+        tracing::warn!(
+            "the HIS database is not reachable yet ({e}); events are journaled and will be written when it is"
+        );
+    }
+
+    let intake = intake::Intake {
+        committer,
+        mappings,
+        max_body_bytes: config.server.max_body_bytes,
+    };
+    let listen = config.server.listen;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let served = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen} (server.listen): is another program using that port?"))?;
+        let address = listener.local_addr()?;
+        tracing::info!(
+            "listening on http://{address}/receive-event (database: {database_type}, plugin: {plugin_line}, journal: {})",
+            journal_path.display()
+        );
+        axum::serve(listener, intake::router(intake)).with_graceful_shutdown(shutdown_signal()).await?;
+        anyhow::Ok(())
+    });
+
+    // Intake has stopped; let the worker finish its batch, then the
+    // committer finish its queue.
+    wakeup.stop();
+    let _ = worker_thread.join();
+    let _ = committer_thread.join();
+    tracing::info!("stopped");
+    served
+}
+
+/// Ctrl-C, or SIGTERM on Unix (what systemd sends).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: no new events are accepted");
+}

@@ -1,0 +1,442 @@
+//! The sync worker: one dedicated thread that moves pending events from the
+//! journal into the HIS through the writer plugin.
+//!
+//! It is the only caller of the plugin's writer, and calls it only from this
+//! thread: plugin calls block, and must never run on an async worker.
+//!
+//! One pass: take due events in receive order; map each to a row; group
+//! rows by event type, split so that no key repeats within one batch; hand
+//! each batch to the writer; record the outcome in the journal. An event is
+//! marked delivered only after the writer says its transaction committed.
+
+use std::{
+    collections::HashSet,
+    path::PathBuf,
+    sync::{Arc, mpsc},
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use abi_stable::std_types::{RString, RVec};
+use his_plugin_api::{ErrorKind, PluginError, UpsertBatch, Value, WriterBox};
+use indexmap::IndexMap;
+use rusqlite::Connection;
+
+use crate::{
+    clock,
+    committer::Committer,
+    journal::{self, PendingEvent, Settlement},
+    mapping::{EventMapping, Mappings},
+    plugins::Plugin,
+    retry::Backoff,
+    wakeup::Wakeup,
+};
+
+/// The longest the worker sleeps with nothing due, as a safety net.
+const IDLE_WAIT: Duration = Duration::from_secs(60);
+
+/// Everything the worker needs, built once at startup.
+pub struct Worker {
+    /// The loaded plugin.
+    pub plugin: Plugin,
+    /// The config's `database` section, as JSON, for the plugin.
+    pub settings_json: String,
+    /// The config file's folder, for the plugin's relative paths.
+    pub config_dir: PathBuf,
+    /// Event type → table, columns, key.
+    pub mappings: Arc<Mappings>,
+    /// The worker's own read connection to the journal.
+    pub reader: Connection,
+    /// Where outcomes are written.
+    pub committer: Committer,
+    /// Rung when events arrive, or to stop.
+    pub wakeup: Arc<Wakeup>,
+    /// The most events per pass.
+    pub batch_size: usize,
+    /// Delays between tries.
+    pub backoff: Backoff,
+}
+
+/// How the first attempt to open the writer went.
+pub enum Opened {
+    /// The writer is open.
+    Ready,
+    /// The HIS is not reachable yet; events wait in the journal until it is.
+    Deferred(PluginError),
+}
+
+impl Worker {
+    /// Starts the worker thread. It opens the writer first, and this returns
+    /// once that attempt is over: a permanent error (bad settings, login
+    /// refused) is returned, so that the middleware exits before it listens.
+    pub fn start(self) -> Result<(JoinHandle<()>, Opened), PluginError> {
+        let (report, first_open) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("sync-worker".into())
+            .spawn(move || {
+                let mut state = State {
+                    worker: self,
+                    writer: None,
+                    failures: 0,
+                };
+                let opened = state.open_writer();
+                let fatal = matches!(&opened, Err(e) if !e.retryable);
+                let _ = report.send(opened);
+                if !fatal {
+                    state.run();
+                }
+            })
+            .map_err(|e| {
+                PluginError::permanent(
+                    ErrorKind::OTHER,
+                    format!("cannot start the sync worker: {e}"),
+                )
+            })?;
+        match first_open.recv() {
+            Ok(Ok(())) => Ok((thread, Opened::Ready)),
+            Ok(Err(e)) if e.retryable => Ok((thread, Opened::Deferred(e))),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err(PluginError::permanent(
+                ErrorKind::PANIC,
+                "the sync worker stopped while opening the writer",
+            )),
+        }
+    }
+}
+
+struct State {
+    worker: Worker,
+    /// `None` until opened, and after the plugin panicked (a poisoned
+    /// writer is dropped, never called again).
+    writer: Option<WriterBox>,
+    /// Consecutive passes that ended in a retryable error: the worker's
+    /// own backoff while the HIS is unreachable.
+    failures: u32,
+}
+
+/// One event and its row.
+struct Item {
+    event: PendingEvent,
+    row: Vec<Value>,
+}
+
+/// What a pass ended with.
+enum PassEnd {
+    /// Everything tried got an outcome.
+    Done,
+    /// The HIS is unreachable (or the writer broke): stop and back off.
+    Unreachable(PluginError),
+}
+
+impl State {
+    fn open_writer(&mut self) -> Result<(), PluginError> {
+        let w = &self.worker;
+        let writer = w.plugin.open_writer(&w.settings_json, &w.config_dir)?;
+        self.writer = Some(writer);
+        Ok(())
+    }
+
+    fn run(&mut self) {
+        while !self.worker.wakeup.stopping() {
+            if self.writer.is_none() {
+                if let Err(e) = self.open_writer() {
+                    tracing::warn!("cannot open the {} writer: {e}", self.worker.plugin.name);
+                    if !self.back_off() {
+                        break;
+                    }
+                    continue;
+                }
+                tracing::info!("{} writer open", self.worker.plugin.name);
+            }
+            let now = clock::now_ms();
+            let events = match journal::due_events(&self.worker.reader, now, self.worker.batch_size)
+            {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::error!("cannot read the journal: {e}");
+                    if !self.back_off() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if events.is_empty() {
+                let next = journal::next_due_ms(&self.worker.reader, now)
+                    .ok()
+                    .flatten();
+                let wait = next.map_or(IDLE_WAIT, |at| {
+                    Duration::from_millis((at - now).max(1) as u64).min(IDLE_WAIT)
+                });
+                if !self.worker.wakeup.wait(wait) {
+                    break;
+                }
+                continue;
+            }
+            let (settlements, end) = self.pass(events);
+            if let Err(e) = self.worker.committer.settle_blocking(settlements) {
+                // The events stay pending and are written again later; the
+                // HIS write is an upsert, so that is harmless.
+                tracing::error!("cannot record delivery outcomes: {e}");
+            }
+            match end {
+                PassEnd::Done => self.failures = 0,
+                PassEnd::Unreachable(_) => {
+                    if !self.back_off() {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(mut writer) = self.writer.take()
+            && let Err(e) = writer.close().into_result()
+        {
+            tracing::warn!("closing the {} writer: {e}", self.worker.plugin.name);
+        }
+    }
+
+    /// Waits out the worker-wide backoff. Returns false when stopping.
+    fn back_off(&mut self) -> bool {
+        self.failures = self.failures.saturating_add(1);
+        let delay = self.worker.backoff.delay(self.failures);
+        tracing::info!(
+            "sync worker waits {:.1}s before trying again",
+            delay.as_secs_f64()
+        );
+        self.worker.wakeup.sleep(delay)
+    }
+
+    /// Delivers one window of due events; returns their outcomes.
+    fn pass(&mut self, events: Vec<PendingEvent>) -> (Vec<Settlement>, PassEnd) {
+        let mut settlements = Vec::with_capacity(events.len());
+        let mut groups: IndexMap<String, Vec<Item>> = IndexMap::new();
+        for event in events {
+            let Some(mapping) = self.worker.mappings.get(&event.event_type) else {
+                let reason = format!(
+                    "no mapping for event_type {:?} in the current config",
+                    event.event_type
+                );
+                tracing::warn!(event_id = event.id, "{reason}; kept as unmapped");
+                settlements.push(Settlement::Unmapped {
+                    id: event.id,
+                    reason,
+                });
+                continue;
+            };
+            match mapping.row(&event.payload, &event.received_at) {
+                Ok(row) => groups
+                    .entry(event.event_type.clone())
+                    .or_default()
+                    .push(Item { event, row }),
+                Err(e) => {
+                    tracing::error!(event_id = event.id, "event cannot be mapped: {e}");
+                    settlements.push(Settlement::Failed {
+                        id: event.id,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+
+        // Keys whose earlier event failed in this pass: later events for the
+        // same row wait behind it.
+        let mut held: HashSet<String> = HashSet::new();
+        for (event_type, items) in groups {
+            let mapping = self
+                .worker
+                .mappings
+                .get(&event_type)
+                .expect("grouped by mapped type")
+                .clone();
+            for batch in split_on_repeated_keys(items) {
+                let batch: Vec<Item> = batch.into_iter().filter(|i| !is_held(&held, i)).collect();
+                if batch.is_empty() {
+                    continue;
+                }
+                if let PassEnd::Unreachable(e) =
+                    self.deliver(&mapping, batch, &mut settlements, &mut held)
+                {
+                    return (settlements, PassEnd::Unreachable(e));
+                }
+            }
+        }
+        (settlements, PassEnd::Done)
+    }
+
+    /// Writes one batch. On a permanent error (a panic included) it writes
+    /// the rows one by one, so that one bad event does not hold back the
+    /// others; the bad one waits and is tried again later.
+    fn deliver(
+        &mut self,
+        mapping: &EventMapping,
+        batch: Vec<Item>,
+        settlements: &mut Vec<Settlement>,
+        held: &mut HashSet<String>,
+    ) -> PassEnd {
+        let error = match self.write(mapping, &batch) {
+            Ok(()) => {
+                settlements.extend(
+                    batch
+                        .iter()
+                        .map(|i| Settlement::Delivered { id: i.event.id }),
+                );
+                return PassEnd::Done;
+            }
+            Err(error) => error,
+        };
+        if error.retryable {
+            tracing::warn!(
+                "writing to {} failed: {error}; {} events wait and will be retried",
+                mapping.table,
+                batch.len()
+            );
+            for item in &batch {
+                settlements.push(self.retry_later(item, &error, mapping));
+                hold(held, item);
+            }
+            return PassEnd::Unreachable(error);
+        }
+        if batch.len() == 1 {
+            settlements.push(self.retry_later(&batch[0], &error, mapping));
+            hold(held, &batch[0]);
+            return PassEnd::Done;
+        }
+        for item in batch {
+            if is_held(held, &item) {
+                continue;
+            }
+            if let PassEnd::Unreachable(e) = self.deliver(mapping, vec![item], settlements, held) {
+                return PassEnd::Unreachable(e);
+            }
+        }
+        PassEnd::Done
+    }
+
+    /// One call into the plugin, reopening the writer first if a panic
+    /// discarded it.
+    fn write(&mut self, mapping: &EventMapping, items: &[Item]) -> Result<(), PluginError> {
+        if self.writer.is_none() {
+            self.open_writer()?;
+            tracing::info!("{} writer reopened", self.worker.plugin.name);
+        }
+        let writer = self.writer.as_mut().expect("opened above");
+        let batch = UpsertBatch {
+            table: RString::from(mapping.table.as_str()),
+            columns: mapping
+                .columns
+                .iter()
+                .map(|c| RString::from(c.as_str()))
+                .collect(),
+            key_columns: mapping
+                .key_columns
+                .iter()
+                .map(|c| RString::from(c.as_str()))
+                .collect(),
+            values: items
+                .iter()
+                .flat_map(|i| i.row.iter().cloned())
+                .collect::<RVec<Value>>(),
+        };
+        let result = writer.upsert(&batch).into_result();
+        if let Err(e) = &result
+            && e.kind == ErrorKind::PANIC
+        {
+            tracing::error!(
+                "the {} plugin panicked: {e}; its writer is discarded and will be reopened",
+                self.worker.plugin.name
+            );
+            self.writer = None;
+        }
+        result
+    }
+
+    fn retry_later(&self, item: &Item, error: &PluginError, mapping: &EventMapping) -> Settlement {
+        let attempt = item.event.attempts + 1;
+        let delay = self.worker.backoff.delay(attempt);
+        if !error.retryable {
+            tracing::warn!(
+                event_id = item.event.id,
+                event_type = %item.event.event_type,
+                "cannot write to {}: {error} [{}]; attempt {attempt}, next in {:.1}s",
+                mapping.table,
+                error.kind.name(),
+                delay.as_secs_f64()
+            );
+        }
+        Settlement::RetryLater {
+            id: item.event.id,
+            error: format!("{} error: {error}", error.kind.name()),
+            next_attempt_at_ms: clock::now_ms() + delay.as_millis() as i64,
+        }
+    }
+}
+
+fn is_held(held: &HashSet<String>, item: &Item) -> bool {
+    item.event
+        .event_key
+        .as_ref()
+        .is_some_and(|k| held.contains(k))
+}
+
+fn hold(held: &mut HashSet<String>, item: &Item) {
+    if let Some(key) = &item.event.event_key {
+        held.insert(key.clone());
+    }
+}
+
+/// Splits items, in order, so that no key appears twice in one batch.
+fn split_on_repeated_keys(items: Vec<Item>) -> Vec<Vec<Item>> {
+    let mut batches: Vec<Vec<Item>> = vec![Vec::new()];
+    let mut keys: HashSet<String> = HashSet::new();
+    for item in items {
+        let key = item
+            .event
+            .event_key
+            .clone()
+            .unwrap_or_else(|| format!("#{}", item.event.id));
+        if !keys.insert(key.clone()) {
+            batches.push(Vec::new());
+            keys.clear();
+            keys.insert(key);
+        }
+        batches.last_mut().expect("never empty").push(item);
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: i64, key: &str) -> Item {
+        Item {
+            event: PendingEvent {
+                id,
+                event_type: "t".into(),
+                payload: "{}".into(),
+                received_at: String::new(),
+                attempts: 0,
+                event_key: Some(key.into()),
+            },
+            row: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn repeated_keys_start_a_new_batch_in_order() {
+        let items = vec![
+            item(1, "a"),
+            item(2, "b"),
+            item(3, "a"),
+            item(4, "c"),
+            item(5, "a"),
+        ];
+        let ids: Vec<Vec<i64>> = split_on_repeated_keys(items)
+            .iter()
+            .map(|b| b.iter().map(|i| i.event.id).collect())
+            .collect();
+        assert_eq!(ids, [vec![1, 2], vec![3, 4], vec![5]]);
+    }
+}

@@ -1,0 +1,126 @@
+//! # his-plugin-api: the contract between buktor-middleware and its plugins
+//!
+//! buktor-middleware receives Buktor's webhook events, journals them, and
+//! hands them as rows to a *writer plugin*: a dynamic library, loaded at run
+//! time, that writes into one kind of HIS database. This crate is the only
+//! code both sides share. Everything that crosses the boundary is defined
+//! here, with `abi_stable` types, so that a host and a plugin built at
+//! different times, by different people, still agree on every byte.
+//!
+//! ## Map of the crate
+//! - [`module`]: [`PluginModule`], the root module a library exports; the
+//!   [`Plugin`] trait a plugin implements; [`export_plugin!`].
+//! - [`writer`]: [`Writer`], what a plugin implements to write rows;
+//!   [`AbiWriter`], its boundary form, and the panic guard.
+//! - [`batch`]: [`UpsertBatch`], rows for one table.
+//! - [`value`]: [`Value`], one typed field value.
+//! - [`error`]: [`PluginError`] and its [`ErrorKind`]s.
+//! - [`describe`]: [`TableDescription`], what a writer reports of a table.
+//! - [`host`]: [`HostServices`] and [`Logger`], the host's log for plugins.
+//!
+//! ## Writing a plugin
+//! A plugin is a `cdylib` crate named `his_<type>`, where `<type>` is the
+//! `database.type` that selects it. It depends on this crate and on
+//! `abi_stable` (same version as this crate uses):
+//!
+//! ```toml
+//! [lib]
+//! name = "his_jsonl"
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! his-plugin-api = "1"
+//! abi_stable = "0.11"
+//! ```
+//!
+//! Then it implements [`Plugin`] and [`Writer`], and exports them:
+//!
+//! ```
+//! use his_plugin_api::{
+//!     OpenContext, Plugin, PluginError, TableDescription, UpsertBatch, Writer,
+//! };
+//!
+//! pub struct CountingPlugin;
+//!
+//! /// Counts rows instead of writing them: the smallest complete writer.
+//! pub struct CountingWriter {
+//!     rows: usize,
+//! }
+//!
+//! impl Plugin for CountingPlugin {
+//!     const NAME: &'static str = "counting";
+//!     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+//!     type Writer = CountingWriter;
+//!
+//!     fn open(_settings_json: &str, context: &OpenContext<'_>) -> Result<CountingWriter, PluginError> {
+//!         context.log.info("counting writer ready");
+//!         Ok(CountingWriter { rows: 0 })
+//!     }
+//! }
+//!
+//! impl Writer for CountingWriter {
+//!     fn upsert(&mut self, batch: &UpsertBatch) -> Result<(), PluginError> {
+//!         self.rows += batch.row_count();
+//!         Ok(())
+//!     }
+//!     fn ping(&mut self) -> Result<(), PluginError> {
+//!         Ok(())
+//!     }
+//!     fn describe_table(&mut self, _table: &str) -> Result<Option<TableDescription>, PluginError> {
+//!         Ok(None)
+//!     }
+//! }
+//!
+//! // In the plugin's lib.rs: his_plugin_api::export_plugin!(CountingPlugin);
+//! ```
+//!
+//! `plugins/sqlite` in this repository is the reference plugin: read it
+//! next. Rules every plugin keeps:
+//! - Settings are the config's `database` object as JSON. Reject unknown
+//!   settings, and name the setting (`database.port`) in every error.
+//! - Bind every value; never paste one into SQL. Quote identifiers for your
+//!   dialect even though they come from the operator's config.
+//! - Classify every error as retryable or permanent, and keep the
+//!   database's own message and code in it ([`PluginError`]).
+//! - Own your runtime: if your driver is async, start your own runtime in
+//!   `open` and block on it in the writer's methods.
+//! - Log through [`Logger`]; your own `log`/`tracing` globals reach nobody.
+//!
+//! ## Versioning: which host loads which plugin
+//! This crate's version is the ABI version. The host checks it when it
+//! loads a plugin, before anything else:
+//! - **Major** (2.0.0): a breaking change. A host loads only plugins of its
+//!   own major version.
+//! - **Minor** (1.1.0): additive. New fields go at the end of the prefix
+//!   types ([`PluginModule`], [`HostServices`]) and new methods at the end
+//!   of [`AbiWriter`]; new [`ValueKind`]/[`ErrorKind`]/[`LogLevel`] codes
+//!   may appear. abi_stable accepts a prefix type with *more* fields on the
+//!   plugin's side, never fewer, so **a host loads plugins built against
+//!   its own minor version or a newer one**, and refuses older ones with a
+//!   message that says to rebuild the plugin.
+//! - **Patch** (1.0.1): no change to any type that crosses the boundary.
+//!
+//! What must never happen within a major version: adding a field to a
+//! plain `#[repr(C)]` struct ([`UpsertBatch`], [`Value`], [`PluginError`],
+//! [`TableDescription`]), adding a variant to an enum, or changing a
+//! signature. A new parameter comes as a new method instead.
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod describe;
+pub mod error;
+pub mod host;
+pub mod module;
+pub mod value;
+pub mod writer;
+
+pub use batch::UpsertBatch;
+pub use describe::{ColumnDescription, TableDescription};
+pub use error::{ErrorKind, PluginError};
+pub use host::{HostServices, HostServicesRef, LogLevel, Logger};
+pub use module::{
+    ABI_VERSION, OpenContext, Plugin, PluginModule, PluginModuleRef, library_file_name,
+    root_module_for,
+};
+pub use value::{Value, ValueKind, ValueRef};
+pub use writer::{AbiWriter, AbiWriter_TO, Writer, WriterBox, guard};

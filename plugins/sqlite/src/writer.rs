@@ -1,0 +1,286 @@
+//! The SQLite writer: one connection, one transaction per batch.
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
+
+use his_plugin_api::{
+    ColumnDescription, ErrorKind, Logger, PluginError, TableDescription, UpsertBatch, Value,
+    ValueRef, Writer,
+};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension,
+    types::{ToSql, ToSqlOutput},
+};
+
+use crate::{errors::classify, settings::Settings, sql};
+
+/// Writes batches into one SQLite HIS database.
+pub struct SqliteWriter {
+    connection: Connection,
+    settings: Settings,
+    log: Logger,
+    /// With `create_missing`: the columns of each table already checked or
+    /// created, so that the schema is looked at once per table, not per batch.
+    known_columns: HashMap<String, HashSet<String>>,
+}
+
+impl SqliteWriter {
+    /// Opens the database file. Without `create_missing` the file must exist:
+    /// a mistyped path must not quietly become a new, empty HIS.
+    pub fn open(settings: Settings, log: Logger) -> Result<Self, PluginError> {
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if settings.create_missing {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let connection = Connection::open_with_flags(&settings.path, flags).map_err(|e| {
+            let hint = if settings.create_missing {
+                "check that its folder exists and is writable"
+            } else {
+                "check database.path, or set database.create_missing to true to create it"
+            };
+            PluginError::permanent(
+                ErrorKind::CONFIG,
+                format!(
+                    "database.path: cannot open SQLite HIS database {}: {e}; {hint}",
+                    settings.path.display()
+                ),
+            )
+        })?;
+        connection
+            .busy_timeout(Duration::from_millis(settings.busy_timeout_ms))
+            .map_err(classify)?;
+        log.info(format_args!(
+            "writing to SQLite HIS database {} (create_missing: {})",
+            settings.path.display(),
+            settings.create_missing
+        ));
+        Ok(Self {
+            connection,
+            settings,
+            log,
+            known_columns: HashMap::new(),
+        })
+    }
+
+    /// Creates the table, its missing columns and a unique index on the key
+    /// columns. Only with `create_missing`; column types follow the first
+    /// non-null value of each column in this batch.
+    fn create_missing(&mut self, batch: &UpsertBatch) -> Result<(), PluginError> {
+        let table = batch.table.as_str();
+        let known = self.known_columns.get(table);
+        if known.is_some_and(|known| batch.columns.iter().all(|c| known.contains(c.as_str()))) {
+            return Ok(());
+        }
+        let existing: HashSet<String> = match self.describe_table(table)? {
+            Some(description) => description
+                .columns
+                .iter()
+                .map(|c| c.name.to_string())
+                .collect(),
+            None => HashSet::new(),
+        };
+        let keys: Vec<&str> = batch.key_columns.iter().map(|k| k.as_str()).collect();
+        let quoted_keys = keys
+            .iter()
+            .map(|k| sql::quote(k))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut statements = Vec::new();
+        if existing.is_empty() {
+            let columns: Vec<String> = batch
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{} {}", sql::quote(c), column_type(batch, i)))
+                .collect();
+            statements.push(format!(
+                "CREATE TABLE {} ({}, PRIMARY KEY ({quoted_keys}))",
+                sql::quote(table),
+                columns.join(", ")
+            ));
+            self.log.info(format_args!(
+                "creating table {table} (database.create_missing is on)"
+            ));
+        } else {
+            for (i, column) in batch.columns.iter().enumerate() {
+                if !existing.contains(column.as_str()) {
+                    statements.push(format!(
+                        "ALTER TABLE {} ADD COLUMN {} {}",
+                        sql::quote(table),
+                        sql::quote(column),
+                        column_type(batch, i)
+                    ));
+                    self.log.info(format_args!(
+                        "adding column {column} to table {table} (database.create_missing is on)"
+                    ));
+                }
+            }
+            statements.push(format!(
+                "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({quoted_keys})",
+                sql::quote(&format!("buktor_key_{table}_{}", keys.join("_"))),
+                sql::quote(table)
+            ));
+        }
+        self.connection
+            .execute_batch(&statements.join(";\n"))
+            .map_err(classify)?;
+        self.known_columns.insert(
+            table.to_string(),
+            batch.columns.iter().map(|c| c.to_string()).collect(),
+        );
+        Ok(())
+    }
+}
+
+/// The declared type for a created column: the SQLite affinity of the first
+/// non-null value. Decimals and timestamps are TEXT, which keeps them exact.
+fn column_type(batch: &UpsertBatch, column: usize) -> &'static str {
+    let first = batch
+        .rows()
+        .map(|row| row[column].get())
+        .find(|v| *v != ValueRef::Null);
+    match first {
+        Some(ValueRef::Int(_) | ValueRef::Bool(_)) => "INTEGER",
+        Some(ValueRef::Float(_)) => "REAL",
+        Some(_) => "TEXT",
+        None => "",
+    }
+}
+
+/// Binds one [`Value`] as an SQLite parameter, without copying text.
+struct Bind<'a>(&'a Value);
+
+impl ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        use rusqlite::types::ValueRef as Sql;
+        Ok(ToSqlOutput::Borrowed(match self.0.get() {
+            ValueRef::Null => Sql::Null,
+            ValueRef::Bool(b) => Sql::Integer(i64::from(b)),
+            ValueRef::Int(i) => Sql::Integer(i),
+            ValueRef::Float(f) => Sql::Real(f),
+            // Decimal and timestamp text is stored as sent: exact, and sortable.
+            ValueRef::Decimal(s) | ValueRef::Text(s) | ValueRef::Timestamp(s) => {
+                Sql::Text(s.as_bytes())
+            }
+            other => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    format!("unsupported value {other:?}").into(),
+                ));
+            }
+        }))
+    }
+}
+
+impl Writer for SqliteWriter {
+    fn upsert(&mut self, batch: &UpsertBatch) -> Result<(), PluginError> {
+        if self.settings.create_missing {
+            self.create_missing(batch)?;
+        }
+        let columns: Vec<&str> = batch.columns.iter().map(|c| c.as_str()).collect();
+        let keys: Vec<&str> = batch.key_columns.iter().map(|c| c.as_str()).collect();
+        let rows_per_statement = sql::max_rows_per_statement(columns.len());
+
+        let transaction = self.connection.transaction().map_err(classify)?;
+        let rows: Vec<&[Value]> = batch.rows().collect();
+        for (chunk_index, chunk) in rows.chunks(rows_per_statement).enumerate() {
+            let text = sql::upsert(&batch.table, &columns, &keys, chunk.len());
+            // Cached: a steady stream of same-sized batches reuses one plan.
+            let mut statement = transaction.prepare_cached(&text).map_err(classify)?;
+            let params: Vec<Bind<'_>> = chunk.iter().flat_map(|row| row.iter().map(Bind)).collect();
+            statement
+                .execute(rusqlite::params_from_iter(params.iter()))
+                .map_err(|e| match (&e, chunk.len()) {
+                    // With one row per statement, the failing row is known.
+                    (_, 1) => classify(e).with_row(chunk_index * rows_per_statement),
+                    _ => classify(e),
+                })?;
+        }
+        transaction.commit().map_err(classify)?;
+        self.log.debug(format_args!(
+            "upserted {} rows into {}",
+            batch.row_count(),
+            batch.table
+        ));
+        Ok(())
+    }
+
+    fn ping(&mut self) -> Result<(), PluginError> {
+        self.connection
+            .query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(classify)
+    }
+
+    fn describe_table(&mut self, table: &str) -> Result<Option<TableDescription>, PluginError> {
+        // SQLite compares table names without regard to case.
+        let name: Option<String> = self
+            .connection
+            .query_row(
+                "SELECT name FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+                [table],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(classify)?;
+        let Some(name) = name else { return Ok(None) };
+
+        let mut columns = Vec::new();
+        let mut primary_key: Vec<(i64, String)> = Vec::new();
+        let mut statement = self
+            .connection
+            .prepare("SELECT name, type, \"notnull\", dflt_value IS NOT NULL, pk FROM pragma_table_info(?1)")
+            .map_err(classify)?;
+        let mut rows = statement.query([&name]).map_err(classify)?;
+        while let Some(row) = rows.next().map_err(classify)? {
+            let column: String = row.get(0).map_err(classify)?;
+            let data_type: String = row.get(1).map_err(classify)?;
+            let pk_position: i64 = row.get(4).map_err(classify)?;
+            // An INTEGER PRIMARY KEY is the rowid: SQLite fills it in.
+            let is_rowid = pk_position > 0 && data_type.eq_ignore_ascii_case("INTEGER");
+            if pk_position > 0 {
+                primary_key.push((pk_position, column.clone()));
+            }
+            columns.push(ColumnDescription {
+                name: column.into(),
+                data_type: data_type.into(),
+                nullable: !row.get::<_, bool>(2).map_err(classify)?,
+                has_default: row.get::<_, bool>(3).map_err(classify)? || is_rowid,
+            });
+        }
+        primary_key.sort();
+
+        let mut unique_keys = Vec::new();
+        let mut indexes = self
+            .connection
+            .prepare("SELECT name FROM pragma_index_list(?1) WHERE \"unique\" AND origin <> 'pk' AND NOT partial")
+            .map_err(classify)?;
+        let index_names: Vec<String> = indexes
+            .query_map([&name], |row| row.get(0))
+            .map_err(classify)?
+            .collect::<Result<_, _>>()
+            .map_err(classify)?;
+        for index in index_names {
+            let mut info = self
+                .connection
+                .prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")
+                .map_err(classify)?;
+            let key: Vec<Option<String>> = info
+                .query_map([&index], |row| row.get(0))
+                .map_err(classify)?
+                .collect::<Result<_, _>>()
+                .map_err(classify)?;
+            // An index on an expression has no column name: it cannot serve as an upsert key.
+            if let Some(key) = key.into_iter().collect::<Option<Vec<String>>>() {
+                unique_keys.push(key.into_iter().map(Into::into).collect());
+            }
+        }
+
+        Ok(Some(TableDescription {
+            name: name.into(),
+            columns: columns.into(),
+            primary_key: primary_key.into_iter().map(|(_, c)| c.into()).collect(),
+            unique_keys: unique_keys.into(),
+        }))
+    }
+}

@@ -1,0 +1,356 @@
+//! Test support for driving the real `buktor-middleware` binary.
+//!
+//! - [`artifacts`] builds the binary, the plugins and the test fixture
+//!   plugins once per test process (with the same cargo and profile as the
+//!   tests), so `cargo test` alone always tests fresh code.
+//! - [`Setup`] makes a temporary folder with a his-config.json built from
+//!   the repository's own, on a free port (`127.0.0.1:0`).
+//! - [`Middleware`] runs the binary, reads the address from its startup
+//!   line, and speaks plain HTTP/1.1 to it ([`http`]).
+//! - [`wait_for`] polls a condition with a deadline, for things that
+//!   happen asynchronously (rows reaching the HIS).
+
+pub mod http;
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+pub use http::Response;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the repository")
+        .to_path_buf()
+}
+
+/// Built files: the binary and the plugin libraries, side by side.
+#[derive(Debug)]
+pub struct Artifacts {
+    /// `target/<profile>`: the binary and every plugin library.
+    pub dir: PathBuf,
+    /// The `buktor-middleware` executable.
+    pub binary: PathBuf,
+}
+
+impl Artifacts {
+    /// The library for plugin `name` (`libhis_<name>.so` on Linux).
+    pub fn plugin(&self, name: &str) -> PathBuf {
+        self.dir.join(format!(
+            "{}his_{name}{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        ))
+    }
+}
+
+/// Builds the host, the plugins and the fixtures once, then returns where
+/// they are. Panics with cargo's output if the build fails.
+pub fn artifacts() -> &'static Artifacts {
+    static BUILT: OnceLock<Artifacts> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        // target/<profile>/deps/<test binary>
+        let exe = std::env::current_exe().expect("test binary path");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .to_path_buf();
+        let target = dir.parent().expect("target/");
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = Command::new(cargo);
+        command
+            .current_dir(repo_root())
+            .args(["build", "--quiet", "--target-dir"])
+            .arg(target);
+        for package in [
+            "buktor-middleware",
+            "his-plugin-sqlite",
+            "fixture-panicky",
+            "fixture-wrong-layout",
+            "fixture-wrong-version",
+            "fixture-not-a-plugin",
+        ] {
+            command.args(["-p", package]);
+        }
+        if release {
+            command.arg("--release");
+        }
+        let output = command.output().expect("run cargo build");
+        assert!(
+            output.status.success(),
+            "cargo build failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let binary = dir.join(format!("buktor-middleware{}", std::env::consts::EXE_SUFFIX));
+        Artifacts { dir, binary }
+    })
+}
+
+/// A temporary folder with a config file for one test.
+pub struct Setup {
+    /// The folder; removed when dropped.
+    pub dir: tempfile::TempDir,
+    /// The config that [`Setup::write_config`] writes.
+    pub config: serde_json::Value,
+}
+
+impl Setup {
+    /// The repository's his-config.json, listening on a free port, with the
+    /// HIS database and the journal in a fresh temporary folder.
+    pub fn new() -> Self {
+        let text = std::fs::read_to_string(repo_root().join("his-config.json"))
+            .expect("read his-config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&text).expect("his-config.json is JSON");
+        config["server"] = serde_json::json!({ "listen": "127.0.0.1:0" });
+        config["database"]["path"] = "his.db".into();
+        config["journal"] = serde_json::json!({ "path": "journal.db" });
+        // Short delays, so retries happen within a test's patience.
+        config["sync"] =
+            serde_json::json!({ "retry_initial_delay_ms": 100, "retry_max_delay_secs": 1 });
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            config,
+        }
+    }
+
+    /// A path inside the folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes [`Setup::config`] as his-config.json and returns its path.
+    pub fn write_config(&self) -> PathBuf {
+        let path = self.path("his-config.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&self.config).unwrap())
+            .expect("write config");
+        path
+    }
+
+    /// Writes the config and starts the middleware; panics if it does not
+    /// come up.
+    pub fn start(&self) -> Middleware {
+        Middleware::start(&self.write_config())
+            .unwrap_or_else(|e| panic!("middleware did not start: {e}"))
+    }
+
+    /// Writes the config, runs the middleware, and expects it to exit
+    /// before it listens. Returns its exit status and stderr.
+    pub fn run_expecting_exit(&self) -> (ExitStatus, String) {
+        let config = self.write_config();
+        match Middleware::start(&config) {
+            Ok(mut running) => {
+                running.kill();
+                panic!(
+                    "expected the middleware to refuse to start, but it listens:\n{}",
+                    running.logs()
+                )
+            }
+            Err(StartError::Exited { status, stderr }) => (status, stderr),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Opens the HIS SQLite database the sqlite plugin writes.
+    pub fn his(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.path("his.db")).expect("open HIS database")
+    }
+
+    /// Opens the journal.
+    pub fn journal(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.path("journal.db")).expect("open journal")
+    }
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Why the middleware did not come up.
+#[derive(Debug)]
+pub enum StartError {
+    /// It exited before it listened.
+    Exited {
+        /// Its exit status.
+        status: ExitStatus,
+        /// Everything it wrote to stderr.
+        stderr: String,
+    },
+    /// It neither listened nor exited in time.
+    Timeout(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Exited { status, stderr } => write!(f, "exited with {status}:\n{stderr}"),
+            StartError::Timeout(logs) => write!(f, "no startup line within the deadline:\n{logs}"),
+        }
+    }
+}
+
+/// A running `buktor-middleware` process.
+pub struct Middleware {
+    child: Child,
+    /// `127.0.0.1:PORT`, from the startup line.
+    pub address: String,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Middleware {
+    /// Starts the binary with `--config config` and waits for its startup
+    /// line (`listening on http://ADDRESS/...`).
+    pub fn start(config: &Path) -> Result<Self, StartError> {
+        let artifacts = artifacts();
+        let mut child = Command::new(&artifacts.binary)
+            .arg("--config")
+            .arg(config)
+            .env("BUKTOR_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn buktor-middleware");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let address = rest.split('/').next().unwrap_or_default().to_string();
+                    let _ = address_tx.send(address);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(address) = address_rx.recv_timeout(Duration::from_millis(20)) {
+                return Ok(Self {
+                    child,
+                    address,
+                    logs,
+                });
+            }
+            if let Some(status) = child.try_wait().expect("poll child") {
+                // Let the reader thread drain what is left.
+                std::thread::sleep(Duration::from_millis(100));
+                let stderr = logs.lock().unwrap().join("\n");
+                return Err(StartError::Exited { status, stderr });
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(StartError::Timeout(logs.lock().unwrap().join("\n")));
+            }
+        }
+    }
+
+    /// Everything it logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// `POST /receive-event` with a JSON body, as the seed's curl does.
+    pub fn post_event(&self, body: &str) -> Response {
+        self.request(
+            "POST",
+            "/receive-event",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+    }
+
+    /// Any request.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        http::request(&self.address, method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path} failed: {e}\nlogs:\n{}", self.logs()))
+    }
+
+    /// Kills the process with SIGKILL: no shutdown, no cleanup.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        wait_for(
+            Duration::from_secs(20),
+            "the middleware to exit after SIGTERM",
+            || self.child.try_wait().expect("poll child"),
+        )
+    }
+}
+
+impl Drop for Middleware {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Calls `check` until it returns `Some`, or panics after `timeout` naming
+/// what was awaited.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Rows of an SQLite query as JSON values, for exact comparisons.
+pub fn query(connection: &rusqlite::Connection, sql: &str) -> Vec<Vec<serde_json::Value>> {
+    let mut statement = match connection.prepare(sql) {
+        Ok(statement) => statement,
+        // The table may not exist yet.
+        Err(_) => return Vec::new(),
+    };
+    let columns = statement.column_count();
+    statement
+        .query_map([], |row| {
+            (0..columns)
+                .map(|i| {
+                    Ok(match row.get_ref(i)? {
+                        rusqlite::types::ValueRef::Null => serde_json::Value::Null,
+                        rusqlite::types::ValueRef::Integer(n) => n.into(),
+                        rusqlite::types::ValueRef::Real(f) => f.into(),
+                        rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into(),
+                        rusqlite::types::ValueRef::Blob(b) => format!("<{} bytes>", b.len()).into(),
+                    })
+                })
+                .collect()
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}

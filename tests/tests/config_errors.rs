@@ -1,0 +1,121 @@
+//! A wrong config stops the middleware before it listens, with one line
+//! that names the JSON path and what was expected.
+
+use buktor_tests::{Setup, artifacts};
+use serde_json::json;
+
+fn error_line(setup: &Setup) -> String {
+    let (status, stderr) = setup.run_expecting_exit();
+    assert!(!status.success(), "exit status {status}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    lines[0].to_string()
+}
+
+#[test]
+fn a_wrong_type_names_the_json_path() {
+    let mut setup = Setup::new();
+    setup.config["mapping"]["payment"]["fields"]["amount"] = json!(5);
+    let line = error_line(&setup);
+    assert!(line.contains("his-config.json: mapping.payment.fields.amount: invalid type: integer `5`, expected a string"), "{line}");
+}
+
+#[test]
+fn an_unknown_setting_names_the_json_path() {
+    let mut setup = Setup::new();
+    setup.config["server"]["port"] = json!(5000);
+    let line = error_line(&setup);
+    assert!(
+        line.contains("server.port: unknown field `port`, expected `listen` or `max_body_bytes`"),
+        "{line}"
+    );
+}
+
+#[test]
+fn malformed_json_names_the_place() {
+    let setup = Setup::new();
+    let path = setup.write_config();
+    std::fs::write(&path, "{\"database\": {\"type\": \"sqlite\",}}").unwrap();
+    let output = std::process::Command::new(&artifacts().binary)
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("his-config.json is not valid JSON: trailing comma at line 1 column 32"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_mapping_without_a_key_says_how_to_add_one() {
+    let mut setup = Setup::new();
+    setup.config["mapping"]["note"] = json!({"table": "HIS_notes", "fields": {"text": "HIS_text"}});
+    let line = error_line(&setup);
+    assert!(line.contains("mapping.note.key: no key"), "{line}");
+    assert!(line.contains("\"key\": [\"<field>\"]"), "{line}");
+}
+
+#[test]
+fn plugin_settings_errors_name_the_setting() {
+    let mut setup = Setup::new();
+    setup.config["database"]["create_missing"] = json!("yes");
+    let line = error_line(&setup);
+    assert!(
+        line.contains("cannot open the sqlite HIS database"),
+        "{line}"
+    );
+    assert!(
+        line.contains("database.create_missing: invalid type: string \"yes\", expected a boolean"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_missing_his_file_is_not_created_unless_asked() {
+    let mut setup = Setup::new();
+    setup.config["database"]["create_missing"] = json!(false);
+    let line = error_line(&setup);
+    assert!(
+        line.contains("database.path: cannot open SQLite HIS database"),
+        "{line}"
+    );
+    assert!(
+        line.contains("set database.create_missing to true"),
+        "{line}"
+    );
+    assert!(!setup.path("his.db").exists());
+}
+
+#[test]
+fn a_missing_config_file_says_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(&artifacts().binary)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no config file: looked for his-config.json in"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("pass --config PATH"), "{stderr}");
+}
+
+#[test]
+fn a_port_in_use_is_named() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut setup = Setup::new();
+    setup.config["server"]["listen"] = json!(taken.local_addr().unwrap().to_string());
+    let line = error_line(&setup);
+    assert!(
+        line.contains("(server.listen): is another program using that port?"),
+        "{line}"
+    );
+}

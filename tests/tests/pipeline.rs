@@ -1,0 +1,448 @@
+//! The whole pipeline through the real binary and the real sqlite plugin:
+//! intake → journal → sync worker → plugin → HIS table.
+
+use std::time::Duration;
+
+use buktor_tests::{Setup, query, wait_for};
+use serde_json::{Value, json};
+
+/// The seed's three events, byte for byte.
+const APPOINTMENT: &str =
+    r#"{"event_type": "appointment", "appointment_id": 123, "status": "confirmed"}"#;
+const SCHEDULE_CHANGE: &str =
+    r#"{"event_type": "schedule_change", "schedule_id": 456, "new_time": "2025-03-03T09:00:00"}"#;
+const PAYMENT: &str = r#"{"event_type": "payment", "payment_id": 789, "amount": "1500", "status": "paid", "paid_at": "2025-03-02T11:00:00"}"#;
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn wait_for_rows(setup: &Setup, sql: &str, count: usize) -> Vec<Vec<Value>> {
+    let his = setup.his();
+    wait_for(PATIENCE, &format!("{count} rows from {sql}"), || {
+        let rows = query(&his, sql);
+        (rows.len() == count).then_some(rows)
+    })
+}
+
+fn received_at(setup: &Setup, id: i64) -> String {
+    let rows = query(
+        &setup.journal(),
+        &format!("SELECT received_at FROM events WHERE id = {id}"),
+    );
+    rows[0][0]
+        .as_str()
+        .expect("received_at is text")
+        .to_string()
+}
+
+#[test]
+fn the_seed_events_land_as_mapped_rows() {
+    let setup = Setup::new();
+    let middleware = setup.start();
+
+    let mut ids = Vec::new();
+    for body in [APPOINTMENT, SCHEDULE_CHANGE, PAYMENT] {
+        let response = middleware.post_event(body);
+        assert_eq!(response.status, 200, "{body}: {}", response.body);
+        let answer = response.json();
+        assert_eq!(answer["status"], "accepted");
+        ids.push(answer["id"].as_i64().expect("a numeric journal id"));
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids grow: {ids:?}");
+
+    let appointments = wait_for_rows(
+        &setup,
+        "SELECT HIS_appointment_id, HIS_status, HIS_created_at FROM HIS_appointments",
+        1,
+    );
+    assert_eq!(
+        appointments,
+        [vec![
+            json!(123),
+            json!("confirmed"),
+            json!(received_at(&setup, ids[0]))
+        ]]
+    );
+    let schedules = wait_for_rows(
+        &setup,
+        "SELECT HIS_schedule_id, HIS_new_time, HIS_updated_at FROM HIS_schedules",
+        1,
+    );
+    assert_eq!(
+        schedules,
+        [vec![
+            json!(456),
+            json!("2025-03-03T09:00:00"),
+            json!(received_at(&setup, ids[1]))
+        ]]
+    );
+    let payments = wait_for_rows(
+        &setup,
+        "SELECT HIS_payment_id, HIS_amount, HIS_payment_status, HIS_paid_at FROM HIS_payments",
+        1,
+    );
+    assert_eq!(
+        payments,
+        [vec![
+            json!(789),
+            json!("1500"),
+            json!("paid"),
+            json!("2025-03-02T11:00:00")
+        ]]
+    );
+
+    // The receive time is ISO 8601 in UTC.
+    let created = received_at(&setup, ids[0]);
+    assert!(
+        created.len() == 24 && created.ends_with('Z') && created.as_bytes()[10] == b'T',
+        "{created}"
+    );
+
+    let journal = query(
+        &setup.journal(),
+        "SELECT id, event_type, status, attempts, last_error FROM events ORDER BY id",
+    );
+    let expected: Vec<Vec<Value>> = ids
+        .iter()
+        .zip(["appointment", "schedule_change", "payment"])
+        .map(|(id, t)| {
+            vec![
+                json!(id),
+                json!(t),
+                json!("delivered"),
+                json!(1),
+                Value::Null,
+            ]
+        })
+        .collect();
+    wait_for(PATIENCE, "the journal to mark all three delivered", || {
+        (query(
+            &setup.journal(),
+            "SELECT id, event_type, status, attempts, last_error FROM events ORDER BY id",
+        ) == expected)
+            .then_some(())
+    });
+    assert_eq!(journal.len(), 3);
+}
+
+#[test]
+fn the_payload_is_journaled_byte_for_byte() {
+    let setup = Setup::new();
+    let middleware = setup.start();
+    let id = middleware.post_event(PAYMENT).json()["id"]
+        .as_i64()
+        .unwrap();
+    let rows = query(
+        &setup.journal(),
+        &format!("SELECT payload FROM events WHERE id = {id}"),
+    );
+    assert_eq!(rows, [vec![json!(PAYMENT)]]);
+}
+
+#[test]
+fn a_second_event_for_the_same_key_updates_the_row() {
+    let setup = Setup::new();
+    let middleware = setup.start();
+    middleware.post_event(APPOINTMENT);
+    wait_for_rows(
+        &setup,
+        "SELECT * FROM HIS_appointments WHERE HIS_status = 'confirmed'",
+        1,
+    );
+    let response = middleware.post_event(
+        r#"{"event_type": "appointment", "appointment_id": 123, "status": "cancelled", "received_at": "2025-03-04T10:00:00Z"}"#,
+    );
+    assert_eq!(response.status, 200);
+    let rows = wait_for_rows(
+        &setup,
+        "SELECT HIS_appointment_id, HIS_status, HIS_created_at FROM HIS_appointments WHERE HIS_status = 'cancelled'",
+        1,
+    );
+    assert_eq!(
+        rows,
+        [vec![
+            json!(123),
+            json!("cancelled"),
+            json!("2025-03-04T10:00:00Z")
+        ]]
+    );
+    assert_eq!(
+        query(&setup.his(), "SELECT COUNT(*) FROM HIS_appointments"),
+        [vec![json!(1)]]
+    );
+}
+
+#[test]
+fn updates_to_one_key_in_a_burst_apply_in_order() {
+    let setup = Setup::new();
+    let middleware = setup.start();
+    // Many events for few keys, sent back to back: the worker sees repeats
+    // of a key in one window and must keep the last state per key.
+    for i in 0..200 {
+        let body = json!({"event_type": "appointment", "appointment_id": i % 5, "status": format!("state-{i}")});
+        assert_eq!(middleware.post_event(&body.to_string()).status, 200);
+    }
+    wait_for(PATIENCE, "all 200 events delivered", || {
+        (journal_statuses(&setup) == [vec![json!("delivered"), json!(200)]]).then_some(())
+    });
+    let rows = query(
+        &setup.his(),
+        "SELECT HIS_appointment_id, HIS_status FROM HIS_appointments ORDER BY 1",
+    );
+    let expected: Vec<Vec<Value>> = (0..5)
+        .map(|k| vec![json!(k), json!(format!("state-{}", 195 + k))])
+        .collect();
+    assert_eq!(rows, expected);
+}
+
+#[test]
+fn an_unmapped_event_is_journaled_and_answered_202_with_a_warning() {
+    let setup = Setup::new();
+    let middleware = setup.start();
+    let response =
+        middleware.post_event(r#"{"event_type": "refund", "refund_id": 5, "amount": "20.00"}"#);
+    assert_eq!(response.status, 202, "{}", response.body);
+    let answer = response.json();
+    assert_eq!(answer["status"], "unmapped");
+    let warning = answer["warning"].as_str().expect("a warning");
+    assert!(
+        warning.contains("no mapping for event_type \"refund\"")
+            && warning.contains("mapping.refund"),
+        "{warning}"
+    );
+    let id = answer["id"].as_i64().unwrap();
+
+    // Mapped events after it still flow; the unmapped one stays put.
+    middleware.post_event(APPOINTMENT);
+    wait_for_rows(&setup, "SELECT * FROM HIS_appointments", 1);
+    let rows = query(
+        &setup.journal(),
+        &format!("SELECT event_type, status, payload FROM events WHERE id = {id}"),
+    );
+    assert_eq!(
+        rows,
+        [vec![
+            json!("refund"),
+            json!("unmapped"),
+            json!(r#"{"event_type": "refund", "refund_id": 5, "amount": "20.00"}"#)
+        ]]
+    );
+}
+
+#[test]
+fn many_concurrent_senders_are_all_journaled_and_delivered() {
+    let setup = Setup::new();
+    let middleware = setup.start();
+    let address = middleware.address.clone();
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let address = address.clone();
+            std::thread::spawn(move || {
+                (0..25)
+                    .map(|i| {
+                        let body = json!({"event_type": "payment", "payment_id": t * 1000 + i, "amount": "10.50", "status": "paid"});
+                        let response = buktor_tests::http::request(
+                            &address,
+                            "POST",
+                            "/receive-event",
+                            &[("Content-Type", "application/json")],
+                            body.to_string().as_bytes(),
+                        )
+                        .expect("request");
+                        assert_eq!(response.status, 200, "{}", response.body);
+                        response.json()["id"].as_i64().unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut ids: Vec<i64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 400, "every answer names its own journal id");
+    wait_for_rows(
+        &setup,
+        "SELECT * FROM HIS_payments WHERE HIS_amount = '10.50'",
+        400,
+    );
+}
+
+#[test]
+fn sigterm_stops_cleanly() {
+    let setup = Setup::new();
+    let mut middleware = setup.start();
+    middleware.post_event(APPOINTMENT);
+    wait_for_rows(&setup, "SELECT * FROM HIS_appointments", 1);
+    let status = middleware.terminate();
+    assert!(
+        status.success(),
+        "exit status {status}\n{}",
+        middleware.logs()
+    );
+    assert!(
+        middleware.logs().contains("stopped"),
+        "{}",
+        middleware.logs()
+    );
+}
+
+/// HIS tables made by hand, with triggers that count every write, so a
+/// test can tell "written once" from "written twice with the same values".
+fn create_audited_his(setup: &Setup) {
+    setup
+        .his()
+        .execute_batch(
+            "CREATE TABLE HIS_appointments (HIS_appointment_id INTEGER PRIMARY KEY, HIS_status TEXT, HIS_created_at TEXT);
+             CREATE TABLE writes (n INTEGER);
+             CREATE TRIGGER count_inserts AFTER INSERT ON HIS_appointments BEGIN INSERT INTO writes VALUES (1); END;
+             CREATE TRIGGER count_updates AFTER UPDATE ON HIS_appointments BEGIN INSERT INTO writes VALUES (1); END;",
+        )
+        .unwrap();
+}
+
+fn journal_statuses(setup: &Setup) -> Vec<Vec<Value>> {
+    query(
+        &setup.journal(),
+        "SELECT status, COUNT(*) FROM events GROUP BY status ORDER BY status",
+    )
+}
+
+#[test]
+fn pending_events_survive_a_kill_and_arrive_once_after_restart() {
+    let mut setup = Setup::new();
+    create_audited_his(&setup);
+    setup.config["database"]["create_missing"] = json!(false);
+    setup.config["database"]["busy_timeout_ms"] = json!(50);
+
+    // Hold the HIS file locked, so writes fail (retryably) and events stay pending.
+    let lock = setup.his();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let mut middleware = setup.start();
+    for i in 1..=5 {
+        let body = json!({"event_type": "appointment", "appointment_id": i, "status": "booked"});
+        assert_eq!(middleware.post_event(&body.to_string()).status, 200);
+    }
+    wait_for(PATIENCE, "a failed, retryable write attempt", || {
+        let rows = query(
+            &setup.journal(),
+            "SELECT COUNT(*) FROM events WHERE status = 'pending' AND attempts > 0 AND last_error LIKE '%locked%'",
+        );
+        (rows[0][0] == json!(5)).then_some(())
+    });
+    middleware.kill();
+    assert_eq!(journal_statuses(&setup), [vec![json!("pending"), json!(5)]]);
+
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    let mut middleware = setup.start();
+    wait_for(PATIENCE, "all five delivered after the restart", || {
+        (journal_statuses(&setup) == [vec![json!("delivered"), json!(5)]]).then_some(())
+    });
+    let his = setup.his();
+    assert_eq!(
+        query(
+            &his,
+            "SELECT COUNT(*) FROM HIS_appointments WHERE HIS_status = 'booked'"
+        ),
+        [vec![json!(5)]]
+    );
+    assert_eq!(
+        query(&his, "SELECT COUNT(*) FROM writes"),
+        [vec![json!(5)]],
+        "each event written exactly once"
+    );
+
+    // Kill again with everything delivered: a restart must not write them again.
+    middleware.kill();
+    let middleware = setup.start();
+    middleware
+        .post_event(r#"{"event_type": "appointment", "appointment_id": 6, "status": "booked"}"#);
+    // The worker takes events in journal order, so once the new event is in,
+    // anything it were to redeliver would be in too.
+    wait_for_rows(
+        &setup,
+        "SELECT * FROM HIS_appointments WHERE HIS_appointment_id = 6",
+        1,
+    );
+    assert_eq!(
+        query(&his, "SELECT COUNT(*) FROM writes"),
+        [vec![json!(6)]],
+        "nothing was delivered twice"
+    );
+}
+
+/// The README's curl commands, as pasted by an operator, against a running
+/// middleware (on its test port instead of 5000).
+#[test]
+fn the_readme_curl_commands_work_as_written() {
+    let readme = std::fs::read_to_string(buktor_tests::repo_root().join("README.md")).unwrap();
+    let commands = curl_commands(&readme);
+    assert_eq!(
+        commands.len(),
+        3,
+        "the README shows the seed's three curl commands"
+    );
+
+    // They are the seed's, verbatim, when the seed is at hand.
+    let seed_path =
+        buktor_tests::repo_root().join("../shared/seed/buktor-middleware-user-docs.txt");
+    match std::fs::read_to_string(&seed_path) {
+        Ok(seed) => assert_eq!(
+            commands,
+            curl_commands(&seed),
+            "README and seed curl commands differ"
+        ),
+        Err(_) => eprintln!(
+            "note: {} not found; README curl commands not compared to the seed",
+            seed_path.display()
+        ),
+    }
+
+    let setup = Setup::new();
+    let middleware = setup.start();
+    for command in &commands {
+        let command = command.replace("127.0.0.1:5000", &middleware.address);
+        let output = std::process::Command::new("bash")
+            .args(["-c", &format!("{command} -s -w '\\n%{{http_code}}'")])
+            .output()
+            .expect("run curl");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{command}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let (body, status) = stdout.rsplit_once('\n').expect("body and status");
+        assert_eq!(status, "200", "{command}: {body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(body).unwrap()["status"],
+            "accepted"
+        );
+    }
+    wait_for_rows(&setup, "SELECT * FROM HIS_appointments", 1);
+    wait_for_rows(&setup, "SELECT * FROM HIS_schedules", 1);
+    wait_for_rows(&setup, "SELECT * FROM HIS_payments", 1);
+}
+
+/// Each `curl -X POST ... -d '...'` command, joined into one line.
+fn curl_commands(text: &str) -> Vec<String> {
+    let mut commands = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with("curl -X POST") {
+            current = Some(String::new());
+        }
+        if let Some(command) = current.as_mut() {
+            command.push_str(line.trim_end_matches('\\').trim_end());
+            command.push(' ');
+            if line.starts_with("-d ") {
+                commands.push(command.trim().to_string());
+                current = None;
+            }
+        }
+    }
+    commands
+}

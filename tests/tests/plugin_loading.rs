@@ -1,0 +1,197 @@
+//! Finding and loading plugins: each failure is one clear line before the
+//! middleware listens; a panicking plugin never takes the host down.
+
+use std::time::Duration;
+
+use buktor_tests::{Setup, artifacts, query, wait_for};
+use serde_json::json;
+
+/// The error line: exactly one `error:` line, short, with no layout dump.
+fn the_error_line(stderr: &str) -> String {
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
+    assert!(stderr.lines().count() < 10, "no multi-line dump:\n{stderr}");
+    assert!(errors[0].len() < 600, "one readable line: {}", errors[0]);
+    errors[0].to_string()
+}
+
+/// A setup whose `plugins.dir` holds `file` (copied, renamed to `as_name`).
+fn setup_with_plugin_dir(database_type: &str, file: Option<(&std::path::Path, &str)>) -> Setup {
+    let mut setup = Setup::new();
+    let dir = setup.path("plugins");
+    std::fs::create_dir(&dir).unwrap();
+    if let Some((source, name)) = file {
+        std::fs::copy(source, dir.join(name)).unwrap();
+    }
+    setup.config["database"] = json!({"type": database_type});
+    setup.config["plugins"] = json!({"dir": "plugins"});
+    setup
+}
+
+#[test]
+fn a_missing_plugin_names_the_file_and_every_folder_searched() {
+    let setup = setup_with_plugin_dir("mysql", None);
+    let (status, stderr) = setup.run_expecting_exit();
+    assert!(!status.success());
+    let line = the_error_line(&stderr);
+    let plugins_dir = setup.path("plugins");
+    assert!(
+        line.contains("plugin for database.type \"mysql\" not found"),
+        "{line}"
+    );
+    assert!(line.contains("libhis_mysql.so"), "{line}");
+    assert!(
+        line.contains(&format!("{} (plugins.dir)", plugins_dir.display())),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!(
+            "{} (beside the executable)",
+            artifacts().dir.display()
+        )),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_library_is_refused() {
+    let setup = setup_with_plugin_dir("junk", None);
+    std::fs::write(
+        setup.path("plugins/libhis_junk.so"),
+        "this is not a shared library\n",
+    )
+    .unwrap();
+    let (status, stderr) = setup.run_expecting_exit();
+    assert!(!status.success());
+    let line = the_error_line(&stderr);
+    assert!(
+        line.contains("cannot load plugin") && line.contains("libhis_junk.so"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_library_that_is_not_a_plugin_is_refused() {
+    let source = artifacts().plugin("not_a_plugin");
+    let setup = setup_with_plugin_dir("not_a_plugin", Some((&source, "libhis_not_a_plugin.so")));
+    let (status, stderr) = setup.run_expecting_exit();
+    assert!(!status.success());
+    let line = the_error_line(&stderr);
+    assert!(line.contains("is not a Buktor HIS plugin"), "{line}");
+    assert!(
+        line.contains("exports no Buktor plugin root module"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_plugin_of_another_major_version_names_both_versions() {
+    let source = artifacts().plugin("wrong_version");
+    let setup = setup_with_plugin_dir("wrong_version", Some((&source, "libhis_wrong_version.so")));
+    let (status, stderr) = setup.run_expecting_exit();
+    assert!(!status.success());
+    let line = the_error_line(&stderr);
+    assert!(
+        line.contains("was built against plugin-api 2.0.0"),
+        "{line}"
+    );
+    assert!(
+        line.contains("this buktor-middleware uses plugin-api 1.0.0"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_plugin_with_a_different_layout_is_refused_in_one_line() {
+    let source = artifacts().plugin("wrong_layout");
+    let setup = setup_with_plugin_dir("wrong_layout", Some((&source, "libhis_wrong_layout.so")));
+    let (status, stderr) = setup.run_expecting_exit();
+    assert!(!status.success());
+    let line = the_error_line(&stderr);
+    assert!(
+        line.contains("was built against plugin-api 1.0.0"),
+        "{line}"
+    );
+    assert!(line.contains("its types differ from this host's"), "{line}");
+    assert!(
+        line.contains(
+            "(abi_stable: mismatched package (expected his-plugin-api, found fixture-wrong-layout))"
+        ),
+        "{line}"
+    );
+}
+
+#[test]
+fn plugins_dir_is_searched_before_the_executable_folder() {
+    // A copy of the sqlite plugin under plugins.dir is the one loaded.
+    let source = artifacts().plugin("sqlite");
+    let mut setup = setup_with_plugin_dir("sqlite", Some((&source, "libhis_sqlite.so")));
+    setup.config["database"] = json!({"type": "sqlite", "path": "his.db", "create_missing": true});
+    let middleware = setup.start();
+    let expected = setup.path("plugins/libhis_sqlite.so");
+    assert!(
+        middleware
+            .logs()
+            .contains(&format!("plugin: {}", expected.display())),
+        "{}",
+        middleware.logs()
+    );
+}
+
+#[test]
+fn a_panicking_plugin_becomes_an_error_and_the_host_carries_on() {
+    let source = artifacts().plugin("panicky");
+    let mut setup = setup_with_plugin_dir("panicky", Some((&source, "libhis_panicky.so")));
+    setup.config["database"] = json!({"type": "panicky", "path": "rows.jsonl"});
+    let middleware = setup.start();
+
+    let bad = middleware
+        .post_event(r#"{"event_type": "appointment", "appointment_id": 1, "status": "panic!"}"#);
+    let good = middleware
+        .post_event(r#"{"event_type": "appointment", "appointment_id": 2, "status": "confirmed"}"#);
+    assert_eq!((bad.status, good.status), (200, 200));
+    let bad_id = bad.json()["id"].as_i64().unwrap();
+
+    // The good event arrives although it may share a batch with the bad one.
+    let rows = wait_for(Duration::from_secs(10), "the good row", || {
+        let text = std::fs::read_to_string(setup.path("rows.jsonl")).unwrap_or_default();
+        text.contains(r#""HIS_appointment_id":2"#).then_some(text)
+    });
+    assert!(!rows.contains(r#""HIS_appointment_id":1"#), "{rows}");
+
+    // The bad one waits with the panic as its error; the host is alive.
+    wait_for(
+        Duration::from_secs(10),
+        "the panic recorded on the bad event",
+        || {
+            let row = query(
+                &setup.journal(),
+                &format!("SELECT status, last_error FROM events WHERE id = {bad_id}"),
+            );
+            let error = row[0][1].as_str().unwrap_or_default().to_string();
+            (row[0][0] == json!("pending")
+                && error.contains("panic error: the plugin panicked in upsert: boom"))
+            .then_some(())
+        },
+    );
+    assert_eq!(middleware.request("GET", "/health", &[], b"").status, 200);
+    let logs = middleware.logs();
+    assert!(logs.contains("the panicky plugin panicked"), "{logs}");
+    assert!(
+        logs.matches("panicky writer opened").count() >= 2,
+        "the poisoned writer was replaced:\n{logs}"
+    );
+
+    // More good events still flow after the panic.
+    middleware
+        .post_event(r#"{"event_type": "appointment", "appointment_id": 3, "status": "confirmed"}"#);
+    wait_for(Duration::from_secs(10), "a row after the panic", || {
+        std::fs::read_to_string(setup.path("rows.jsonl"))
+            .unwrap_or_default()
+            .contains(r#""HIS_appointment_id":3"#)
+            .then_some(())
+    });
+}
