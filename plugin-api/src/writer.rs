@@ -150,3 +150,22 @@ impl<W: Writer> Drop for Guarded<W> {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_turns_a_panic_into_a_panic_error() {
+        let result: RResult<(), PluginError> = guard("upsert", || panic!("boom {}", 42));
+        let error = result.unwrap_err();
+        assert_eq!((error.kind, error.retryable), (ErrorKind::PANIC, false));
+        assert_eq!(
+            error.message.as_str(),
+            "the plugin panicked in upsert: boom 42"
+        );
+
+        let result: RResult<u8, PluginError> = guard("ping", || Ok(7));
+        assert_eq!(result.unwrap(), 7);
+    }
+}

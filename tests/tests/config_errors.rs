@@ -119,3 +119,16 @@ fn a_port_in_use_is_named() {
         "{line}"
     );
 }
+
+#[test]
+fn a_journal_from_a_newer_version_is_refused_with_its_schema_version() {
+    let setup = Setup::new();
+    let journal = setup.journal();
+    journal.pragma_update(None, "user_version", 99).unwrap();
+    drop(journal);
+    let line = error_line(&setup);
+    assert!(
+        line.contains("has schema version 99, but this buktor-middleware knows only up to 1"),
+        "{line}"
+    );
+}

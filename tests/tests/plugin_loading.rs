@@ -31,20 +31,35 @@ fn setup_with_plugin_dir(database_type: &str, file: Option<(&std::path::Path, &s
     setup
 }
 
+/// Starts the middleware with `database.type` = `database_type` and the
+/// fixture library `fixture` (if any) in plugins.dir; expects it to refuse
+/// to start, and returns its one error line.
+fn refusal(database_type: &str, fixture: Option<&str>) -> (Setup, String) {
+    let source = fixture.map(|name| artifacts().plugin(name));
+    let file_name = format!("libhis_{database_type}.so");
+    let setup = setup_with_plugin_dir(
+        database_type,
+        source.as_deref().map(|s| (s, file_name.as_str())),
+    );
+    let (status, stderr) = setup.run_expecting_exit();
+    assert!(!status.success(), "exit status {status}");
+    let line = the_error_line(&stderr);
+    (setup, line)
+}
+
 #[test]
 fn a_missing_plugin_names_the_file_and_every_folder_searched() {
-    let setup = setup_with_plugin_dir("mysql", None);
-    let (status, stderr) = setup.run_expecting_exit();
-    assert!(!status.success());
-    let line = the_error_line(&stderr);
-    let plugins_dir = setup.path("plugins");
+    let (setup, line) = refusal("mysql", None);
     assert!(
         line.contains("plugin for database.type \"mysql\" not found"),
         "{line}"
     );
     assert!(line.contains("libhis_mysql.so"), "{line}");
     assert!(
-        line.contains(&format!("{} (plugins.dir)", plugins_dir.display())),
+        line.contains(&format!(
+            "{} (plugins.dir)",
+            setup.path("plugins").display()
+        )),
         "{line}"
     );
     assert!(
@@ -58,12 +73,9 @@ fn a_missing_plugin_names_the_file_and_every_folder_searched() {
 
 #[test]
 fn a_file_that_is_not_a_library_is_refused() {
-    let setup = setup_with_plugin_dir("junk", None);
-    std::fs::write(
-        setup.path("plugins/libhis_junk.so"),
-        "this is not a shared library\n",
-    )
-    .unwrap();
+    let junk = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(junk.path(), "this is not a shared library\n").unwrap();
+    let setup = setup_with_plugin_dir("junk", Some((junk.path(), "libhis_junk.so")));
     let (status, stderr) = setup.run_expecting_exit();
     assert!(!status.success());
     let line = the_error_line(&stderr);
@@ -75,11 +87,7 @@ fn a_file_that_is_not_a_library_is_refused() {
 
 #[test]
 fn a_library_that_is_not_a_plugin_is_refused() {
-    let source = artifacts().plugin("not_a_plugin");
-    let setup = setup_with_plugin_dir("not_a_plugin", Some((&source, "libhis_not_a_plugin.so")));
-    let (status, stderr) = setup.run_expecting_exit();
-    assert!(!status.success());
-    let line = the_error_line(&stderr);
+    let (_, line) = refusal("not_a_plugin", Some("not_a_plugin"));
     assert!(line.contains("is not a Buktor HIS plugin"), "{line}");
     assert!(
         line.contains("exports no Buktor plugin root module"),
@@ -89,11 +97,7 @@ fn a_library_that_is_not_a_plugin_is_refused() {
 
 #[test]
 fn a_plugin_of_another_major_version_names_both_versions() {
-    let source = artifacts().plugin("wrong_version");
-    let setup = setup_with_plugin_dir("wrong_version", Some((&source, "libhis_wrong_version.so")));
-    let (status, stderr) = setup.run_expecting_exit();
-    assert!(!status.success());
-    let line = the_error_line(&stderr);
+    let (_, line) = refusal("wrong_version", Some("wrong_version"));
     assert!(
         line.contains("was built against plugin-api 2.0.0"),
         "{line}"
@@ -106,11 +110,7 @@ fn a_plugin_of_another_major_version_names_both_versions() {
 
 #[test]
 fn a_plugin_with_a_different_layout_is_refused_in_one_line() {
-    let source = artifacts().plugin("wrong_layout");
-    let setup = setup_with_plugin_dir("wrong_layout", Some((&source, "libhis_wrong_layout.so")));
-    let (status, stderr) = setup.run_expecting_exit();
-    assert!(!status.success());
-    let line = the_error_line(&stderr);
+    let (_, line) = refusal("wrong_layout", Some("wrong_layout"));
     assert!(
         line.contains("was built against plugin-api 1.0.0"),
         "{line}"
