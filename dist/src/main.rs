@@ -23,10 +23,7 @@ fn main() -> anyhow::Result<()> {
 
 /// The workspace root: this package lives in `dist/`.
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("dist/ has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("dist/ has a parent").to_path_buf()
 }
 
 fn run(args: Vec<String>) -> anyhow::Result<()> {
@@ -34,24 +31,14 @@ fn run(args: Vec<String>) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "buktor-middleware",
-            "-p",
-            "his-plugin-sqlite",
-        ])
+        .args(["build", "--release", "-p", "buktor-middleware", "-p", "his-plugin-sqlite"])
         .status()
         .context("run cargo build")?;
     if !status.success() {
         bail!("cargo build failed");
     }
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let binary = target
-        .join("release")
-        .join(format!("buktor-middleware{}", std::env::consts::EXE_SUFFIX));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let binary = target.join("release").join(format!("buktor-middleware{}", std::env::consts::EXE_SUFFIX));
     let mut command = Command::new(&binary);
     if args.is_empty() {
         command.arg("--config").arg(root.join("his-config.json"));

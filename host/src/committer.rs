@@ -41,10 +41,7 @@ impl Committer {
     /// Starts the committer thread on `connection`. It rings `wakeup` after
     /// each round that stored new events. The thread ends when every handle
     /// is dropped, after finishing what was queued.
-    pub fn start(
-        connection: Connection,
-        wakeup: Arc<Wakeup>,
-    ) -> std::io::Result<(Self, JoinHandle<()>)> {
+    pub fn start(connection: Connection, wakeup: Arc<Wakeup>) -> std::io::Result<(Self, JoinHandle<()>)> {
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("journal-committer".into())
@@ -55,19 +52,14 @@ impl Committer {
     /// Stores one event durably and returns its journal id.
     pub async fn append(&self, event: NewEvent) -> Result<i64, Unavailable> {
         let (reply, answer) = oneshot::channel();
-        self.sender
-            .send(Command::Append(event, reply))
-            .await
-            .map_err(|_| stopped())?;
+        self.sender.send(Command::Append(event, reply)).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
     /// Records delivery outcomes. Blocking: for the sync worker's thread.
     pub fn settle_blocking(&self, settlements: Vec<Settlement>) -> Result<(), Unavailable> {
         let (reply, answer) = oneshot::channel();
-        self.sender
-            .blocking_send(Command::Settle(settlements, reply))
-            .map_err(|_| stopped())?;
+        self.sender.blocking_send(Command::Settle(settlements, reply)).map_err(|_| stopped())?;
         answer.blocking_recv().map_err(|_| stopped())?
     }
 }

@@ -51,10 +51,7 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
-            max_body_bytes: 1024 * 1024,
-        }
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 5000)), max_body_bytes: 1024 * 1024 }
     }
 }
 
@@ -90,11 +87,7 @@ pub struct SyncConfig {
 
 impl Default for SyncConfig {
     fn default() -> Self {
-        Self {
-            batch_size: 500,
-            retry_initial_delay_ms: 1_000,
-            retry_max_delay_secs: 300,
-        }
+        Self { batch_size: 500, retry_initial_delay_ms: 1_000, retry_max_delay_secs: 300 }
     }
 }
 
@@ -162,31 +155,18 @@ pub struct LoadedConfig {
 impl LoadedConfig {
     /// The journal file.
     pub fn journal_path(&self) -> PathBuf {
-        let path = self
-            .config
-            .journal
-            .path
-            .as_deref()
-            .unwrap_or(Path::new("buktor-journal.db"));
+        let path = self.config.journal.path.as_deref().unwrap_or(Path::new("buktor-journal.db"));
         self.dir.join(path)
     }
 
     /// `plugins.dir`, resolved.
     pub fn plugins_dir(&self) -> Option<PathBuf> {
-        self.config
-            .plugins
-            .dir
-            .as_ref()
-            .map(|dir| self.dir.join(dir))
+        self.config.plugins.dir.as_ref().map(|dir| self.dir.join(dir))
     }
 
     /// `database.type`: checked by [`load`] to be a plain name.
     pub fn database_type(&self) -> &str {
-        self.config
-            .database
-            .get("type")
-            .and_then(|t| t.as_str())
-            .unwrap_or_default()
+        self.config.database.get("type").and_then(|t| t.as_str()).unwrap_or_default()
     }
 }
 
@@ -214,26 +194,14 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
 
 /// Reads, parses and checks the config file.
 pub fn load(file: &Path) -> Result<LoadedConfig, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-        file: file.to_path_buf(),
-        source,
-    })?;
+    let text =
+        std::fs::read_to_string(file).map_err(|source| ConfigError::Read { file: file.to_path_buf(), source })?;
     let config = parse(&text).map_err(|(json_path, message)| match json_path {
-        None => ConfigError::Syntax {
-            file: file.to_path_buf(),
-            message,
-        },
-        Some(json_path) => ConfigError::Invalid {
-            file: file.to_path_buf(),
-            json_path,
-            message,
-        },
+        None => ConfigError::Syntax { file: file.to_path_buf(), message },
+        Some(json_path) => ConfigError::Invalid { file: file.to_path_buf(), json_path, message },
     })?;
     let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
-    let dir = file
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     Ok(LoadedConfig { config, file, dir })
 }
 
@@ -285,43 +253,28 @@ fn validate(config: &Config) -> Result<(), (String, String)> {
     if config.sync.batch_size == 0 {
         return Err(invalid("sync.batch_size", "must be greater than 0"));
     }
-    if config.sync.retry_initial_delay_ms == 0 {
-        return Err(invalid(
-            "sync.retry_initial_delay_ms",
-            "must be greater than 0",
-        ));
+    if !(1..=3_600_000).contains(&config.sync.retry_initial_delay_ms) {
+        return Err(invalid("sync.retry_initial_delay_ms", "must be between 1 and 3600000 (one hour)"));
     }
-    if config.sync.retry_max_delay_secs == 0 {
-        return Err(invalid(
-            "sync.retry_max_delay_secs",
-            "must be greater than 0",
-        ));
+    if !(1..=86_400).contains(&config.sync.retry_max_delay_secs) {
+        return Err(invalid("sync.retry_max_delay_secs", "must be between 1 and 86400 (one day)"));
     }
     for (event_type, mapping) in &config.mapping {
         let at = format!("mapping.{event_type}");
         check_identifier(&format!("{at}.table"), &mapping.table)?;
         if mapping.fields.is_empty() {
-            return Err(invalid(
-                format!("{at}.fields"),
-                "maps no fields: add at least the key field",
-            ));
+            return Err(invalid(format!("{at}.fields"), "maps no fields: add at least the key field"));
         }
         let mut columns = std::collections::HashSet::new();
         for (field, column) in &mapping.fields {
             check_identifier(&format!("{at}.fields.{field}"), column)?;
             if !columns.insert(column.to_lowercase()) {
-                return Err(invalid(
-                    format!("{at}.fields.{field}"),
-                    format!("column {column:?} is mapped twice"),
-                ));
+                return Err(invalid(format!("{at}.fields.{field}"), format!("column {column:?} is mapped twice")));
             }
         }
         match &mapping.key {
             Some(key) if key.is_empty() => {
-                return Err(invalid(
-                    format!("{at}.key"),
-                    "is empty: name the event field(s) that identify a row",
-                ));
+                return Err(invalid(format!("{at}.key"), "is empty: name the event field(s) that identify a row"));
             }
             Some(key) => {
                 for (i, field) in key.iter().enumerate() {
@@ -346,10 +299,7 @@ fn validate(config: &Config) -> Result<(), (String, String)> {
 }
 
 fn is_plugin_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// A table or column name: it is quoted by each plugin, but must still be a
@@ -359,10 +309,7 @@ fn check_identifier(path: &str, name: &str) -> Result<(), (String, String)> {
         return Err(invalid(path, "is empty: expected a table or column name"));
     }
     if name.chars().any(char::is_control) {
-        return Err(invalid(
-            path,
-            format!("{name:?} contains a control character"),
-        ));
+        return Err(invalid(path, format!("{name:?} contains a control character")));
     }
     Ok(())
 }
@@ -383,31 +330,23 @@ mod tests {
         let config = parse(SEED).unwrap();
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:5000");
         assert_eq!(config.database["type"], "sqlite");
-        assert_eq!(
-            config.mapping.keys().collect::<Vec<_>>(),
-            ["appointment", "schedule_change", "payment"]
-        );
+        assert_eq!(config.mapping.keys().collect::<Vec<_>>(), ["appointment", "schedule_change", "payment"]);
     }
 
     #[test]
     fn type_errors_name_the_json_path() {
-        let (path, message) = error(
-            r#"{"database":{"type":"sqlite"},"mapping":{"a":{"table":"T","fields":{"a_id":5}}}}"#,
-        );
+        let (path, message) =
+            error(r#"{"database":{"type":"sqlite"},"mapping":{"a":{"table":"T","fields":{"a_id":5}}}}"#);
         assert_eq!(path, "mapping.a.fields.a_id");
         assert!(message.contains("expected a string"), "{message}");
 
-        let (path, message) =
-            error(r#"{"database":{"type":"sqlite"},"server":{"listen":"localhost"}}"#);
+        let (path, message) = error(r#"{"database":{"type":"sqlite"},"server":{"listen":"localhost"}}"#);
         assert_eq!(path, "server.listen");
         assert!(message.contains("invalid socket address"), "{message}");
 
         let (path, message) = error(r#"{"database":{"type":"sqlite"},"sever":{}}"#);
         assert_eq!(path, "sever");
-        assert!(
-            message.contains("unknown field `sever`, expected one of"),
-            "{message}"
-        );
+        assert!(message.contains("unknown field `sever`, expected one of"), "{message}");
     }
 
     #[test]
@@ -415,18 +354,12 @@ mod tests {
         let cases = [
             (r#"{"database":{}}"#, "database.type"),
             (r#"{"database":{"type":"My SQL"}}"#, "database.type"),
-            (
-                r#"{"database":{"type":"sqlite"},"mapping":{"a":{"table":"","fields":{"a_id":"X"}}}}"#,
-                "mapping.a.table",
-            ),
+            (r#"{"database":{"type":"sqlite"},"mapping":{"a":{"table":"","fields":{"a_id":"X"}}}}"#, "mapping.a.table"),
             (
                 r#"{"database":{"type":"sqlite"},"mapping":{"a":{"table":"T","fields":{"a_id":"X\n"}}}}"#,
                 "mapping.a.fields.a_id",
             ),
-            (
-                r#"{"database":{"type":"sqlite"},"mapping":{"a":{"table":"T","fields":{"name":"X"}}}}"#,
-                "mapping.a.key",
-            ),
+            (r#"{"database":{"type":"sqlite"},"mapping":{"a":{"table":"T","fields":{"name":"X"}}}}"#, "mapping.a.key"),
             (
                 r#"{"database":{"type":"sqlite"},"mapping":{"a":{"table":"T","fields":{"name":"X"},"key":["nope"]}}}"#,
                 "mapping.a.key[0]",
@@ -435,10 +368,8 @@ mod tests {
                 r#"{"database":{"type":"sqlite"},"mapping":{"a":{"table":"T","fields":{"a_id":"X","b":"X"}}}}"#,
                 "mapping.a.fields.b",
             ),
-            (
-                r#"{"database":{"type":"sqlite"},"sync":{"batch_size":0}}"#,
-                "sync.batch_size",
-            ),
+            (r#"{"database":{"type":"sqlite"},"sync":{"batch_size":0}}"#, "sync.batch_size"),
+            (r#"{"database":{"type":"sqlite"},"sync":{"retry_max_delay_secs":99999999}}"#, "sync.retry_max_delay_secs"),
         ];
         for (text, expected) in cases {
             assert_eq!(error(text).0, expected, "{text}");

@@ -20,8 +20,12 @@ use crate::{
     clock,
     committer::Committer,
     journal::{NewEvent, Status},
-    mapping::Mappings,
+    mapping::{MappingError, Mappings},
 };
+
+/// How long a sender may take to send a body: a stalled client must not
+/// hold a connection (or a shutdown) forever.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -37,11 +41,8 @@ pub struct Intake {
 /// The intake routes.
 pub fn router(intake: Intake) -> Router {
     Router::new()
-        .route(
-            "/receive-event",
-            post(receive_event).fallback(method_not_allowed),
-        )
-        .route("/health", get(health).fallback(method_not_allowed))
+        .route("/receive-event", post(receive_event).fallback(|m, u| method_not_allowed("POST", m, u)))
+        .route("/health", get(health).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)))
         .fallback(not_found)
         .with_state(intake)
 }
@@ -56,11 +57,7 @@ pub struct Refusal {
 
 impl Refusal {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
+        Self { status, code, message: message.into() }
     }
 }
 
@@ -82,26 +79,20 @@ async fn not_found(uri: axum::http::Uri) -> Refusal {
     Refusal::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        format!(
-            "no such endpoint: {}; events go to POST /receive-event",
-            uri.path()
-        ),
+        format!("no such endpoint: {}; events go to POST /receive-event", uri.path()),
     )
 }
 
-async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Refusal {
-    Refusal::new(
+async fn method_not_allowed(allow: &'static str, method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let refusal = Refusal::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        format!("{method} is not allowed on {}", uri.path()),
-    )
+        format!("{method} is not allowed on {}; use {allow}", uri.path()),
+    );
+    ([(header::ALLOW, allow)], refusal).into_response()
 }
 
-async fn receive_event(
-    State(intake): State<Intake>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, Refusal> {
+async fn receive_event(State(intake): State<Intake>, headers: HeaderMap, body: Body) -> Result<Response, Refusal> {
     let received_at = clock::now_rfc3339();
     check_content_type(&headers)?;
     let bytes = read_body(&headers, body, intake.max_body_bytes).await?;
@@ -111,29 +102,23 @@ async fn receive_event(
     let (status, event_key) = match intake.mappings.get(&event_type) {
         Some(mapping) => {
             let key = mapping.key_of(&event_type, &event).map_err(|e| {
-                Refusal::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "missing_key",
-                    e.to_string(),
-                )
+                let code = match e {
+                    MappingError::MissingKey { .. } => "missing_key",
+                    _ => "invalid_key",
+                };
+                Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
             })?;
             (Status::Pending, Some(key))
         }
         None => (Status::Unmapped, None),
     };
     let payload = String::from_utf8(bytes.to_vec()).expect("parsed JSON is UTF-8");
-    let journaled = NewEvent {
-        event_type: event_type.clone(),
-        payload,
-        received_at,
-        status,
-        event_key,
-    };
+    let journaled = NewEvent { event_type: event_type.clone(), payload, received_at, status, event_key };
     let id = intake.committer.append(journaled).await.map_err(|e| {
         Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "journal_unavailable",
-            format!("{e}; nothing was stored, send the event again later"),
+            format!("{e}; the event was not accepted, send it again later"),
         )
     })?;
 
@@ -143,45 +128,23 @@ async fn receive_event(
                 "no mapping for event_type {event_type:?}: the event is kept in the journal as unmapped and is not written to the HIS; add mapping.{event_type} to his-config.json"
             );
             tracing::warn!(event_id = id, event_type = %event_type, "unmapped event journaled");
-            (
-                StatusCode::ACCEPTED,
-                Json(json!({ "id": id, "status": "unmapped", "warning": warning })),
-            )
-                .into_response()
+            (StatusCode::ACCEPTED, Json(json!({ "id": id, "status": "unmapped", "warning": warning }))).into_response()
         }
         _ => {
             tracing::debug!(event_id = id, event_type = %event_type, "event journaled");
-            (
-                StatusCode::OK,
-                Json(json!({ "id": id, "status": "accepted" })),
-            )
-                .into_response()
+            (StatusCode::OK, Json(json!({ "id": id, "status": "accepted" }))).into_response()
         }
     })
 }
 
 /// `application/json`, with or without parameters, or any `+json` type.
 fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
-    let value = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-    {
+    let value = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
         return Ok(());
     }
-    let found = if value.is_empty() {
-        "none".to_string()
-    } else {
-        format!("{value:?}")
-    };
+    let found = if value.is_empty() { "none".to_string() } else { format!("{value:?}") };
     Err(Refusal::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_content_type",
@@ -189,11 +152,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
     ))
 }
 
-async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-) -> Result<axum::body::Bytes, Refusal> {
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<axum::body::Bytes, Refusal> {
     let too_large = || {
         Refusal::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -201,45 +160,38 @@ async fn read_body(
             format!("the body is larger than {limit} bytes (server.max_body_bytes)"),
         )
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    to_bytes(body, limit).await.map_err(|e| {
-        let is_limit = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, to_bytes(body, limit)).await.map_err(|_| {
+        Refusal::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the body did not arrive within {} seconds", BODY_READ_TIMEOUT.as_secs()),
+        )
+    })?;
+    read.map_err(|e| {
+        let is_limit = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if is_limit {
             too_large()
         } else {
-            Refusal::new(
-                StatusCode::BAD_REQUEST,
-                "body_unreadable",
-                format!("the body could not be read: {e}"),
-            )
+            Refusal::new(StatusCode::BAD_REQUEST, "body_unreadable", format!("the body could not be read: {e}"))
         }
     })
 }
 
 fn parse_event(bytes: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, Refusal> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-        Refusal::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            format!("the body is not valid JSON: {e}"),
-        )
+        Refusal::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {e}"))
     })?;
     match value {
         serde_json::Value::Object(map) => Ok(map),
         other => Err(Refusal::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "not_an_object",
-            format!(
-                "the body must be one JSON object with an event_type, found {}",
-                kind_of(&other)
-            ),
+            format!("the body must be one JSON object with an event_type, found {}", kind_of(&other)),
         )),
     }
 }
@@ -255,10 +207,7 @@ fn event_type_of(event: &serde_json::Map<String, serde_json::Value>) -> Result<&
         Some(other) => Err(Refusal::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_event_type",
-            format!(
-                "event_type must be a non-empty string, found {}",
-                kind_of(other)
-            ),
+            format!("event_type must be a non-empty string, found {}", kind_of(other)),
         )),
     }
 }

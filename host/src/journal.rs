@@ -151,26 +151,22 @@ pub enum Settlement {
 /// Opens (creating if needed) the journal and brings its schema up to date.
 pub fn open(path: &Path) -> Result<Connection, JournalError> {
     let shown = path.display().to_string();
-    let open_error = |source| JournalError::Open {
-        path: shown.clone(),
-        source,
-    };
+    let open_error = |source| JournalError::Open { path: shown.clone(), source };
     let mut connection = Connection::open(path).map_err(open_error)?;
-    connection
-        .busy_timeout(Duration::from_secs(5))
-        .map_err(open_error)?;
+    connection.busy_timeout(Duration::from_secs(5)).map_err(open_error)?;
     // WAL with synchronous=FULL: every commit is fsynced before it returns,
     // and the sync worker can read while intake writes.
-    connection
-        .pragma_update(None, "journal_mode", "WAL")
-        .and_then(|_| connection.pragma_update(None, "synchronous", "FULL"))
-        .map_err(open_error)?;
+    let mode: String =
+        connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)).map_err(open_error)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // Some network file systems cannot do WAL. Still durable, but the
+        // worker's reads then wait for intake's writes.
+        tracing::warn!("the journal {shown} runs in {mode} mode, not WAL: keep it on a local disk");
+    }
+    connection.pragma_update(None, "synchronous", "FULL").map_err(open_error)?;
     migrate(&mut connection).map_err(|e| match e {
         JournalError::Sqlite(source) => open_error(source),
-        JournalError::NewerSchema { found, .. } => JournalError::NewerSchema {
-            path: shown.clone(),
-            found,
-        },
+        JournalError::NewerSchema { found, .. } => JournalError::NewerSchema { path: shown.clone(), found },
         other => other,
     })?;
     Ok(connection)
@@ -179,10 +175,7 @@ pub fn open(path: &Path) -> Result<Connection, JournalError> {
 fn migrate(connection: &mut Connection) -> Result<(), JournalError> {
     let version: usize = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if version > SCHEMA_VERSION {
-        return Err(JournalError::NewerSchema {
-            path: String::new(),
-            found: version,
-        });
+        return Err(JournalError::NewerSchema { path: String::new(), found: version });
     }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
         let transaction = connection.transaction()?;
@@ -209,11 +202,7 @@ pub fn insert(transaction: &Transaction<'_>, event: &NewEvent) -> rusqlite::Resu
 }
 
 /// Records what happened to one pending event. `now` is RFC 3339.
-pub fn settle(
-    transaction: &Transaction<'_>,
-    settlement: &Settlement,
-    now: &str,
-) -> rusqlite::Result<()> {
+pub fn settle(transaction: &Transaction<'_>, settlement: &Settlement, now: &str) -> rusqlite::Result<()> {
     match settlement {
         Settlement::Delivered { id } => transaction
             .prepare_cached(
@@ -243,11 +232,7 @@ pub fn settle(
 ///
 /// An event waits while an older pending event for the same HIS row is not
 /// yet due, so that a row never receives a newer state before an older one.
-pub fn due_events(
-    connection: &Connection,
-    now_ms: i64,
-    limit: usize,
-) -> rusqlite::Result<Vec<PendingEvent>> {
+pub fn due_events(connection: &Connection, now_ms: i64, limit: usize) -> rusqlite::Result<Vec<PendingEvent>> {
     let mut statement = connection.prepare_cached(
         "SELECT id, event_type, payload, received_at, attempts, event_key FROM events AS e
          WHERE status = 'pending' AND next_attempt_at <= ?1

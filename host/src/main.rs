@@ -30,7 +30,7 @@ mod retry;
 mod wakeup;
 mod worker;
 
-use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -98,25 +98,18 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let LoadedConfig { config, .. } = &loaded;
     let mappings = Arc::new(Mappings::new(&config.mapping));
     if config.mapping.is_empty() {
-        tracing::warn!(
-            "{} maps no event types: every event will be kept as unmapped",
-            loaded.file.display()
-        );
+        tracing::warn!("{} maps no event types: every event will be kept as unmapped", loaded.file.display());
     } else {
         let types: Vec<&str> = mappings.event_types().collect();
-        tracing::info!(
-            "config {}: mapping event types {}",
-            loaded.file.display(),
-            types.join(", ")
-        );
+        tracing::info!("config {}: mapping event types {}", loaded.file.display(), types.join(", "));
     }
 
     let journal_path = loaded.journal_path();
     let writer_connection = journal::open(&journal_path)?;
     let reader = journal::open(&journal_path)?;
     let wakeup = Arc::new(Wakeup::default());
-    let (committer, committer_thread) = Committer::start(writer_connection, wakeup.clone())
-        .context("cannot start the journal committer")?;
+    let (committer, committer_thread) =
+        Committer::start(writer_connection, wakeup.clone()).context("cannot start the journal committer")?;
 
     let database_type = loaded.database_type().to_string();
     let plugin = plugins::load(&database_type, loaded.plugins_dir().as_deref())?;
@@ -138,24 +131,17 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         batch_size: config.sync.batch_size,
         backoff: retry::Backoff::from_config(&config.sync),
     };
-    let (worker_thread, opened) = worker
-        .start()
-        .map_err(|e| anyhow::anyhow!("cannot open the {database_type} HIS database: {e}"))?;
+    let (worker_thread, opened) =
+        worker.start().map_err(|e| anyhow::anyhow!("cannot open the {database_type} HIS database: {e}"))?;
     if let Opened::Deferred(e) = opened {
         tracing::warn!(
             "the HIS database is not reachable yet ({e}); events are journaled and will be written when it is"
         );
     }
 
-    let intake = intake::Intake {
-        committer,
-        mappings,
-        max_body_bytes: config.server.max_body_bytes,
-    };
+    let intake = intake::Intake { committer, mappings, max_body_bytes: config.server.max_body_bytes };
     let listen = config.server.listen;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -165,17 +151,58 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             "listening on http://{address}/receive-event (database: {database_type}, plugin: {plugin_line}, journal: {})",
             journal_path.display()
         );
-        axum::serve(listener, intake::router(intake)).with_graceful_shutdown(shutdown_signal()).await?;
+        let first_signal = Arc::new(tokio::sync::Notify::new());
+        let notify = first_signal.clone();
+        let serve = axum::serve(listener, intake::router(intake)).with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            notify.notify_one();
+        });
+        // In-flight requests get a bounded time to finish; a second signal
+        // stops at once. Every accepted event is already on disk.
+        tokio::select! {
+            served = serve => served?,
+            () = async {
+                first_signal.notified().await;
+                tokio::select! {
+                    () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!(
+                        "requests still in flight after {}s; stopping anyway", SHUTDOWN_GRACE.as_secs()
+                    ),
+                    () = shutdown_signal() => tracing::warn!("second signal: stopping now"),
+                }
+            } => {}
+        }
         anyhow::Ok(())
     });
 
-    // Intake has stopped; let the worker finish its batch, then the
+    // Intake has stopped. Cancel what is left of it (a stalled request holds
+    // a handle on the committer), let the worker finish its batch, then the
     // committer finish its queue.
+    runtime.shutdown_timeout(Duration::from_secs(1));
     wakeup.stop();
-    let _ = worker_thread.join();
-    let _ = committer_thread.join();
+    join_within(worker_thread, WORKER_GRACE, "the sync worker (a write to the HIS in progress)");
+    join_within(committer_thread, SHUTDOWN_GRACE, "the journal committer");
     tracing::info!("stopped");
     served
+}
+
+/// How long in-flight requests, and then the journal, get to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long the sync worker gets to finish the batch it is writing.
+const WORKER_GRACE: Duration = Duration::from_secs(30);
+
+/// Waits for `thread` to end, at most `limit`. A thread still running then
+/// is left behind: the process exits, and whatever it had not recorded is
+/// still pending in the journal.
+fn join_within(thread: std::thread::JoinHandle<()>, limit: Duration, what: &str) {
+    let deadline = std::time::Instant::now() + limit;
+    while !thread.is_finished() {
+        if std::time::Instant::now() > deadline {
+            tracing::warn!("{what} did not stop within {}s; exiting anyway", limit.as_secs());
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = thread.join();
 }
 
 /// Ctrl-C, or SIGTERM on Unix (what systemd sends).

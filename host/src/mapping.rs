@@ -39,6 +39,16 @@ pub struct EventMapping {
 /// Why an event cannot be turned into a row.
 #[derive(Debug, thiserror::Error)]
 pub enum MappingError {
+    /// A key field is not a string or an integer.
+    #[error("event_type {event_type:?}: the key field {field:?} must be a string or an integer, found {found}")]
+    BadKey {
+        /// The event type.
+        event_type: String,
+        /// The key field.
+        field: String,
+        /// What it was.
+        found: String,
+    },
     /// The event lacks a key field, or sends it as null.
     #[error(
         "event_type {event_type:?} needs the field {field:?}: it identifies the row in {table} (mapping.{event_type}.key)"
@@ -63,14 +73,10 @@ impl Mappings {
         let by_type = config
             .iter()
             .map(|(event_type, m)| {
-                let key_fields = m.key.clone().unwrap_or_else(|| {
-                    m.fields
-                        .keys()
-                        .find(|f| f.ends_with("_id"))
-                        .cloned()
-                        .into_iter()
-                        .collect()
-                });
+                let key_fields = m
+                    .key
+                    .clone()
+                    .unwrap_or_else(|| m.fields.keys().find(|f| f.ends_with("_id")).cloned().into_iter().collect());
                 let key_columns = key_fields.iter().map(|f| m.fields[f].clone()).collect();
                 let mapping = EventMapping {
                     table: m.table.clone(),
@@ -97,8 +103,10 @@ impl Mappings {
 }
 
 impl EventMapping {
-    /// The event's key as stable text, such as `["HIS_appointments",123]`:
-    /// the journal stores it so that events for one row stay in order.
+    /// The HIS row an event writes, as stable text such as
+    /// `["HIS_appointments","123"]`: the journal stores it so that events
+    /// for one row stay in order. Key values must be strings or integers;
+    /// `123` and `"123"` name the same row, as they do in the HIS.
     pub fn key_of(
         &self,
         event_type: &str,
@@ -106,7 +114,7 @@ impl EventMapping {
     ) -> Result<String, MappingError> {
         let mut parts = vec![serde_json::Value::String(self.table.clone())];
         for field in &self.key_fields {
-            match event.get(field) {
+            let part = match event.get(field) {
                 None | Some(serde_json::Value::Null) => {
                     return Err(MappingError::MissingKey {
                         event_type: event_type.to_string(),
@@ -114,8 +122,17 @@ impl EventMapping {
                         table: self.table.clone(),
                     });
                 }
-                Some(value) => parts.push(value.clone()),
-            }
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
+                Some(other) => {
+                    return Err(MappingError::BadKey {
+                        event_type: event_type.to_string(),
+                        field: field.clone(),
+                        found: other.to_string().chars().take(40).collect(),
+                    });
+                }
+            };
+            parts.push(serde_json::Value::String(part));
         }
         Ok(serde_json::Value::Array(parts).to_string())
     }
@@ -126,16 +143,13 @@ impl EventMapping {
     /// `received_at` and `updated_at`, which default to `received_at`
     /// (the time the middleware received the event).
     pub fn row(&self, payload: &str, received_at: &str) -> Result<Vec<Value>, MappingError> {
-        let fields: HashMap<&str, &RawValue> =
-            serde_json::from_str(payload).map_err(MappingError::BadPayload)?;
+        let fields: HashMap<&str, &RawValue> = serde_json::from_str(payload).map_err(MappingError::BadPayload)?;
         Ok(self
             .fields
             .iter()
             .map(|field| match fields.get(field.as_str()) {
                 Some(raw) => value_of(raw),
-                None if RECEIVE_TIME_FIELDS.contains(&field.as_str()) => {
-                    Value::timestamp(received_at)
-                }
+                None if RECEIVE_TIME_FIELDS.contains(&field.as_str()) => Value::timestamp(received_at),
                 None => Value::null(),
             })
             .collect())
@@ -168,10 +182,7 @@ pub fn value_of(raw: &RawValue) -> Value {
 
 fn number_value(text: &str) -> Value {
     if text.contains(['e', 'E']) {
-        return text
-            .parse::<f64>()
-            .map(Value::float)
-            .unwrap_or_else(|_| Value::decimal(text));
+        return text.parse::<f64>().map(Value::float).unwrap_or_else(|_| Value::decimal(text));
     }
     if !text.contains('.')
         && let Ok(i) = text.parse::<i64>()
@@ -188,13 +199,7 @@ pub fn is_timestamp(s: &str) -> bool {
     if bytes.len() < 19 || !s.is_ascii() {
         return false;
     }
-    let shape_ok = PATTERN.iter().zip(bytes).all(|(p, b)| {
-        if *p == b'd' {
-            b.is_ascii_digit()
-        } else {
-            p == b
-        }
-    });
+    let shape_ok = PATTERN.iter().zip(bytes).all(|(p, b)| if *p == b'd' { b.is_ascii_digit() } else { p == b });
     if !shape_ok || chrono::NaiveDateTime::parse_from_str(&s[..19], "%Y-%m-%dT%H:%M:%S").is_err() {
         return false;
     }
@@ -209,9 +214,7 @@ pub fn is_timestamp(s: &str) -> bool {
     match rest.as_bytes() {
         [] | [b'Z'] => true,
         [b'+' | b'-', h1, h2, b':', m1, m2] => {
-            let two = |a: u8, b: u8| {
-                (a.is_ascii_digit() && b.is_ascii_digit()).then(|| (a - b'0') * 10 + (b - b'0'))
-            };
+            let two = |a: u8, b: u8| (a.is_ascii_digit() && b.is_ascii_digit()).then(|| (a - b'0') * 10 + (b - b'0'));
             matches!((two(*h1, *h2), two(*m1, *m2)), (Some(h), Some(m)) if h < 24 && m < 60)
         }
         _ => false,
@@ -234,23 +237,14 @@ mod tests {
         assert_eq!(value("true").get(), ValueRef::Bool(true));
         assert_eq!(value("123").get(), ValueRef::Int(123));
         assert_eq!(value("-9223372036854775808").get(), ValueRef::Int(i64::MIN));
-        assert_eq!(
-            value("9223372036854775808").get(),
-            ValueRef::Decimal("9223372036854775808")
-        );
+        assert_eq!(value("9223372036854775808").get(), ValueRef::Decimal("9223372036854775808"));
         assert_eq!(value("1500.75").get(), ValueRef::Decimal("1500.75"));
-        assert_eq!(
-            value("12345678901234567890.123456789").get(),
-            ValueRef::Decimal("12345678901234567890.123456789")
-        );
+        assert_eq!(value("12345678901234567890.123456789").get(), ValueRef::Decimal("12345678901234567890.123456789"));
         assert_eq!(value("1.5e3").get(), ValueRef::Float(1500.0));
         assert_eq!(value(r#""1500""#).get(), ValueRef::Text("1500"));
         assert_eq!(value(r#""confirmed""#).get(), ValueRef::Text("confirmed"));
         assert_eq!(value(r#""a\"b""#).get(), ValueRef::Text("a\"b"));
-        assert_eq!(
-            value(r#"{"a": [1]}"#).get(),
-            ValueRef::Text(r#"{"a": [1]}"#)
-        );
+        assert_eq!(value(r#"{"a": [1]}"#).get(), ValueRef::Text(r#"{"a": [1]}"#));
     }
 
     #[test]
@@ -262,11 +256,7 @@ mod tests {
             "2025-03-03T09:00:00.123456789+05:30",
             "2025-03-03T09:00:00-08:00",
         ] {
-            assert_eq!(
-                value(&format!("{ok:?}")).get(),
-                ValueRef::Timestamp(ok),
-                "{ok}"
-            );
+            assert_eq!(value(&format!("{ok:?}")).get(), ValueRef::Timestamp(ok), "{ok}");
         }
         for text in [
             "2025-03-03",
@@ -280,11 +270,7 @@ mod tests {
             "2025-03-03t09:00:00",
             "2025-03-03T09:00",
         ] {
-            assert_eq!(
-                value(&format!("{text:?}")).get(),
-                ValueRef::Text(text),
-                "{text}"
-            );
+            assert_eq!(value(&format!("{text:?}")).get(), ValueRef::Text(text), "{text}");
         }
     }
 
@@ -296,18 +282,8 @@ mod tests {
     #[test]
     fn the_seed_mappings_key_on_their_id_fields() {
         let m = seed_mappings();
-        let keys: Vec<_> = m
-            .event_types()
-            .map(|t| m.get(t).unwrap().key_columns.clone())
-            .collect();
-        assert_eq!(
-            keys,
-            [
-                ["HIS_appointment_id"],
-                ["HIS_schedule_id"],
-                ["HIS_payment_id"]
-            ]
-        );
+        let keys: Vec<_> = m.event_types().map(|t| m.get(t).unwrap().key_columns.clone()).collect();
+        assert_eq!(keys, [["HIS_appointment_id"], ["HIS_schedule_id"], ["HIS_payment_id"]]);
     }
 
     #[test]
@@ -322,24 +298,13 @@ mod tests {
             .unwrap();
         assert_eq!(
             row.iter().map(Value::get).collect::<Vec<_>>(),
-            [
-                ValueRef::Int(123),
-                ValueRef::Text("confirmed"),
-                ValueRef::Timestamp("2026-01-02T03:04:05.678Z")
-            ]
+            [ValueRef::Int(123), ValueRef::Text("confirmed"), ValueRef::Timestamp("2026-01-02T03:04:05.678Z")]
         );
         let payment = m.get("payment").unwrap();
-        let row = payment
-            .row(r#"{"payment_id": 789}"#, "2026-01-02T03:04:05.678Z")
-            .unwrap();
+        let row = payment.row(r#"{"payment_id": 789}"#, "2026-01-02T03:04:05.678Z").unwrap();
         assert_eq!(
             row.iter().map(Value::get).collect::<Vec<_>>(),
-            [
-                ValueRef::Int(789),
-                ValueRef::Null,
-                ValueRef::Null,
-                ValueRef::Null
-            ]
+            [ValueRef::Int(789), ValueRef::Null, ValueRef::Null, ValueRef::Null]
         );
     }
 
@@ -348,20 +313,14 @@ mod tests {
         let m = seed_mappings();
         let appointment = m.get("appointment").unwrap();
         let event = |json: &str| serde_json::from_str::<serde_json::Map<_, _>>(json).unwrap();
-        assert_eq!(
-            appointment
-                .key_of("appointment", &event(r#"{"appointment_id": 123}"#))
-                .unwrap(),
-            r#"["HIS_appointments",123]"#
-        );
-        let error = appointment
-            .key_of("appointment", &event(r#"{"appointment_id": null}"#))
-            .unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .contains("needs the field \"appointment_id\""),
-            "{error}"
-        );
+        let key = |json: &str| appointment.key_of("appointment", &event(json));
+        assert_eq!(key(r#"{"appointment_id": 123}"#).unwrap(), r#"["HIS_appointments","123"]"#);
+        assert_eq!(key(r#"{"appointment_id": "123"}"#).unwrap(), r#"["HIS_appointments","123"]"#);
+        for bad in [r#"{"appointment_id": 1.5}"#, r#"{"appointment_id": true}"#, r#"{"appointment_id": [1]}"#] {
+            let error = key(bad).unwrap_err().to_string();
+            assert!(error.contains("must be a string or an integer"), "{error}");
+        }
+        let error = appointment.key_of("appointment", &event(r#"{"appointment_id": null}"#)).unwrap_err();
+        assert!(error.to_string().contains("needs the field \"appointment_id\""), "{error}");
     }
 }

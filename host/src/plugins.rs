@@ -19,8 +19,7 @@ use abi_stable::{
     std_types::RStr,
 };
 use his_plugin_api::{
-    ABI_VERSION, HostServices, HostServicesRef, LogLevel, PluginError, PluginModuleRef, WriterBox,
-    library_file_name,
+    ABI_VERSION, HostServices, HostServicesRef, LogLevel, PluginError, PluginModuleRef, WriterBox, library_file_name,
 };
 
 /// Why no plugin could be loaded.
@@ -67,11 +66,7 @@ pub enum LoadError {
 }
 
 fn list(searched: &[(PathBuf, &'static str)]) -> String {
-    searched
-        .iter()
-        .map(|(dir, why)| format!("{} ({why})", dir.display()))
-        .collect::<Vec<_>>()
-        .join(", ")
+    searched.iter().map(|(dir, why)| format!("{} ({why})", dir.display())).collect::<Vec<_>>().join(", ")
 }
 
 /// A loaded plugin library. Libraries are never unloaded.
@@ -94,21 +89,14 @@ pub fn find(database_type: &str, plugins_dir: Option<&Path>) -> Result<PathBuf, 
     if let Some(dir) = plugins_dir {
         searched.push((dir.to_path_buf(), "plugins.dir"));
     }
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf))
-    {
+    if let Some(dir) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)) {
         searched.push((dir, "beside the executable"));
     }
     searched
         .iter()
         .map(|(dir, _)| dir.join(&file_name))
         .find(|candidate| candidate.is_file())
-        .ok_or_else(|| LoadError::NotFound {
-            database_type: database_type.to_string(),
-            file_name,
-            searched,
-        })
+        .ok_or_else(|| LoadError::NotFound { database_type: database_type.to_string(), file_name, searched })
 }
 
 /// Finds and loads the plugin for `database_type`, checking that it speaks
@@ -120,9 +108,7 @@ pub fn load(database_type: &str, plugins_dir: Option<&Path>) -> Result<Plugin, L
     let header = lib_header_from_path(&path).map_err(|e| explain(&path, "unknown".into(), e))?;
     let plugin_abi = header.version_strings().version.to_string();
     check_version(&path, &plugin_abi)?;
-    let module = header
-        .init_root_module::<PluginModuleRef>()
-        .map_err(|e| explain(&path, plugin_abi.clone(), e))?;
+    let module = header.init_root_module::<PluginModuleRef>().map_err(|e| explain(&path, plugin_abi.clone(), e))?;
     Ok(Plugin {
         module,
         path,
@@ -162,25 +148,17 @@ fn check_version(path: &Path, plugin_abi: &str) -> Result<(), LoadError> {
 
 fn parse_version(text: &str) -> Option<VersionNumber> {
     let mut parts = text.split('.').map(|p| p.parse::<u32>().ok());
-    Some(VersionNumber {
-        major: parts.next()??,
-        minor: parts.next()??,
-        patch: parts.next()??,
-    })
+    Some(VersionNumber { major: parts.next()??, minor: parts.next()??, patch: parts.next()?? })
 }
 
 /// Turns abi_stable's error into one of ours, in one line.
 fn explain(path: &Path, plugin_abi: String, error: LibraryError) -> LoadError {
     let path = path.to_path_buf();
     match error {
-        LibraryError::OpenError { err, .. } => LoadError::NotLoadable {
-            path,
-            detail: err.to_string(),
-        },
+        LibraryError::OpenError { err, .. } => LoadError::NotLoadable { path, detail: err.to_string() },
         LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin {
             path,
-            detail: "it is a library, but exports no Buktor plugin root module (export_plugin!)"
-                .into(),
+            detail: "it is a library, but exports no Buktor plugin root module (export_plugin!)".into(),
         },
         LibraryError::InvalidAbiHeader(header) => LoadError::Incompatible {
             path,
@@ -191,23 +169,14 @@ fn explain(path: &Path, plugin_abi: String, error: LibraryError) -> LoadError {
                 header.abi_major, header.abi_minor
             ),
         },
-        LibraryError::IncompatibleVersionNumber {
-            expected_version,
-            actual_version,
-            ..
-        } => LoadError::Incompatible {
+        LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => LoadError::Incompatible {
             path,
             plugin_abi: actual_version.to_string(),
             host_abi: ABI_VERSION,
-            advice: format!(
-                "abi_stable refused version {actual_version} (expected {expected_version})"
-            ),
+            advice: format!("abi_stable refused version {actual_version} (expected {expected_version})"),
         },
         LibraryError::AbiInstability(report) => {
-            tracing::debug!(
-                "abi_stable's full layout report for {}:\n{report}",
-                path.display()
-            );
+            tracing::debug!("abi_stable's full layout report for {}:\n{report}", path.display());
             LoadError::Incompatible {
                 path,
                 plugin_abi,
@@ -218,10 +187,7 @@ fn explain(path: &Path, plugin_abi: String, error: LibraryError) -> LoadError {
                 ),
             }
         }
-        other => LoadError::NotAPlugin {
-            path,
-            detail: first_line(&other.to_string()),
-        },
+        other => LoadError::NotAPlugin { path, detail: first_line(&other.to_string()) },
     }
 }
 
@@ -233,9 +199,7 @@ fn explain(path: &Path, plugin_abi: String, error: LibraryError) -> LoadError {
 /// indented value.
 pub fn summarize_layout_report(report: &str) -> String {
     let lines: Vec<&str> = report.lines().collect();
-    let errors: Vec<usize> = (0..lines.len())
-        .filter(|&i| lines[i].starts_with("Error:"))
-        .collect();
+    let errors: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].starts_with("Error:")).collect();
     let Some(&first) = errors.first() else {
         return "abi_stable: the root module's layout differs".into();
     };
@@ -258,22 +222,13 @@ pub fn summarize_layout_report(report: &str) -> String {
 }
 
 fn first_line(text: &str) -> String {
-    text.lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default()
-        .chars()
-        .take(200)
-        .collect()
+    text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default().chars().take(200).collect()
 }
 
 impl Plugin {
     /// Opens a writer with the config's `database` section. Blocking: call
     /// it from the sync worker's thread, never from an async task.
-    pub fn open_writer(
-        &self,
-        settings_json: &str,
-        config_dir: &Path,
-    ) -> Result<WriterBox, PluginError> {
+    pub fn open_writer(&self, settings_json: &str, config_dir: &Path) -> Result<WriterBox, PluginError> {
         let config_dir = config_dir.to_string_lossy();
         (self.module.open_writer())(
             RStr::from_str(settings_json),
@@ -300,11 +255,7 @@ fn host_services(plugin_name: &str) -> HostServicesRef {
             f if f >= tracing::level_filters::LevelFilter::WARN => LogLevel::WARN,
             _ => LogLevel::ERROR,
         };
-        HostServices {
-            max_log_level,
-            log: plugin_log,
-        }
-        .leak_into_prefix()
+        HostServices { max_log_level, log: plugin_log }.leak_into_prefix()
     })
 }
 
@@ -341,10 +292,7 @@ mod tests {
         assert!(check_version(path, &newer_minor).is_ok());
         let other_major = format!("{}.0.0", host.major + 1);
         let e = check_version(path, &other_major).unwrap_err().to_string();
-        assert!(
-            e.contains(&format!("built against plugin-api {other_major}")),
-            "{e}"
-        );
+        assert!(e.contains(&format!("built against plugin-api {other_major}")), "{e}");
         assert!(e.contains(&format!("uses plugin-api {ABI_VERSION}")), "{e}");
         assert!(check_version(path, "banana").is_err());
     }
@@ -361,9 +309,6 @@ mod tests {
             summarize_layout_report(&mismatch.repeat(300)),
             "abi_stable found 300 mismatches, first: mismatched package (expected his-plugin-api, found fixture)"
         );
-        assert_eq!(
-            summarize_layout_report("no errors listed"),
-            "abi_stable: the root module's layout differs"
-        );
+        assert_eq!(summarize_layout_report("no errors listed"), "abi_stable: the root module's layout differs");
     }
 }

@@ -34,10 +34,7 @@ impl Backoff {
     /// The delay before retry number `attempt` (1 for the first retry).
     pub fn delay(&self, attempt: u32) -> Duration {
         let doublings = attempt.saturating_sub(1).min(32);
-        let base = self
-            .initial
-            .saturating_mul(1u32 << doublings.min(31))
-            .min(self.max);
+        let base = self.initial.saturating_mul(1u32 << doublings.min(31)).min(self.max);
         // A random factor in [0.8, 1.2), from the std hasher's random keys.
         let random = RandomState::new().hash_one(attempt) % 1000;
         let factor = 0.8 + random as f64 * 0.0004;
@@ -51,10 +48,7 @@ mod tests {
 
     #[test]
     fn delays_grow_and_stay_within_bounds() {
-        let backoff = Backoff {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(300),
-        };
+        let backoff = Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(300) };
         for attempt in 1..60 {
             let expected = (1u64 << (attempt - 1).min(20)).min(300) as f64;
             let delay = backoff.delay(attempt).as_secs_f64();

@@ -43,10 +43,7 @@ impl Wakeup {
     /// cut a backoff short. Returns false when stopping.
     pub fn sleep(&self, duration: Duration) -> bool {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (state, _) = self
-            .bell
-            .wait_timeout_while(state, duration, |s| !s.stop)
-            .unwrap_or_else(|e| e.into_inner());
+        let (state, _) = self.bell.wait_timeout_while(state, duration, |s| !s.stop).unwrap_or_else(|e| e.into_inner());
         !state.stop
     }
 
@@ -54,10 +51,8 @@ impl Wakeup {
     /// Returns false when stopping.
     pub fn wait(&self, timeout: Duration) -> bool {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (mut state, _) = self
-            .bell
-            .wait_timeout_while(state, timeout, |s| !s.rung && !s.stop)
-            .unwrap_or_else(|e| e.into_inner());
+        let (mut state, _) =
+            self.bell.wait_timeout_while(state, timeout, |s| !s.rung && !s.stop).unwrap_or_else(|e| e.into_inner());
         state.rung = false;
         !state.stop
     }

@@ -4,10 +4,13 @@
 //! It is the only caller of the plugin's writer, and calls it only from this
 //! thread: plugin calls block, and must never run on an async worker.
 //!
-//! One pass: take due events in receive order; map each to a row; group
-//! rows by event type, split so that no key repeats within one batch; hand
-//! each batch to the writer; record the outcome in the journal. An event is
-//! marked delivered only after the writer says its transaction committed.
+//! One pass: take due events in receive order; map each to a row; cut the
+//! window into segments in which no HIS row (table and key) appears twice,
+//! and each segment into one batch per event type; hand each batch to the
+//! writer; record the outcomes in the journal. Segments go in receive
+//! order, so a row never receives a newer state before an older one, even
+//! when two event types write the same table. An event is marked delivered
+//! only after the writer says its transaction committed.
 
 use std::{
     collections::HashSet,
@@ -74,11 +77,7 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name("sync-worker".into())
             .spawn(move || {
-                let mut state = State {
-                    worker: self,
-                    writer: None,
-                    failures: 0,
-                };
+                let mut state = State { worker: self, writer: None, failures: 0 };
                 let opened = state.open_writer();
                 let fatal = matches!(&opened, Err(e) if !e.retryable);
                 let _ = report.send(opened);
@@ -86,12 +85,7 @@ impl Worker {
                     state.run();
                 }
             })
-            .map_err(|e| {
-                PluginError::permanent(
-                    ErrorKind::OTHER,
-                    format!("cannot start the sync worker: {e}"),
-                )
-            })?;
+            .map_err(|e| PluginError::permanent(ErrorKind::OTHER, format!("cannot start the sync worker: {e}")))?;
         match first_open.recv() {
             Ok(Ok(())) => Ok((thread, Opened::Ready)),
             Ok(Err(e)) if e.retryable => Ok((thread, Opened::Deferred(e))),
@@ -99,10 +93,7 @@ impl Worker {
                 let _ = thread.join();
                 Err(e)
             }
-            Err(_) => Err(PluginError::permanent(
-                ErrorKind::PANIC,
-                "the sync worker stopped while opening the writer",
-            )),
+            Err(_) => Err(PluginError::permanent(ErrorKind::PANIC, "the sync worker stopped while opening the writer")),
         }
     }
 }
@@ -152,8 +143,7 @@ impl State {
                 tracing::info!("{} writer open", self.worker.plugin.name);
             }
             let now = clock::now_ms();
-            let events = match journal::due_events(&self.worker.reader, now, self.worker.batch_size)
-            {
+            let events = match journal::due_events(&self.worker.reader, now, self.worker.batch_size) {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::error!("cannot read the journal: {e}");
@@ -164,26 +154,23 @@ impl State {
                 }
             };
             if events.is_empty() {
-                let next = journal::next_due_ms(&self.worker.reader, now)
-                    .ok()
-                    .flatten();
-                let wait = next.map_or(IDLE_WAIT, |at| {
-                    Duration::from_millis((at - now).max(1) as u64).min(IDLE_WAIT)
-                });
+                let next = journal::next_due_ms(&self.worker.reader, now).ok().flatten();
+                let wait = next.map_or(IDLE_WAIT, |at| Duration::from_millis((at - now).max(1) as u64).min(IDLE_WAIT));
                 if !self.worker.wakeup.wait(wait) {
                     break;
                 }
                 continue;
             }
             let (settlements, end) = self.pass(events);
-            if let Err(e) = self.worker.committer.settle_blocking(settlements) {
-                // The events stay pending and are written again later; the
-                // HIS write is an upsert, so that is harmless.
+            let settled = self.worker.committer.settle_blocking(settlements);
+            if let Err(e) = &settled {
+                // The events stay pending and are written again later (an
+                // upsert, so harmless), after the journal recovers.
                 tracing::error!("cannot record delivery outcomes: {e}");
             }
-            match end {
-                PassEnd::Done => self.failures = 0,
-                PassEnd::Unreachable(_) => {
+            match (end, settled) {
+                (PassEnd::Done, Ok(())) => self.failures = 0,
+                _ => {
                     if !self.back_off() {
                         break;
                     }
@@ -201,41 +188,26 @@ impl State {
     fn back_off(&mut self) -> bool {
         self.failures = self.failures.saturating_add(1);
         let delay = self.worker.backoff.delay(self.failures);
-        tracing::info!(
-            "sync worker waits {:.1}s before trying again",
-            delay.as_secs_f64()
-        );
+        tracing::info!("sync worker waits {:.1}s before trying again", delay.as_secs_f64());
         self.worker.wakeup.sleep(delay)
     }
 
     /// Delivers one window of due events; returns their outcomes.
     fn pass(&mut self, events: Vec<PendingEvent>) -> (Vec<Settlement>, PassEnd) {
         let mut settlements = Vec::with_capacity(events.len());
-        let mut groups: IndexMap<String, Vec<Item>> = IndexMap::new();
+        let mut items = Vec::with_capacity(events.len());
         for event in events {
             let Some(mapping) = self.worker.mappings.get(&event.event_type) else {
-                let reason = format!(
-                    "no mapping for event_type {:?} in the current config",
-                    event.event_type
-                );
+                let reason = format!("no mapping for event_type {:?} in the current config", event.event_type);
                 tracing::warn!(event_id = event.id, "{reason}; kept as unmapped");
-                settlements.push(Settlement::Unmapped {
-                    id: event.id,
-                    reason,
-                });
+                settlements.push(Settlement::Unmapped { id: event.id, reason });
                 continue;
             };
             match mapping.row(&event.payload, &event.received_at) {
-                Ok(row) => groups
-                    .entry(event.event_type.clone())
-                    .or_default()
-                    .push(Item { event, row }),
+                Ok(row) => items.push(Item { event, row }),
                 Err(e) => {
                     tracing::error!(event_id = event.id, "event cannot be mapped: {e}");
-                    settlements.push(Settlement::Failed {
-                        id: event.id,
-                        error: e.to_string(),
-                    });
+                    settlements.push(Settlement::Failed { id: event.id, error: e.to_string() });
                 }
             }
         }
@@ -243,21 +215,14 @@ impl State {
         // Keys whose earlier event failed in this pass: later events for the
         // same row wait behind it.
         let mut held: HashSet<String> = HashSet::new();
-        for (event_type, items) in groups {
-            let mapping = self
-                .worker
-                .mappings
-                .get(&event_type)
-                .expect("grouped by mapped type")
-                .clone();
-            for batch in split_on_repeated_keys(items) {
+        for segment in segments(items) {
+            for (event_type, batch) in segment {
                 let batch: Vec<Item> = batch.into_iter().filter(|i| !is_held(&held, i)).collect();
                 if batch.is_empty() {
                     continue;
                 }
-                if let PassEnd::Unreachable(e) =
-                    self.deliver(&mapping, batch, &mut settlements, &mut held)
-                {
+                let mapping = self.worker.mappings.get(&event_type).expect("only mapped events are batched").clone();
+                if let PassEnd::Unreachable(e) = self.deliver(&mapping, batch, &mut settlements, &mut held) {
                     return (settlements, PassEnd::Unreachable(e));
                 }
             }
@@ -265,48 +230,58 @@ impl State {
         (settlements, PassEnd::Done)
     }
 
-    /// Writes one batch. On a permanent error (a panic included) it writes
-    /// the rows one by one, so that one bad event does not hold back the
-    /// others; the bad one waits and is tried again later.
+    /// Writes one batch, and decides what its failure means:
+    /// - retryable, or an error about the connection, login or settings:
+    ///   the HIS is unusable now, so everything waits and the pass ends;
+    /// - the table or a column is wrong: the whole batch waits (every row
+    ///   has the same columns), other tables go on;
+    /// - anything else is about a row: that row waits (the plugin may say
+    ///   which; otherwise each row is tried alone) and the others are
+    ///   written.
     fn deliver(
         &mut self,
         mapping: &EventMapping,
-        batch: Vec<Item>,
+        mut batch: Vec<Item>,
         settlements: &mut Vec<Settlement>,
         held: &mut HashSet<String>,
     ) -> PassEnd {
         let error = match self.write(mapping, &batch) {
             Ok(()) => {
-                settlements.extend(
-                    batch
-                        .iter()
-                        .map(|i| Settlement::Delivered { id: i.event.id }),
-                );
+                settlements.extend(batch.iter().map(|i| Settlement::Delivered { id: i.event.id }));
                 return PassEnd::Done;
             }
             Err(error) => error,
         };
-        if error.retryable {
+        let whole_batch_waits =
+            |this: &Self, batch: &[Item], settlements: &mut Vec<Settlement>, held: &mut HashSet<String>| {
+                for item in batch {
+                    settlements.push(this.retry_later(item, &error, mapping));
+                    hold(held, item);
+                }
+            };
+        let unusable = [ErrorKind::CONNECTION, ErrorKind::TIMEOUT, ErrorKind::AUTH, ErrorKind::CONFIG];
+        if error.retryable || unusable.contains(&error.kind) {
             tracing::warn!(
                 "writing to {} failed: {error}; {} events wait and will be retried",
                 mapping.table,
                 batch.len()
             );
-            for item in &batch {
-                settlements.push(self.retry_later(item, &error, mapping));
-                hold(held, item);
-            }
+            whole_batch_waits(self, &batch, settlements, held);
             return PassEnd::Unreachable(error);
         }
-        if batch.len() == 1 {
-            settlements.push(self.retry_later(&batch[0], &error, mapping));
-            hold(held, &batch[0]);
+        if error.kind == ErrorKind::SCHEMA || batch.len() == 1 {
+            whole_batch_waits(self, &batch, settlements, held);
             return PassEnd::Done;
         }
+        // One row is at fault. If the plugin named it, set it aside and
+        // write the rest together; otherwise try each row alone.
+        let named = error.row.into_option().and_then(|r| usize::try_from(r).ok()).filter(|&r| r < batch.len());
+        if let Some(row) = named {
+            let bad = batch.remove(row);
+            whole_batch_waits(self, std::slice::from_ref(&bad), settlements, held);
+            return self.deliver(mapping, batch, settlements, held);
+        }
         for item in batch {
-            if is_held(held, &item) {
-                continue;
-            }
             if let PassEnd::Unreachable(e) = self.deliver(mapping, vec![item], settlements, held) {
                 return PassEnd::Unreachable(e);
             }
@@ -324,20 +299,9 @@ impl State {
         let writer = self.writer.as_mut().expect("opened above");
         let batch = UpsertBatch {
             table: RString::from(mapping.table.as_str()),
-            columns: mapping
-                .columns
-                .iter()
-                .map(|c| RString::from(c.as_str()))
-                .collect(),
-            key_columns: mapping
-                .key_columns
-                .iter()
-                .map(|c| RString::from(c.as_str()))
-                .collect(),
-            values: items
-                .iter()
-                .flat_map(|i| i.row.iter().cloned())
-                .collect::<RVec<Value>>(),
+            columns: mapping.columns.iter().map(|c| RString::from(c.as_str())).collect(),
+            key_columns: mapping.key_columns.iter().map(|c| RString::from(c.as_str())).collect(),
+            values: items.iter().flat_map(|i| i.row.iter().cloned()).collect::<RVec<Value>>(),
         };
         let result = writer.upsert(&batch).into_result();
         if let Err(e) = &result
@@ -374,10 +338,7 @@ impl State {
 }
 
 fn is_held(held: &HashSet<String>, item: &Item) -> bool {
-    item.event
-        .event_key
-        .as_ref()
-        .is_some_and(|k| held.contains(k))
+    item.event.event_key.as_ref().is_some_and(|k| held.contains(k))
 }
 
 fn hold(held: &mut HashSet<String>, item: &Item) {
@@ -386,35 +347,36 @@ fn hold(held: &mut HashSet<String>, item: &Item) {
     }
 }
 
-/// Splits items, in order, so that no key appears twice in one batch.
-fn split_on_repeated_keys(items: Vec<Item>) -> Vec<Vec<Item>> {
-    let mut batches: Vec<Vec<Item>> = vec![Vec::new()];
+/// Cuts items, in receive order, into segments in which no HIS row (event
+/// key) appears twice, and each segment into one batch per event type.
+/// Delivering segment after segment keeps every row's updates in order;
+/// within a segment the batches touch different rows, so their order does
+/// not matter.
+fn segments(items: Vec<Item>) -> Vec<IndexMap<String, Vec<Item>>> {
+    let mut segments: Vec<IndexMap<String, Vec<Item>>> = vec![IndexMap::new()];
     let mut keys: HashSet<String> = HashSet::new();
     for item in items {
-        let key = item
-            .event
-            .event_key
-            .clone()
-            .unwrap_or_else(|| format!("#{}", item.event.id));
+        let key = item.event.event_key.clone().unwrap_or_else(|| format!("#{}", item.event.id));
         if !keys.insert(key.clone()) {
-            batches.push(Vec::new());
+            segments.push(IndexMap::new());
             keys.clear();
             keys.insert(key);
         }
-        batches.last_mut().expect("never empty").push(item);
+        let segment = segments.last_mut().expect("never empty");
+        segment.entry(item.event.event_type.clone()).or_default().push(item);
     }
-    batches
+    segments
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn item(id: i64, key: &str) -> Item {
+    fn item(id: i64, event_type: &str, key: &str) -> Item {
         Item {
             event: PendingEvent {
                 id,
-                event_type: "t".into(),
+                event_type: event_type.into(),
                 payload: "{}".into(),
                 received_at: String::new(),
                 attempts: 0,
@@ -424,19 +386,34 @@ mod tests {
         }
     }
 
-    #[test]
-    fn repeated_keys_start_a_new_batch_in_order() {
-        let items = vec![
-            item(1, "a"),
-            item(2, "b"),
-            item(3, "a"),
-            item(4, "c"),
-            item(5, "a"),
-        ];
-        let ids: Vec<Vec<i64>> = split_on_repeated_keys(items)
+    fn ids(segments: &[IndexMap<String, Vec<Item>>]) -> Vec<Vec<(&str, Vec<i64>)>> {
+        segments
             .iter()
-            .map(|b| b.iter().map(|i| i.event.id).collect())
-            .collect();
-        assert_eq!(ids, [vec![1, 2], vec![3, 4], vec![5]]);
+            .map(|s| s.iter().map(|(t, b)| (t.as_str(), b.iter().map(|i| i.event.id).collect())).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_repeated_row_starts_a_new_segment() {
+        let items =
+            vec![item(1, "a", "k1"), item(2, "a", "k2"), item(3, "a", "k1"), item(4, "a", "k3"), item(5, "a", "k1")];
+        assert_eq!(ids(&segments(items)), [vec![("a", vec![1, 2])], vec![("a", vec![3, 4])], vec![("a", vec![5])]]);
+    }
+
+    #[test]
+    fn two_event_types_on_one_row_keep_receive_order() {
+        // created(k), updated(k), created(k): three segments, never 1, 3, 2.
+        let items =
+            vec![item(1, "created", "k"), item(2, "updated", "k"), item(3, "created", "k"), item(4, "updated", "j")];
+        assert_eq!(
+            ids(&segments(items)),
+            [vec![("created", vec![1])], vec![("updated", vec![2])], vec![("created", vec![3]), ("updated", vec![4])]]
+        );
+    }
+
+    #[test]
+    fn distinct_rows_of_several_types_share_one_segment() {
+        let items = vec![item(1, "a", "k1"), item(2, "b", "j1"), item(3, "a", "k2"), item(4, "b", "j2")];
+        assert_eq!(ids(&segments(items)), [vec![("a", vec![1, 3]), ("b", vec![2, 4])]]);
     }
 }

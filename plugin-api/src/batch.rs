@@ -38,10 +38,7 @@ pub struct UpsertBatch {
 impl UpsertBatch {
     /// The number of rows.
     pub fn row_count(&self) -> usize {
-        self.values
-            .len()
-            .checked_div(self.columns.len())
-            .unwrap_or(0)
+        self.values.len().checked_div(self.columns.len()).unwrap_or(0)
     }
 
     /// The rows, each a slice of `columns.len()` values.

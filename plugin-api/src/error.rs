@@ -82,13 +82,7 @@ pub struct PluginError {
 
 impl PluginError {
     fn new(kind: ErrorKind, retryable: bool, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            retryable,
-            message: RString::from(message.into()),
-            code: RString::new(),
-            row: ROption::RNone,
-        }
+        Self { kind, retryable, message: RString::from(message.into()), code: RString::new(), row: ROption::RNone }
     }
 
     /// An error that may go away if the host tries again later.

@@ -118,9 +118,6 @@ pub use batch::UpsertBatch;
 pub use describe::{ColumnDescription, TableDescription};
 pub use error::{ErrorKind, PluginError};
 pub use host::{HostServices, HostServicesRef, LogLevel, Logger};
-pub use module::{
-    ABI_VERSION, OpenContext, Plugin, PluginModule, PluginModuleRef, library_file_name,
-    root_module_for,
-};
+pub use module::{ABI_VERSION, OpenContext, Plugin, PluginModule, PluginModuleRef, library_file_name, root_module_for};
 pub use value::{Value, ValueKind, ValueRef};
 pub use writer::{AbiWriter, AbiWriter_TO, Writer, WriterBox, guard};

@@ -86,10 +86,7 @@ extern "C" fn open_writer<P: Plugin>(
     host: HostServicesRef,
 ) -> RResult<WriterBox, PluginError> {
     guard("open", || {
-        let context = OpenContext {
-            config_dir: config_dir.as_str(),
-            log: Logger::new(host),
-        };
+        let context = OpenContext { config_dir: config_dir.as_str(), log: Logger::new(host) };
         let writer = P::open(settings_json.as_str(), &context)?;
         Ok(AbiWriter_TO::from_value(Guarded::new(writer), TD_Opaque))
     })
@@ -99,12 +96,8 @@ extern "C" fn open_writer<P: Plugin>(
 #[doc(hidden)]
 pub fn root_module_for<P: Plugin>() -> PluginModuleRef {
     use abi_stable::prefix_type::PrefixTypeTrait;
-    PluginModule {
-        name: RStr::from_str(P::NAME),
-        version: RStr::from_str(P::VERSION),
-        open_writer: open_writer::<P>,
-    }
-    .leak_into_prefix()
+    PluginModule { name: RStr::from_str(P::NAME), version: RStr::from_str(P::VERSION), open_writer: open_writer::<P> }
+        .leak_into_prefix()
 }
 
 /// Exports a [`Plugin`] as this library's root module.
@@ -130,10 +123,5 @@ macro_rules! export_plugin {
 /// The file name of the plugin for `database_type` on this platform:
 /// `libhis_mysql.so`, `his_mysql.dll` or `libhis_mysql.dylib`.
 pub fn library_file_name(database_type: &str) -> String {
-    format!(
-        "{}his_{}{}",
-        std::env::consts::DLL_PREFIX,
-        database_type,
-        std::env::consts::DLL_SUFFIX
-    )
+    format!("{}his_{}{}", std::env::consts::DLL_PREFIX, database_type, std::env::consts::DLL_SUFFIX)
 }

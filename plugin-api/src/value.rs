@@ -97,12 +97,7 @@ pub enum ValueRef<'a> {
 
 impl Value {
     fn new(kind: ValueKind, int: i64, float: f64, text: RString) -> Self {
-        Self {
-            kind,
-            int,
-            float,
-            text,
-        }
+        Self { kind, int, float, text }
     }
 
     /// SQL NULL.
@@ -169,15 +164,9 @@ mod tests {
         assert_eq!(Value::null().get(), ValueRef::Null);
         assert_eq!(Value::bool(true).get(), ValueRef::Bool(true));
         assert_eq!(Value::int(-7).get(), ValueRef::Int(-7));
-        assert_eq!(
-            Value::decimal("1500.75").get(),
-            ValueRef::Decimal("1500.75")
-        );
+        assert_eq!(Value::decimal("1500.75").get(), ValueRef::Decimal("1500.75"));
         assert_eq!(Value::float(1.5).get(), ValueRef::Float(1.5));
         assert_eq!(Value::text("x").get(), ValueRef::Text("x"));
-        assert_eq!(
-            Value::timestamp("2025-03-03T09:00:00").get(),
-            ValueRef::Timestamp("2025-03-03T09:00:00")
-        );
+        assert_eq!(Value::timestamp("2025-03-03T09:00:00").get(), ValueRef::Timestamp("2025-03-03T09:00:00"));
     }
 }

@@ -53,10 +53,7 @@ pub trait AbiWriter: Send {
     fn ping(&mut self) -> RResult<(), PluginError>;
 
     /// See [`Writer::describe_table`].
-    fn describe_table(
-        &mut self,
-        table: RStr<'_>,
-    ) -> RResult<ROption<TableDescription>, PluginError>;
+    fn describe_table(&mut self, table: RStr<'_>) -> RResult<ROption<TableDescription>, PluginError>;
 
     /// See [`Writer::close`].
     #[sabi(last_prefix_field)]
@@ -78,10 +75,7 @@ pub fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, PluginError>) -> RResu
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "no message".to_string());
-            RResult::RErr(PluginError::permanent(
-                ErrorKind::PANIC,
-                format!("the plugin panicked in {what}: {detail}"),
-            ))
+            RResult::RErr(PluginError::permanent(ErrorKind::PANIC, format!("the plugin panicked in {what}: {detail}")))
         }
     }
 }
@@ -96,22 +90,13 @@ pub(crate) struct Guarded<W: Writer> {
 
 impl<W: Writer> Guarded<W> {
     pub(crate) fn new(writer: W) -> Self {
-        Self {
-            inner: Some(writer),
-        }
+        Self { inner: Some(writer) }
     }
 
-    fn call<T>(
-        &mut self,
-        what: &str,
-        f: impl FnOnce(&mut W) -> Result<T, PluginError>,
-    ) -> RResult<T, PluginError> {
+    fn call<T>(&mut self, what: &str, f: impl FnOnce(&mut W) -> Result<T, PluginError>) -> RResult<T, PluginError> {
         guard(what, || match self.inner.as_mut() {
             Some(writer) => f(writer),
-            None => Err(PluginError::permanent(
-                ErrorKind::OTHER,
-                "the writer was already dropped",
-            )),
+            None => Err(PluginError::permanent(ErrorKind::OTHER, "the writer was already dropped")),
         })
     }
 }
@@ -125,13 +110,8 @@ impl<W: Writer> AbiWriter for Guarded<W> {
         self.call("ping", |w| w.ping())
     }
 
-    fn describe_table(
-        &mut self,
-        table: RStr<'_>,
-    ) -> RResult<ROption<TableDescription>, PluginError> {
-        self.call("describe_table", |w| {
-            w.describe_table(table.as_str()).map(ROption::from)
-        })
+    fn describe_table(&mut self, table: RStr<'_>) -> RResult<ROption<TableDescription>, PluginError> {
+        self.call("describe_table", |w| w.describe_table(table.as_str()).map(ROption::from))
     }
 
     fn close(&mut self) -> RResult<(), PluginError> {
@@ -160,10 +140,7 @@ mod tests {
         let result: RResult<(), PluginError> = guard("upsert", || panic!("boom {}", 42));
         let error = result.unwrap_err();
         assert_eq!((error.kind, error.retryable), (ErrorKind::PANIC, false));
-        assert_eq!(
-            error.message.as_str(),
-            "the plugin panicked in upsert: boom 42"
-        );
+        assert_eq!(error.message.as_str(), "the plugin panicked in upsert: boom 42");
 
         let result: RResult<u8, PluginError> = guard("ping", || Ok(7));
         assert_eq!(result.unwrap(), 7);

@@ -24,10 +24,7 @@ pub use http::Response;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is inside the repository")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repository").to_path_buf()
 }
 
 /// Built files: the binary and the plugin libraries, side by side.
@@ -42,11 +39,7 @@ pub struct Artifacts {
 impl Artifacts {
     /// The library for plugin `name` (`libhis_<name>.so` on Linux).
     pub fn plugin(&self, name: &str) -> PathBuf {
-        self.dir.join(format!(
-            "{}his_{name}{}",
-            std::env::consts::DLL_PREFIX,
-            std::env::consts::DLL_SUFFIX
-        ))
+        self.dir.join(format!("{}his_{name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
     }
 }
 
@@ -57,19 +50,12 @@ pub fn artifacts() -> &'static Artifacts {
     BUILT.get_or_init(|| {
         // target/<profile>/deps/<test binary>
         let exe = std::env::current_exe().expect("test binary path");
-        let dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>")
-            .to_path_buf();
+        let dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
         let target = dir.parent().expect("target/");
         let release = dir.file_name().is_some_and(|n| n == "release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut command = Command::new(cargo);
-        command
-            .current_dir(repo_root())
-            .args(["build", "--quiet", "--target-dir"])
-            .arg(target);
+        command.current_dir(repo_root()).args(["build", "--quiet", "--target-dir"]).arg(target);
         for package in [
             "buktor-middleware",
             "his-plugin-sqlite",
@@ -84,11 +70,7 @@ pub fn artifacts() -> &'static Artifacts {
             command.arg("--release");
         }
         let output = command.output().expect("run cargo build");
-        assert!(
-            output.status.success(),
-            "cargo build failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "cargo build failed:\n{}", String::from_utf8_lossy(&output.stderr));
         let binary = dir.join(format!("buktor-middleware{}", std::env::consts::EXE_SUFFIX));
         Artifacts { dir, binary }
     })
@@ -106,20 +88,14 @@ impl Setup {
     /// The repository's his-config.json, listening on a free port, with the
     /// HIS database and the journal in a fresh temporary folder.
     pub fn new() -> Self {
-        let text = std::fs::read_to_string(repo_root().join("his-config.json"))
-            .expect("read his-config.json");
-        let mut config: serde_json::Value =
-            serde_json::from_str(&text).expect("his-config.json is JSON");
+        let text = std::fs::read_to_string(repo_root().join("his-config.json")).expect("read his-config.json");
+        let mut config: serde_json::Value = serde_json::from_str(&text).expect("his-config.json is JSON");
         config["server"] = serde_json::json!({ "listen": "127.0.0.1:0" });
         config["database"]["path"] = "his.db".into();
         config["journal"] = serde_json::json!({ "path": "journal.db" });
         // Short delays, so retries happen within a test's patience.
-        config["sync"] =
-            serde_json::json!({ "retry_initial_delay_ms": 100, "retry_max_delay_secs": 1 });
-        Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-            config,
-        }
+        config["sync"] = serde_json::json!({ "retry_initial_delay_ms": 100, "retry_max_delay_secs": 1 });
+        Self { dir: tempfile::tempdir().expect("temp dir"), config }
     }
 
     /// A path inside the folder.
@@ -130,16 +106,14 @@ impl Setup {
     /// Writes [`Setup::config`] as his-config.json and returns its path.
     pub fn write_config(&self) -> PathBuf {
         let path = self.path("his-config.json");
-        std::fs::write(&path, serde_json::to_string_pretty(&self.config).unwrap())
-            .expect("write config");
+        std::fs::write(&path, serde_json::to_string_pretty(&self.config).unwrap()).expect("write config");
         path
     }
 
     /// Writes the config and starts the middleware; panics if it does not
     /// come up.
     pub fn start(&self) -> Middleware {
-        Middleware::start(&self.write_config())
-            .unwrap_or_else(|e| panic!("middleware did not start: {e}"))
+        Middleware::start(&self.write_config()).unwrap_or_else(|e| panic!("middleware did not start: {e}"))
     }
 
     /// Writes the config, runs the middleware, and expects it to exit
@@ -149,10 +123,7 @@ impl Setup {
         match Middleware::start(&config) {
             Ok(mut running) => {
                 running.kill();
-                panic!(
-                    "expected the middleware to refuse to start, but it listens:\n{}",
-                    running.logs()
-                )
+                panic!("expected the middleware to refuse to start, but it listens:\n{}", running.logs())
             }
             Err(StartError::Exited { status, stderr }) => (status, stderr),
             Err(e) => panic!("{e}"),
@@ -227,21 +198,22 @@ impl Middleware {
         let sink = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let address = rest.split('/').next().unwrap_or_default().to_string();
+                let address = line
+                    .split("listening on http://")
+                    .nth(1)
+                    .map(|rest| rest.split('/').next().unwrap_or_default().to_string());
+                // Store the line before announcing the address, so that
+                // logs() always holds the startup line.
+                sink.lock().unwrap().push(line);
+                if let Some(address) = address {
                     let _ = address_tx.send(address);
                 }
-                sink.lock().unwrap().push(line);
             }
         });
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(address) = address_rx.recv_timeout(Duration::from_millis(20)) {
-                return Ok(Self {
-                    child,
-                    address,
-                    logs,
-                });
+                return Ok(Self { child, address, logs });
             }
             if let Some(status) = child.try_wait().expect("poll child") {
                 // Let the reader thread drain what is left.
@@ -264,22 +236,11 @@ impl Middleware {
 
     /// `POST /receive-event` with a JSON body, as the seed's curl does.
     pub fn post_event(&self, body: &str) -> Response {
-        self.request(
-            "POST",
-            "/receive-event",
-            &[("Content-Type", "application/json")],
-            body.as_bytes(),
-        )
+        self.request("POST", "/receive-event", &[("Content-Type", "application/json")], body.as_bytes())
     }
 
     /// Any request.
-    pub fn request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Response {
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
         http::request(&self.address, method, path, headers, body)
             .unwrap_or_else(|e| panic!("{method} {path} failed: {e}\nlogs:\n{}", self.logs()))
     }
@@ -293,16 +254,11 @@ impl Middleware {
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
         assert!(sent.success(), "kill -TERM {pid} failed");
-        wait_for(
-            Duration::from_secs(20),
-            "the middleware to exit after SIGTERM",
-            || self.child.try_wait().expect("poll child"),
-        )
+        wait_for(Duration::from_secs(20), "the middleware to exit after SIGTERM", || {
+            self.child.try_wait().expect("poll child")
+        })
     }
 }
 
@@ -320,10 +276,7 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Opt
         if let Some(value) = check() {
             return value;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }

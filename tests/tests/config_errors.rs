@@ -7,10 +7,7 @@ use serde_json::json;
 fn error_line(setup: &Setup) -> String {
     let (status, stderr) = setup.run_expecting_exit();
     assert!(!status.success(), "exit status {status}");
-    let lines: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
     assert_eq!(lines.len(), 1, "{stderr}");
     lines[0].to_string()
 }
@@ -20,7 +17,10 @@ fn a_wrong_type_names_the_json_path() {
     let mut setup = Setup::new();
     setup.config["mapping"]["payment"]["fields"]["amount"] = json!(5);
     let line = error_line(&setup);
-    assert!(line.contains("his-config.json: mapping.payment.fields.amount: invalid type: integer `5`, expected a string"), "{line}");
+    assert!(
+        line.contains("his-config.json: mapping.payment.fields.amount: invalid type: integer `5`, expected a string"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -28,10 +28,7 @@ fn an_unknown_setting_names_the_json_path() {
     let mut setup = Setup::new();
     setup.config["server"]["port"] = json!(5000);
     let line = error_line(&setup);
-    assert!(
-        line.contains("server.port: unknown field `port`, expected `listen` or `max_body_bytes`"),
-        "{line}"
-    );
+    assert!(line.contains("server.port: unknown field `port`, expected `listen` or `max_body_bytes`"), "{line}");
 }
 
 #[test]
@@ -39,17 +36,10 @@ fn malformed_json_names_the_place() {
     let setup = Setup::new();
     let path = setup.write_config();
     std::fs::write(&path, "{\"database\": {\"type\": \"sqlite\",}}").unwrap();
-    let output = std::process::Command::new(&artifacts().binary)
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = std::process::Command::new(&artifacts().binary).arg("--config").arg(&path).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("his-config.json is not valid JSON: trailing comma at line 1 column 32"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("his-config.json is not valid JSON: trailing comma at line 1 column 32"), "{stderr}");
 }
 
 #[test]
@@ -66,14 +56,8 @@ fn plugin_settings_errors_name_the_setting() {
     let mut setup = Setup::new();
     setup.config["database"]["create_missing"] = json!("yes");
     let line = error_line(&setup);
-    assert!(
-        line.contains("cannot open the sqlite HIS database"),
-        "{line}"
-    );
-    assert!(
-        line.contains("database.create_missing: invalid type: string \"yes\", expected a boolean"),
-        "{line}"
-    );
+    assert!(line.contains("cannot open the sqlite HIS database"), "{line}");
+    assert!(line.contains("database.create_missing: invalid type: string \"yes\", expected a boolean"), "{line}");
 }
 
 #[test]
@@ -81,30 +65,18 @@ fn a_missing_his_file_is_not_created_unless_asked() {
     let mut setup = Setup::new();
     setup.config["database"]["create_missing"] = json!(false);
     let line = error_line(&setup);
-    assert!(
-        line.contains("database.path: cannot open SQLite HIS database"),
-        "{line}"
-    );
-    assert!(
-        line.contains("set database.create_missing to true"),
-        "{line}"
-    );
+    assert!(line.contains("database.path: cannot open SQLite HIS database"), "{line}");
+    assert!(line.contains("set database.create_missing to true"), "{line}");
     assert!(!setup.path("his.db").exists());
 }
 
 #[test]
 fn a_missing_config_file_says_where_it_looked() {
     let dir = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(&artifacts().binary)
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let output = std::process::Command::new(&artifacts().binary).current_dir(dir.path()).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("no config file: looked for his-config.json in"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("no config file: looked for his-config.json in"), "{stderr}");
     assert!(stderr.contains("pass --config PATH"), "{stderr}");
 }
 
@@ -114,10 +86,7 @@ fn a_port_in_use_is_named() {
     let mut setup = Setup::new();
     setup.config["server"]["listen"] = json!(taken.local_addr().unwrap().to_string());
     let line = error_line(&setup);
-    assert!(
-        line.contains("(server.listen): is another program using that port?"),
-        "{line}"
-    );
+    assert!(line.contains("(server.listen): is another program using that port?"), "{line}");
 }
 
 #[test]
@@ -127,8 +96,5 @@ fn a_journal_from_a_newer_version_is_refused_with_its_schema_version() {
     journal.pragma_update(None, "user_version", 99).unwrap();
     drop(journal);
     let line = error_line(&setup);
-    assert!(
-        line.contains("has schema version 99, but this buktor-middleware knows only up to 1"),
-        "{line}"
-    );
+    assert!(line.contains("has schema version 99, but this buktor-middleware knows only up to 1"), "{line}");
 }

@@ -7,8 +7,7 @@ use buktor_tests::{Setup, query, wait_for};
 use serde_json::{Value, json};
 
 /// The seed's three events, byte for byte.
-const APPOINTMENT: &str =
-    r#"{"event_type": "appointment", "appointment_id": 123, "status": "confirmed"}"#;
+const APPOINTMENT: &str = r#"{"event_type": "appointment", "appointment_id": 123, "status": "confirmed"}"#;
 const SCHEDULE_CHANGE: &str =
     r#"{"event_type": "schedule_change", "schedule_id": 456, "new_time": "2025-03-03T09:00:00"}"#;
 const PAYMENT: &str = r#"{"event_type": "payment", "payment_id": 789, "amount": "1500", "status": "paid", "paid_at": "2025-03-02T11:00:00"}"#;
@@ -24,14 +23,8 @@ fn wait_for_rows(setup: &Setup, sql: &str, count: usize) -> Vec<Vec<Value>> {
 }
 
 fn received_at(setup: &Setup, id: i64) -> String {
-    let rows = query(
-        &setup.journal(),
-        &format!("SELECT received_at FROM events WHERE id = {id}"),
-    );
-    rows[0][0]
-        .as_str()
-        .expect("received_at is text")
-        .to_string()
+    let rows = query(&setup.journal(), &format!("SELECT received_at FROM events WHERE id = {id}"));
+    rows[0][0].as_str().expect("received_at is text").to_string()
 }
 
 #[test]
@@ -49,66 +42,26 @@ fn the_seed_events_land_as_mapped_rows() {
     }
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids grow: {ids:?}");
 
-    let appointments = wait_for_rows(
-        &setup,
-        "SELECT HIS_appointment_id, HIS_status, HIS_created_at FROM HIS_appointments",
-        1,
-    );
-    assert_eq!(
-        appointments,
-        [vec![
-            json!(123),
-            json!("confirmed"),
-            json!(received_at(&setup, ids[0]))
-        ]]
-    );
-    let schedules = wait_for_rows(
-        &setup,
-        "SELECT HIS_schedule_id, HIS_new_time, HIS_updated_at FROM HIS_schedules",
-        1,
-    );
-    assert_eq!(
-        schedules,
-        [vec![
-            json!(456),
-            json!("2025-03-03T09:00:00"),
-            json!(received_at(&setup, ids[1]))
-        ]]
-    );
+    let appointments =
+        wait_for_rows(&setup, "SELECT HIS_appointment_id, HIS_status, HIS_created_at FROM HIS_appointments", 1);
+    assert_eq!(appointments, [vec![json!(123), json!("confirmed"), json!(received_at(&setup, ids[0]))]]);
+    let schedules = wait_for_rows(&setup, "SELECT HIS_schedule_id, HIS_new_time, HIS_updated_at FROM HIS_schedules", 1);
+    assert_eq!(schedules, [vec![json!(456), json!("2025-03-03T09:00:00"), json!(received_at(&setup, ids[1]))]]);
     let payments = wait_for_rows(
         &setup,
         "SELECT HIS_payment_id, HIS_amount, HIS_payment_status, HIS_paid_at FROM HIS_payments",
         1,
     );
-    assert_eq!(
-        payments,
-        [vec![
-            json!(789),
-            json!("1500"),
-            json!("paid"),
-            json!("2025-03-02T11:00:00")
-        ]]
-    );
+    assert_eq!(payments, [vec![json!(789), json!("1500"), json!("paid"), json!("2025-03-02T11:00:00")]]);
 
     // The receive time is ISO 8601 in UTC.
     let created = received_at(&setup, ids[0]);
-    assert!(
-        created.len() == 24 && created.ends_with('Z') && created.as_bytes()[10] == b'T',
-        "{created}"
-    );
+    assert!(created.len() == 24 && created.ends_with('Z') && created.as_bytes()[10] == b'T', "{created}");
 
     let expected: Vec<Vec<Value>> = ids
         .iter()
         .zip(["appointment", "schedule_change", "payment"])
-        .map(|(id, t)| {
-            vec![
-                json!(id),
-                json!(t),
-                json!("delivered"),
-                json!(1),
-                Value::Null,
-            ]
-        })
+        .map(|(id, t)| vec![json!(id), json!(t), json!("delivered"), json!(1), Value::Null])
         .collect();
     let journal_sql = "SELECT id, event_type, status, attempts, last_error FROM events ORDER BY id";
     wait_for(PATIENCE, "the journal to mark all three delivered", || {
@@ -120,13 +73,8 @@ fn the_seed_events_land_as_mapped_rows() {
 fn the_payload_is_journaled_byte_for_byte() {
     let setup = Setup::new();
     let middleware = setup.start();
-    let id = middleware.post_event(PAYMENT).json()["id"]
-        .as_i64()
-        .unwrap();
-    let rows = query(
-        &setup.journal(),
-        &format!("SELECT payload FROM events WHERE id = {id}"),
-    );
+    let id = middleware.post_event(PAYMENT).json()["id"].as_i64().unwrap();
+    let rows = query(&setup.journal(), &format!("SELECT payload FROM events WHERE id = {id}"));
     assert_eq!(rows, [vec![json!(PAYMENT)]]);
 }
 
@@ -135,11 +83,7 @@ fn a_second_event_for_the_same_key_updates_the_row() {
     let setup = Setup::new();
     let middleware = setup.start();
     middleware.post_event(APPOINTMENT);
-    wait_for_rows(
-        &setup,
-        "SELECT * FROM HIS_appointments WHERE HIS_status = 'confirmed'",
-        1,
-    );
+    wait_for_rows(&setup, "SELECT * FROM HIS_appointments WHERE HIS_status = 'confirmed'", 1);
     let response = middleware.post_event(
         r#"{"event_type": "appointment", "appointment_id": 123, "status": "cancelled", "received_at": "2025-03-04T10:00:00Z"}"#,
     );
@@ -149,18 +93,8 @@ fn a_second_event_for_the_same_key_updates_the_row() {
         "SELECT HIS_appointment_id, HIS_status, HIS_created_at FROM HIS_appointments WHERE HIS_status = 'cancelled'",
         1,
     );
-    assert_eq!(
-        rows,
-        [vec![
-            json!(123),
-            json!("cancelled"),
-            json!("2025-03-04T10:00:00Z")
-        ]]
-    );
-    assert_eq!(
-        query(&setup.his(), "SELECT COUNT(*) FROM HIS_appointments"),
-        [vec![json!(1)]]
-    );
+    assert_eq!(rows, [vec![json!(123), json!("cancelled"), json!("2025-03-04T10:00:00Z")]]);
+    assert_eq!(query(&setup.his(), "SELECT COUNT(*) FROM HIS_appointments"), [vec![json!(1)]]);
 }
 
 #[test]
@@ -176,29 +110,65 @@ fn updates_to_one_key_in_a_burst_apply_in_order() {
     wait_for(PATIENCE, "all 200 events delivered", || {
         (journal_statuses(&setup) == [vec![json!("delivered"), json!(200)]]).then_some(())
     });
-    let rows = query(
-        &setup.his(),
-        "SELECT HIS_appointment_id, HIS_status FROM HIS_appointments ORDER BY 1",
-    );
-    let expected: Vec<Vec<Value>> = (0..5)
-        .map(|k| vec![json!(k), json!(format!("state-{}", 195 + k))])
-        .collect();
+    let rows = query(&setup.his(), "SELECT HIS_appointment_id, HIS_status FROM HIS_appointments ORDER BY 1");
+    let expected: Vec<Vec<Value>> = (0..5).map(|k| vec![json!(k), json!(format!("state-{}", 195 + k))]).collect();
     assert_eq!(rows, expected);
+}
+
+#[test]
+fn two_event_types_writing_one_row_apply_in_receive_order() {
+    let mut setup = Setup::new();
+    for event_type in ["appointment_created", "appointment_updated"] {
+        setup.config["mapping"][event_type] = json!({
+            "table": "HIS_appointments",
+            "fields": {"appointment_id": "HIS_appointment_id", "status": "HIS_status"}
+        });
+    }
+    let middleware = setup.start();
+    // Alternating types for the same rows, sent back to back so that the
+    // worker sees them in one window.
+    for i in 0..60 {
+        let event_type = if i % 2 == 0 { "appointment_created" } else { "appointment_updated" };
+        let body = json!({"event_type": event_type, "appointment_id": i % 3, "status": format!("state-{i}")});
+        assert_eq!(middleware.post_event(&body.to_string()).status, 200);
+    }
+    wait_for(PATIENCE, "all 60 events delivered", || {
+        (journal_statuses(&setup) == [vec![json!("delivered"), json!(60)]]).then_some(())
+    });
+    let rows = query(&setup.his(), "SELECT HIS_appointment_id, HIS_status FROM HIS_appointments ORDER BY 1");
+    let expected: Vec<Vec<Value>> = (0..3).map(|k| vec![json!(k), json!(format!("state-{}", 57 + k))]).collect();
+    assert_eq!(rows, expected);
+}
+
+#[test]
+fn sigterm_does_not_wait_forever_for_a_stalled_sender() {
+    let setup = Setup::new();
+    let mut middleware = setup.start();
+    // Headers, then half a body, then silence.
+    let mut stalled = std::net::TcpStream::connect(&middleware.address).unwrap();
+    std::io::Write::write_all(
+        &mut stalled,
+        b"POST /receive-event HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"event_type\"",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let status = middleware.terminate();
+    assert!(status.success(), "exit status {status}\n{}", middleware.logs());
+    assert!(middleware.logs().contains("requests still in flight after 10s; stopping anyway"), "{}", middleware.logs());
+    assert_eq!(query(&setup.journal(), "SELECT COUNT(*) FROM events"), [vec![json!(0)]]);
 }
 
 #[test]
 fn an_unmapped_event_is_journaled_and_answered_202_with_a_warning() {
     let setup = Setup::new();
     let middleware = setup.start();
-    let response =
-        middleware.post_event(r#"{"event_type": "refund", "refund_id": 5, "amount": "20.00"}"#);
+    let response = middleware.post_event(r#"{"event_type": "refund", "refund_id": 5, "amount": "20.00"}"#);
     assert_eq!(response.status, 202, "{}", response.body);
     let answer = response.json();
     assert_eq!(answer["status"], "unmapped");
     let warning = answer["warning"].as_str().expect("a warning");
     assert!(
-        warning.contains("no mapping for event_type \"refund\"")
-            && warning.contains("mapping.refund"),
+        warning.contains("no mapping for event_type \"refund\"") && warning.contains("mapping.refund"),
         "{warning}"
     );
     let id = answer["id"].as_i64().unwrap();
@@ -206,10 +176,7 @@ fn an_unmapped_event_is_journaled_and_answered_202_with_a_warning() {
     // Mapped events after it still flow; the unmapped one stays put.
     middleware.post_event(APPOINTMENT);
     wait_for_rows(&setup, "SELECT * FROM HIS_appointments", 1);
-    let rows = query(
-        &setup.journal(),
-        &format!("SELECT event_type, status, payload FROM events WHERE id = {id}"),
-    );
+    let rows = query(&setup.journal(), &format!("SELECT event_type, status, payload FROM events WHERE id = {id}"));
     assert_eq!(
         rows,
         [vec![
@@ -247,18 +214,11 @@ fn many_concurrent_senders_are_all_journaled_and_delivered() {
             })
         })
         .collect();
-    let mut ids: Vec<i64> = threads
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect();
+    let mut ids: Vec<i64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 400, "every answer names its own journal id");
-    wait_for_rows(
-        &setup,
-        "SELECT * FROM HIS_payments WHERE HIS_amount = '10.50'",
-        400,
-    );
+    wait_for_rows(&setup, "SELECT * FROM HIS_payments WHERE HIS_amount = '10.50'", 400);
 }
 
 #[test]
@@ -268,16 +228,8 @@ fn sigterm_stops_cleanly() {
     middleware.post_event(APPOINTMENT);
     wait_for_rows(&setup, "SELECT * FROM HIS_appointments", 1);
     let status = middleware.terminate();
-    assert!(
-        status.success(),
-        "exit status {status}\n{}",
-        middleware.logs()
-    );
-    assert!(
-        middleware.logs().contains("stopped"),
-        "{}",
-        middleware.logs()
-    );
+    assert!(status.success(), "exit status {status}\n{}", middleware.logs());
+    assert!(middleware.logs().contains("stopped"), "{}", middleware.logs());
 }
 
 /// HIS tables made by hand, with triggers that count every write, so a
@@ -295,10 +247,7 @@ fn create_audited_his(setup: &Setup) {
 }
 
 fn journal_statuses(setup: &Setup) -> Vec<Vec<Value>> {
-    query(
-        &setup.journal(),
-        "SELECT status, COUNT(*) FROM events GROUP BY status ORDER BY status",
-    )
+    query(&setup.journal(), "SELECT status, COUNT(*) FROM events GROUP BY status ORDER BY status")
 }
 
 #[test]
@@ -333,36 +282,17 @@ fn pending_events_survive_a_kill_and_arrive_once_after_restart() {
         (journal_statuses(&setup) == [vec![json!("delivered"), json!(5)]]).then_some(())
     });
     let his = setup.his();
-    assert_eq!(
-        query(
-            &his,
-            "SELECT COUNT(*) FROM HIS_appointments WHERE HIS_status = 'booked'"
-        ),
-        [vec![json!(5)]]
-    );
-    assert_eq!(
-        query(&his, "SELECT COUNT(*) FROM writes"),
-        [vec![json!(5)]],
-        "each event written exactly once"
-    );
+    assert_eq!(query(&his, "SELECT COUNT(*) FROM HIS_appointments WHERE HIS_status = 'booked'"), [vec![json!(5)]]);
+    assert_eq!(query(&his, "SELECT COUNT(*) FROM writes"), [vec![json!(5)]], "each event written exactly once");
 
     // Kill again with everything delivered: a restart must not write them again.
     middleware.kill();
     let middleware = setup.start();
-    middleware
-        .post_event(r#"{"event_type": "appointment", "appointment_id": 6, "status": "booked"}"#);
+    middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 6, "status": "booked"}"#);
     // The worker takes events in journal order, so once the new event is in,
     // anything it were to redeliver would be in too.
-    wait_for_rows(
-        &setup,
-        "SELECT * FROM HIS_appointments WHERE HIS_appointment_id = 6",
-        1,
-    );
-    assert_eq!(
-        query(&his, "SELECT COUNT(*) FROM writes"),
-        [vec![json!(6)]],
-        "nothing was delivered twice"
-    );
+    wait_for_rows(&setup, "SELECT * FROM HIS_appointments WHERE HIS_appointment_id = 6", 1);
+    assert_eq!(query(&his, "SELECT COUNT(*) FROM writes"), [vec![json!(6)]], "nothing was delivered twice");
 }
 
 /// The README's curl commands, as pasted by an operator, against a running
@@ -371,25 +301,13 @@ fn pending_events_survive_a_kill_and_arrive_once_after_restart() {
 fn the_readme_curl_commands_work_as_written() {
     let readme = std::fs::read_to_string(buktor_tests::repo_root().join("README.md")).unwrap();
     let commands = curl_commands(&readme);
-    assert_eq!(
-        commands.len(),
-        3,
-        "the README shows the seed's three curl commands"
-    );
+    assert_eq!(commands.len(), 3, "the README shows the seed's three curl commands");
 
     // They are the seed's, verbatim, when the seed is at hand.
-    let seed_path =
-        buktor_tests::repo_root().join("../shared/seed/buktor-middleware-user-docs.txt");
+    let seed_path = buktor_tests::repo_root().join("../shared/seed/buktor-middleware-user-docs.txt");
     match std::fs::read_to_string(&seed_path) {
-        Ok(seed) => assert_eq!(
-            commands,
-            curl_commands(&seed),
-            "README and seed curl commands differ"
-        ),
-        Err(_) => eprintln!(
-            "note: {} not found; README curl commands not compared to the seed",
-            seed_path.display()
-        ),
+        Ok(seed) => assert_eq!(commands, curl_commands(&seed), "README and seed curl commands differ"),
+        Err(_) => eprintln!("note: {} not found; README curl commands not compared to the seed", seed_path.display()),
     }
 
     let setup = Setup::new();
@@ -401,17 +319,10 @@ fn the_readme_curl_commands_work_as_written() {
             .output()
             .expect("run curl");
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{command}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "{command}\n{}", String::from_utf8_lossy(&output.stderr));
         let (body, status) = stdout.rsplit_once('\n').expect("body and status");
         assert_eq!(status, "200", "{command}: {body}");
-        assert_eq!(
-            serde_json::from_str::<Value>(body).unwrap()["status"],
-            "accepted"
-        );
+        assert_eq!(serde_json::from_str::<Value>(body).unwrap()["status"], "accepted");
     }
     wait_for_rows(&setup, "SELECT * FROM HIS_appointments", 1);
     wait_for_rows(&setup, "SELECT * FROM HIS_schedules", 1);

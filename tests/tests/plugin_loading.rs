@@ -8,10 +8,7 @@ use serde_json::json;
 
 /// The error line: exactly one `error:` line, short, with no layout dump.
 fn the_error_line(stderr: &str) -> String {
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
     assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
     assert!(stderr.lines().count() < 10, "no multi-line dump:\n{stderr}");
     assert!(errors[0].len() < 600, "one readable line: {}", errors[0]);
@@ -37,10 +34,7 @@ fn setup_with_plugin_dir(database_type: &str, file: Option<(&std::path::Path, &s
 fn refusal(database_type: &str, fixture: Option<&str>) -> (Setup, String) {
     let source = fixture.map(|name| artifacts().plugin(name));
     let file_name = format!("libhis_{database_type}.so");
-    let setup = setup_with_plugin_dir(
-        database_type,
-        source.as_deref().map(|s| (s, file_name.as_str())),
-    );
+    let setup = setup_with_plugin_dir(database_type, source.as_deref().map(|s| (s, file_name.as_str())));
     let (status, stderr) = setup.run_expecting_exit();
     assert!(!status.success(), "exit status {status}");
     let line = the_error_line(&stderr);
@@ -50,25 +44,10 @@ fn refusal(database_type: &str, fixture: Option<&str>) -> (Setup, String) {
 #[test]
 fn a_missing_plugin_names_the_file_and_every_folder_searched() {
     let (setup, line) = refusal("mysql", None);
-    assert!(
-        line.contains("plugin for database.type \"mysql\" not found"),
-        "{line}"
-    );
+    assert!(line.contains("plugin for database.type \"mysql\" not found"), "{line}");
     assert!(line.contains("libhis_mysql.so"), "{line}");
-    assert!(
-        line.contains(&format!(
-            "{} (plugins.dir)",
-            setup.path("plugins").display()
-        )),
-        "{line}"
-    );
-    assert!(
-        line.contains(&format!(
-            "{} (beside the executable)",
-            artifacts().dir.display()
-        )),
-        "{line}"
-    );
+    assert!(line.contains(&format!("{} (plugins.dir)", setup.path("plugins").display())), "{line}");
+    assert!(line.contains(&format!("{} (beside the executable)", artifacts().dir.display())), "{line}");
 }
 
 #[test]
@@ -79,47 +58,30 @@ fn a_file_that_is_not_a_library_is_refused() {
     let (status, stderr) = setup.run_expecting_exit();
     assert!(!status.success());
     let line = the_error_line(&stderr);
-    assert!(
-        line.contains("cannot load plugin") && line.contains("libhis_junk.so"),
-        "{line}"
-    );
+    assert!(line.contains("cannot load plugin") && line.contains("libhis_junk.so"), "{line}");
 }
 
 #[test]
 fn a_library_that_is_not_a_plugin_is_refused() {
     let (_, line) = refusal("not_a_plugin", Some("not_a_plugin"));
     assert!(line.contains("is not a Buktor HIS plugin"), "{line}");
-    assert!(
-        line.contains("exports no Buktor plugin root module"),
-        "{line}"
-    );
+    assert!(line.contains("exports no Buktor plugin root module"), "{line}");
 }
 
 #[test]
 fn a_plugin_of_another_major_version_names_both_versions() {
     let (_, line) = refusal("wrong_version", Some("wrong_version"));
-    assert!(
-        line.contains("was built against plugin-api 2.0.0"),
-        "{line}"
-    );
-    assert!(
-        line.contains("this buktor-middleware uses plugin-api 1.0.0"),
-        "{line}"
-    );
+    assert!(line.contains("was built against plugin-api 2.0.0"), "{line}");
+    assert!(line.contains("this buktor-middleware uses plugin-api 1.0.0"), "{line}");
 }
 
 #[test]
 fn a_plugin_with_a_different_layout_is_refused_in_one_line() {
     let (_, line) = refusal("wrong_layout", Some("wrong_layout"));
-    assert!(
-        line.contains("was built against plugin-api 1.0.0"),
-        "{line}"
-    );
+    assert!(line.contains("was built against plugin-api 1.0.0"), "{line}");
     assert!(line.contains("its types differ from this host's"), "{line}");
     assert!(
-        line.contains(
-            "(abi_stable: mismatched package (expected his-plugin-api, found fixture-wrong-layout))"
-        ),
+        line.contains("(abi_stable: mismatched package (expected his-plugin-api, found fixture-wrong-layout))"),
         "{line}"
     );
 }
@@ -132,13 +94,7 @@ fn plugins_dir_is_searched_before_the_executable_folder() {
     setup.config["database"] = json!({"type": "sqlite", "path": "his.db", "create_missing": true});
     let middleware = setup.start();
     let expected = setup.path("plugins/libhis_sqlite.so");
-    assert!(
-        middleware
-            .logs()
-            .contains(&format!("plugin: {}", expected.display())),
-        "{}",
-        middleware.logs()
-    );
+    assert!(middleware.logs().contains(&format!("plugin: {}", expected.display())), "{}", middleware.logs());
 }
 
 #[test]
@@ -148,10 +104,8 @@ fn a_panicking_plugin_becomes_an_error_and_the_host_carries_on() {
     setup.config["database"] = json!({"type": "panicky", "path": "rows.jsonl"});
     let middleware = setup.start();
 
-    let bad = middleware
-        .post_event(r#"{"event_type": "appointment", "appointment_id": 1, "status": "panic!"}"#);
-    let good = middleware
-        .post_event(r#"{"event_type": "appointment", "appointment_id": 2, "status": "confirmed"}"#);
+    let bad = middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 1, "status": "panic!"}"#);
+    let good = middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 2, "status": "confirmed"}"#);
     assert_eq!((bad.status, good.status), (200, 200));
     let bad_id = bad.json()["id"].as_i64().unwrap();
 
@@ -163,31 +117,19 @@ fn a_panicking_plugin_becomes_an_error_and_the_host_carries_on() {
     assert!(!rows.contains(r#""HIS_appointment_id":1"#), "{rows}");
 
     // The bad one waits with the panic as its error; the host is alive.
-    wait_for(
-        Duration::from_secs(10),
-        "the panic recorded on the bad event",
-        || {
-            let row = query(
-                &setup.journal(),
-                &format!("SELECT status, last_error FROM events WHERE id = {bad_id}"),
-            );
-            let error = row[0][1].as_str().unwrap_or_default().to_string();
-            (row[0][0] == json!("pending")
-                && error.contains("panic error: the plugin panicked in upsert: boom"))
+    wait_for(Duration::from_secs(10), "the panic recorded on the bad event", || {
+        let row = query(&setup.journal(), &format!("SELECT status, last_error FROM events WHERE id = {bad_id}"));
+        let error = row[0][1].as_str().unwrap_or_default().to_string();
+        (row[0][0] == json!("pending") && error.contains("panic error: the plugin panicked in upsert: boom"))
             .then_some(())
-        },
-    );
+    });
     assert_eq!(middleware.request("GET", "/health", &[], b"").status, 200);
     let logs = middleware.logs();
     assert!(logs.contains("the panicky plugin panicked"), "{logs}");
-    assert!(
-        logs.matches("panicky writer opened").count() >= 2,
-        "the poisoned writer was replaced:\n{logs}"
-    );
+    assert!(logs.matches("panicky writer opened").count() >= 2, "the poisoned writer was replaced:\n{logs}");
 
     // More good events still flow after the panic.
-    middleware
-        .post_event(r#"{"event_type": "appointment", "appointment_id": 3, "status": "confirmed"}"#);
+    middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 3, "status": "confirmed"}"#);
     wait_for(Duration::from_secs(10), "a row after the panic", || {
         std::fs::read_to_string(setup.path("rows.jsonl"))
             .unwrap_or_default()

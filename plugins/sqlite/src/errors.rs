@@ -6,10 +6,15 @@ use rusqlite::ErrorCode;
 /// Turns a rusqlite error into a classified [`PluginError`], keeping
 /// SQLite's own message and extended result code.
 pub fn classify(error: rusqlite::Error) -> PluginError {
-    let rusqlite::Error::SqliteFailure(failure, message) = &error else {
-        return PluginError::permanent(ErrorKind::OTHER, error.to_string());
+    let (failure, text) = match &error {
+        rusqlite::Error::SqliteFailure(failure, message) => {
+            (failure, message.clone().unwrap_or_else(|| failure.to_string()))
+        }
+        // A statement SQLite refused to prepare. Its message names the
+        // problem; the SQL text (which can be huge) is left out.
+        rusqlite::Error::SqlInputError { error: failure, msg, .. } => (failure, msg.clone()),
+        _ => return PluginError::permanent(ErrorKind::OTHER, error.to_string()),
     };
-    let text = message.clone().unwrap_or_else(|| failure.to_string());
     let (kind, retryable) = match failure.code {
         // Another process holds the file: wait and try again.
         ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => (ErrorKind::CONFLICT, true),
@@ -27,25 +32,16 @@ pub fn classify(error: rusqlite::Error) -> PluginError {
         _ if is_schema_message(&text) => (ErrorKind::SCHEMA, false),
         _ => (ErrorKind::OTHER, false),
     };
-    let error = if retryable {
-        PluginError::retryable(kind, text)
-    } else {
-        PluginError::permanent(kind, text)
-    };
+    let error = if retryable { PluginError::retryable(kind, text) } else { PluginError::permanent(kind, text) };
     error.with_code(format!("SQLITE {}", failure.extended_code))
 }
 
 /// SQLite reports a missing table or column, or an upsert key without a
 /// unique index, as a generic SQLITE_ERROR; only the message tells.
 fn is_schema_message(message: &str) -> bool {
-    [
-        "no such table",
-        "no such column",
-        "has no column named",
-        "ON CONFLICT clause does not match",
-    ]
-    .iter()
-    .any(|needle| message.contains(needle))
+    ["no such table", "no such column", "has no column named", "ON CONFLICT clause does not match"]
+        .iter()
+        .any(|needle| message.contains(needle))
 }
 
 #[cfg(test)]
@@ -54,8 +50,7 @@ mod tests {
 
     fn sqlite_error(sql: &str) -> rusqlite::Error {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-            .unwrap();
+        conn.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)").unwrap();
         conn.execute_batch(sql).unwrap_err()
     }
 
@@ -65,24 +60,19 @@ mod tests {
             "INSERT INTO missing (k) VALUES (1)",
             "INSERT INTO t (k, nope) VALUES (1, 2)",
             "INSERT INTO t (k, v) VALUES (1, 'a') ON CONFLICT (v) DO NOTHING",
+            "INSERT INTO t (k, v) VALUES (1, 'a') ON CONFLICT (nope) DO NOTHING",
+            "INSERT INTO t (k, v) VALUES (1, 'a') ON CONFLICT (k) DO UPDATE SET v = excluded.nope",
         ] {
             let e = classify(sqlite_error(sql));
-            assert_eq!(
-                (e.kind, e.retryable),
-                (ErrorKind::SCHEMA, false),
-                "{sql}: {e:?}"
-            );
+            assert_eq!((e.kind, e.retryable), (ErrorKind::SCHEMA, false), "{sql}: {e:?}");
+            assert!(!e.message.contains("INSERT"), "no SQL text in the message: {e:?}");
         }
     }
 
     #[test]
     fn constraint_errors_are_permanent() {
         let e = classify(sqlite_error("INSERT INTO t (k) VALUES (1)"));
-        assert_eq!(
-            (e.kind, e.retryable),
-            (ErrorKind::CONSTRAINT, false),
-            "{e:?}"
-        );
+        assert_eq!((e.kind, e.retryable), (ErrorKind::CONSTRAINT, false), "{e:?}");
         assert!(e.message.contains("NOT NULL"), "{e:?}");
         assert!(e.code.starts_with("SQLITE "), "{e:?}");
     }
@@ -93,9 +83,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("busy.db");
         let holder = rusqlite::Connection::open(&path).unwrap();
-        holder
-            .execute_batch("CREATE TABLE t (k); BEGIN EXCLUSIVE;")
-            .unwrap();
+        holder.execute_batch("CREATE TABLE t (k); BEGIN EXCLUSIVE;").unwrap();
         let other = rusqlite::Connection::open(&path).unwrap();
         other.busy_timeout(std::time::Duration::ZERO).unwrap();
         let e = classify(other.execute_batch("INSERT INTO t VALUES (1)").unwrap_err());

@@ -44,16 +44,11 @@ impl Settings {
     /// `database.create_missing: invalid type: string "yes", expected a boolean`.
     pub fn parse(settings_json: &str, config_dir: &str) -> Result<Self, PluginError> {
         let mut deserializer = serde_json::Deserializer::from_str(settings_json);
-        let raw: RawSettings =
-            serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-                let path = e.path().to_string();
-                let at = if path == "." {
-                    "database".to_string()
-                } else {
-                    format!("database.{path}")
-                };
-                PluginError::permanent(ErrorKind::CONFIG, format!("{at}: {}", e.inner()))
-            })?;
+        let raw: RawSettings = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let at = if path == "." { "database".to_string() } else { format!("database.{path}") };
+            PluginError::permanent(ErrorKind::CONFIG, format!("{at}: {}", e.inner()))
+        })?;
         if raw.path.as_os_str().is_empty() {
             return Err(PluginError::permanent(
                 ErrorKind::CONFIG,
@@ -81,23 +76,12 @@ mod tests {
 
     #[test]
     fn errors_name_the_setting() {
-        let e = Settings::parse(
-            r#"{"type":"sqlite","path":"x","create_missing":"yes"}"#,
-            "/",
-        )
-        .unwrap_err();
+        let e = Settings::parse(r#"{"type":"sqlite","path":"x","create_missing":"yes"}"#, "/").unwrap_err();
         assert_eq!(e.kind, ErrorKind::CONFIG);
-        assert!(
-            e.message
-                .starts_with("database.create_missing: invalid type"),
-            "{e}"
-        );
+        assert!(e.message.starts_with("database.create_missing: invalid type"), "{e}");
 
         let e = Settings::parse(r#"{"type":"sqlite","path":"x","host":"h"}"#, "/").unwrap_err();
-        assert!(
-            e.message.starts_with("database.host: unknown field `host`"),
-            "{e}"
-        );
+        assert!(e.message.starts_with("database.host: unknown field `host`"), "{e}");
 
         let e = Settings::parse(r#"{"type":"sqlite"}"#, "/").unwrap_err();
         assert!(e.message.contains("missing field `path`"), "{e}");

@@ -21,32 +21,14 @@ pub fn max_rows_per_statement(column_count: usize) -> usize {
 /// for `row_count` rows. Rows are applied in order, so the last row for a
 /// key wins. When every column is a key column there is nothing to update.
 pub fn upsert(table: &str, columns: &[&str], key_columns: &[&str], row_count: usize) -> String {
-    let column_list = columns
-        .iter()
-        .map(|c| quote(c))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let column_list = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
     let placeholders = format!("({})", vec!["?"; columns.len()].join(", "));
     let rows = vec![placeholders.as_str(); row_count].join(", ");
-    let keys = key_columns
-        .iter()
-        .map(|c| quote(c))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let updates: Vec<String> = columns
-        .iter()
-        .filter(|c| !key_columns.contains(c))
-        .map(|c| format!("{0} = excluded.{0}", quote(c)))
-        .collect();
-    let action = if updates.is_empty() {
-        "NOTHING".to_string()
-    } else {
-        format!("UPDATE SET {}", updates.join(", "))
-    };
-    format!(
-        "INSERT INTO {} ({column_list}) VALUES {rows} ON CONFLICT ({keys}) DO {action}",
-        quote(table)
-    )
+    let keys = key_columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+    let updates: Vec<String> =
+        columns.iter().filter(|c| !key_columns.contains(c)).map(|c| format!("{0} = excluded.{0}", quote(c))).collect();
+    let action = if updates.is_empty() { "NOTHING".to_string() } else { format!("UPDATE SET {}", updates.join(", ")) };
+    format!("INSERT INTO {} ({column_list}) VALUES {rows} ON CONFLICT ({keys}) DO {action}", quote(table))
 }
 
 #[cfg(test)]
@@ -56,10 +38,7 @@ mod tests {
     #[test]
     fn quotes_double_quotes_inside_names() {
         assert_eq!(quote("HIS_status"), "\"HIS_status\"");
-        assert_eq!(
-            quote("a\"; DROP TABLE x; --"),
-            "\"a\"\"; DROP TABLE x; --\""
-        );
+        assert_eq!(quote("a\"; DROP TABLE x; --"), "\"a\"\"; DROP TABLE x; --\"");
     }
 
     #[test]

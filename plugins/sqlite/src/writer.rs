@@ -6,8 +6,7 @@ use std::{
 };
 
 use his_plugin_api::{
-    ColumnDescription, ErrorKind, Logger, PluginError, TableDescription, UpsertBatch, Value,
-    ValueRef, Writer,
+    ColumnDescription, ErrorKind, Logger, PluginError, TableDescription, UpsertBatch, Value, ValueRef, Writer,
 };
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension,
@@ -21,8 +20,9 @@ pub struct SqliteWriter {
     connection: Connection,
     settings: Settings,
     log: Logger,
-    /// With `create_missing`: the columns of each table already checked or
-    /// created, so that the schema is looked at once per table, not per batch.
+    /// With `create_missing`: the columns (lowercased: SQLite ignores case)
+    /// of each table already checked or created, so that the schema is
+    /// looked at once per table, not per batch.
     known_columns: HashMap<String, HashSet<String>>,
 }
 
@@ -42,26 +42,16 @@ impl SqliteWriter {
             };
             PluginError::permanent(
                 ErrorKind::CONFIG,
-                format!(
-                    "database.path: cannot open SQLite HIS database {}: {e}; {hint}",
-                    settings.path.display()
-                ),
+                format!("database.path: cannot open SQLite HIS database {}: {e}; {hint}", settings.path.display()),
             )
         })?;
-        connection
-            .busy_timeout(Duration::from_millis(settings.busy_timeout_ms))
-            .map_err(classify)?;
+        connection.busy_timeout(Duration::from_millis(settings.busy_timeout_ms)).map_err(classify)?;
         log.info(format_args!(
             "writing to SQLite HIS database {} (create_missing: {})",
             settings.path.display(),
             settings.create_missing
         ));
-        Ok(Self {
-            connection,
-            settings,
-            log,
-            known_columns: HashMap::new(),
-        })
+        Ok(Self { connection, settings, log, known_columns: HashMap::new() })
     }
 
     /// Creates the table, its missing columns and a unique index on the key
@@ -70,23 +60,15 @@ impl SqliteWriter {
     fn create_missing(&mut self, batch: &UpsertBatch) -> Result<(), PluginError> {
         let table = batch.table.as_str();
         let known = self.known_columns.get(table);
-        if known.is_some_and(|known| batch.columns.iter().all(|c| known.contains(c.as_str()))) {
+        if known.is_some_and(|known| batch.columns.iter().all(|c| known.contains(&c.to_lowercase()))) {
             return Ok(());
         }
         let existing: HashSet<String> = match self.describe_table(table)? {
-            Some(description) => description
-                .columns
-                .iter()
-                .map(|c| c.name.to_string())
-                .collect(),
+            Some(description) => description.columns.iter().map(|c| c.name.to_lowercase()).collect(),
             None => HashSet::new(),
         };
         let keys: Vec<&str> = batch.key_columns.iter().map(|k| k.as_str()).collect();
-        let quoted_keys = keys
-            .iter()
-            .map(|k| sql::quote(k))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let quoted_keys = keys.iter().map(|k| sql::quote(k)).collect::<Vec<_>>().join(", ");
         let mut statements = Vec::new();
         if existing.is_empty() {
             let columns: Vec<String> = batch
@@ -100,21 +82,18 @@ impl SqliteWriter {
                 sql::quote(table),
                 columns.join(", ")
             ));
-            self.log.info(format_args!(
-                "creating table {table} (database.create_missing is on)"
-            ));
+            self.log.info(format_args!("creating table {table} (database.create_missing is on)"));
         } else {
             for (i, column) in batch.columns.iter().enumerate() {
-                if !existing.contains(column.as_str()) {
+                if !existing.contains(&column.to_lowercase()) {
                     statements.push(format!(
                         "ALTER TABLE {} ADD COLUMN {} {}",
                         sql::quote(table),
                         sql::quote(column),
                         column_type(batch, i)
                     ));
-                    self.log.info(format_args!(
-                        "adding column {column} to table {table} (database.create_missing is on)"
-                    ));
+                    self.log
+                        .info(format_args!("adding column {column} to table {table} (database.create_missing is on)"));
                 }
             }
             statements.push(format!(
@@ -123,13 +102,8 @@ impl SqliteWriter {
                 sql::quote(table)
             ));
         }
-        self.connection
-            .execute_batch(&statements.join(";\n"))
-            .map_err(classify)?;
-        self.known_columns.insert(
-            table.to_string(),
-            batch.columns.iter().map(|c| c.to_string()).collect(),
-        );
+        self.connection.execute_batch(&statements.join(";\n")).map_err(classify)?;
+        self.known_columns.insert(table.to_string(), batch.columns.iter().map(|c| c.to_lowercase()).collect());
         Ok(())
     }
 }
@@ -137,10 +111,7 @@ impl SqliteWriter {
 /// The declared type for a created column: the SQLite affinity of the first
 /// non-null value. Decimals and timestamps are TEXT, which keeps them exact.
 fn column_type(batch: &UpsertBatch, column: usize) -> &'static str {
-    let first = batch
-        .rows()
-        .map(|row| row[column].get())
-        .find(|v| *v != ValueRef::Null);
+    let first = batch.rows().map(|row| row[column].get()).find(|v| *v != ValueRef::Null);
     match first {
         Some(ValueRef::Int(_) | ValueRef::Bool(_)) => "INTEGER",
         Some(ValueRef::Float(_)) => "REAL",
@@ -161,13 +132,9 @@ impl ToSql for Bind<'_> {
             ValueRef::Int(i) => Sql::Integer(i),
             ValueRef::Float(f) => Sql::Real(f),
             // Decimal and timestamp text is stored as sent: exact, and sortable.
-            ValueRef::Decimal(s) | ValueRef::Text(s) | ValueRef::Timestamp(s) => {
-                Sql::Text(s.as_bytes())
-            }
+            ValueRef::Decimal(s) | ValueRef::Text(s) | ValueRef::Timestamp(s) => Sql::Text(s.as_bytes()),
             other => {
-                return Err(rusqlite::Error::ToSqlConversionFailure(
-                    format!("unsupported value {other:?}").into(),
-                ));
+                return Err(rusqlite::Error::ToSqlConversionFailure(format!("unsupported value {other:?}").into()));
             }
         }))
     }
@@ -182,34 +149,29 @@ impl Writer for SqliteWriter {
         let keys: Vec<&str> = batch.key_columns.iter().map(|c| c.as_str()).collect();
         let rows_per_statement = sql::max_rows_per_statement(columns.len());
 
-        let transaction = self.connection.transaction().map_err(classify)?;
+        // IMMEDIATE takes the write lock up front, so a busy file fails fast
+        // and cleanly instead of midway through the batch.
+        let transaction =
+            self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(classify)?;
         let rows: Vec<&[Value]> = batch.rows().collect();
         for (chunk_index, chunk) in rows.chunks(rows_per_statement).enumerate() {
             let text = sql::upsert(&batch.table, &columns, &keys, chunk.len());
             // Cached: a steady stream of same-sized batches reuses one plan.
             let mut statement = transaction.prepare_cached(&text).map_err(classify)?;
             let params: Vec<Bind<'_>> = chunk.iter().flat_map(|row| row.iter().map(Bind)).collect();
-            statement
-                .execute(rusqlite::params_from_iter(params.iter()))
-                .map_err(|e| match (&e, chunk.len()) {
-                    // With one row per statement, the failing row is known.
-                    (_, 1) => classify(e).with_row(chunk_index * rows_per_statement),
-                    _ => classify(e),
-                })?;
+            statement.execute(rusqlite::params_from_iter(params.iter())).map_err(|e| match (&e, chunk.len()) {
+                // With one row per statement, the failing row is known.
+                (_, 1) => classify(e).with_row(chunk_index * rows_per_statement),
+                _ => classify(e),
+            })?;
         }
         transaction.commit().map_err(classify)?;
-        self.log.debug(format_args!(
-            "upserted {} rows into {}",
-            batch.row_count(),
-            batch.table
-        ));
+        self.log.debug(format_args!("upserted {} rows into {}", batch.row_count(), batch.table));
         Ok(())
     }
 
     fn ping(&mut self) -> Result<(), PluginError> {
-        self.connection
-            .query_row("SELECT 1", [], |_| Ok(()))
-            .map_err(classify)
+        self.connection.query_row("SELECT 1", [], |_| Ok(())).map_err(classify)
     }
 
     fn describe_table(&mut self, table: &str) -> Result<Option<TableDescription>, PluginError> {
@@ -261,10 +223,8 @@ impl Writer for SqliteWriter {
             .collect::<Result<_, _>>()
             .map_err(classify)?;
         for index in index_names {
-            let mut info = self
-                .connection
-                .prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")
-                .map_err(classify)?;
+            let mut info =
+                self.connection.prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno").map_err(classify)?;
             let key: Vec<Option<String>> = info
                 .query_map([&index], |row| row.get(0))
                 .map_err(classify)?
