@@ -331,11 +331,24 @@ impl State {
         }
         Settlement::RetryLater {
             id: item.event.id,
-            error: format!("{} error: {error}", error.kind.name()),
+            error: journal_text(&format!("{} error: {error}", error.kind.name())),
             next_attempt_at_ms: clock::now_ms() + delay.as_millis() as i64,
         }
     }
 }
+
+/// An error as stored in the journal's `last_error`: at most
+/// [`MAX_ERROR_CHARS`] characters, since a database may quote a whole
+/// statement or value back.
+fn journal_text(error: &str) -> String {
+    match error.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((cut, _)) => format!("{}… (cut)", &error[..cut]),
+        None => error.to_string(),
+    }
+}
+
+/// The longest `last_error` kept.
+const MAX_ERROR_CHARS: usize = 2000;
 
 fn is_held(held: &HashSet<String>, item: &Item) -> bool {
     item.event.event_key.as_ref().is_some_and(|k| held.contains(k))
@@ -391,6 +404,14 @@ mod tests {
             .iter()
             .map(|s| s.iter().map(|(t, b)| (t.as_str(), b.iter().map(|i| i.event.id).collect())).collect())
             .collect()
+    }
+
+    #[test]
+    fn long_errors_are_cut_for_the_journal() {
+        assert_eq!(journal_text("short"), "short");
+        let long = "é".repeat(5000);
+        let cut = journal_text(&long);
+        assert_eq!(cut.chars().count(), MAX_ERROR_CHARS + "… (cut)".chars().count());
     }
 
     #[test]
