@@ -56,11 +56,22 @@ impl Committer {
         answer.await.map_err(|_| stopped())?
     }
 
-    /// Records delivery outcomes. Blocking: for the sync worker's thread.
-    pub fn settle_blocking(&self, settlements: Vec<Settlement>) -> Result<(), Unavailable> {
+    /// Sends delivery outcomes to be recorded, without waiting for the
+    /// commit; [`Pending::wait`] does. Blocking: for the sync worker's thread.
+    pub fn settle(&self, settlements: Vec<Settlement>) -> Result<Pending, Unavailable> {
         let (reply, answer) = oneshot::channel();
         self.sender.blocking_send(Command::Settle(settlements, reply)).map_err(|_| stopped())?;
-        answer.blocking_recv().map_err(|_| stopped())?
+        Ok(Pending(answer))
+    }
+}
+
+/// Outcomes sent to the committer, not yet known to be committed.
+pub struct Pending(oneshot::Receiver<Result<(), Unavailable>>);
+
+impl Pending {
+    /// Blocks until the outcomes are committed, or could not be.
+    pub fn wait(self) -> Result<(), Unavailable> {
+        self.0.blocking_recv().map_err(|_| stopped())?
     }
 }
 
@@ -110,7 +121,14 @@ fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>, wakeup
 
 /// Writes one round in one transaction. Returns, per command, the new id
 /// (0 for settlements). All or nothing: on error, nothing was stored.
+///
+/// A round with new events is fsynced before it returns (synchronous=FULL).
+/// A round of delivery outcomes only is not (NORMAL): a power cut may undo
+/// it, and those events are then written to the HIS again, an upsert that
+/// changes nothing. The next FULL commit makes it durable anyway.
 fn commit_round(connection: &mut Connection, round: &[Command]) -> rusqlite::Result<Vec<i64>> {
+    let appends = round.iter().any(|c| matches!(c, Command::Append(..)));
+    connection.pragma_update(None, "synchronous", if appends { "FULL" } else { "NORMAL" })?;
     let transaction = connection.transaction()?;
     let now = crate::clock::now_rfc3339();
     let mut ids = Vec::with_capacity(round.len());
@@ -118,9 +136,7 @@ fn commit_round(connection: &mut Connection, round: &[Command]) -> rusqlite::Res
         match command {
             Command::Append(event, _) => ids.push(journal::insert(&transaction, event)?),
             Command::Settle(settlements, _) => {
-                for settlement in settlements {
-                    journal::settle(&transaction, settlement, &now)?;
-                }
+                journal::settle(&transaction, settlements, &now)?;
                 ids.push(0);
             }
         }

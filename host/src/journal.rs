@@ -12,11 +12,11 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 /// Each migration brings the schema from version `index` to `index + 1`.
 /// Append only: never edit a migration that has shipped.
 const MIGRATIONS: &[&str] = &[
-    // 1: the events table.
+    // 1: events, and their payloads apart: an event's row is rewritten at
+    // each change of status, its payload never.
     "CREATE TABLE events (
         id              INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused, even after pruning
         event_type      TEXT NOT NULL,
-        payload         TEXT NOT NULL,                     -- the request body, byte for byte
         received_at     TEXT NOT NULL,                     -- RFC 3339, UTC, milliseconds
         status          TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'unmapped')),
         event_key       TEXT,                              -- table and key values; orders events per HIS row
@@ -25,8 +25,15 @@ const MIGRATIONS: &[&str] = &[
         next_attempt_at INTEGER NOT NULL DEFAULT 0,        -- unix ms; a pending event waits until then
         delivered_at    TEXT
     );
+    CREATE TABLE payloads (
+        event_id INTEGER PRIMARY KEY REFERENCES events (id),
+        body     TEXT NOT NULL                             -- the request body, byte for byte
+    );
     CREATE INDEX events_pending ON events (id) WHERE status = 'pending';
-    CREATE INDEX events_pending_key ON events (event_key, id) WHERE status = 'pending';",
+    -- Pending events that have failed at least once (only they have a
+    -- next_attempt_at above 0), by HIS row: the few that can hold back later
+    -- events for the same row. Normal traffic never touches this index.
+    CREATE INDEX events_waiting ON events (event_key, id) WHERE status = 'pending' AND next_attempt_at > 0;",
 ];
 
 /// The schema version this build writes.
@@ -164,6 +171,11 @@ pub fn open(path: &Path) -> Result<Connection, JournalError> {
         tracing::warn!("the journal {shown} runs in {mode} mode, not WAL: keep it on a local disk");
     }
     connection.pragma_update(None, "synchronous", "FULL").map_err(open_error)?;
+    // A 16 MB page cache keeps a large backlog's indexes in memory, and a
+    // checkpoint every ~40 MB of WAL copies each hot page once instead of
+    // again and again while the worker drains.
+    connection.pragma_update(None, "cache_size", -16_000).map_err(open_error)?;
+    connection.pragma_update(None, "wal_autocheckpoint", 10_000).map_err(open_error)?;
     migrate(&mut connection).map_err(|e| match e {
         JournalError::Sqlite(source) => open_error(source),
         JournalError::NewerSchema { found, .. } => JournalError::NewerSchema { path: shown.clone(), found },
@@ -188,61 +200,99 @@ fn migrate(connection: &mut Connection) -> Result<(), JournalError> {
 
 /// Appends one event; returns its id.
 pub fn insert(transaction: &Transaction<'_>, event: &NewEvent) -> rusqlite::Result<i64> {
-    let mut statement = transaction.prepare_cached(
-        "INSERT INTO events (event_type, payload, received_at, status, event_key) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    statement.execute(params![
-        event.event_type,
-        event.payload,
-        event.received_at,
-        event.status.as_str(),
-        event.event_key
-    ])?;
-    Ok(transaction.last_insert_rowid())
+    transaction
+        .prepare_cached("INSERT INTO events (event_type, received_at, status, event_key) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![event.event_type, event.received_at, event.status.as_str(), event.event_key])?;
+    let id = transaction.last_insert_rowid();
+    transaction
+        .prepare_cached("INSERT INTO payloads (event_id, body) VALUES (?1, ?2)")?
+        .execute(params![id, event.payload])?;
+    Ok(id)
 }
 
-/// Records what happened to one pending event. `now` is RFC 3339.
-pub fn settle(transaction: &Transaction<'_>, settlement: &Settlement, now: &str) -> rusqlite::Result<()> {
-    match settlement {
-        Settlement::Delivered { id } => transaction
+/// Records what happened to pending events. `now` is RFC 3339.
+///
+/// Deliveries, the bulk of any pass, are marked in one statement (the ids
+/// go in as a JSON array); the rarer outcomes one by one.
+pub fn settle(transaction: &Transaction<'_>, settlements: &[Settlement], now: &str) -> rusqlite::Result<()> {
+    let delivered: Vec<i64> = settlements
+        .iter()
+        .filter_map(|s| match s {
+            Settlement::Delivered { id } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    if !delivered.is_empty() {
+        let ids = serde_json::to_string(&delivered).expect("integers serialize");
+        transaction
             .prepare_cached(
                 "UPDATE events SET status = ?3, attempts = attempts + 1, delivered_at = ?2, last_error = NULL
-                 WHERE id = ?1 AND status = 'pending'",
+                 WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'pending'",
             )?
-            .execute(params![id, now, Status::Delivered.as_str()])?,
-        Settlement::RetryLater { id, error, next_attempt_at_ms } => transaction
-            .prepare_cached(
-                "UPDATE events SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
-                 WHERE id = ?1 AND status = 'pending'",
-            )?
-            .execute(params![id, error, next_attempt_at_ms])?,
-        Settlement::Failed { id, error } => transaction
-            .prepare_cached(
-                "UPDATE events SET status = ?3, attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND status = 'pending'",
-            )?
-            .execute(params![id, error, Status::Failed.as_str()])?,
-        Settlement::Unmapped { id, reason } => transaction
-            .prepare_cached("UPDATE events SET status = ?3, last_error = ?2 WHERE id = ?1 AND status = 'pending'")?
-            .execute(params![id, reason, Status::Unmapped.as_str()])?,
-    };
+            .execute(params![ids, now, Status::Delivered.as_str()])?;
+    }
+    for settlement in settlements {
+        match settlement {
+            Settlement::Delivered { .. } => 0,
+            Settlement::RetryLater { id, error, next_attempt_at_ms } => transaction
+                .prepare_cached(
+                    "UPDATE events SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
+                     WHERE id = ?1 AND status = 'pending'",
+                )?
+                .execute(params![id, error, next_attempt_at_ms])?,
+            Settlement::Failed { id, error } => transaction
+                .prepare_cached(
+                    "UPDATE events SET status = ?3, attempts = attempts + 1, last_error = ?2
+                     WHERE id = ?1 AND status = 'pending'",
+                )?
+                .execute(params![id, error, Status::Failed.as_str()])?,
+            Settlement::Unmapped { id, reason } => transaction
+                .prepare_cached("UPDATE events SET status = ?3, last_error = ?2 WHERE id = ?1 AND status = 'pending'")?
+                .execute(params![id, reason, Status::Unmapped.as_str()])?,
+        };
+    }
     Ok(())
 }
 
-/// Up to `limit` pending events that are due at `now_ms`, oldest first.
+/// Up to `limit` pending events with an id above `after_id` that are due
+/// at `now_ms`, oldest first.
 ///
 /// An event waits while an older pending event for the same HIS row is not
 /// yet due, so that a row never receives a newer state before an older one.
-pub fn due_events(connection: &Connection, now_ms: i64, limit: usize) -> rusqlite::Result<Vec<PendingEvent>> {
-    let mut statement = connection.prepare_cached(
-        "SELECT id, event_type, payload, received_at, attempts, event_key FROM events AS e
-         WHERE status = 'pending' AND next_attempt_at <= ?1
-           AND NOT EXISTS (
-               SELECT 1 FROM events AS older
-               WHERE older.status = 'pending' AND older.event_key = e.event_key
-                 AND older.id < e.id AND older.next_attempt_at > ?1)
-         ORDER BY id LIMIT ?2",
-    )?;
-    let rows = statement.query_map(params![now_ms, limit as i64], |row| {
+/// That check costs an index probe per event, so it runs only when some
+/// pending event is waiting for a retry at all.
+pub fn due_events(
+    connection: &Connection,
+    now_ms: i64,
+    after_id: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<PendingEvent>> {
+    let any_waiting: bool = connection
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM events INDEXED BY events_waiting
+             WHERE status = 'pending' AND next_attempt_at > 0 AND next_attempt_at > ?1)",
+        )?
+        .query_row([now_ms], |row| row.get(0))?;
+    let mut statement = if any_waiting {
+        connection.prepare_cached(
+            "SELECT id, event_type, body, received_at, attempts, event_key
+             FROM events AS e JOIN payloads ON payloads.event_id = e.id
+             WHERE status = 'pending' AND id > ?3 AND next_attempt_at <= ?1
+               AND NOT EXISTS (
+                   SELECT 1 FROM events AS older
+                   WHERE older.status = 'pending' AND older.next_attempt_at > 0 AND older.event_key = e.event_key
+                     AND older.id < e.id AND older.next_attempt_at > ?1)
+             ORDER BY id LIMIT ?2",
+        )?
+    } else {
+        connection.prepare_cached(
+            "SELECT id, event_type, body, received_at, attempts, event_key
+             FROM events JOIN payloads ON payloads.event_id = events.id
+             WHERE status = 'pending' AND id > ?3 AND next_attempt_at <= ?1
+             ORDER BY id LIMIT ?2",
+        )?
+    };
+    let rows = statement.query_map(params![now_ms, limit as i64, after_id], |row| {
         Ok(PendingEvent {
             id: row.get(0)?,
             event_type: row.get(1)?,
@@ -259,7 +309,10 @@ pub fn due_events(connection: &Connection, now_ms: i64, limit: usize) -> rusqlit
 /// due (unix ms), if any is waiting.
 pub fn next_due_ms(connection: &Connection, now_ms: i64) -> rusqlite::Result<Option<i64>> {
     connection
-        .prepare_cached("SELECT MIN(next_attempt_at) FROM events WHERE status = 'pending' AND next_attempt_at > ?1")?
+        .prepare_cached(
+            "SELECT MIN(next_attempt_at) FROM events INDEXED BY events_waiting
+             WHERE status = 'pending' AND next_attempt_at > 0 AND next_attempt_at > ?1",
+        )?
         .query_row([now_ms], |row| row.get(0))
         .optional()
         .map(Option::flatten)

@@ -60,6 +60,12 @@ struct Cli {
 enum Command {
     /// Receive events and write them to the HIS (what runs with no command).
     Run,
+    /// Show an HIS table as the database plugin sees it: its columns, their
+    /// types, and its keys (JSON on standard output).
+    Describe {
+        /// The table's name, as in the mapping.
+        table: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -67,6 +73,7 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(cli.config),
+        Command::Describe { table } => describe(cli.config, &table),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -133,10 +140,14 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     };
     let (worker_thread, opened) =
         worker.start().map_err(|e| anyhow::anyhow!("cannot open the {database_type} HIS database: {e}"))?;
-    if let Opened::Deferred(e) = opened {
-        tracing::warn!(
+    match opened {
+        Opened::Ready => {}
+        Opened::Deferred(e) => tracing::warn!(
             "the HIS database is not reachable yet ({e}); events are journaled and will be written when it is"
-        );
+        ),
+        Opened::Slow => tracing::warn!(
+            "the HIS database has not answered yet; events are journaled and will be written when it does"
+        ),
     }
 
     let intake = intake::Intake { committer, mappings, max_body_bytes: config.server.max_body_bytes };
@@ -203,6 +214,38 @@ fn join_within(thread: std::thread::JoinHandle<()>, limit: Duration, what: &str)
         std::thread::sleep(Duration::from_millis(10));
     }
     let _ = thread.join();
+}
+
+/// `describe TABLE`: opens a writer on this (main) thread, before any async
+/// runtime exists, and prints what the plugin reports.
+fn describe(config_path: Option<PathBuf>, table: &str) -> anyhow::Result<()> {
+    let loaded = config::load(&config::locate(config_path.as_deref())?)?;
+    let database_type = loaded.database_type().to_string();
+    let plugin = plugins::load(&database_type, loaded.plugins_dir().as_deref())?;
+    let settings = serde_json::Value::Object(loaded.config.database.clone()).to_string();
+    let mut writer = plugin
+        .open_writer(&settings, &loaded.dir)
+        .map_err(|e| anyhow::anyhow!("cannot open the {database_type} HIS database: {e}"))?;
+    let described = writer.describe_table(table.into()).into_result();
+    let _ = writer.close().into_result();
+    let description = described
+        .map_err(|e| anyhow::anyhow!("cannot describe {table}: {e}"))?
+        .into_option()
+        .ok_or_else(|| anyhow::anyhow!("table {table:?} not found in the {database_type} HIS database"))?;
+    let strings = |list: &[abi_stable::std_types::RString]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let json = serde_json::json!({
+        "table": description.name.as_str(),
+        "columns": description.columns.iter().map(|c| serde_json::json!({
+            "name": c.name.as_str(),
+            "type": c.data_type.as_str(),
+            "nullable": c.nullable,
+            "has_default": c.has_default,
+        })).collect::<Vec<_>>(),
+        "primary_key": strings(&description.primary_key),
+        "unique_keys": description.unique_keys.iter().map(|k| strings(k)).collect::<Vec<_>>(),
+    });
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
 }
 
 /// Ctrl-C, or SIGTERM on Unix (what systemd sends).

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use his_plugin_api::Value;
+use his_plugin_api::{Timestamp, Value};
 use indexmap::IndexMap;
 use serde_json::value::RawValue;
 
@@ -192,33 +192,10 @@ fn number_value(text: &str) -> Value {
     Value::decimal(text)
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.f{1,9}][Z|±HH:MM]`, with a real date and time.
+/// `YYYY-MM-DDTHH:MM:SS[.f{1,9}][Z|±HH:MM]`, with a real date and time:
+/// the form plugin-api promises plugins (see [`Timestamp`]).
 pub fn is_timestamp(s: &str) -> bool {
-    const PATTERN: &[u8; 19] = b"dddd-dd-ddTdd:dd:dd";
-    let bytes = s.as_bytes();
-    if bytes.len() < 19 || !s.is_ascii() {
-        return false;
-    }
-    let shape_ok = PATTERN.iter().zip(bytes).all(|(p, b)| if *p == b'd' { b.is_ascii_digit() } else { p == b });
-    if !shape_ok || chrono::NaiveDateTime::parse_from_str(&s[..19], "%Y-%m-%dT%H:%M:%S").is_err() {
-        return false;
-    }
-    let mut rest = &s[19..];
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if !(1..=9).contains(&digits) {
-            return false;
-        }
-        rest = &fraction[digits..];
-    }
-    match rest.as_bytes() {
-        [] | [b'Z'] => true,
-        [b'+' | b'-', h1, h2, b':', m1, m2] => {
-            let two = |a: u8, b: u8| (a.is_ascii_digit() && b.is_ascii_digit()).then(|| (a - b'0') * 10 + (b - b'0'));
-            matches!((two(*h1, *h2), two(*m1, *m2)), (Some(h), Some(m)) if h < 24 && m < 60)
-        }
-        _ => false,
-    }
+    Timestamp::parse(s).is_some()
 }
 
 #[cfg(test)]

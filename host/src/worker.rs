@@ -17,7 +17,7 @@ use std::{
     path::PathBuf,
     sync::{Arc, mpsc},
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use abi_stable::std_types::{RString, RVec};
@@ -27,7 +27,7 @@ use rusqlite::Connection;
 
 use crate::{
     clock,
-    committer::Committer,
+    committer::{Committer, Pending},
     journal::{self, PendingEvent, Settlement},
     mapping::{EventMapping, Mappings},
     plugins::Plugin,
@@ -60,40 +60,67 @@ pub struct Worker {
     pub backoff: Backoff,
 }
 
+/// How long startup waits for the first attempt to open the writer before
+/// it listens anyway: a slow or unreachable HIS must not hold up intake.
+const FIRST_OPEN_WAIT: Duration = Duration::from_secs(3);
+
 /// How the first attempt to open the writer went.
 pub enum Opened {
     /// The writer is open.
     Ready,
     /// The HIS is not reachable yet; events wait in the journal until it is.
     Deferred(PluginError),
+    /// The attempt is still running; its outcome will be logged.
+    Slow,
 }
 
 impl Worker {
-    /// Starts the worker thread. It opens the writer first, and this returns
-    /// once that attempt is over: a permanent error (bad settings, login
-    /// refused) is returned, so that the middleware exits before it listens.
+    /// Starts the worker thread, which opens the writer first. This waits
+    /// for that attempt (at most [`FIRST_OPEN_WAIT`]): a permanent error
+    /// (bad settings, login refused) is returned, so that the middleware
+    /// exits before it listens. If such an error comes only after the wait,
+    /// the worker logs it and ends the process.
     pub fn start(self) -> Result<(JoinHandle<()>, Opened), PluginError> {
         let (report, first_open) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("sync-worker".into())
             .spawn(move || {
+                let database_type = self.plugin.name.clone();
                 let mut state = State { worker: self, writer: None, failures: 0 };
                 let opened = state.open_writer();
-                let fatal = matches!(&opened, Err(e) if !e.retryable);
-                let _ = report.send(opened);
-                if !fatal {
-                    state.run();
+                let outcome = opened.as_ref().map(|_| ()).map_err(|e| (e.retryable, e.to_string()));
+                if report.send(opened).is_err()
+                    && let Err((false, message)) = &outcome
+                {
+                    // Startup stopped waiting; nobody else will report it.
+                    eprintln!("error: cannot open the {database_type} HIS database: {message}");
+                    std::process::exit(1);
+                }
+                match outcome {
+                    Err((false, _)) => return,
+                    Err((true, _)) if !state.back_off() => return,
+                    _ => {}
+                }
+                let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.run()));
+                if crashed.is_err() {
+                    // A bug in the host. Every event is safe in the journal:
+                    // exit, so that the service manager starts a fresh process.
+                    tracing::error!("the sync worker crashed; exiting so that the service restarts it");
+                    std::process::exit(70);
                 }
             })
             .map_err(|e| PluginError::permanent(ErrorKind::OTHER, format!("cannot start the sync worker: {e}")))?;
-        match first_open.recv() {
+        match first_open.recv_timeout(FIRST_OPEN_WAIT) {
             Ok(Ok(())) => Ok((thread, Opened::Ready)),
             Ok(Err(e)) if e.retryable => Ok((thread, Opened::Deferred(e))),
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e)
             }
-            Err(_) => Err(PluginError::permanent(ErrorKind::PANIC, "the sync worker stopped while opening the writer")),
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok((thread, Opened::Slow)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Err(PluginError::permanent(ErrorKind::PANIC, "the sync worker stopped while opening the writer"))
+            }
         }
     }
 }
@@ -106,6 +133,13 @@ struct State {
     /// Consecutive passes that ended in a retryable error: the worker's
     /// own backoff while the HIS is unreachable.
     failures: u32,
+}
+
+/// A pass's outcomes on their way into the journal.
+struct Recording {
+    reply: Pending,
+    /// The last event id of that pass: the next pass reads after it.
+    last_id: i64,
 }
 
 /// One event and its row.
@@ -130,7 +164,13 @@ impl State {
         Ok(())
     }
 
+    /// The worker's loop. Recording a pass's outcomes (a journal commit)
+    /// overlaps with the next pass when every event of the pass was
+    /// delivered: the next pass then reads only events after the last one
+    /// being recorded. After any failure the worker waits for the record
+    /// first, so that an event held back is seen as held.
     fn run(&mut self) {
+        let mut recording: Option<Recording> = None;
         while !self.worker.wakeup.stopping() {
             if self.writer.is_none() {
                 if let Err(e) = self.open_writer() {
@@ -143,7 +183,9 @@ impl State {
                 tracing::info!("{} writer open", self.worker.plugin.name);
             }
             let now = clock::now_ms();
-            let events = match journal::due_events(&self.worker.reader, now, self.worker.batch_size) {
+            let after_id = recording.as_ref().map_or(0, |r| r.last_id);
+            let started = Instant::now();
+            let events = match journal::due_events(&self.worker.reader, now, after_id, self.worker.batch_size) {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::error!("cannot read the journal: {e}");
@@ -154,6 +196,14 @@ impl State {
                 }
             };
             if events.is_empty() {
+                if let Some(previous) = recording.take() {
+                    // Nothing after the batch being recorded: wait for the
+                    // record, then look again from the start.
+                    if !self.recorded(previous) && !self.back_off() {
+                        break;
+                    }
+                    continue;
+                }
                 let next = journal::next_due_ms(&self.worker.reader, now).ok().flatten();
                 let wait = next.map_or(IDLE_WAIT, |at| Duration::from_millis((at - now).max(1) as u64).min(IDLE_WAIT));
                 if !self.worker.wakeup.wait(wait) {
@@ -161,26 +211,60 @@ impl State {
                 }
                 continue;
             }
+            let (count, last_id) = (events.len(), events.last().map_or(0, |e| e.id));
+            let read = started.elapsed();
             let (settlements, end) = self.pass(events);
-            let settled = self.worker.committer.settle_blocking(settlements);
-            if let Err(e) = &settled {
-                // The events stay pending and are written again later (an
-                // upsert, so harmless), after the journal recovers.
-                tracing::error!("cannot record delivery outcomes: {e}");
-            }
-            match (end, settled) {
-                (PassEnd::Done, Ok(())) => self.failures = 0,
-                _ => {
+            let written = started.elapsed();
+            let previous_ok = recording.take().is_none_or(|previous| self.recorded(previous));
+            let all_delivered =
+                matches!(end, PassEnd::Done) && settlements.iter().all(|s| matches!(s, Settlement::Delivered { .. }));
+            let current = match self.worker.committer.settle(settlements) {
+                Ok(reply) => Recording { reply, last_id },
+                Err(e) => {
+                    tracing::error!("cannot record delivery outcomes: {e}");
                     if !self.back_off() {
                         break;
                     }
+                    continue;
                 }
+            };
+            tracing::debug!(
+                events = count,
+                read_ms = read.as_secs_f64() * 1e3,
+                write_ms = (written - read).as_secs_f64() * 1e3,
+                "sync pass"
+            );
+            if all_delivered && previous_ok {
+                recording = Some(current);
+                self.failures = 0;
+                continue;
             }
+            let current_ok = self.recorded(current);
+            let healthy = matches!(end, PassEnd::Done) && previous_ok && current_ok;
+            if !healthy && !self.back_off() {
+                break;
+            }
+        }
+        if let Some(previous) = recording.take() {
+            self.recorded(previous);
         }
         if let Some(mut writer) = self.writer.take()
             && let Err(e) = writer.close().into_result()
         {
             tracing::warn!("closing the {} writer: {e}", self.worker.plugin.name);
+        }
+    }
+
+    /// Waits for a pass's outcomes to be in the journal. If they cannot be
+    /// recorded, the events stay pending and are written again later (an
+    /// upsert, so harmless) once the journal recovers.
+    fn recorded(&self, recording: Recording) -> bool {
+        match recording.reply.wait() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("cannot record delivery outcomes: {e}");
+                false
+            }
         }
     }
 
@@ -303,7 +387,9 @@ impl State {
             key_columns: mapping.key_columns.iter().map(|c| RString::from(c.as_str())).collect(),
             values: items.iter().flat_map(|i| i.row.iter().cloned()).collect::<RVec<Value>>(),
         };
+        let plugin_started = Instant::now();
         let result = writer.upsert(&batch).into_result();
+        tracing::trace!(rows = items.len(), plugin_ms = plugin_started.elapsed().as_secs_f64() * 1e3, "plugin upsert");
         if let Err(e) = &result
             && e.kind == ErrorKind::PANIC
         {

@@ -13,10 +13,13 @@
 //! - [`writer`]: [`Writer`], what a plugin implements to write rows;
 //!   [`AbiWriter`], its boundary form, and the panic guard.
 //! - [`batch`]: [`UpsertBatch`], rows for one table.
-//! - [`value`]: [`Value`], one typed field value.
+//! - [`value`]: [`Value`], one typed field value; [`timestamp`]: the one
+//!   timestamp format the host sends, and its parser.
 //! - [`error`]: [`PluginError`] and its [`ErrorKind`]s.
 //! - [`describe`]: [`TableDescription`], what a writer reports of a table.
 //! - [`host`]: [`HostServices`] and [`Logger`], the host's log for plugins.
+//! - `settings` (feature `settings`): `parse_settings`, the `database`
+//!   section into a plugin's own serde struct, errors naming the setting.
 //!
 //! ## Writing a plugin
 //! A plugin is a `cdylib` crate named `his_<type>`, where `<type>` is the
@@ -111,6 +114,9 @@ pub mod describe;
 pub mod error;
 pub mod host;
 pub mod module;
+#[cfg(feature = "settings")]
+pub mod settings;
+pub mod timestamp;
 pub mod value;
 pub mod writer;
 
@@ -119,5 +125,8 @@ pub use describe::{ColumnDescription, TableDescription};
 pub use error::{ErrorKind, PluginError};
 pub use host::{HostServices, HostServicesRef, LogLevel, Logger};
 pub use module::{ABI_VERSION, OpenContext, Plugin, PluginModule, PluginModuleRef, library_file_name, root_module_for};
+#[cfg(feature = "settings")]
+pub use settings::parse_settings;
+pub use timestamp::Timestamp;
 pub use value::{Value, ValueKind, ValueRef};
 pub use writer::{AbiWriter, AbiWriter_TO, Writer, WriterBox, guard};

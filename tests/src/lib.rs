@@ -9,8 +9,13 @@
 //!   line, and speaks plain HTTP/1.1 to it ([`http`]).
 //! - [`wait_for`] polls a condition with a deadline, for things that
 //!   happen asynchronously (rows reaching the HIS).
+//! - [`mysql`] gives each test a fresh database on the real MySQL/MariaDB
+//!   server named by `HIS_TEST_MYSQL_URL`; [`proxy`] stands between the
+//!   middleware and that server, to cut the connection.
 
 pub mod http;
+pub mod mysql;
+pub mod proxy;
 
 use std::{
     io::{BufRead, BufReader},
@@ -59,6 +64,7 @@ pub fn artifacts() -> &'static Artifacts {
         for package in [
             "buktor-middleware",
             "his-plugin-sqlite",
+            "his-plugin-mysql",
             "fixture-panicky",
             "fixture-wrong-layout",
             "fixture-wrong-version",
@@ -237,6 +243,31 @@ impl Middleware {
     /// `POST /receive-event` with a JSON body, as the seed's curl does.
     pub fn post_event(&self, body: &str) -> Response {
         self.request("POST", "/receive-event", &[("Content-Type", "application/json")], body.as_bytes())
+    }
+
+    /// Posts `count` events from `senders` threads at once, the body of
+    /// event `n` (0-based) being `body(n)`; asserts each is answered 200 and
+    /// returns the journal ids, in no particular order.
+    pub fn post_concurrently(&self, senders: usize, count: usize, body: fn(usize) -> String) -> Vec<i64> {
+        let threads: Vec<_> = (0..senders)
+            .map(|sender| {
+                let address = self.address.clone();
+                std::thread::spawn(move || {
+                    (sender..count)
+                        .step_by(senders)
+                        .map(|n| {
+                            let headers = [("Content-Type", "application/json")];
+                            let response =
+                                http::request(&address, "POST", "/receive-event", &headers, body(n).as_bytes())
+                                    .expect("request");
+                            assert_eq!(response.status, 200, "{}", response.body);
+                            response.json()["id"].as_i64().expect("a journal id")
+                        })
+                        .collect::<Vec<i64>>()
+                })
+            })
+            .collect();
+        threads.into_iter().flat_map(|t| t.join().expect("sender thread")).collect()
     }
 
     /// Any request.

@@ -74,7 +74,7 @@ fn the_payload_is_journaled_byte_for_byte() {
     let setup = Setup::new();
     let middleware = setup.start();
     let id = middleware.post_event(PAYMENT).json()["id"].as_i64().unwrap();
-    let rows = query(&setup.journal(), &format!("SELECT payload FROM events WHERE id = {id}"));
+    let rows = query(&setup.journal(), &format!("SELECT body FROM payloads WHERE event_id = {id}"));
     assert_eq!(rows, [vec![json!(PAYMENT)]]);
 }
 
@@ -176,7 +176,10 @@ fn an_unmapped_event_is_journaled_and_answered_202_with_a_warning() {
     // Mapped events after it still flow; the unmapped one stays put.
     middleware.post_event(APPOINTMENT);
     wait_for_rows(&setup, "SELECT * FROM HIS_appointments", 1);
-    let rows = query(&setup.journal(), &format!("SELECT event_type, status, payload FROM events WHERE id = {id}"));
+    let rows = query(
+        &setup.journal(),
+        &format!("SELECT event_type, status, body FROM events JOIN payloads ON event_id = id WHERE id = {id}"),
+    );
     assert_eq!(
         rows,
         [vec![
@@ -191,30 +194,9 @@ fn an_unmapped_event_is_journaled_and_answered_202_with_a_warning() {
 fn many_concurrent_senders_are_all_journaled_and_delivered() {
     let setup = Setup::new();
     let middleware = setup.start();
-    let address = middleware.address.clone();
-    let threads: Vec<_> = (0..16)
-        .map(|t| {
-            let address = address.clone();
-            std::thread::spawn(move || {
-                (0..25)
-                    .map(|i| {
-                        let body = json!({"event_type": "payment", "payment_id": t * 1000 + i, "amount": "10.50", "status": "paid"});
-                        let response = buktor_tests::http::request(
-                            &address,
-                            "POST",
-                            "/receive-event",
-                            &[("Content-Type", "application/json")],
-                            body.to_string().as_bytes(),
-                        )
-                        .expect("request");
-                        assert_eq!(response.status, 200, "{}", response.body);
-                        response.json()["id"].as_i64().unwrap()
-                    })
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    let mut ids: Vec<i64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let mut ids = middleware.post_concurrently(16, 400, |n| {
+        json!({"event_type": "payment", "payment_id": n, "amount": "10.50", "status": "paid"}).to_string()
+    });
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 400, "every answer names its own journal id");

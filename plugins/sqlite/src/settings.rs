@@ -43,12 +43,7 @@ impl Settings {
     /// Parses the `database` section. Errors name the setting, such as
     /// `database.create_missing: invalid type: string "yes", expected a boolean`.
     pub fn parse(settings_json: &str, config_dir: &str) -> Result<Self, PluginError> {
-        let mut deserializer = serde_json::Deserializer::from_str(settings_json);
-        let raw: RawSettings = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-            let path = e.path().to_string();
-            let at = if path == "." { "database".to_string() } else { format!("database.{path}") };
-            PluginError::permanent(ErrorKind::CONFIG, format!("{at}: {}", e.inner()))
-        })?;
+        let raw: RawSettings = his_plugin_api::parse_settings(settings_json)?;
         if raw.path.as_os_str().is_empty() {
             return Err(PluginError::permanent(
                 ErrorKind::CONFIG,
