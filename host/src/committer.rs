@@ -43,9 +43,12 @@ impl Committer {
     /// is dropped, after finishing what was queued.
     pub fn start(connection: Connection, wakeup: Arc<Wakeup>) -> std::io::Result<(Self, JoinHandle<()>)> {
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
-        let thread = std::thread::Builder::new()
-            .name("journal-committer".into())
-            .spawn(move || run(connection, receiver, &wakeup))?;
+        let thread = std::thread::Builder::new().name("journal-committer".into()).spawn(move || {
+            let wal = connection
+                .pragma_query_value(None, "journal_mode", |row| row.get::<_, String>(0))
+                .is_ok_and(|mode| mode.eq_ignore_ascii_case("wal"));
+            run(connection, receiver, &wakeup, wal)
+        })?;
         Ok((Self { sender }, thread))
     }
 
@@ -79,7 +82,7 @@ fn stopped() -> Unavailable {
     Unavailable("the journal is shutting down".into())
 }
 
-fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>, wakeup: &Wakeup) {
+fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>, wakeup: &Wakeup, wal: bool) {
     let mut round = Vec::with_capacity(MAX_ROUND);
     while let Some(first) = receiver.blocking_recv() {
         round.push(first);
@@ -90,7 +93,7 @@ fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>, wakeup
             }
         }
         let appended = round.iter().any(|c| matches!(c, Command::Append(..)));
-        let outcome = commit_round(&mut connection, &round);
+        let outcome = commit_round(&mut connection, &round, wal);
         let count = round.len();
         match outcome {
             Ok(ids) => {
@@ -123,12 +126,14 @@ fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>, wakeup
 /// (0 for settlements). All or nothing: on error, nothing was stored.
 ///
 /// A round with new events is fsynced before it returns (synchronous=FULL).
-/// A round of delivery outcomes only is not (NORMAL): a power cut may undo
-/// it, and those events are then written to the HIS again, an upsert that
-/// changes nothing. The next FULL commit makes it durable anyway.
-fn commit_round(connection: &mut Connection, round: &[Command]) -> rusqlite::Result<Vec<i64>> {
+/// In WAL mode, a round of delivery outcomes only is not (NORMAL): a power
+/// cut may undo it, and those events are then written to the HIS again, an
+/// upsert that changes nothing; WAL recovery keeps commits in order, and the
+/// next FULL commit makes it durable anyway. Outside WAL mode, NORMAL could
+/// corrupt the file on power loss, so every round is FULL.
+fn commit_round(connection: &mut Connection, round: &[Command], wal: bool) -> rusqlite::Result<Vec<i64>> {
     let appends = round.iter().any(|c| matches!(c, Command::Append(..)));
-    connection.pragma_update(None, "synchronous", if appends { "FULL" } else { "NORMAL" })?;
+    connection.pragma_update(None, "synchronous", if appends || !wal { "FULL" } else { "NORMAL" })?;
     let transaction = connection.transaction()?;
     let now = crate::clock::now_rfc3339();
     let mut ids = Vec::with_capacity(round.len());

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 /// Each migration brings the schema from version `index` to `index + 1`.
 /// Append only: never edit a migration that has shipped.
 const MIGRATIONS: &[&str] = &[
-    // 1: events, and their payloads apart: an event's row is rewritten at
+    // 1 (first released schema; it changed freely before any release): events, and their payloads apart: an event's row is rewritten at
     // each change of status, its payload never.
     "CREATE TABLE events (
         id              INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused, even after pruning
@@ -254,26 +254,33 @@ pub fn settle(transaction: &Transaction<'_>, settlements: &[Settlement], now: &s
     Ok(())
 }
 
+/// Whether any pending event has failed at least once and waits for a
+/// retry (or is due for one). Cheap: it looks at a small partial index.
+pub fn any_retrying(connection: &Connection) -> rusqlite::Result<bool> {
+    connection
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM events INDEXED BY events_waiting WHERE status = 'pending' AND next_attempt_at > 0)",
+        )?
+        .query_row([], |row| row.get(0))
+}
+
 /// Up to `limit` pending events with an id above `after_id` that are due
 /// at `now_ms`, oldest first.
 ///
-/// An event waits while an older pending event for the same HIS row is not
-/// yet due, so that a row never receives a newer state before an older one.
-/// That check costs an index probe per event, so it runs only when some
-/// pending event is waiting for a retry at all.
+/// With `hold_back` (some event is retrying, see [`any_retrying`]), an event
+/// waits while an older pending event for the same HIS row is not yet due,
+/// so that a row never receives a newer state before an older one. The
+/// caller then reads from the start (`after_id` 0), so that an older event
+/// that is due is in the same window, ahead of the newer one. Without
+/// retries the check is skipped: it costs an index probe per event.
 pub fn due_events(
     connection: &Connection,
     now_ms: i64,
     after_id: i64,
+    hold_back: bool,
     limit: usize,
 ) -> rusqlite::Result<Vec<PendingEvent>> {
-    let any_waiting: bool = connection
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM events INDEXED BY events_waiting
-             WHERE status = 'pending' AND next_attempt_at > 0 AND next_attempt_at > ?1)",
-        )?
-        .query_row([now_ms], |row| row.get(0))?;
-    let mut statement = if any_waiting {
+    let mut statement = if hold_back {
         connection.prepare_cached(
             "SELECT id, event_type, body, received_at, attempts, event_key
              FROM events AS e JOIN payloads ON payloads.event_id = e.id
@@ -316,4 +323,75 @@ pub fn next_due_ms(connection: &Connection, now_ms: i64) -> rusqlite::Result<Opt
         .query_row([now_ms], |row| row.get(0))
         .optional()
         .map(Option::flatten)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let connection = open(&dir.path().join("journal.db")).unwrap();
+        (dir, connection)
+    }
+
+    fn append(connection: &mut Connection, key: &str) -> i64 {
+        let transaction = connection.transaction().unwrap();
+        let event = NewEvent {
+            event_type: "appointment".into(),
+            payload: "{}".into(),
+            received_at: "2026-01-01T00:00:00.000Z".into(),
+            status: Status::Pending,
+            event_key: Some(key.into()),
+        };
+        let id = insert(&transaction, &event).unwrap();
+        transaction.commit().unwrap();
+        id
+    }
+
+    fn record(connection: &mut Connection, settlement: Settlement) {
+        let transaction = connection.transaction().unwrap();
+        settle(&transaction, &[settlement], "2026-01-01T00:00:01.000Z").unwrap();
+        transaction.commit().unwrap();
+    }
+
+    fn ids(connection: &Connection, now: i64, after_id: i64) -> Vec<i64> {
+        let hold_back = any_retrying(connection).unwrap();
+        due_events(connection, now, after_id, hold_back, 100).unwrap().iter().map(|e| e.id).collect()
+    }
+
+    #[test]
+    fn a_retrying_event_holds_back_later_events_of_its_row_only() {
+        let (_dir, mut connection) = journal();
+        let k1 = append(&mut connection, "K");
+        let k2 = append(&mut connection, "K");
+        let j = append(&mut connection, "J");
+        assert!(!any_retrying(&connection).unwrap());
+        assert_eq!(ids(&connection, 1_000, 0), [k1, k2, j]);
+
+        // k1 failed and waits until t=5000: k2 waits behind it, j goes on.
+        record(&mut connection, Settlement::RetryLater { id: k1, error: "down".into(), next_attempt_at_ms: 5_000 });
+        assert!(any_retrying(&connection).unwrap());
+        assert_eq!(ids(&connection, 1_000, 0), [j]);
+        assert_eq!(next_due_ms(&connection, 1_000).unwrap(), Some(5_000));
+
+        // Once k1 is due, the window has it ahead of k2.
+        assert_eq!(ids(&connection, 5_000, 0), [k1, k2, j]);
+        record(&mut connection, Settlement::Delivered { id: k1 });
+        assert!(!any_retrying(&connection).unwrap());
+        assert_eq!(ids(&connection, 5_000, 0), [k2, j]);
+        assert_eq!(ids(&connection, 5_000, k2), [j], "after_id skips what is being recorded");
+    }
+
+    #[test]
+    fn settlements_change_only_pending_events() {
+        let (_dir, mut connection) = journal();
+        let id = append(&mut connection, "K");
+        record(&mut connection, Settlement::Delivered { id });
+        record(&mut connection, Settlement::Failed { id, error: "late".into() });
+        let (status, attempts): (String, i64) = connection
+            .query_row("SELECT status, attempts FROM events WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!((status.as_str(), attempts), ("delivered", 1));
+    }
 }

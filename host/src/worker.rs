@@ -183,9 +183,29 @@ impl State {
                 tracing::info!("{} writer open", self.worker.plugin.name);
             }
             let now = clock::now_ms();
-            let after_id = recording.as_ref().map_or(0, |r| r.last_id);
             let started = Instant::now();
-            let events = match journal::due_events(&self.worker.reader, now, after_id, self.worker.batch_size) {
+            // While any pending event is retrying, order per row needs the
+            // whole picture: no overlap, read from the start, hold back
+            // later events of a row behind its retrying one.
+            let retrying = match journal::any_retrying(&self.worker.reader) {
+                Ok(retrying) => retrying,
+                Err(e) => {
+                    tracing::error!("cannot read the journal: {e}");
+                    if !self.back_off() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if retrying && let Some(previous) = recording.take() {
+                if !self.recorded(previous) && !self.back_off() {
+                    break;
+                }
+                continue;
+            }
+            let after_id = recording.as_ref().map_or(0, |r| r.last_id);
+            let events = match journal::due_events(&self.worker.reader, now, after_id, retrying, self.worker.batch_size)
+            {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::error!("cannot read the journal: {e}");
@@ -216,6 +236,14 @@ impl State {
             let (settlements, end) = self.pass(events);
             let written = started.elapsed();
             let previous_ok = recording.take().is_none_or(|previous| self.recorded(previous));
+            if !previous_ok {
+                // This pass was written after the previous one, whose record
+                // failed. Record neither: both are written again, in order.
+                if !self.back_off() {
+                    break;
+                }
+                continue;
+            }
             let all_delivered =
                 matches!(end, PassEnd::Done) && settlements.iter().all(|s| matches!(s, Settlement::Delivered { .. }));
             let current = match self.worker.committer.settle(settlements) {
@@ -234,13 +262,13 @@ impl State {
                 write_ms = (written - read).as_secs_f64() * 1e3,
                 "sync pass"
             );
-            if all_delivered && previous_ok {
+            if all_delivered {
                 recording = Some(current);
                 self.failures = 0;
                 continue;
             }
             let current_ok = self.recorded(current);
-            let healthy = matches!(end, PassEnd::Done) && previous_ok && current_ok;
+            let healthy = matches!(end, PassEnd::Done) && current_ok;
             if !healthy && !self.back_off() {
                 break;
             }
@@ -417,7 +445,11 @@ impl State {
         }
         Settlement::RetryLater {
             id: item.event.id,
-            error: journal_text(&format!("{} error: {error}", error.kind.name())),
+            error: journal_text(&format!(
+                "{} error{}: {error}",
+                error.kind.name(),
+                if error.retryable { " (retryable)" } else { "" }
+            )),
             next_attempt_at_ms: clock::now_ms() + delay.as_millis() as i64,
         }
     }

@@ -20,6 +20,8 @@
 //! - [`host`]: [`HostServices`] and [`Logger`], the host's log for plugins.
 //! - `settings` (feature `settings`): `parse_settings`, the `database`
 //!   section into a plugin's own serde struct, errors naming the setting.
+//! - `zone` (feature `chrono`): `HisZone`, the HIS's time zone, and
+//!   timestamps turned into its wall-clock time.
 //!
 //! ## Writing a plugin
 //! A plugin is a `cdylib` crate named `his_<type>`, where `<type>` is the
@@ -119,6 +121,8 @@ pub mod settings;
 pub mod timestamp;
 pub mod value;
 pub mod writer;
+#[cfg(feature = "chrono")]
+pub mod zone;
 
 pub use batch::UpsertBatch;
 pub use describe::{ColumnDescription, TableDescription};
@@ -130,3 +134,5 @@ pub use settings::parse_settings;
 pub use timestamp::Timestamp;
 pub use value::{Value, ValueKind, ValueRef};
 pub use writer::{AbiWriter, AbiWriter_TO, Writer, WriterBox, guard};
+#[cfg(feature = "chrono")]
+pub use zone::HisZone;

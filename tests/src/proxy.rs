@@ -33,6 +33,9 @@ impl Proxy {
         let target = target.to_string();
         thread::spawn(move || {
             for client in listener.incoming().map_while(Result::ok) {
+                // The cut flag is read and the connection registered under one
+                // lock, so that cut() cannot slip in between and miss it.
+                let mut open = shared.open.lock().unwrap();
                 if shared.cut.load(Ordering::SeqCst) {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
@@ -41,7 +44,6 @@ impl Proxy {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
                 };
-                let mut open = shared.open.lock().unwrap();
                 open.push(client.try_clone().unwrap());
                 open.push(server.try_clone().unwrap());
                 pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
@@ -53,8 +55,9 @@ impl Proxy {
 
     /// Drops every open connection and refuses new ones, like a pulled cable.
     pub fn cut(&self) {
+        let mut open = self.state.open.lock().unwrap();
         self.state.cut.store(true, Ordering::SeqCst);
-        for stream in self.state.open.lock().unwrap().drain(..) {
+        for stream in open.drain(..) {
             let _ = stream.shutdown(Shutdown::Both);
         }
     }

@@ -42,7 +42,10 @@ fn the_seed_events_land_in_realistic_tables() {
     db.execute(SEED_TABLES);
     let setup = setup_for(&db, None);
     let middleware = setup.start();
-    assert!(middleware.logs().contains("connected to MariaDB") || middleware.logs().contains("connected to MySQL"));
+    wait_for(PATIENCE, "the plugin's connected line", || {
+        let logs = middleware.logs();
+        (logs.contains("connected to MariaDB") || logs.contains("connected to MySQL")).then_some(())
+    });
 
     for body in [
         r#"{"event_type": "appointment", "appointment_id": 123, "status": "confirmed"}"#,
@@ -117,8 +120,11 @@ fn a_burst_of_ten_thousand_events_arrives_completely() {
         db.rows("SELECT CAST(HIS_amount AS CHAR) FROM HIS_payments WHERE HIS_payment_id = 9999"),
         [strings(&["9999.25"])]
     );
-    let delivered = query(&setup.journal(), "SELECT COUNT(*) FROM events WHERE status = 'delivered'");
-    assert_eq!(delivered, [vec![json!(10_000)]]);
+    // The last pass's outcomes may still be on their way into the journal.
+    wait_for(PATIENCE, "10,000 events marked delivered", || {
+        let delivered = query(&setup.journal(), "SELECT COUNT(*) FROM events WHERE status = 'delivered'");
+        (delivered == [vec![json!(10_000)]]).then_some(())
+    });
 }
 
 #[test]
@@ -223,7 +229,9 @@ fn hostile_values_are_stored_literally_or_refused_cleanly() {
         let rows = query(&setup.journal(), &format!("SELECT last_error FROM events WHERE id = {too_long_id}"));
         rows[0][0].as_str().map(str::to_string)
     });
-    assert!(error.contains("data error: Data too long for column 'HIS_code' at row 1 (code 1406)"), "{error}");
+    // "at row N" counts within the statement, which depends on batching.
+    assert!(error.starts_with("data error: Data too long for column 'HIS_code' at row "), "{error}");
+    assert!(error.ends_with("(code 1406)"), "{error}");
     assert_eq!(db.count("SELECT COUNT(*) FROM HIS_notes WHERE HIS_note_id = 99"), 0);
 }
 
@@ -242,6 +250,8 @@ fn a_wrong_password_stops_at_startup_with_the_servers_message() {
     assert!(!stderr.contains("not-the-password"), "the password is never printed:\n{stderr}");
 }
 
+/// MariaDB's spelling (`bigint(20)`; a nullable column has a NULL default).
+/// MySQL 8 prints `bigint` and reports no default there.
 #[test]
 fn describe_reads_columns_types_and_keys() {
     let Some(server) = mysql::server("describe_reads_columns_types_and_keys") else { return };

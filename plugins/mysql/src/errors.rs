@@ -20,14 +20,22 @@ const RETRYABLE: &[(u16, ErrorKind)] = &[
     (1290, ErrorKind::CONNECTION), // read-only server (failover in progress)
     (1836, ErrorKind::CONNECTION), // read-only mode
     (3024, ErrorKind::TIMEOUT),    // max_execution_time exceeded
+    (1969, ErrorKind::TIMEOUT),    // MariaDB: max_statement_time exceeded
+    (1317, ErrorKind::TIMEOUT),    // query interrupted
+    (1020, ErrorKind::CONFLICT),   // record changed since last read (MariaDB snapshot isolation)
+    (3572, ErrorKind::CONFLICT),   // NOWAIT lock not granted
+    (1180, ErrorKind::CONNECTION), // error during COMMIT
+    (4031, ErrorKind::CONNECTION), // MySQL 8: disconnected for inactivity
 ];
 
 /// Server error numbers that will not go away by retrying.
 const PERMANENT: &[(u16, ErrorKind)] = &[
-    (1045, ErrorKind::AUTH),       // access denied (login)
-    (1044, ErrorKind::AUTH),       // access denied to the database
-    (1142, ErrorKind::AUTH),       // command denied on the table
-    (1143, ErrorKind::AUTH),       // command denied on a column
+    (1045, ErrorKind::AUTH), // access denied (login)
+    (1044, ErrorKind::AUTH), // access denied to the database
+    // No right on one table or column: that table's events wait, others go
+    // on (AUTH would stop every table).
+    (1142, ErrorKind::SCHEMA),     // command denied on the table
+    (1143, ErrorKind::SCHEMA),     // command denied on a column
     (1049, ErrorKind::CONFIG),     // unknown database
     (1298, ErrorKind::CONFIG),     // unknown time zone
     (1146, ErrorKind::SCHEMA),     // table doesn't exist

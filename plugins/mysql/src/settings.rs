@@ -3,10 +3,9 @@
 //! The seed documentation's example (`host`, `user`, `password`,
 //! `database`) is complete; everything else has a default.
 
-use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
+use std::{fmt, path::PathBuf, time::Duration};
 
-use chrono::FixedOffset;
-use his_plugin_api::{ErrorKind, PluginError};
+use his_plugin_api::{ErrorKind, HisZone, PluginError};
 use serde::Deserialize;
 use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
 
@@ -26,9 +25,9 @@ struct RawSettings {
     #[serde(default)]
     password: String,
     database: String,
-    /// disabled, preferred (default), required, verify_ca, verify_identity.
-    #[serde(default = "default_ssl_mode")]
-    ssl_mode: String,
+    /// disabled, preferred, required, verify_ca, verify_identity. Default:
+    /// verify_ca with `ssl_ca`, else preferred.
+    ssl_mode: Option<String>,
     /// A PEM file with the CA that signed the server's certificate.
     ssl_ca: Option<PathBuf>,
     /// The HIS's time zone: UTC (default), an offset such as +05:30, or an
@@ -43,6 +42,14 @@ struct RawSettings {
     /// under the server's max_allowed_packet.
     #[serde(default = "default_max_statement_bytes")]
     max_statement_bytes: usize,
+    /// The longest one batch's write may take before the connection is
+    /// given up as hung and the batch retried.
+    #[serde(default = "default_statement_timeout_secs")]
+    statement_timeout_secs: u64,
+}
+
+fn default_statement_timeout_secs() -> u64 {
+    60
 }
 
 fn default_host() -> String {
@@ -50,9 +57,6 @@ fn default_host() -> String {
 }
 fn default_port() -> u16 {
     3306
-}
-fn default_ssl_mode() -> String {
-    "preferred".into()
 }
 fn default_timezone() -> String {
     "UTC".into()
@@ -67,48 +71,6 @@ fn default_max_statement_bytes() -> usize {
     4 * 1024 * 1024
 }
 
-/// The HIS's time zone.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Zone {
-    /// A fixed offset from UTC (UTC itself is +00:00).
-    Fixed(FixedOffset),
-    /// A named zone with daylight saving rules.
-    Named(chrono_tz::Tz),
-}
-
-impl Zone {
-    /// What the session's `time_zone` is set to, so that TIMESTAMP columns
-    /// read wall-clock values in the same zone the plugin converts to.
-    pub fn session_value(&self) -> String {
-        match self {
-            Zone::Fixed(offset) => offset.to_string(),
-            Zone::Named(tz) => tz.name().to_string(),
-        }
-    }
-}
-
-impl FromStr for Zone {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        if text.eq_ignore_ascii_case("UTC") || text == "Z" {
-            return Ok(Zone::Fixed(FixedOffset::east_opt(0).expect("zero offset")));
-        }
-        if let Some(sign) = text.chars().next().filter(|c| *c == '+' || *c == '-')
-            && let Some((h, m)) = text[1..].split_once(':')
-            && let (Ok(h), Ok(m)) = (h.parse::<i32>(), m.parse::<i32>())
-            && h < 24
-            && m < 60
-        {
-            let seconds = (h * 3600 + m * 60) * if sign == '-' { -1 } else { 1 };
-            return Ok(Zone::Fixed(FixedOffset::east_opt(seconds).expect("offset within a day")));
-        }
-        text.parse::<chrono_tz::Tz>().map(Zone::Named).map_err(|_| {
-            format!("{text:?} is not a time zone: use UTC, an offset such as +05:30, or a name such as Asia/Kolkata")
-        })
-    }
-}
-
 /// Checked settings.
 #[derive(Clone)]
 pub struct Settings {
@@ -117,13 +79,15 @@ pub struct Settings {
     /// For log lines: `user@host:port/database`, never the password.
     pub display: String,
     /// The HIS's time zone.
-    pub zone: Zone,
+    pub zone: HisZone,
     /// Connections in the pool.
     pub pool_size: u32,
     /// How long connecting may take.
     pub connect_timeout: Duration,
     /// The largest statement sent.
     pub max_statement_bytes: usize,
+    /// The longest one batch's write may take.
+    pub statement_timeout: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -145,7 +109,10 @@ impl Settings {
                 return Err(config_error(name, "must not be empty"));
             }
         }
-        let ssl_mode = match raw.ssl_mode.as_str() {
+        // A CA file means "check the server's certificate against it": the
+        // modes that do not check would silently ignore it.
+        let default_mode = if raw.ssl_ca.is_some() { "verify_ca" } else { "preferred" };
+        let ssl_mode = match raw.ssl_mode.as_deref().unwrap_or(default_mode) {
             "disabled" => MySqlSslMode::Disabled,
             "preferred" => MySqlSslMode::Preferred,
             "required" => MySqlSslMode::Required,
@@ -158,12 +125,21 @@ impl Settings {
                 ));
             }
         };
-        let zone: Zone = raw.timezone.parse().map_err(|e| config_error("timezone", e))?;
+        if raw.ssl_ca.is_some() && !matches!(ssl_mode, MySqlSslMode::VerifyCa | MySqlSslMode::VerifyIdentity) {
+            return Err(config_error(
+                "ssl_ca",
+                "is only used with ssl_mode verify_ca or verify_identity (leave ssl_mode out to get verify_ca)",
+            ));
+        }
+        let zone: HisZone = raw.timezone.parse().map_err(|e| config_error("timezone", e))?;
         if !(1..=64).contains(&raw.pool_size) {
             return Err(config_error("pool_size", "must be between 1 and 64"));
         }
         if !(1..=600).contains(&raw.connect_timeout_secs) {
             return Err(config_error("connect_timeout_secs", "must be between 1 and 600"));
+        }
+        if !(1..=3600).contains(&raw.statement_timeout_secs) {
+            return Err(config_error("statement_timeout_secs", "must be between 1 and 3600"));
         }
         if raw.max_statement_bytes < 16 * 1024 {
             return Err(config_error("max_statement_bytes", "must be at least 16384"));
@@ -174,7 +150,7 @@ impl Settings {
             .password(&raw.password)
             .database(&raw.database)
             .ssl_mode(ssl_mode)
-            .timezone(Some(zone.session_value()))
+            .timezone(Some(zone.to_string()))
             .charset("utf8mb4");
         let display = match &raw.socket {
             Some(socket) => {
@@ -201,6 +177,7 @@ impl Settings {
             pool_size: raw.pool_size,
             connect_timeout: Duration::from_secs(raw.connect_timeout_secs),
             max_statement_bytes: raw.max_statement_bytes,
+            statement_timeout: Duration::from_secs(raw.statement_timeout_secs),
         })
     }
 }
@@ -217,17 +194,8 @@ mod tests {
         assert_eq!(s.display, "your-user@your-mysql-host:3306/his_database");
         assert_eq!(s.connect.get_port(), 3306);
         assert!(matches!(s.connect.get_ssl_mode(), MySqlSslMode::Preferred));
-        assert_eq!(s.zone.session_value(), "+00:00");
+        assert_eq!(s.zone.to_string(), "+00:00");
         assert!(!format!("{s:?}").contains("your-password"));
-    }
-
-    #[test]
-    fn time_zones() {
-        assert_eq!("+05:30".parse::<Zone>().unwrap().session_value(), "+05:30");
-        assert_eq!("-08:00".parse::<Zone>().unwrap().session_value(), "-08:00");
-        assert_eq!("Asia/Kolkata".parse::<Zone>().unwrap().session_value(), "Asia/Kolkata");
-        assert!("Mars/Olympus".parse::<Zone>().unwrap_err().contains("is not a time zone"));
-        assert!("+25:00".parse::<Zone>().is_err());
     }
 
     #[test]
@@ -239,6 +207,10 @@ mod tests {
             (with(r#""timezone": "Mars/Olympus""#), "database.timezone: \"Mars/Olympus\" is not a time zone"),
             (with(r#""pool_size": 0"#), "database.pool_size: must be between 1 and 64"),
             (with(r#""ssl_ca": "/nonexistent/ca.pem""#), "database.ssl_ca: no file at /nonexistent/ca.pem"),
+            (
+                with(r#""ssl_ca": "/etc/hostname", "ssl_mode": "required""#),
+                "database.ssl_ca: is only used with ssl_mode verify_ca",
+            ),
             (with(r#""hots": "x""#), "database.hots: unknown field `hots`"),
             (SEED.replace(r#""user": "your-user", "#, ""), "database: missing field `user`"),
         ];

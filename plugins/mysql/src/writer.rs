@@ -205,7 +205,22 @@ fn describe_open_error(error: PluginError, settings: &Settings) -> PluginError {
 
 impl Writer for MysqlWriter {
     fn upsert(&mut self, batch: &UpsertBatch) -> Result<(), PluginError> {
-        self.runtime.block_on(self.upsert_async(batch))?;
+        // A hung server or a dead link without a reset must not stall the
+        // worker: past the limit the write is abandoned (its connection with
+        // it, which rolls the transaction back) and retried later.
+        let limit = self.settings.statement_timeout;
+        self.runtime.block_on(async {
+            tokio::time::timeout(limit, self.upsert_async(batch)).await.unwrap_or_else(|_| {
+                Err(PluginError::retryable(
+                    ErrorKind::TIMEOUT,
+                    format!(
+                        "the write to {} took longer than {}s (database.statement_timeout_secs)",
+                        batch.table,
+                        limit.as_secs()
+                    ),
+                ))
+            })
+        })?;
         self.log.debug(format_args!("upserted {} rows into {}", batch.row_count(), batch.table));
         Ok(())
     }

@@ -1,0 +1,109 @@
+//! SQL Server errors, classified: retry later, or give up on this row.
+
+use his_plugin_api::{ErrorKind, PluginError};
+
+/// Error numbers that a later retry can get past.
+const RETRYABLE: &[(u32, ErrorKind)] = &[
+    (1205, ErrorKind::CONFLICT),    // chosen as deadlock victim
+    (1222, ErrorKind::CONFLICT),    // lock request time out
+    (40613, ErrorKind::CONNECTION), // Azure: database not currently available
+    (40501, ErrorKind::CONNECTION), // Azure: service busy (throttling)
+    (49918, ErrorKind::CONNECTION), // Azure: not enough resources
+    (40197, ErrorKind::CONNECTION), // Azure: error processing the request (failover)
+    (10928, ErrorKind::CONNECTION), // Azure: resource limit reached
+    (10929, ErrorKind::CONNECTION), // Azure: minimum guarantee not met
+    (233, ErrorKind::CONNECTION),   // no process on the other end of the pipe
+    (10053, ErrorKind::CONNECTION), // transport-level error
+    (10054, ErrorKind::CONNECTION), // connection reset
+];
+
+/// Error numbers that will not go away by retrying.
+const PERMANENT: &[(u32, ErrorKind)] = &[
+    (18456, ErrorKind::AUTH),      // login failed
+    (4060, ErrorKind::CONFIG),     // cannot open the database named in the login
+    (229, ErrorKind::SCHEMA),      // permission denied on one object: its table waits, others go on
+    (208, ErrorKind::SCHEMA),      // invalid object name
+    (207, ErrorKind::SCHEMA),      // invalid column name
+    (2627, ErrorKind::CONSTRAINT), // unique constraint (not the merge key)
+    (2601, ErrorKind::CONSTRAINT), // unique index (not the merge key)
+    (515, ErrorKind::CONSTRAINT),  // NULL into a NOT NULL column
+    (547, ErrorKind::CONSTRAINT),  // foreign key or check constraint
+    (8152, ErrorKind::DATA),       // string or binary data would be truncated
+    (2628, ErrorKind::DATA),       // … truncated in table/column (SQL Server 2019+)
+    (245, ErrorKind::DATA),        // conversion failed
+    (8114, ErrorKind::DATA),       // error converting data type
+    (8115, ErrorKind::DATA),       // arithmetic overflow
+    (242, ErrorKind::DATA),        // out-of-range datetime
+];
+
+/// Turns a tiberius error into a classified [`PluginError`], keeping the
+/// server's number, state, class and message.
+pub fn classify(error: tiberius::error::Error) -> PluginError {
+    use tiberius::error::Error as E;
+    match error {
+        E::Server(token) => {
+            let message = format!("{} (state {}, class {})", token.message(), token.state(), token.class());
+            from_number(token.code(), &message).with_code(token.code().to_string())
+        }
+        E::Io { kind, message } => {
+            PluginError::retryable(ErrorKind::CONNECTION, format!("cannot reach SQL Server: {message} ({kind:?})"))
+        }
+        E::Routing { host, port } => PluginError::retryable(
+            ErrorKind::CONNECTION,
+            format!("SQL Server redirected the connection to {host}:{port}"),
+        ),
+        E::Tls(message) => PluginError::permanent(
+            ErrorKind::CONFIG,
+            format!(
+                "TLS with SQL Server failed: {message} (database.encrypt, database.trust_server_certificate, database.ssl_ca)"
+            ),
+        ),
+        E::Protocol(message) => PluginError::retryable(ErrorKind::CONNECTION, format!("TDS protocol error: {message}")),
+        E::Conversion(message) | E::Encoding(message) => PluginError::permanent(ErrorKind::DATA, message.to_string()),
+        other => PluginError::permanent(ErrorKind::OTHER, other.to_string()),
+    }
+}
+
+/// Classifies a server error number.
+pub fn from_number(number: u32, message: &str) -> PluginError {
+    if let Some((_, kind)) = RETRYABLE.iter().find(|(n, _)| *n == number) {
+        return PluginError::retryable(*kind, message);
+    }
+    let kind = PERMANENT.iter().find(|(n, _)| *n == number).map_or(ErrorKind::OTHER, |(_, k)| *k);
+    PluginError::permanent(kind, message)
+}
+
+/// Whether the connection is unusable after `error` (so the writer
+/// reconnects before its next call).
+pub fn breaks_connection(error: &PluginError) -> bool {
+    error.kind == ErrorKind::CONNECTION || error.kind == ErrorKind::TIMEOUT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_number_is_classified() {
+        for (number, retryable, kind) in [
+            (1205, true, ErrorKind::CONFLICT),
+            (1222, true, ErrorKind::CONFLICT),
+            (40613, true, ErrorKind::CONNECTION),
+            (40501, true, ErrorKind::CONNECTION),
+            (49918, true, ErrorKind::CONNECTION),
+            (18456, false, ErrorKind::AUTH),
+            (208, false, ErrorKind::SCHEMA),
+            (207, false, ErrorKind::SCHEMA),
+            (2627, false, ErrorKind::CONSTRAINT),
+            (2601, false, ErrorKind::CONSTRAINT),
+            (8152, false, ErrorKind::DATA),
+            (2628, false, ErrorKind::DATA),
+            (245, false, ErrorKind::DATA),
+            (8114, false, ErrorKind::DATA),
+            (50000, false, ErrorKind::OTHER),
+        ] {
+            let e = from_number(number, "m");
+            assert_eq!((e.retryable, e.kind), (retryable, kind), "{number}");
+        }
+    }
+}

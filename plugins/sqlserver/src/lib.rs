@@ -1,0 +1,39 @@
+//! # his_sqlserver: the SQL Server and Azure SQL writer
+//!
+//! buktor-middleware loads this library when `database.type` is
+//! `"sqlserver"`. It writes rows with tiberius (TDS 7.3+), one transaction
+//! per batch, as `MERGE … WITH (HOLDLOCK)` statements whose source is a
+//! parameterised `VALUES` list.
+//!
+//! - [`settings`]: the `database` section (host, user, password, database,
+//!   and optional port, named instance, encryption, Windows authentication);
+//! - [`sql`]: identifier quoting, the MERGE statement and batch splitting
+//!   below 2,100 parameters, as pure functions;
+//! - [`values`]: each value bound with an explicit SQL Server type;
+//! - [`errors`]: SQL Server error numbers, classified;
+//! - [`writer`]: the [`Writer`](his_plugin_api::Writer): its own tokio
+//!   runtime and connection, transactions, and table descriptions.
+
+pub mod errors;
+pub mod settings;
+pub mod sql;
+pub mod values;
+pub mod writer;
+
+use his_plugin_api::{OpenContext, Plugin, PluginError};
+
+/// The SQL Server plugin.
+pub struct SqlServerPlugin;
+
+impl Plugin for SqlServerPlugin {
+    const NAME: &'static str = "sqlserver";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    type Writer = writer::SqlServerWriter;
+
+    fn open(settings_json: &str, context: &OpenContext<'_>) -> Result<Self::Writer, PluginError> {
+        let settings = settings::Settings::parse(settings_json, context.config_dir)?;
+        writer::SqlServerWriter::open(settings, context.log)
+    }
+}
+
+his_plugin_api::export_plugin!(SqlServerPlugin);

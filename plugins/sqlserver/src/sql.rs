@@ -1,0 +1,104 @@
+//! T-SQL text, as pure functions: quoting, the MERGE upsert, and how a
+//! batch is cut into statements.
+//!
+//! Only identifiers from the operator's config are written into SQL text,
+//! always quoted with brackets. Values are bound as `@Pn` parameters.
+
+use std::ops::Range;
+
+/// SQL Server takes at most 2,100 parameters in one request; tiberius sends
+/// the statement text and its declaration as two of them.
+pub const MAX_VALUE_PARAMETERS: usize = 2_098;
+
+/// Quotes an identifier: `a]b` becomes `[a]]b]`.
+pub fn quote(identifier: &str) -> String {
+    format!("[{}]", identifier.replace(']', "]]"))
+}
+
+/// The most rows one statement can carry with `column_count` columns.
+pub fn max_rows_per_statement(column_count: usize) -> usize {
+    (MAX_VALUE_PARAMETERS / column_count.max(1)).max(1)
+}
+
+/// Consecutive row ranges, each small enough for one statement.
+pub fn statement_ranges(row_count: usize, column_count: usize) -> Vec<Range<usize>> {
+    let step = max_rows_per_statement(column_count);
+    (0..row_count).step_by(step).map(|start| start..(start + step).min(row_count)).collect()
+}
+
+/// `MERGE … WITH (HOLDLOCK)` for `row_count` rows, parameters numbered from
+/// `@P1` row after row. HOLDLOCK makes the check-then-insert atomic, so
+/// two writers never insert the same key twice.
+pub fn merge(table: &str, columns: &[&str], key_columns: &[&str], row_count: usize) -> String {
+    let quoted: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+    let rows: Vec<String> = (0..row_count)
+        .map(|row| {
+            let params: Vec<String> =
+                (0..columns.len()).map(|column| format!("@P{}", row * columns.len() + column + 1)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    let on: Vec<String> = key_columns.iter().map(|k| format!("t.{0} = s.{0}", quote(k))).collect();
+    let updates: Vec<String> =
+        columns.iter().filter(|c| !key_columns.contains(c)).map(|c| format!("t.{0} = s.{0}", quote(c))).collect();
+    let when_matched = match updates.is_empty() {
+        true => String::new(),
+        false => format!(" WHEN MATCHED THEN UPDATE SET {}", updates.join(", ")),
+    };
+    let inserted: Vec<String> = quoted.iter().map(|c| format!("s.{c}")).collect();
+    format!(
+        "MERGE INTO {table} WITH (HOLDLOCK) AS t USING (VALUES {rows}) AS s ({columns}) ON {on}{when_matched} \
+         WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({inserted});",
+        table = quote(table),
+        rows = rows.join(", "),
+        columns = quoted.join(", "),
+        on = on.join(" AND "),
+        inserted = inserted.join(", "),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brackets_inside_names_are_doubled() {
+        assert_eq!(quote("HIS_status"), "[HIS_status]");
+        assert_eq!(quote("a]; DROP TABLE x; --"), "[a]]; DROP TABLE x; --]");
+    }
+
+    #[test]
+    fn the_seed_appointment_merge() {
+        let sql = merge(
+            "HIS_appointments",
+            &["HIS_appointment_id", "HIS_status", "HIS_created_at"],
+            &["HIS_appointment_id"],
+            2,
+        );
+        assert_eq!(
+            sql,
+            "MERGE INTO [HIS_appointments] WITH (HOLDLOCK) AS t \
+             USING (VALUES (@P1, @P2, @P3), (@P4, @P5, @P6)) AS s ([HIS_appointment_id], [HIS_status], [HIS_created_at]) \
+             ON t.[HIS_appointment_id] = s.[HIS_appointment_id] \
+             WHEN MATCHED THEN UPDATE SET t.[HIS_status] = s.[HIS_status], t.[HIS_created_at] = s.[HIS_created_at] \
+             WHEN NOT MATCHED THEN INSERT ([HIS_appointment_id], [HIS_status], [HIS_created_at]) \
+             VALUES (s.[HIS_appointment_id], s.[HIS_status], s.[HIS_created_at]);"
+        );
+    }
+
+    #[test]
+    fn keys_only_and_composite_keys() {
+        let sql = merge("t", &["a", "b"], &["a", "b"], 1);
+        assert!(sql.contains("ON t.[a] = s.[a] AND t.[b] = s.[b] WHEN NOT MATCHED"), "{sql}");
+        assert!(!sql.contains("WHEN MATCHED THEN"), "{sql}");
+    }
+
+    #[test]
+    fn statements_stay_under_2100_parameters() {
+        assert_eq!(max_rows_per_statement(4), 524);
+        assert_eq!(statement_ranges(1200, 4), [0..524, 524..1048, 1048..1200]);
+        assert!(statement_ranges(1200, 4).iter().all(|r| r.len() * 4 + 2 <= 2100));
+        assert_eq!(max_rows_per_statement(5000), 1);
+        assert!(statement_ranges(0, 3).is_empty());
+    }
+}

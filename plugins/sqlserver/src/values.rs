@@ -1,0 +1,96 @@
+//! How each [`Value`] is bound: always with an explicit SQL Server type.
+
+use chrono::NaiveDateTime;
+use his_plugin_api::{ErrorKind, HisZone, PluginError, Timestamp, Value, ValueRef};
+use tiberius::numeric::Numeric;
+
+/// A value ready to bind, and the type it is sent as.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind<'a> {
+    /// NULL, sent as a NULL nvarchar (SQL Server converts it to any type).
+    Null,
+    /// bit.
+    Bool(bool),
+    /// bigint.
+    Int(i64),
+    /// float.
+    Float(f64),
+    /// nvarchar.
+    Text(&'a str),
+    /// decimal(p, s), exact: `"1500.75"` is 150075 with scale 2.
+    Decimal(Numeric),
+    /// datetime2, wall-clock time in the HIS's zone.
+    DateTime(NaiveDateTime),
+}
+
+/// The bind for `value`.
+pub fn bind(value: &Value, zone: HisZone) -> Result<Bind<'_>, PluginError> {
+    Ok(match value.get() {
+        ValueRef::Null => Bind::Null,
+        ValueRef::Bool(b) => Bind::Bool(b),
+        ValueRef::Int(i) => Bind::Int(i),
+        ValueRef::Float(f) => Bind::Float(f),
+        ValueRef::Text(s) => Bind::Text(s),
+        ValueRef::Decimal(s) => Bind::Decimal(decimal(s).ok_or_else(|| {
+            PluginError::permanent(ErrorKind::DATA, format!("{s:?} does not fit SQL Server's decimal (38 digits)"))
+        })?),
+        ValueRef::Timestamp(s) => {
+            Bind::DateTime(Timestamp::parse(s).and_then(|t| zone.wall_clock(&t)).ok_or_else(|| {
+                PluginError::permanent(ErrorKind::DATA, format!("{s:?} is not an ISO 8601 timestamp"))
+            })?)
+        }
+        other => {
+            return Err(PluginError::permanent(
+                ErrorKind::UNSUPPORTED,
+                format!("the sqlserver plugin cannot write a {other:?} value"),
+            ));
+        }
+    })
+}
+
+/// Exact decimal text (`-12.50`, `1500`) as a Numeric, if it has at most 38
+/// significant digits.
+pub fn decimal(text: &str) -> Option<Numeric> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty() || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let all: String = whole.trim_start_matches('0').chars().chain(fraction.chars()).collect();
+    if all.len() > 38 || fraction.len() > 38 {
+        return None;
+    }
+    let magnitude: i128 = if all.is_empty() { 0 } else { all.parse().ok()? };
+    Some(Numeric::new_with_scale(if negative { -magnitude } else { magnitude }, fraction.len() as u8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_text_becomes_an_exact_numeric() {
+        let n = decimal("1500.75").unwrap();
+        assert_eq!((n.value(), n.scale()), (150_075, 2));
+        let n = decimal("-0.50").unwrap();
+        assert_eq!((n.value(), n.scale()), (-50, 2));
+        assert_eq!(decimal("1500").unwrap().value(), 1500);
+        assert_eq!(decimal("99999999999999999999999999999999999999").unwrap().scale(), 0, "38 digits fit");
+        assert!(decimal("999999999999999999999999999999999999999").is_none(), "39 digits do not");
+        assert!(decimal("1e5").is_none());
+        assert!(decimal(".5").is_none());
+    }
+
+    #[test]
+    fn each_kind_gets_its_type() {
+        let zone = HisZone::utc();
+        let value = Value::timestamp("2025-03-03T09:00:00+01:00");
+        assert_eq!(bind(&value, zone).unwrap(), Bind::DateTime("2025-03-03T08:00:00".parse().unwrap()));
+        assert_eq!(bind(&Value::text("1500"), zone).unwrap(), Bind::Text("1500"));
+        assert_eq!(bind(&Value::int(7), zone).unwrap(), Bind::Int(7));
+        assert_eq!(bind(&Value::bool(false), zone).unwrap(), Bind::Bool(false));
+    }
+}
