@@ -343,10 +343,12 @@ impl State {
     }
 
     /// Writes one batch, and decides what its failure means:
-    /// - retryable, or an error about the connection, login or settings:
-    ///   the HIS is unusable now, so everything waits and the pass ends;
-    /// - the table or a column is wrong: the whole batch waits (every row
-    ///   has the same columns), other tables go on;
+    /// - the connection, a timeout, the login or the settings: the HIS is
+    ///   unusable now, so the pass ends and the worker backs off as a whole
+    ///   (one probe per back-off, not a storm);
+    /// - another retryable error (a deadlock, a lock timeout), or a wrong
+    ///   table or column: the whole batch waits (every row has the same
+    ///   columns), other tables go on;
     /// - anything else is about a row: that row waits (the plugin may say
     ///   which; otherwise each row is tried alone) and the others are
     ///   written.
@@ -372,7 +374,7 @@ impl State {
                 }
             };
         let unusable = [ErrorKind::CONNECTION, ErrorKind::TIMEOUT, ErrorKind::AUTH, ErrorKind::CONFIG];
-        if error.retryable || unusable.contains(&error.kind) {
+        if unusable.contains(&error.kind) {
             tracing::warn!(
                 "writing to {} failed: {error}; {} events wait and will be retried",
                 mapping.table,
@@ -381,7 +383,7 @@ impl State {
             whole_batch_waits(self, &batch, settlements, held);
             return PassEnd::Unreachable(error);
         }
-        if error.kind == ErrorKind::SCHEMA || batch.len() == 1 {
+        if error.retryable || error.kind == ErrorKind::SCHEMA || batch.len() == 1 {
             whole_batch_waits(self, &batch, settlements, held);
             return PassEnd::Done;
         }

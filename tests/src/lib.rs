@@ -16,6 +16,7 @@
 pub mod http;
 pub mod mysql;
 pub mod proxy;
+pub mod tds;
 
 use std::{
     io::{BufRead, BufReader},
@@ -65,6 +66,7 @@ pub fn artifacts() -> &'static Artifacts {
             "buktor-middleware",
             "his-plugin-sqlite",
             "his-plugin-mysql",
+            "his-plugin-sqlserver",
             "fixture-panicky",
             "fixture-wrong-layout",
             "fixture-wrong-version",
@@ -297,6 +299,14 @@ impl Drop for Middleware {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Says on the terminal that `test` was skipped, and why. Written to the
+/// process's stderr directly, so that cargo's output capture (which hides
+/// what passing tests print) does not hide it.
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
 }
 
 /// Calls `check` until it returns `Some`, or panics after `timeout` naming

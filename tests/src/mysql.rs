@@ -25,9 +25,12 @@ pub fn server(test: &str) -> Option<Server> {
             panic!("CI=true but {URL_VARIABLE} is not set: the MySQL tests must run in CI (.ci/run sets it)")
         }
         _ => {
-            eprintln!(
-                "SKIPPED {test}: {URL_VARIABLE} is not set. To run the MySQL tests: \
-                 {URL_VARIABLE}=mysql://user:password@127.0.0.1:3306/buktor_test cargo test --workspace"
+            crate::skipped(
+                test,
+                &format!(
+                    "{URL_VARIABLE} is not set. To run the MySQL tests: \
+                     {URL_VARIABLE}=mysql://user:password@127.0.0.1:3306/buktor_test cargo test --workspace"
+                ),
             );
             None
         }

@@ -348,7 +348,8 @@ fn scalar(info: &TypeInfo, bytes: &[u8]) -> Parsed<ParamValue> {
 fn scaled(negative: bool, magnitude: u128, scale: u8) -> String {
     let digits = magnitude.to_string();
     let scale = scale as usize;
-    let digits = if digits.len() <= scale { format!("{}{digits}", "0".repeat(scale + 1 - digits.len())) } else { digits };
+    let digits =
+        if digits.len() <= scale { format!("{}{digits}", "0".repeat(scale + 1 - digits.len())) } else { digits };
     let (whole, fraction) = digits.split_at(digits.len() - scale);
     let sign = if negative && magnitude != 0 { "-" } else { "" };
     if scale == 0 { format!("{sign}{whole}") } else { format!("{sign}{whole}.{fraction}") }

@@ -151,11 +151,6 @@ impl<'a> Reader<'a> {
         Self { bytes, position: 0 }
     }
 
-    /// Where the next read starts.
-    pub fn position(&self) -> usize {
-        self.position
-    }
-
     /// Bytes left.
     pub fn remaining(&self) -> usize {
         self.bytes.len() - self.position
@@ -261,7 +256,7 @@ impl<'a> Reader<'a> {
 
 /// UTF-16LE bytes as a string.
 pub fn utf16(bytes: &[u8]) -> Parsed<String> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(Malformed(format!("{} bytes of UTF-16 is an odd count", bytes.len())));
     }
     let units = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
