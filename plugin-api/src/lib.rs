@@ -125,7 +125,7 @@ pub mod writer;
 pub mod zone;
 
 pub use batch::UpsertBatch;
-pub use describe::{ColumnDescription, TableDescription};
+pub use describe::{ColumnDescription, KeyColumns, TableDescription};
 pub use error::{ErrorKind, PluginError};
 pub use host::{HostServices, HostServicesRef, LogLevel, Logger};
 pub use module::{ABI_VERSION, OpenContext, Plugin, PluginModule, PluginModuleRef, library_file_name, root_module_for};

@@ -67,6 +67,7 @@ pub fn artifacts() -> &'static Artifacts {
             "his-plugin-sqlite",
             "his-plugin-mysql",
             "his-plugin-sqlserver",
+            "his-plugin-oracle",
             "fixture-panicky",
             "fixture-wrong-layout",
             "fixture-wrong-version",

@@ -4,7 +4,9 @@
 //! writer owns a small runtime and blocks on it in each call. The pool
 //! replaces a lost connection on the next call, without a restart.
 
-use his_plugin_api::{ColumnDescription, ErrorKind, Logger, PluginError, TableDescription, UpsertBatch, Value, Writer};
+use his_plugin_api::{
+    ColumnDescription, ErrorKind, KeyColumns, Logger, PluginError, TableDescription, UpsertBatch, Value, Writer,
+};
 use sqlx::{
     Connection, Executor, MySql, MySqlPool, QueryBuilder, Row, mysql::MySqlPoolOptions, query_builder::Separated,
 };
@@ -142,8 +144,7 @@ impl MysqlWriter {
         .collect::<Result<Vec<_>, sqlx::Error>>()
         .map_err(fail)?;
 
-        let mut primary_key = Vec::new();
-        let mut unique_keys: Vec<(String, Vec<String>)> = Vec::new();
+        let mut keys = KeyColumns::default();
         let indexes = sqlx::query(
             "SELECT CAST(INDEX_NAME AS CHAR), CAST(COLUMN_NAME AS CHAR) FROM information_schema.STATISTICS
              WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND NON_UNIQUE = 0
@@ -155,20 +156,10 @@ impl MysqlWriter {
         .map_err(fail)?;
         for row in indexes {
             let (index, column): (String, String) = (row.try_get(0).map_err(fail)?, row.try_get(1).map_err(fail)?);
-            if index == "PRIMARY" {
-                primary_key.push(column.into());
-            } else if let Some((_, key)) = unique_keys.iter_mut().find(|(n, _)| *n == index) {
-                key.push(column);
-            } else {
-                unique_keys.push((index, vec![column]));
-            }
+            keys.push(&index, index == "PRIMARY", &column);
         }
-        Ok(Some(TableDescription {
-            name: name.into(),
-            columns: columns.into(),
-            primary_key: primary_key.into(),
-            unique_keys: unique_keys.into_iter().map(|(_, key)| key.into_iter().map(Into::into).collect()).collect(),
-        }))
+        let (primary_key, unique_keys) = keys.into_parts();
+        Ok(Some(TableDescription { name: name.into(), columns: columns.into(), primary_key, unique_keys }))
     }
 }
 

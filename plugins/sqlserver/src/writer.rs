@@ -4,7 +4,9 @@
 //! the writer owns a small runtime and blocks on it in each call. A broken
 //! connection is dropped and opened again on the next call.
 
-use his_plugin_api::{ColumnDescription, ErrorKind, Logger, PluginError, TableDescription, UpsertBatch, Value, Writer};
+use his_plugin_api::{
+    ColumnDescription, ErrorKind, KeyColumns, Logger, PluginError, TableDescription, UpsertBatch, Value, Writer,
+};
 use tiberius::{Client, Query, SqlBrowser};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
@@ -139,28 +141,13 @@ impl SqlServerWriter {
              ORDER BY i.name, ic.key_ordinal",
         );
         query.bind(name.clone());
-        let mut primary_key = Vec::new();
-        let mut unique_keys: Vec<(String, Vec<String>)> = Vec::new();
+        let mut keys = KeyColumns::default();
         for row in text_rows(query.query(connection).await.map_err(classify)?).await? {
-            let (index, primary, column) = (
-                row[0].clone().unwrap_or_default(),
-                row[1].as_deref() == Some("1"),
-                row[2].clone().unwrap_or_default(),
-            );
-            if primary {
-                primary_key.push(column.into());
-            } else if let Some((_, key)) = unique_keys.iter_mut().find(|(n, _)| *n == index) {
-                key.push(column);
-            } else {
-                unique_keys.push((index, vec![column]));
-            }
+            let (index, column) = (row[0].clone().unwrap_or_default(), row[2].clone().unwrap_or_default());
+            keys.push(&index, row[1].as_deref() == Some("1"), &column);
         }
-        Ok(Some(TableDescription {
-            name: name.into(),
-            columns,
-            primary_key: primary_key.into(),
-            unique_keys: unique_keys.into_iter().map(|(_, key)| key.into_iter().map(Into::into).collect()).collect(),
-        }))
+        let (primary_key, unique_keys) = keys.into_parts();
+        Ok(Some(TableDescription { name: name.into(), columns, primary_key, unique_keys }))
     }
 
     /// Runs `call` on the runtime; a connection broken by its error is

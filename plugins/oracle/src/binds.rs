@@ -1,0 +1,169 @@
+//! Each column's bind type, from the data dictionary, and each value
+//! converted for it.
+//!
+//! Binding by the column's own type keeps conversions out of the session's
+//! NLS settings: a timestamp is a TIMESTAMP value, never a string that
+//! NLS_DATE_FORMAT must parse; decimal text goes to NUMBER through ODPI-C's
+//! exact, locale-free number text.
+
+use chrono::NaiveDateTime;
+use his_plugin_api::{ErrorKind, HisZone, PluginError, Timestamp, Value, ValueRef};
+
+use crate::dictionary::DictionaryRow;
+
+/// The longest text a VARCHAR2 bind takes (ORA-01461 lies beyond).
+pub const MAX_VARCHAR2_BYTES: usize = 4000;
+
+/// How a column is bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnBind {
+    /// NUMBER, FLOAT, INTEGER, BINARY_DOUBLE…
+    Number,
+    /// DATE and TIMESTAMP (without time zone).
+    Timestamp,
+    /// CLOB and NCLOB: text of any length.
+    Clob,
+    /// VARCHAR2, NVARCHAR2, CHAR and anything else: text up to 4,000 bytes.
+    Text,
+}
+
+impl ColumnBind {
+    /// The bind for a column of the dictionary's `data_type`.
+    pub fn for_column(column: &DictionaryRow) -> Self {
+        let data_type = column.data_type.to_ascii_uppercase();
+        if ["NUMBER", "FLOAT", "INTEGER", "BINARY_DOUBLE", "BINARY_FLOAT"].contains(&data_type.as_str()) {
+            ColumnBind::Number
+        } else if data_type == "DATE" || (data_type.starts_with("TIMESTAMP") && !data_type.contains("ZONE")) {
+            ColumnBind::Timestamp
+        } else if data_type == "CLOB" || data_type == "NCLOB" {
+            ColumnBind::Clob
+        } else {
+            ColumnBind::Text
+        }
+    }
+}
+
+/// A value ready to bind into its column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    /// NULL of the column's type.
+    Null,
+    /// An integer (booleans are 1 and 0: Oracle SQL before 23ai has no boolean).
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// Exact number text, for a NUMBER column.
+    Number(String),
+    /// A wall-clock date and time in the HIS's zone.
+    DateTime(NaiveDateTime),
+    /// Text for a VARCHAR2 or CLOB column.
+    Text(String),
+}
+
+fn refuse(column: &DictionaryRow, value: &str) -> PluginError {
+    PluginError::permanent(
+        ErrorKind::DATA,
+        format!("{value} cannot go into column {} ({})", column.column, column.data_type),
+    )
+}
+
+/// Converts `value` for `column`.
+pub fn bind(value: &Value, column: &DictionaryRow, zone: HisZone) -> Result<Bind, PluginError> {
+    let kind = ColumnBind::for_column(column);
+    Ok(match (value.get(), kind) {
+        (ValueRef::Null, _) => Bind::Null,
+        (ValueRef::Bool(b), _) => Bind::Int(i64::from(b)),
+        (ValueRef::Int(i), _) => Bind::Int(i),
+        (ValueRef::Float(f), _) => Bind::Float(f),
+        (ValueRef::Decimal(s), ColumnBind::Number) => Bind::Number(s.to_string()),
+        (ValueRef::Text(s), ColumnBind::Number) if is_number_text(s) => Bind::Number(s.to_string()),
+        (ValueRef::Text(s), ColumnBind::Number) => return Err(refuse(column, &format!("the text {s:?}"))),
+        (ValueRef::Timestamp(s), ColumnBind::Timestamp) | (ValueRef::Text(s), ColumnBind::Timestamp) => {
+            match Timestamp::parse(s).and_then(|t| zone.wall_clock(&t)) {
+                Some(wall_clock) => Bind::DateTime(wall_clock),
+                None => return Err(refuse(column, &format!("{s:?}, not an ISO 8601 timestamp,"))),
+            }
+        }
+        (ValueRef::Text(s) | ValueRef::Decimal(s) | ValueRef::Timestamp(s), ColumnBind::Clob) => {
+            Bind::Text(s.to_string())
+        }
+        (ValueRef::Text(s) | ValueRef::Decimal(s) | ValueRef::Timestamp(s), _) => {
+            if s.len() > MAX_VARCHAR2_BYTES {
+                return Err(PluginError::permanent(
+                    ErrorKind::DATA,
+                    format!(
+                        "a text of {} bytes cannot go into column {} ({}): the most is {MAX_VARCHAR2_BYTES}; \
+                         make the column a CLOB to store longer text",
+                        s.len(),
+                        column.column,
+                        column.data_type
+                    ),
+                ));
+            }
+            Bind::Text(s.to_string())
+        }
+        (other, _) => {
+            return Err(PluginError::permanent(
+                ErrorKind::UNSUPPORTED,
+                format!("the oracle plugin cannot write a {other:?} value"),
+            ));
+        }
+    })
+}
+
+/// `-12.50`, `1500`: plain decimal text, which NUMBER takes exactly.
+fn is_number_text(s: &str) -> bool {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+    !whole.is_empty() && !fraction.is_empty() && whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dictionary::tests::seed_dictionary;
+
+    fn column(name: &str) -> DictionaryRow {
+        seed_dictionary().into_iter().find(|c| c.column == name).unwrap()
+    }
+
+    #[test]
+    fn the_seed_values_bind_by_column_type() {
+        let utc = HisZone::utc();
+        assert_eq!(bind(&Value::int(789), &column("HIS_PAYMENT_ID"), utc).unwrap(), Bind::Int(789));
+        assert_eq!(bind(&Value::text("1500"), &column("HIS_AMOUNT"), utc).unwrap(), Bind::Number("1500".into()));
+        assert_eq!(
+            bind(&Value::decimal("1500.75"), &column("HIS_AMOUNT"), utc).unwrap(),
+            Bind::Number("1500.75".into())
+        );
+        assert_eq!(bind(&Value::text("paid"), &column("HIS_PAYMENT_STATUS"), utc).unwrap(), Bind::Text("paid".into()));
+        assert_eq!(
+            bind(&Value::timestamp("2025-03-02T11:00:00"), &column("HIS_PAID_AT"), utc).unwrap(),
+            Bind::DateTime("2025-03-02T11:00:00".parse().unwrap())
+        );
+        // A DATE column takes a timestamp value too, never through NLS.
+        assert_eq!(
+            bind(&Value::timestamp("2025-03-03T09:00:00+01:00"), &column("HIS_NEW_TIME"), utc).unwrap(),
+            Bind::DateTime("2025-03-03T08:00:00".parse().unwrap())
+        );
+        assert_eq!(bind(&Value::null(), &column("HIS_AMOUNT"), utc).unwrap(), Bind::Null);
+        assert_eq!(bind(&Value::bool(true), &column("HIS_AMOUNT"), utc).unwrap(), Bind::Int(1));
+    }
+
+    #[test]
+    fn long_text_goes_to_clob_columns_and_is_refused_elsewhere() {
+        let long = "x".repeat(5000);
+        let utc = HisZone::utc();
+        assert_eq!(bind(&Value::text(long.clone()), &column("HIS_NOTE"), utc).unwrap(), Bind::Text(long.clone()));
+        let e = bind(&Value::text(long), &column("HIS_PAYMENT_STATUS"), utc).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::DATA);
+        assert!(e.message.contains("a text of 5000 bytes cannot go into column HIS_PAYMENT_STATUS (VARCHAR2)"), "{e}");
+        assert!(e.message.contains("make the column a CLOB"), "{e}");
+    }
+
+    #[test]
+    fn text_that_is_not_a_number_is_refused_for_number_columns() {
+        let e = bind(&Value::text("12,50"), &column("HIS_AMOUNT"), HisZone::utc()).unwrap_err();
+        assert!(e.message.contains("the text \"12,50\" cannot go into column HIS_AMOUNT (NUMBER)"), "{e}");
+    }
+}

@@ -1,0 +1,126 @@
+//! The `database` section for `"type": "oracle"`.
+//!
+//! The seed documentation's example (`host`, `user`, `password`,
+//! `database`) is complete: `database` is the service name.
+
+use std::fmt;
+
+use his_plugin_api::{ErrorKind, HisZone, PluginError};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    #[serde(rename = "type")]
+    _type: String,
+    host: Option<String>,
+    #[serde(default = "default_port")]
+    port: u16,
+    /// The service name.
+    database: Option<String>,
+    /// Instead of host, port and database: an Easy Connect string, a TNS
+    /// alias from tnsnames.ora, or a full connect descriptor.
+    connect_string: Option<String>,
+    user: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default = "default_timezone")]
+    timezone: String,
+}
+
+fn default_port() -> u16 {
+    1521
+}
+fn default_timezone() -> String {
+    "UTC".into()
+}
+
+/// Checked settings.
+#[derive(Clone)]
+pub struct Settings {
+    /// The login.
+    pub user: String,
+    /// Never logged.
+    pub password: String,
+    /// What ODPI-C connects to: `//host:port/service`, or the operator's own.
+    pub connect_string: String,
+    /// The HIS's time zone: timestamps with an offset are converted to it.
+    pub zone: HisZone,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("user", &self.user)
+            .field("connect_string", &self.connect_string)
+            .finish_non_exhaustive()
+    }
+}
+
+fn config_error(setting: &str, message: impl fmt::Display) -> PluginError {
+    PluginError::permanent(ErrorKind::CONFIG, format!("database.{setting}: {message}"))
+}
+
+impl Settings {
+    /// Parses the `database` section; errors name the setting.
+    pub fn parse(settings_json: &str) -> Result<Self, PluginError> {
+        let raw: RawSettings = his_plugin_api::parse_settings(settings_json)?;
+        if raw.user.trim().is_empty() {
+            return Err(config_error("user", "must not be empty"));
+        }
+        let connect_string = match (&raw.connect_string, &raw.host, &raw.database) {
+            (Some(connect), _, _) if !connect.trim().is_empty() => connect.clone(),
+            (Some(_), _, _) => return Err(config_error("connect_string", "must not be empty")),
+            (None, Some(host), Some(service)) if !host.trim().is_empty() && !service.trim().is_empty() => {
+                format!("//{host}:{}/{service}", raw.port)
+            }
+            (None, _, _) => {
+                return Err(config_error("database", "set host and database (the service name), or connect_string"));
+            }
+        };
+        let zone: HisZone = raw.timezone.parse().map_err(|e| config_error("timezone", e))?;
+        Ok(Self { user: raw.user, password: raw.password, connect_string, zone })
+    }
+
+    /// For log lines: `user@connect string`, never the password.
+    pub fn display(&self) -> String {
+        format!("{}@{}", self.user, self.connect_string)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = r#"{"type": "oracle", "host": "your-oracle-host", "user": "your-user", "password": "your-password", "database": "his_database"}"#;
+
+    #[test]
+    fn the_seed_example_is_an_easy_connect_string() {
+        let s = Settings::parse(SEED).unwrap();
+        assert_eq!(s.connect_string, "//your-oracle-host:1521/his_database");
+        assert_eq!(s.display(), "your-user@//your-oracle-host:1521/his_database");
+        assert!(!format!("{s:?}").contains("your-password"));
+    }
+
+    #[test]
+    fn a_connect_string_wins() {
+        let s = Settings::parse(r#"{"type": "oracle", "user": "u", "connect_string": "HISPROD"}"#).unwrap();
+        assert_eq!(s.connect_string, "HISPROD");
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        for (json, expected) in [
+            (r#"{"type": "oracle", "user": "u"}"#, "database.database: set host and database"),
+            (r#"{"type": "oracle", "user": "u", "host": "h", "database": "d", "timezone": "x"}"#, "database.timezone:"),
+            (r#"{"type": "oracle", "host": "h", "database": "d"}"#, "database: missing field `user`"),
+            (
+                r#"{"type": "oracle", "user": "u", "host": "h", "database": "d", "sid": "x"}"#,
+                "database.sid: unknown field",
+            ),
+        ] {
+            let e = Settings::parse(json).unwrap_err();
+            assert!(e.message.starts_with(expected), "{json}: {e}");
+        }
+    }
+}

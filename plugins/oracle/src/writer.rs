@@ -1,0 +1,237 @@
+//! The Oracle writer: one connection, one array-bound MERGE per batch.
+//!
+//! The `oracle` crate is synchronous, so it runs on the host's calling
+//! thread with no runtime. A broken connection is dropped and opened again
+//! on the next call.
+
+use std::collections::HashMap;
+
+use his_plugin_api::{
+    ColumnDescription, ErrorKind, KeyColumns, Logger, PluginError, TableDescription, UpsertBatch, Writer,
+};
+use oracle::{Connection, sql_type::OracleType, sql_type::ToSql};
+
+use crate::{
+    binds::{Bind, ColumnBind, bind},
+    dictionary::{DictionaryRow, ResolvedTable, resolve},
+    errors::classify,
+    settings::Settings,
+    sql,
+};
+
+/// Writes batches into one Oracle schema.
+pub struct OracleWriter {
+    connection: Option<Connection>,
+    settings: Settings,
+    log: Logger,
+    /// Tables resolved against the data dictionary, by mapping name.
+    resolved: HashMap<String, ResolvedTable>,
+}
+
+impl OracleWriter {
+    /// Connects once. Without Oracle Instant Client this fails with one line
+    /// that says how to install it; a refused login (ORA-01017) is
+    /// permanent, so the host stops with the message.
+    pub fn open(settings: Settings, log: Logger) -> Result<Self, PluginError> {
+        let connection = connect(&settings).map_err(|e| describe_open_error(e, &settings))?;
+        let version = connection.server_version().map(|(v, _)| v.to_string()).unwrap_or_default();
+        log.info(format_args!("connected to Oracle {version} as {}", settings.display()));
+        Ok(Self { connection: Some(connection), settings, log, resolved: HashMap::new() })
+    }
+
+    fn connection(&mut self) -> Result<&Connection, PluginError> {
+        if self.connection.is_none() {
+            self.connection = Some(connect(&self.settings)?);
+        }
+        Ok(self.connection.as_ref().expect("connected above"))
+    }
+
+    fn dictionary(&mut self, table: &str) -> Result<Vec<DictionaryRow>, PluginError> {
+        let connection = self.connection()?;
+        let rows = connection
+            .query(
+                "SELECT table_name, column_name, data_type, data_length, nullable,
+                        CASE WHEN default_length > 0 OR identity_column = 'YES' THEN 1 ELSE 0 END
+                 FROM all_tab_columns
+                 WHERE owner = SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA') AND UPPER(table_name) = UPPER(:1)
+                 ORDER BY table_name, column_id",
+                &[&table],
+            )
+            .map_err(classify)?;
+        rows.map(|row| {
+            let row = row.map_err(classify)?;
+            Ok(DictionaryRow {
+                table: row.get(0).map_err(classify)?,
+                column: row.get(1).map_err(classify)?,
+                data_type: row.get(2).map_err(classify)?,
+                data_length: row.get(3).map_err(classify)?,
+                nullable: row.get::<_, String>(4).map_err(classify)? == "Y",
+                has_default: row.get::<_, i64>(5).map_err(classify)? == 1,
+            })
+        })
+        .collect()
+    }
+
+    /// The table as the dictionary has it, resolved once and then kept.
+    fn resolved(&mut self, batch: &UpsertBatch) -> Result<ResolvedTable, PluginError> {
+        if let Some(table) = self.resolved.get(batch.table.as_str()) {
+            return Ok(table.clone());
+        }
+        let columns: Vec<&str> = batch.columns.iter().map(|c| c.as_str()).collect();
+        let table = resolve(&batch.table, &columns, &self.dictionary(&batch.table)?)?;
+        let names: Vec<String> = table.columns.iter().map(|c| c.column.clone()).collect();
+        self.log.info(format_args!("mapping table {} is {} ({})", batch.table, table.name, names.join(", ")));
+        self.resolved.insert(batch.table.to_string(), table.clone());
+        Ok(table)
+    }
+
+    fn upsert_once(&mut self, batch: &UpsertBatch) -> Result<(), PluginError> {
+        let table = self.resolved(batch)?;
+        let zone = self.settings.zone;
+        // Every value is converted for its column before anything is sent.
+        let binds: Vec<Vec<Bind>> = batch
+            .rows()
+            .enumerate()
+            .map(|(i, row)| {
+                row.iter().zip(&table.columns).map(|(v, c)| bind(v, c, zone).map_err(|e| e.with_row(i))).collect()
+            })
+            .collect::<Result<_, _>>()?;
+        let columns: Vec<&str> = table.columns.iter().map(|c| c.column.as_str()).collect();
+        let key_positions: Vec<usize> = batch
+            .key_columns
+            .iter()
+            .map(|k| batch.columns.iter().position(|c| c == k).expect("key columns are mapped columns"))
+            .collect();
+        let keys: Vec<&str> = key_positions.iter().map(|&p| columns[p]).collect();
+        let text = sql::merge(&table.name, &columns, &keys);
+
+        let connection = self.connection()?;
+        let mut statement = connection.batch(&text, binds.len().max(1)).build().map_err(classify)?;
+        for (position, column) in table.columns.iter().enumerate() {
+            statement.set_type(position + 1, &oracle_type(column)).map_err(classify)?;
+        }
+        for row in &binds {
+            let values: Vec<&dyn ToSql> = row.iter().map(as_sql).collect();
+            statement.append_row(&values).map_err(classify)?;
+        }
+        let written = statement.execute().map_err(classify).and_then(|()| connection.commit().map_err(classify));
+        if written.is_err() {
+            let _ = connection.rollback();
+        }
+        written
+    }
+}
+
+fn connect(settings: &Settings) -> Result<Connection, PluginError> {
+    Connection::connect(&settings.user, &settings.password, &settings.connect_string).map_err(classify)
+}
+
+/// The bind type for a column: set once per statement, so every row's
+/// value is converted the same way, whatever the first row holds.
+fn oracle_type(column: &DictionaryRow) -> OracleType {
+    match ColumnBind::for_column(column) {
+        ColumnBind::Number => OracleType::Number(0, 0),
+        ColumnBind::Timestamp => OracleType::Timestamp(9),
+        ColumnBind::Clob => OracleType::CLOB,
+        ColumnBind::Text => OracleType::Varchar2(crate::binds::MAX_VARCHAR2_BYTES as u32),
+    }
+}
+
+fn as_sql(value: &Bind) -> &dyn ToSql {
+    const NULL: Option<&str> = None;
+    match value {
+        Bind::Null => &NULL,
+        Bind::Int(i) => i,
+        Bind::Float(f) => f,
+        Bind::Number(s) | Bind::Text(s) => s,
+        Bind::DateTime(dt) => dt,
+    }
+}
+
+fn describe_open_error(error: PluginError, settings: &Settings) -> PluginError {
+    if error.code.as_str() == "DPI-1047" {
+        return error;
+    }
+    let hint = match error.kind {
+        ErrorKind::AUTH => " (check database.user and database.password)",
+        ErrorKind::CONFIG => " (check database.host, database.port and database.database, or database.connect_string)",
+        _ if error.retryable => " (the middleware keeps the events and retries)",
+        _ => "",
+    };
+    let message = format!("Oracle at {}: {}{hint}", settings.display(), error.message);
+    PluginError { message: message.into(), ..error }
+}
+
+impl Writer for OracleWriter {
+    fn upsert(&mut self, batch: &UpsertBatch) -> Result<(), PluginError> {
+        let result = self.upsert_once(batch);
+        if let Err(e) = &result {
+            if e.kind == ErrorKind::CONNECTION || e.kind == ErrorKind::TIMEOUT {
+                self.connection = None;
+            }
+            if e.kind == ErrorKind::SCHEMA {
+                // The table may have been changed: look it up again next time.
+                self.resolved.remove(batch.table.as_str());
+            }
+        }
+        result?;
+        self.log.debug(format_args!("merged {} rows into {}", batch.row_count(), batch.table));
+        Ok(())
+    }
+
+    fn ping(&mut self) -> Result<(), PluginError> {
+        let result = self.connection()?.ping().map_err(classify);
+        if result.is_err() {
+            self.connection = None;
+        }
+        result
+    }
+
+    fn describe_table(&mut self, table: &str) -> Result<Option<TableDescription>, PluginError> {
+        let rows = self.dictionary(table)?;
+        let columns: Vec<&str> = Vec::new();
+        let Ok(resolved) = resolve(table, &columns, &rows) else { return Ok(None) };
+        let own: Vec<&DictionaryRow> = rows.iter().filter(|r| r.table == resolved.name).collect();
+        let connection = self.connection()?;
+        let constraints = connection
+            .query(
+                "SELECT c.constraint_type, c.constraint_name, cc.column_name
+                 FROM all_constraints c JOIN all_cons_columns cc
+                   ON cc.owner = c.owner AND cc.constraint_name = c.constraint_name
+                 WHERE c.owner = SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA') AND c.table_name = :1
+                   AND c.constraint_type IN ('P', 'U')
+                 ORDER BY c.constraint_type, c.constraint_name, cc.position",
+                &[&resolved.name],
+            )
+            .map_err(classify)?;
+        let mut keys = KeyColumns::default();
+        for row in constraints {
+            let row = row.map_err(classify)?;
+            let (kind, name, column): (String, String, String) =
+                (row.get(0).map_err(classify)?, row.get(1).map_err(classify)?, row.get(2).map_err(classify)?);
+            keys.push(&name, kind == "P", &column);
+        }
+        let (primary_key, unique_keys) = keys.into_parts();
+        Ok(Some(TableDescription {
+            name: resolved.name.clone().into(),
+            columns: own
+                .iter()
+                .map(|c| ColumnDescription {
+                    name: c.column.clone().into(),
+                    data_type: c.data_type.clone().into(),
+                    nullable: c.nullable,
+                    has_default: c.has_default,
+                })
+                .collect(),
+            primary_key,
+            unique_keys,
+        }))
+    }
+
+    fn close(&mut self) -> Result<(), PluginError> {
+        if let Some(connection) = self.connection.take() {
+            let _ = connection.close();
+        }
+        Ok(())
+    }
+}
