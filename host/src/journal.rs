@@ -33,7 +33,10 @@ const MIGRATIONS: &[&str] = &[
     -- Pending events that have failed at least once (only they have a
     -- next_attempt_at above 0), by HIS row: the few that can hold back later
     -- events for the same row. Normal traffic never touches this index.
-    CREATE INDEX events_waiting ON events (event_key, id) WHERE status = 'pending' AND next_attempt_at > 0;",
+    CREATE INDEX events_waiting ON events (event_key, id) WHERE status = 'pending' AND next_attempt_at > 0;
+    -- Failed events, by HIS row: each holds back later events for its row
+    -- until it is replayed.
+    CREATE INDEX events_failed ON events (event_key, id) WHERE status = 'failed';",
 ];
 
 /// The schema version this build writes.
@@ -254,25 +257,43 @@ pub fn settle(transaction: &Transaction<'_>, settlements: &[Settlement], now: &s
     Ok(())
 }
 
-/// Whether any pending event has failed at least once and waits for a
-/// retry (or is due for one). Cheap: it looks at a small partial index.
-pub fn any_retrying(connection: &Connection) -> rusqlite::Result<bool> {
+/// What can hold back later events for a row. Cheap to ask: both come from
+/// small partial indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Holds {
+    /// A pending event has failed at least once and waits for (or is due
+    /// for) a retry.
+    pub retrying: bool,
+    /// An event has failed permanently and waits to be replayed.
+    pub failed: bool,
+}
+
+impl Holds {
+    /// Whether any event can hold back another.
+    pub fn any(self) -> bool {
+        self.retrying || self.failed
+    }
+}
+
+/// See [`Holds`].
+pub fn holds(connection: &Connection) -> rusqlite::Result<Holds> {
     connection
         .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM events INDEXED BY events_waiting WHERE status = 'pending' AND next_attempt_at > 0)",
+            "SELECT EXISTS (SELECT 1 FROM events INDEXED BY events_waiting WHERE status = 'pending' AND next_attempt_at > 0),
+                    EXISTS (SELECT 1 FROM events INDEXED BY events_failed WHERE status = 'failed')",
         )?
-        .query_row([], |row| row.get(0))
+        .query_row([], |row| Ok(Holds { retrying: row.get(0)?, failed: row.get(1)? }))
 }
 
 /// Up to `limit` pending events with an id above `after_id` that are due
 /// at `now_ms`, oldest first.
 ///
-/// With `hold_back` (some event is retrying, see [`any_retrying`]), an event
-/// waits while an older pending event for the same HIS row is not yet due,
-/// so that a row never receives a newer state before an older one. The
-/// caller then reads from the start (`after_id` 0), so that an older event
-/// that is due is in the same window, ahead of the newer one. Without
-/// retries the check is skipped: it costs an index probe per event.
+/// With `hold_back` (see [`holds`]), an event waits while an older event
+/// for the same HIS row has failed, or is pending and not yet due, so that
+/// a row never receives a newer state before an older one. While events
+/// are retrying, the caller reads from the start (`after_id` 0), so that
+/// an older event that is due is in the same window, ahead of the newer
+/// one. Without holds the check is skipped: it costs index probes.
 pub fn due_events(
     connection: &Connection,
     now_ms: i64,
@@ -286,9 +307,12 @@ pub fn due_events(
              FROM events AS e JOIN payloads ON payloads.event_id = e.id
              WHERE status = 'pending' AND id > ?3 AND next_attempt_at <= ?1
                AND NOT EXISTS (
-                   SELECT 1 FROM events AS older
+                   SELECT 1 FROM events AS older INDEXED BY events_waiting
                    WHERE older.status = 'pending' AND older.next_attempt_at > 0 AND older.event_key = e.event_key
                      AND older.id < e.id AND older.next_attempt_at > ?1)
+               AND NOT EXISTS (
+                   SELECT 1 FROM events AS failed INDEXED BY events_failed
+                   WHERE failed.status = 'failed' AND failed.event_key = e.event_key AND failed.id < e.id)
              ORDER BY id LIMIT ?2",
         )?
     } else {
@@ -356,7 +380,7 @@ mod tests {
     }
 
     fn ids(connection: &Connection, now: i64, after_id: i64) -> Vec<i64> {
-        let hold_back = any_retrying(connection).unwrap();
+        let hold_back = holds(connection).unwrap().any();
         due_events(connection, now, after_id, hold_back, 100).unwrap().iter().map(|e| e.id).collect()
     }
 
@@ -366,21 +390,36 @@ mod tests {
         let k1 = append(&mut connection, "K");
         let k2 = append(&mut connection, "K");
         let j = append(&mut connection, "J");
-        assert!(!any_retrying(&connection).unwrap());
+        assert!(!holds(&connection).unwrap().any());
         assert_eq!(ids(&connection, 1_000, 0), [k1, k2, j]);
 
         // k1 failed and waits until t=5000: k2 waits behind it, j goes on.
         record(&mut connection, Settlement::RetryLater { id: k1, error: "down".into(), next_attempt_at_ms: 5_000 });
-        assert!(any_retrying(&connection).unwrap());
+        assert_eq!(holds(&connection).unwrap(), Holds { retrying: true, failed: false });
         assert_eq!(ids(&connection, 1_000, 0), [j]);
         assert_eq!(next_due_ms(&connection, 1_000).unwrap(), Some(5_000));
 
         // Once k1 is due, the window has it ahead of k2.
         assert_eq!(ids(&connection, 5_000, 0), [k1, k2, j]);
         record(&mut connection, Settlement::Delivered { id: k1 });
-        assert!(!any_retrying(&connection).unwrap());
+        assert!(!holds(&connection).unwrap().any());
         assert_eq!(ids(&connection, 5_000, 0), [k2, j]);
         assert_eq!(ids(&connection, 5_000, k2), [j], "after_id skips what is being recorded");
+    }
+
+    #[test]
+    fn a_failed_event_holds_back_later_events_of_its_row_until_replayed() {
+        let (_dir, mut connection) = journal();
+        let k1 = append(&mut connection, "K");
+        let k2 = append(&mut connection, "K");
+        let j = append(&mut connection, "J");
+        record(&mut connection, Settlement::Failed { id: k1, error: "no such column".into() });
+        assert_eq!(holds(&connection).unwrap(), Holds { retrying: false, failed: true });
+        assert_eq!(ids(&connection, 1_000, 0), [j], "k2 is held behind the failed k1");
+        assert_eq!(ids(&connection, 1_000, j), Vec::<i64>::new());
+        let k3 = append(&mut connection, "K");
+        assert_eq!(ids(&connection, 1_000, 0), [j], "so is a later one: {k3}");
+        let _ = k2;
     }
 
     #[test]

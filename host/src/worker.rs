@@ -186,9 +186,11 @@ impl State {
             let started = Instant::now();
             // While any pending event is retrying, order per row needs the
             // whole picture: no overlap, read from the start, hold back
-            // later events of a row behind its retrying one.
-            let retrying = match journal::any_retrying(&self.worker.reader) {
-                Ok(retrying) => retrying,
+            // later events of a row behind its retrying one. A failed event
+            // holds back its row's later events too, but never becomes due,
+            // so overlap stays safe.
+            let holds = match journal::holds(&self.worker.reader) {
+                Ok(holds) => holds,
                 Err(e) => {
                     tracing::error!("cannot read the journal: {e}");
                     if !self.back_off() {
@@ -197,24 +199,26 @@ impl State {
                     continue;
                 }
             };
-            if retrying && let Some(previous) = recording.take() {
+            if holds.retrying
+                && let Some(previous) = recording.take()
+            {
                 if !self.recorded(previous) && !self.back_off() {
                     break;
                 }
                 continue;
             }
             let after_id = recording.as_ref().map_or(0, |r| r.last_id);
-            let events = match journal::due_events(&self.worker.reader, now, after_id, retrying, self.worker.batch_size)
-            {
-                Ok(events) => events,
-                Err(e) => {
-                    tracing::error!("cannot read the journal: {e}");
-                    if !self.back_off() {
-                        break;
+            let events =
+                match journal::due_events(&self.worker.reader, now, after_id, holds.any(), self.worker.batch_size) {
+                    Ok(events) => events,
+                    Err(e) => {
+                        tracing::error!("cannot read the journal: {e}");
+                        if !self.back_off() {
+                            break;
+                        }
+                        continue;
                     }
-                    continue;
-                }
-            };
+                };
             if events.is_empty() {
                 if let Some(previous) = recording.take() {
                     // Nothing after the batch being recorded: wait for the
@@ -346,12 +350,15 @@ impl State {
     /// - the connection, a timeout, the login or the settings: the HIS is
     ///   unusable now, so the pass ends and the worker backs off as a whole
     ///   (one probe per back-off, not a storm);
-    /// - another retryable error (a deadlock, a lock timeout), or a wrong
-    ///   table or column: the whole batch waits (every row has the same
-    ///   columns), other tables go on;
-    /// - anything else is about a row: that row waits (the plugin may say
+    /// - another retryable error (a deadlock, a lock timeout): the whole
+    ///   batch waits for a retry, other tables go on;
+    /// - a wrong table or column: the whole batch fails (every row has the
+    ///   same columns), other tables go on;
+    /// - anything else is about a row: that row fails (the plugin may say
     ///   which; otherwise each row is tried alone) and the others are
     ///   written.
+    ///
+    /// Failed events are kept, with the database's message, for replay.
     fn deliver(
         &mut self,
         mapping: &EventMapping,
@@ -369,7 +376,7 @@ impl State {
         let whole_batch_waits =
             |this: &Self, batch: &[Item], settlements: &mut Vec<Settlement>, held: &mut HashSet<String>| {
                 for item in batch {
-                    settlements.push(this.retry_later(item, &error, mapping));
+                    settlements.push(this.failure_outcome(item, &error, mapping));
                     hold(held, item);
                 }
             };
@@ -432,26 +439,31 @@ impl State {
         result
     }
 
-    fn retry_later(&self, item: &Item, error: &PluginError, mapping: &EventMapping) -> Settlement {
-        let attempt = item.event.attempts + 1;
-        let delay = self.worker.backoff.delay(attempt);
+    /// What a failed write means for one event: a retryable error is tried
+    /// again after a growing delay, for as long as it takes; a permanent one
+    /// marks the event failed at once (one warning, not one per retry). A
+    /// failed event holds back later events for its row until replayed.
+    fn failure_outcome(&self, item: &Item, error: &PluginError, mapping: &EventMapping) -> Settlement {
+        let recorded = journal_text(&format!(
+            "{} error{}: {error}",
+            error.kind.name(),
+            if error.retryable { " (retryable)" } else { "" }
+        ));
         if !error.retryable {
             tracing::warn!(
                 event_id = item.event.id,
                 event_type = %item.event.event_type,
-                "cannot write to {}: {error} [{}]; attempt {attempt}, next in {:.1}s",
+                "event failed permanently writing to {}: {error} [{}]; it is kept as failed, and later events \
+                 for its row wait until it is replayed",
                 mapping.table,
                 error.kind.name(),
-                delay.as_secs_f64()
             );
+            return Settlement::Failed { id: item.event.id, error: recorded };
         }
+        let delay = self.worker.backoff.delay(item.event.attempts + 1);
         Settlement::RetryLater {
             id: item.event.id,
-            error: journal_text(&format!(
-                "{} error{}: {error}",
-                error.kind.name(),
-                if error.retryable { " (retryable)" } else { "" }
-            )),
+            error: recorded,
             next_attempt_at_ms: clock::now_ms() + delay.as_millis() as i64,
         }
     }

@@ -186,7 +186,7 @@ fn an_unknown_column_fails_with_the_servers_message_while_others_flow() {
         let rows = query(&setup.journal(), &format!("SELECT status, last_error FROM events WHERE id = {bad_id}"));
         rows[0][1].as_str().map(|e| (rows[0][0].clone(), e.to_string()))
     });
-    assert_eq!(error.0, json!("pending"), "kept, never dropped");
+    assert_eq!(error.0, json!("failed"), "set aside, never dropped");
     // MariaDB says "in 'INSERT INTO'", MySQL "in 'field list'".
     assert!(error.1.starts_with("schema error: Unknown column 'HIS_room' in '"), "{}", error.1);
     assert!(error.1.ends_with("(code 1054)"), "{}", error.1);

@@ -331,3 +331,48 @@ fn curl_commands(text: &str) -> Vec<String> {
     }
     commands
 }
+
+/// A permanent refusal sets the event aside as failed at once, holds back
+/// only later events for the same row, and lets everything else through.
+#[test]
+fn a_refused_event_fails_and_holds_back_only_its_own_row() {
+    let mut setup = Setup::new();
+    setup.config["database"]["create_missing"] = json!(false);
+    setup
+        .his()
+        .execute_batch(
+            "CREATE TABLE HIS_appointments (HIS_appointment_id INTEGER PRIMARY KEY, HIS_status TEXT NOT NULL, HIS_created_at TEXT)",
+        )
+        .unwrap();
+    let middleware = setup.start();
+    // No status: HIS_status is NOT NULL, so the HIS refuses this row.
+    let bad =
+        middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 1}"#).json()["id"].as_i64().unwrap();
+    let later = middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 1, "status": "late"}"#);
+    let later = later.json()["id"].as_i64().unwrap();
+    for i in 2..=50 {
+        middleware.post_event(&json!({"event_type": "appointment", "appointment_id": i, "status": "ok"}).to_string());
+    }
+    wait_for_rows(&setup, "SELECT * FROM HIS_appointments WHERE HIS_status = 'ok'", 49);
+    let rows = query(
+        &setup.journal(),
+        &format!("SELECT id, status, attempts, last_error FROM events WHERE id IN ({bad}, {later}) ORDER BY id"),
+    );
+    assert_eq!(rows[0][1], json!("failed"));
+    assert_eq!(rows[0][2], json!(1), "failed at once, not retried");
+    assert!(rows[0][3].as_str().unwrap().starts_with("constraint error: NOT NULL constraint failed"), "{rows:?}");
+    assert_eq!(
+        (rows[1][1].clone(), rows[1][2].clone()),
+        (json!("pending"), json!(0)),
+        "held behind the failed one, untried"
+    );
+    assert_eq!(
+        query(&setup.his(), "SELECT COUNT(*) FROM HIS_appointments WHERE HIS_appointment_id = 1"),
+        [vec![json!(0)]]
+    );
+    assert!(
+        middleware.logs().contains("event failed permanently writing to HIS_appointments"),
+        "{}",
+        middleware.logs()
+    );
+}
