@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    journal::{self, NewEvent, Settlement},
+    journal::{self, Appended, NewEvent, Settlement},
     wakeup::Wakeup,
 };
 
@@ -27,7 +27,7 @@ const QUEUE_DEPTH: usize = 8192;
 pub struct Unavailable(pub String);
 
 enum Command {
-    Append(NewEvent, oneshot::Sender<Result<i64, Unavailable>>),
+    Append(NewEvent, oneshot::Sender<Result<Appended, Unavailable>>),
     Settle(Vec<Settlement>, oneshot::Sender<Result<(), Unavailable>>),
 }
 
@@ -52,8 +52,9 @@ impl Committer {
         Ok((Self { sender }, thread))
     }
 
-    /// Stores one event durably and returns its journal id.
-    pub async fn append(&self, event: NewEvent) -> Result<i64, Unavailable> {
+    /// Stores one event durably and returns its journal id (or, for a
+    /// delivery id seen before, the id it was stored under then).
+    pub async fn append(&self, event: NewEvent) -> Result<Appended, Unavailable> {
         let (reply, answer) = oneshot::channel();
         self.sender.send(Command::Append(event, reply)).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -96,11 +97,12 @@ fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>, wakeup
         let outcome = commit_round(&mut connection, &round, wal);
         let count = round.len();
         match outcome {
-            Ok(ids) => {
-                for (command, id) in round.drain(..).zip(ids) {
-                    match command {
-                        Command::Append(_, reply) => drop(reply.send(Ok(id))),
-                        Command::Settle(_, reply) => drop(reply.send(Ok(()))),
+            Ok(outcomes) => {
+                for (command, outcome) in round.drain(..).zip(outcomes) {
+                    match (command, outcome) {
+                        (Command::Append(_, reply), Some(appended)) => drop(reply.send(Ok(appended))),
+                        (Command::Append(_, reply), None) => drop(reply.send(Err(stopped()))),
+                        (Command::Settle(_, reply), _) => drop(reply.send(Ok(()))),
                     }
                 }
                 tracing::trace!(requests = count, "journal round committed");
@@ -122,8 +124,9 @@ fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>, wakeup
     }
 }
 
-/// Writes one round in one transaction. Returns, per command, the new id
-/// (0 for settlements). All or nothing: on error, nothing was stored.
+/// Writes one round in one transaction. Returns, per command, what the
+/// append did (`None` for settlements). All or nothing: on error, nothing
+/// was stored.
 ///
 /// A round with new events is fsynced before it returns (synchronous=FULL).
 /// In WAL mode, a round of delivery outcomes only is not (NORMAL): a power
@@ -131,21 +134,21 @@ fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>, wakeup
 /// upsert that changes nothing; WAL recovery keeps commits in order, and the
 /// next FULL commit makes it durable anyway. Outside WAL mode, NORMAL could
 /// corrupt the file on power loss, so every round is FULL.
-fn commit_round(connection: &mut Connection, round: &[Command], wal: bool) -> rusqlite::Result<Vec<i64>> {
+fn commit_round(connection: &mut Connection, round: &[Command], wal: bool) -> rusqlite::Result<Vec<Option<Appended>>> {
     let appends = round.iter().any(|c| matches!(c, Command::Append(..)));
     connection.pragma_update(None, "synchronous", if appends || !wal { "FULL" } else { "NORMAL" })?;
     let transaction = connection.transaction()?;
     let now = crate::clock::now_rfc3339();
-    let mut ids = Vec::with_capacity(round.len());
+    let mut outcomes = Vec::with_capacity(round.len());
     for command in round {
         match command {
-            Command::Append(event, _) => ids.push(journal::insert(&transaction, event)?),
+            Command::Append(event, _) => outcomes.push(Some(journal::append(&transaction, event)?)),
             Command::Settle(settlements, _) => {
                 journal::settle(&transaction, settlements, &now)?;
-                ids.push(0);
+                outcomes.push(None);
             }
         }
     }
     transaction.commit()?;
-    Ok(ids)
+    Ok(outcomes)
 }

@@ -47,11 +47,22 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// An event field holding the sender's delivery id (such as
+    /// `event_id`), for senders that do not send a `webhook-id` header.
+    pub delivery_id_field: Option<String>,
+    /// How long a delivery id is remembered: an event sent again with the
+    /// same id within this window is answered as a duplicate, not stored.
+    pub duplicate_window_days: u32,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 5000)), max_body_bytes: 1024 * 1024 }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            max_body_bytes: 1024 * 1024,
+            delivery_id_field: None,
+            duplicate_window_days: 7,
+        }
     }
 }
 
@@ -250,6 +261,12 @@ fn validate(config: &Config) -> Result<(), (String, String)> {
     if config.server.max_body_bytes == 0 {
         return Err(invalid("server.max_body_bytes", "must be greater than 0"));
     }
+    if !(1..=366).contains(&config.server.duplicate_window_days) {
+        return Err(invalid("server.duplicate_window_days", "must be between 1 and 366"));
+    }
+    if config.server.delivery_id_field.as_deref().is_some_and(|f| f.trim().is_empty()) {
+        return Err(invalid("server.delivery_id_field", "is empty: name the event field that holds the delivery id"));
+    }
     if config.sync.batch_size == 0 {
         return Err(invalid("sync.batch_size", "must be greater than 0"));
     }
@@ -347,6 +364,9 @@ mod tests {
         let (path, message) = error(r#"{"database":{"type":"sqlite"},"sever":{}}"#);
         assert_eq!(path, "sever");
         assert!(message.contains("unknown field `sever`, expected one of"), "{message}");
+
+        let (path, _) = error(r#"{"database":{"type":"sqlite"},"server":{"duplicate_window_days":0}}"#);
+        assert_eq!(path, "server.duplicate_window_days");
     }
 
     #[test]

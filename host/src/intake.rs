@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::{
     clock,
     committer::Committer,
-    journal::{NewEvent, Status},
+    journal::{Appended, NewEvent, Status},
     mapping::{MappingError, Mappings},
 };
 
@@ -36,7 +36,14 @@ pub struct Intake {
     pub mappings: Arc<Mappings>,
     /// `server.max_body_bytes`.
     pub max_body_bytes: usize,
+    /// `server.delivery_id_field`.
+    pub delivery_id_field: Option<String>,
+    /// `server.duplicate_window_days`, in milliseconds.
+    pub duplicate_window_ms: i64,
 }
+
+/// The longest delivery id kept (Standard Webhooks ids are about 30).
+const MAX_DELIVERY_ID_CHARS: usize = 256;
 
 /// The intake routes.
 pub fn router(intake: Intake) -> Router {
@@ -112,9 +119,18 @@ async fn receive_event(State(intake): State<Intake>, headers: HeaderMap, body: B
         }
         None => (Status::Unmapped, None),
     };
+    let delivery_id = delivery_id_of(&headers, &event, intake.delivery_id_field.as_deref())?;
     let payload = String::from_utf8(bytes.to_vec()).expect("parsed JSON is UTF-8");
-    let journaled = NewEvent { event_type: event_type.clone(), payload, received_at, status, event_key };
-    let id = intake.committer.append(journaled).await.map_err(|e| {
+    let journaled = NewEvent {
+        event_type: event_type.clone(),
+        payload,
+        received_at,
+        status,
+        event_key,
+        delivery_id,
+        duplicates_since_ms: clock::now_ms() - intake.duplicate_window_ms,
+    };
+    let appended = intake.committer.append(journaled).await.map_err(|e| {
         Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "journal_unavailable",
@@ -122,6 +138,13 @@ async fn receive_event(State(intake): State<Intake>, headers: HeaderMap, body: B
         )
     })?;
 
+    let id = match appended {
+        Appended::New(id) => id,
+        Appended::Duplicate(id) => {
+            tracing::info!(event_id = id, event_type = %event_type, "duplicate delivery: already journaled, not stored again");
+            return Ok((StatusCode::OK, Json(json!({ "id": id, "status": "duplicate" }))).into_response());
+        }
+    };
     Ok(match status {
         Status::Unmapped => {
             let warning = format!(
@@ -135,6 +158,38 @@ async fn receive_event(State(intake): State<Intake>, headers: HeaderMap, body: B
             (StatusCode::OK, Json(json!({ "id": id, "status": "accepted" }))).into_response()
         }
     })
+}
+
+/// The sender's delivery id: the `webhook-id` header (Standard Webhooks),
+/// else the configured event field (a string or an integer).
+fn delivery_id_of(
+    headers: &HeaderMap,
+    event: &serde_json::Map<String, serde_json::Value>,
+    field: Option<&str>,
+) -> Result<Option<String>, Refusal> {
+    let invalid = |what: String| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_delivery_id", what);
+    let id = match headers.get("webhook-id") {
+        Some(value) => {
+            Some(value.to_str().map_err(|_| invalid("the webhook-id header is not text".into()))?.to_string())
+        }
+        None => match field.and_then(|f| event.get(f).map(|v| (f, v))) {
+            None | Some((_, serde_json::Value::Null)) => None,
+            Some((_, serde_json::Value::String(s))) => Some(s.clone()),
+            Some((_, serde_json::Value::Number(n))) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+            Some((f, other)) => {
+                return Err(invalid(format!(
+                    "{f} (server.delivery_id_field) must be a string or an integer, found {other}"
+                )));
+            }
+        },
+    };
+    match id {
+        Some(id) if id.trim().is_empty() || id.chars().count() > MAX_DELIVERY_ID_CHARS => Err(invalid(format!(
+            "a delivery id must be 1 to {MAX_DELIVERY_ID_CHARS} characters, found {}",
+            id.chars().count()
+        ))),
+        other => Ok(other),
+    }
 }
 
 /// `application/json`, with or without parameters, or any `+json` type.

@@ -25,6 +25,13 @@ const MIGRATIONS: &[&str] = &[
         next_attempt_at INTEGER NOT NULL DEFAULT 0,        -- unix ms; a pending event waits until then
         delivered_at    TEXT
     );
+    -- Delivery ids seen (the webhook-id header, or the configured event
+    -- field), so that an event sent again is recognised.
+    CREATE TABLE deliveries (
+        delivery_id TEXT PRIMARY KEY,
+        event_id    INTEGER NOT NULL,
+        received_ms INTEGER NOT NULL                       -- unix ms, for the duplicate window
+    ) WITHOUT ROWID;
     CREATE TABLE payloads (
         event_id INTEGER PRIMARY KEY REFERENCES events (id),
         body     TEXT NOT NULL                             -- the request body, byte for byte
@@ -106,6 +113,20 @@ pub struct NewEvent {
     pub status: Status,
     /// The mapping's key, for mapped events.
     pub event_key: Option<String>,
+    /// The sender's delivery id, if it gave one.
+    pub delivery_id: Option<String>,
+    /// Unix ms: a delivery id seen at or after this is a duplicate.
+    pub duplicates_since_ms: i64,
+}
+
+/// What appending an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored under this new id.
+    New(i64),
+    /// Its delivery id was seen within the window: not stored again; this
+    /// is the id it was stored under then.
+    Duplicate(i64),
 }
 
 /// A pending event, as the sync worker reads it.
@@ -201,8 +222,25 @@ fn migrate(connection: &mut Connection) -> Result<(), JournalError> {
     Ok(())
 }
 
+/// Appends one event, unless its delivery id was seen within the window.
+pub fn append(transaction: &Transaction<'_>, event: &NewEvent) -> rusqlite::Result<Appended> {
+    let Some(delivery_id) = &event.delivery_id else { return insert(transaction, event).map(Appended::New) };
+    let seen: Option<i64> = transaction
+        .prepare_cached("SELECT event_id FROM deliveries WHERE delivery_id = ?1 AND received_ms >= ?2")?
+        .query_row(params![delivery_id, event.duplicates_since_ms], |row| row.get(0))
+        .optional()?;
+    if let Some(id) = seen {
+        return Ok(Appended::Duplicate(id));
+    }
+    let id = insert(transaction, event)?;
+    transaction
+        .prepare_cached("INSERT OR REPLACE INTO deliveries (delivery_id, event_id, received_ms) VALUES (?1, ?2, ?3)")?
+        .execute(params![delivery_id, id, crate::clock::now_ms()])?;
+    Ok(Appended::New(id))
+}
+
 /// Appends one event; returns its id.
-pub fn insert(transaction: &Transaction<'_>, event: &NewEvent) -> rusqlite::Result<i64> {
+fn insert(transaction: &Transaction<'_>, event: &NewEvent) -> rusqlite::Result<i64> {
     transaction
         .prepare_cached("INSERT INTO events (event_type, received_at, status, event_key) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![event.event_type, event.received_at, event.status.as_str(), event.event_key])?;
@@ -367,6 +405,8 @@ mod tests {
             received_at: "2026-01-01T00:00:00.000Z".into(),
             status: Status::Pending,
             event_key: Some(key.into()),
+            delivery_id: None,
+            duplicates_since_ms: 0,
         };
         let id = insert(&transaction, &event).unwrap();
         transaction.commit().unwrap();

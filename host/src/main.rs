@@ -150,7 +150,13 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         ),
     }
 
-    let intake = intake::Intake { committer, mappings, max_body_bytes: config.server.max_body_bytes };
+    let intake = intake::Intake {
+        committer,
+        mappings,
+        max_body_bytes: config.server.max_body_bytes,
+        delivery_id_field: config.server.delivery_id_field.clone(),
+        duplicate_window_ms: i64::from(config.server.duplicate_window_days) * 24 * 3600 * 1000,
+    };
     let listen = config.server.listen;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let served = runtime.block_on(async move {

@@ -376,3 +376,49 @@ fn a_refused_event_fails_and_holds_back_only_its_own_row() {
         middleware.logs()
     );
 }
+
+/// Buktor may send an event again (a lost answer, a replay). The same
+/// delivery id, in the `webhook-id` header or the configured field, is
+/// stored and written once, even across a restart.
+#[test]
+fn a_resent_delivery_is_journaled_and_written_once() {
+    let mut setup = Setup::new();
+    setup.config["database"]["create_missing"] = json!(false);
+    setup.config["server"]["delivery_id_field"] = json!("event_id");
+    create_audited_his(&setup);
+    let mut middleware = setup.start();
+    let send = |middleware: &buktor_tests::Middleware, webhook_id: &str| {
+        middleware.request(
+            "POST",
+            "/receive-event",
+            &[("Content-Type", "application/json"), ("webhook-id", webhook_id)],
+            br#"{"event_type": "appointment", "appointment_id": 7, "status": "confirmed"}"#,
+        )
+    };
+    let first = send(&middleware, "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W");
+    assert_eq!((first.status, first.json()["status"].clone()), (200, json!("accepted")));
+    let id = first.json()["id"].clone();
+    for _ in 0..2 {
+        let again = send(&middleware, "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W");
+        assert_eq!((again.status, again.json()), (200, json!({"id": id, "status": "duplicate"})));
+    }
+    // Without the header, the configured event field is the delivery id.
+    let body = r#"{"event_type": "appointment", "appointment_id": 8, "status": "confirmed", "event_id": "evt-8"}"#;
+    let by_field = middleware.post_event(body).json();
+    assert_eq!(middleware.post_event(body).json(), json!({"id": by_field["id"], "status": "duplicate"}));
+
+    wait_for_rows(&setup, "SELECT * FROM HIS_appointments", 2);
+    middleware.kill();
+    let middleware = setup.start();
+    let after_restart = send(&middleware, "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W");
+    assert_eq!(after_restart.json(), json!({"id": id, "status": "duplicate"}), "remembered across a restart");
+
+    // A new delivery still goes through, and only the two originals were written.
+    middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 9, "status": "confirmed"}"#);
+    wait_for_rows(&setup, "SELECT * FROM HIS_appointments WHERE HIS_appointment_id = 9", 1);
+    assert_eq!(query(&setup.journal(), "SELECT COUNT(*) FROM events"), [vec![json!(3)]]);
+    assert_eq!(query(&setup.his(), "SELECT COUNT(*) FROM writes"), [vec![json!(3)]], "one HIS write per delivery");
+
+    let too_long = send(&middleware, &"x".repeat(300));
+    assert_eq!((too_long.status, too_long.json()["error"].clone()), (422, json!("invalid_delivery_id")));
+}
