@@ -387,7 +387,13 @@ impl State {
                 mapping.table,
                 batch.len()
             );
-            whole_batch_waits(self, &batch, settlements, held);
+            // Not the events' fault (a login refused after a password change,
+            // a database failing over): they wait, whatever the plugin said.
+            let systemic = PluginError { retryable: true, ..error.clone() };
+            for item in &batch {
+                settlements.push(self.failure_outcome(item, &systemic, mapping));
+                hold(held, item);
+            }
             return PassEnd::Unreachable(error);
         }
         if error.retryable || error.kind == ErrorKind::SCHEMA || batch.len() == 1 {

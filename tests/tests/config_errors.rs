@@ -28,7 +28,7 @@ fn an_unknown_setting_names_the_json_path() {
     let mut setup = Setup::new();
     setup.config["server"]["port"] = json!(5000);
     let line = error_line(&setup);
-    assert!(line.contains("server.port: unknown field `port`, expected `listen` or `max_body_bytes`"), "{line}");
+    assert!(line.contains("server.port: unknown field `port`, expected one of `listen`, `max_body_bytes`"), "{line}");
 }
 
 #[test]

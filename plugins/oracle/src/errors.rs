@@ -16,6 +16,22 @@ const RETRYABLE: &[(i32, ErrorKind)] = &[
     (1089, ErrorKind::CONNECTION),  // immediate shutdown in progress
     (60, ErrorKind::CONFLICT),      // deadlock detected
     (54, ErrorKind::CONFLICT),      // resource busy (NOWAIT)
+    (8177, ErrorKind::CONFLICT),    // cannot serialize access
+    (1555, ErrorKind::CONFLICT),    // snapshot too old
+    (4068, ErrorKind::CONFLICT),    // package state discarded (recompiled)
+    (12528, ErrorKind::CONNECTION), // TNS: listener blocks new connections
+    (18, ErrorKind::CONNECTION),    // maximum sessions exceeded
+    (20, ErrorKind::CONNECTION),    // maximum processes exceeded
+    (1653, ErrorKind::OTHER),       // unable to extend table (tablespace full)
+    (30036, ErrorKind::OTHER),      // unable to extend undo segment
+    (3156, ErrorKind::TIMEOUT),     // call timed out
+];
+
+/// ODPI-C errors (no ORA- number of their own) about the session.
+const DPI_RETRYABLE: &[(&str, ErrorKind)] = &[
+    ("DPI-1080", ErrorKind::CONNECTION), // connection was closed by ORA-…
+    ("DPI-1010", ErrorKind::CONNECTION), // not connected
+    ("DPI-1067", ErrorKind::TIMEOUT),    // call timed out
 ];
 
 /// ORA- numbers that will not go away by retrying.
@@ -56,8 +72,20 @@ pub fn classify(error: oracle::Error) -> PluginError {
     if message.contains("DPI-1047") {
         return instant_client_missing(&message);
     }
+    if let Some((code, kind)) = DPI_RETRYABLE.iter().find(|(code, _)| message.starts_with(code)) {
+        return PluginError::retryable(*kind, message).with_code(*code);
+    }
     match error.db_error() {
-        Some(db) if error.kind() == oracle::ErrorKind::OciError => from_number(db.code(), db.message()),
+        Some(db) if error.kind() == oracle::ErrorKind::OciError => {
+            let classified = from_number(db.code(), db.message());
+            // For a row's error in array-bound DML, ODPI-C's offset is that
+            // row (for other errors it is a position in the SQL text).
+            if classified.kind == ErrorKind::DATA || classified.kind == ErrorKind::CONSTRAINT {
+                classified.with_row(db.offset() as usize)
+            } else {
+                classified
+            }
+        }
         // Other ODPI-C errors (DPI-xxxx) are about the client side.
         Some(db) => PluginError::permanent(ErrorKind::OTHER, db.message()),
         None => PluginError::permanent(ErrorKind::OTHER, message),

@@ -26,6 +26,14 @@ struct RawSettings {
     password: String,
     #[serde(default = "default_timezone")]
     timezone: String,
+    /// The longest one call (a batch's MERGE, its commit) may take before it
+    /// is abandoned and retried: a dead link must not stall delivery.
+    #[serde(default = "default_statement_timeout_secs")]
+    statement_timeout_secs: u64,
+}
+
+fn default_statement_timeout_secs() -> u64 {
+    60
 }
 
 fn default_port() -> u16 {
@@ -46,6 +54,8 @@ pub struct Settings {
     pub connect_string: String,
     /// The HIS's time zone: timestamps with an offset are converted to it.
     pub zone: HisZone,
+    /// The longest one call may take.
+    pub statement_timeout: std::time::Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -79,7 +89,16 @@ impl Settings {
             }
         };
         let zone: HisZone = raw.timezone.parse().map_err(|e| config_error("timezone", e))?;
-        Ok(Self { user: raw.user, password: raw.password, connect_string, zone })
+        if !(1..=3600).contains(&raw.statement_timeout_secs) {
+            return Err(config_error("statement_timeout_secs", "must be between 1 and 3600"));
+        }
+        Ok(Self {
+            user: raw.user,
+            password: raw.password,
+            connect_string,
+            zone,
+            statement_timeout: std::time::Duration::from_secs(raw.statement_timeout_secs),
+        })
     }
 
     /// For log lines: `user@connect string`, never the password.

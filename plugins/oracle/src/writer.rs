@@ -24,8 +24,10 @@ pub struct OracleWriter {
     connection: Option<Connection>,
     settings: Settings,
     log: Logger,
-    /// Tables resolved against the data dictionary, by mapping name.
-    resolved: HashMap<String, ResolvedTable>,
+    /// Each mapped table's dictionary rows, read once, by mapping name.
+    /// Columns are resolved per batch: two event types may write different
+    /// columns of one table.
+    dictionaries: HashMap<String, Vec<DictionaryRow>>,
 }
 
 impl OracleWriter {
@@ -36,7 +38,7 @@ impl OracleWriter {
         let connection = connect(&settings).map_err(|e| describe_open_error(e, &settings))?;
         let version = connection.server_version().map(|(v, _)| v.to_string()).unwrap_or_default();
         log.info(format_args!("connected to Oracle {version} as {}", settings.display()));
-        Ok(Self { connection: Some(connection), settings, log, resolved: HashMap::new() })
+        Ok(Self { connection: Some(connection), settings, log, dictionaries: HashMap::new() })
     }
 
     fn connection(&mut self) -> Result<&Connection, PluginError> {
@@ -72,16 +74,19 @@ impl OracleWriter {
         .collect()
     }
 
-    /// The table as the dictionary has it, resolved once and then kept.
+    /// The batch's table and columns as the dictionary has them.
     fn resolved(&mut self, batch: &UpsertBatch) -> Result<ResolvedTable, PluginError> {
-        if let Some(table) = self.resolved.get(batch.table.as_str()) {
-            return Ok(table.clone());
+        if !self.dictionaries.contains_key(batch.table.as_str()) {
+            let rows = self.dictionary(&batch.table)?;
+            if let Some(stored) = rows.iter().map(|r| r.table.as_str()).find(|t| t.eq_ignore_ascii_case(&batch.table)) {
+                self.log.info(format_args!("mapping table {} is {stored} in the data dictionary", batch.table));
+            }
+            self.dictionaries.insert(batch.table.to_string(), rows);
         }
         let columns: Vec<&str> = batch.columns.iter().map(|c| c.as_str()).collect();
-        let table = resolve(&batch.table, &columns, &self.dictionary(&batch.table)?)?;
-        let names: Vec<String> = table.columns.iter().map(|c| c.column.clone()).collect();
-        self.log.info(format_args!("mapping table {} is {} ({})", batch.table, table.name, names.join(", ")));
-        self.resolved.insert(batch.table.to_string(), table.clone());
+        let table = resolve(&batch.table, &columns, &self.dictionaries[batch.table.as_str()])?;
+        let names: Vec<&str> = table.columns.iter().map(|c| c.column.as_str()).collect();
+        self.log.debug(format_args!("mapping table {} is {} ({})", batch.table, table.name, names.join(", ")));
         Ok(table)
     }
 
@@ -106,15 +111,20 @@ impl OracleWriter {
         let text = sql::merge(&table.name, &columns, &keys);
 
         let connection = self.connection()?;
-        let mut statement = connection.batch(&text, binds.len().max(1)).build().map_err(classify)?;
-        for (position, column) in table.columns.iter().enumerate() {
-            statement.set_type(position + 1, &oracle_type(column)).map_err(classify)?;
-        }
-        for row in &binds {
-            let values: Vec<&dyn ToSql> = row.iter().map(as_sql).collect();
-            statement.append_row(&values).map_err(classify)?;
-        }
-        let written = statement.execute().map_err(classify).and_then(|()| connection.commit().map_err(classify));
+        // Whatever fails from here on, nothing of this batch may stay
+        // applied (and hold row locks) until some later commit.
+        let written = (|| {
+            let mut statement = connection.batch(&text, binds.len().max(1)).build().map_err(classify)?;
+            for (position, column) in table.columns.iter().enumerate() {
+                statement.set_type(position + 1, &oracle_type(column)).map_err(classify)?;
+            }
+            for row in &binds {
+                let values: Vec<&dyn ToSql> = row.iter().map(as_sql).collect();
+                statement.append_row(&values).map_err(classify)?;
+            }
+            statement.execute().map_err(classify)?;
+            connection.commit().map_err(classify)
+        })();
         if written.is_err() {
             let _ = connection.rollback();
         }
@@ -123,7 +133,11 @@ impl OracleWriter {
 }
 
 fn connect(settings: &Settings) -> Result<Connection, PluginError> {
-    Connection::connect(&settings.user, &settings.password, &settings.connect_string).map_err(classify)
+    let connection =
+        Connection::connect(&settings.user, &settings.password, &settings.connect_string).map_err(classify)?;
+    // A half-open connection must not block the worker forever.
+    connection.set_call_timeout(Some(settings.statement_timeout)).map_err(classify)?;
+    Ok(connection)
 }
 
 /// The bind type for a column: set once per statement, so every row's
@@ -132,7 +146,13 @@ fn oracle_type(column: &DictionaryRow) -> OracleType {
     match ColumnBind::for_column(column) {
         ColumnBind::Number => OracleType::Number(0, 0),
         ColumnBind::Timestamp => OracleType::Timestamp(9),
+        // National character columns keep their own types, so that text is
+        // not squeezed through a non-Unicode database character set.
+        ColumnBind::Clob if column.data_type.eq_ignore_ascii_case("NCLOB") => OracleType::NCLOB,
         ColumnBind::Clob => OracleType::CLOB,
+        ColumnBind::Text if column.data_type.to_ascii_uppercase().starts_with("NVARCHAR2") => {
+            OracleType::NVarchar2(crate::binds::MAX_VARCHAR2_BYTES as u32 / 2)
+        }
         ColumnBind::Text => OracleType::Varchar2(crate::binds::MAX_VARCHAR2_BYTES as u32),
     }
 }
@@ -171,7 +191,7 @@ impl Writer for OracleWriter {
             }
             if e.kind == ErrorKind::SCHEMA {
                 // The table may have been changed: look it up again next time.
-                self.resolved.remove(batch.table.as_str());
+                self.dictionaries.remove(batch.table.as_str());
             }
         }
         result?;

@@ -15,6 +15,14 @@ const RETRYABLE: &[(u32, ErrorKind)] = &[
     (233, ErrorKind::CONNECTION),   // no process on the other end of the pipe
     (10053, ErrorKind::CONNECTION), // transport-level error
     (10054, ErrorKind::CONNECTION), // connection reset
+    (9002, ErrorKind::OTHER),       // transaction log full
+    (1105, ErrorKind::OTHER),       // filegroup full
+    (3960, ErrorKind::CONFLICT),    // snapshot isolation update conflict
+    (3906, ErrorKind::CONNECTION),  // database is read-only (failover)
+    (976, ErrorKind::CONNECTION),   // AG secondary not accessible
+    (983, ErrorKind::CONNECTION),   // AG replica not in the right role
+    (40549, ErrorKind::TIMEOUT),    // Azure: long-running transaction ended
+    (41302, ErrorKind::CONFLICT),   // in-memory table update conflict
 ];
 
 /// Error numbers that will not go away by retrying.
@@ -43,7 +51,12 @@ pub fn classify(error: tiberius::error::Error) -> PluginError {
     match error {
         E::Server(token) => {
             let message = format!("{} (state {}, class {})", token.message(), token.state(), token.class());
-            from_number(token.code(), &message).with_code(token.code().to_string())
+            let classified = match token.class() {
+                // Severity 20 and up: the server closed the session.
+                20.. => PluginError::retryable(ErrorKind::CONNECTION, message),
+                _ => from_number(token.code(), &message),
+            };
+            classified.with_code(token.code().to_string())
         }
         E::Io { kind, message } => {
             PluginError::retryable(ErrorKind::CONNECTION, format!("cannot reach SQL Server: {message} ({kind:?})"))

@@ -150,6 +150,9 @@ impl Settings {
             }
         };
         let zone: HisZone = raw.timezone.parse().map_err(|e| config_error("timezone", e))?;
+        // tiberius has its own defaults (15 s, 30 s); ours must win.
+        config.handshake_timeout(Some(Duration::from_secs(raw.connect_timeout_secs)));
+        config.command_timeout(Some(Duration::from_secs(raw.statement_timeout_secs)));
         if !(1..=600).contains(&raw.connect_timeout_secs) {
             return Err(config_error("connect_timeout_secs", "must be between 1 and 600"));
         }

@@ -21,6 +21,36 @@ pub enum Bind<'a> {
     Decimal(Numeric),
     /// datetime2, wall-clock time in the HIS's zone.
     DateTime(NaiveDateTime),
+    /// nvarchar holding another kind's text: see [`uniform`].
+    Converted(String),
+}
+
+/// Gives one column of a batch one parameter type.
+///
+/// In `VALUES (…), (…)` SQL Server types each column by the highest
+/// precedence among its rows: a bigint in one row would turn `"007"` in
+/// another into 7. So when a column's values are of different kinds, all of
+/// them go as nvarchar text (ISO 8601 for timestamps, `1`/`0` for bits),
+/// which SQL Server converts to the column's own type exactly.
+pub fn uniform(column: &mut [&mut Bind<'_>]) {
+    let kinds: std::collections::HashSet<std::mem::Discriminant<Bind<'_>>> =
+        column.iter().filter(|b| !matches!(b, Bind::Null)).map(|b| std::mem::discriminant(&**b)).collect();
+    if kinds.len() <= 1 {
+        return;
+    }
+    for bind in column.iter_mut() {
+        let text = match &**bind {
+            Bind::Null => continue,
+            Bind::Bool(b) => if *b { "1" } else { "0" }.to_string(),
+            Bind::Int(i) => i.to_string(),
+            Bind::Float(f) => f.to_string(),
+            Bind::Text(s) => s.to_string(),
+            Bind::Decimal(n) => n.to_string(),
+            Bind::DateTime(dt) => dt.format("%Y-%m-%dT%H:%M:%S%.f").to_string(),
+            Bind::Converted(s) => s.clone(),
+        };
+        **bind = Bind::Converted(text);
+    }
 }
 
 /// The bind for `value`.
@@ -60,7 +90,9 @@ pub fn decimal(text: &str) -> Option<Numeric> {
         return None;
     }
     let all: String = whole.trim_start_matches('0').chars().chain(fraction.chars()).collect();
-    if all.len() > 38 || fraction.len() > 38 {
+    // The precision sent is at least one integer digit plus the scale.
+    let integer_digits = whole.trim_start_matches('0').len().max(1);
+    if integer_digits + fraction.len() > 38 {
         return None;
     }
     let magnitude: i128 = if all.is_empty() { 0 } else { all.parse().ok()? };
@@ -80,8 +112,23 @@ mod tests {
         assert_eq!(decimal("1500").unwrap().value(), 1500);
         assert_eq!(decimal("99999999999999999999999999999999999999").unwrap().scale(), 0, "38 digits fit");
         assert!(decimal("999999999999999999999999999999999999999").is_none(), "39 digits do not");
+        assert!(decimal("0.12345678901234567890123456789012345678").is_none(), "precision 39 with the 0");
+        assert!(decimal("0.1234567890123456789012345678901234567").is_some());
         assert!(decimal("1e5").is_none());
         assert!(decimal(".5").is_none());
+    }
+
+    #[test]
+    fn a_column_of_mixed_kinds_goes_as_text() {
+        let (mut a, mut b, mut c) = (Bind::Int(7), Bind::Text("007"), Bind::Null);
+        uniform(&mut [&mut a, &mut b, &mut c]);
+        assert_eq!((a, b, c), (Bind::Converted("7".into()), Bind::Converted("007".into()), Bind::Null));
+        let (mut x, mut y) = (Bind::Int(1), Bind::Int(2));
+        uniform(&mut [&mut x, &mut y]);
+        assert_eq!((x, y), (Bind::Int(1), Bind::Int(2)), "one kind keeps its type");
+        let (mut t, mut u) = (Bind::DateTime("2025-03-03T09:00:00".parse().unwrap()), Bind::Text("soon"));
+        uniform(&mut [&mut t, &mut u]);
+        assert_eq!(t, Bind::Converted("2025-03-03T09:00:00".into()));
     }
 
     #[test]

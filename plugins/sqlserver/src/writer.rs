@@ -15,7 +15,7 @@ use crate::{
     errors::{breaks_connection, classify},
     settings::Settings,
     sql,
-    values::{Bind, bind},
+    values::{Bind, bind, uniform},
 };
 
 type Connection = Client<Compat<TcpStream>>;
@@ -71,11 +71,15 @@ impl SqlServerWriter {
         let rows: Vec<&[Value]> = batch.rows().collect();
         let zone = self.settings.zone;
         // Every value is checked before anything is sent.
-        let binds: Vec<Vec<Bind<'_>>> = rows
+        let mut binds: Vec<Vec<Bind<'_>>> = rows
             .iter()
             .enumerate()
             .map(|(i, row)| row.iter().map(|v| bind(v, zone).map_err(|e| e.with_row(i))).collect())
             .collect::<Result<_, _>>()?;
+        for column in 0..columns.len() {
+            let mut cells: Vec<&mut Bind<'_>> = binds.iter_mut().map(|row| &mut row[column]).collect();
+            uniform(&mut cells);
+        }
         let table = batch.table.to_string();
         let connection = self.connection().await?;
         run_batch(connection, "BEGIN TRANSACTION").await?;
@@ -90,9 +94,11 @@ impl SqlServerWriter {
             run_batch(connection, "COMMIT TRANSACTION").await
         }
         .await;
-        if written.is_err() {
-            // XACT_ABORT has rolled back already; make sure of it.
-            let _ = run_batch(connection, "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION").await;
+        if written.is_err() && run_batch(connection, "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION").await.is_err() {
+            // XACT_ABORT has rolled back already; if even the check fails, the
+            // session is in doubt: drop it, so that the next BEGIN is not
+            // nested in a transaction that never ends.
+            self.connection = None;
         }
         written
     }
@@ -213,6 +219,7 @@ fn push(query: &mut Query<'_>, value: &Bind<'_>) {
         Bind::Text(s) => query.bind(s.to_string()),
         Bind::Decimal(n) => query.bind(*n),
         Bind::DateTime(dt) => query.bind(*dt),
+        Bind::Converted(s) => query.bind(s.clone()),
     }
 }
 
