@@ -25,6 +25,7 @@ mod config;
 mod intake;
 mod journal;
 mod mapping;
+mod operations;
 mod plugins;
 mod retry;
 mod wakeup;
@@ -66,6 +67,39 @@ enum Command {
         /// The table's name, as in the mapping.
         table: String,
     },
+    /// List events from the journal: id, type, key, attempts, last error.
+    Events {
+        /// pending, delivered, failed or unmapped.
+        #[arg(long, default_value = "failed")]
+        status: String,
+        /// Only this event type.
+        #[arg(long = "type", value_name = "TYPE")]
+        event_type: Option<String>,
+        /// Only events received at or after this time (RFC 3339, UTC).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put failed or unmapped events back to pending, to be written again.
+    Replay {
+        /// One event, by its journal id.
+        #[arg(long, conflicts_with_all = ["status", "event_type", "since"])]
+        id: Option<i64>,
+        /// Every event with this status: failed or unmapped.
+        #[arg(long, required_unless_present = "id")]
+        status: Option<String>,
+        /// Only this event type.
+        #[arg(long = "type", value_name = "TYPE")]
+        event_type: Option<String>,
+        /// Only events received at or after this time (RFC 3339, UTC).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -74,6 +108,10 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(cli.config),
         Command::Describe { table } => describe(cli.config, &table),
+        Command::Events { status, event_type, since, limit, json } => {
+            events(cli.config, &status, event_type, since, limit, json)
+        }
+        Command::Replay { id, status, event_type, since } => replay(cli.config, id, status, event_type, since),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -251,6 +289,94 @@ fn describe(config_path: Option<PathBuf>, table: &str) -> anyhow::Result<()> {
         "unique_keys": description.unique_keys.iter().map(|k| strings(k)).collect::<Vec<_>>(),
     });
     println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
+}
+
+/// The journal of the config at `config_path`, for the operator commands.
+fn operator_journal(config_path: Option<PathBuf>) -> anyhow::Result<(LoadedConfig, rusqlite::Connection)> {
+    let loaded = config::load(&config::locate(config_path.as_deref())?)?;
+    let path = loaded.journal_path();
+    anyhow::ensure!(
+        path.is_file(),
+        "no journal at {}: the middleware has not run with this config yet",
+        path.display()
+    );
+    let connection = journal::open(&path)?;
+    Ok((loaded, connection))
+}
+
+fn status_of(text: &str) -> anyhow::Result<journal::Status> {
+    operations::parse_status(text)
+        .ok_or_else(|| anyhow::anyhow!("--status {text:?}: expected pending, delivered, failed or unmapped"))
+}
+
+/// `events`: a table (or JSON lines) of events with one status.
+fn events(
+    config_path: Option<PathBuf>,
+    status: &str,
+    event_type: Option<String>,
+    since: Option<String>,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (_, connection) = operator_journal(config_path)?;
+    let filter = operations::Filter { status: status_of(status)?, event_type, since, limit };
+    let rows = operations::list(&connection, &filter, clock::now_ms())?;
+    if json {
+        for row in &rows {
+            println!("{}", serde_json::to_string(row)?);
+        }
+        return Ok(());
+    }
+    println!(
+        "{:>8}  {:<24}  {:<16}  {:<9}  {:>8}  {:<28}  last error",
+        "id", "received", "type", "status", "attempts", "key / held by"
+    );
+    for row in &rows {
+        let key = match (row.held_by, &row.key) {
+            (Some(held_by), _) => format!("held by #{held_by}"),
+            (None, Some(key)) => key.clone(),
+            (None, None) => String::new(),
+        };
+        let error: String = row.last_error.as_deref().unwrap_or("").chars().take(120).collect();
+        println!(
+            "{:>8}  {:<24}  {:<16}  {:<9}  {:>8}  {:<28}  {error}",
+            row.id, row.received_at, row.event_type, row.status, row.attempts, key
+        );
+    }
+    println!("{} event(s)", rows.len());
+    Ok(())
+}
+
+/// `replay`: failed or unmapped events back to pending. A running
+/// middleware picks them up within a few seconds.
+fn replay(
+    config_path: Option<PathBuf>,
+    id: Option<i64>,
+    status: Option<String>,
+    event_type: Option<String>,
+    since: Option<String>,
+) -> anyhow::Result<()> {
+    let (loaded, mut connection) = operator_journal(config_path)?;
+    let selection = match (id, status) {
+        (Some(id), _) => operations::Selection::Id(id),
+        (None, Some(status)) => operations::Selection::Matching(operations::Filter {
+            status: status_of(&status)?,
+            event_type,
+            since,
+            limit: 0,
+        }),
+        (None, None) => anyhow::bail!("replay needs --id N or --status failed|unmapped"),
+    };
+    let mappings = Mappings::new(&loaded.config.mapping);
+    let report = operations::replay(&mut connection, &selection, &mappings)?;
+    println!("replayed {} event(s)", report.replayed);
+    if report.still_unmapped > 0 {
+        println!(
+            "{} unmapped event(s) left as they were: their event_type is still not in the mapping (or they lack its key)",
+            report.still_unmapped
+        );
+    }
     Ok(())
 }
 

@@ -35,8 +35,9 @@ use crate::{
     wakeup::Wakeup,
 };
 
-/// The longest the worker sleeps with nothing due, as a safety net.
-const IDLE_WAIT: Duration = Duration::from_secs(60);
+/// The longest the worker sleeps with nothing due: also how soon it sees
+/// events that `replay` (a separate process) put back to pending.
+const IDLE_WAIT: Duration = Duration::from_secs(5);
 
 /// Everything the worker needs, built once at startup.
 pub struct Worker {

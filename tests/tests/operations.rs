@@ -1,0 +1,119 @@
+//! The operator's commands on the journal: `events` and `replay`, run as
+//! separate processes beside the running middleware.
+
+use std::{path::Path, process::Output, time::Duration};
+
+use buktor_tests::{Setup, artifacts, query, wait_for};
+use serde_json::json;
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn run(config: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(&artifacts().binary).args(args).arg("--config").arg(config).output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn status_of(setup: &Setup, id: i64) -> serde_json::Value {
+    query(&setup.journal(), &format!("SELECT status FROM events WHERE id = {id}"))[0][0].clone()
+}
+
+#[test]
+fn a_failed_event_is_listed_holds_its_row_and_arrives_once_replayed() {
+    let mut setup = Setup::new();
+    setup.config["database"]["create_missing"] = json!(false);
+    setup.config["mapping"]["appointment"]["fields"]["room"] = json!("HIS_room");
+    setup
+        .his()
+        .execute_batch("CREATE TABLE HIS_appointments (HIS_appointment_id INTEGER PRIMARY KEY, HIS_status TEXT, HIS_created_at TEXT)")
+        .unwrap();
+    let middleware = setup.start();
+    let config = setup.write_config();
+
+    let first =
+        middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 1, "status": "booked", "room": "7"}"#);
+    let first = first.json()["id"].as_i64().unwrap();
+    wait_for(PATIENCE, "the first event to fail", || (status_of(&setup, first) == json!("failed")).then_some(()));
+    let later =
+        middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 1, "status": "moved", "room": "8"}"#);
+    let later = later.json()["id"].as_i64().unwrap();
+
+    let failed: Vec<serde_json::Value> = stdout(&run(&config, &["events", "--status", "failed", "--json"]))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["id"], json!(first));
+    assert!(failed[0]["last_error"].as_str().unwrap().contains("has no column named HIS_room"), "{failed:?}");
+
+    let table = stdout(&run(&config, &["events", "--status", "pending"]));
+    assert!(table.contains(&format!("held by #{first}")), "the hold is visible:\n{table}");
+    assert_eq!(status_of(&setup, later), json!("pending"));
+
+    // The operator adds the column, then replays.
+    setup.his().execute_batch("ALTER TABLE HIS_appointments ADD COLUMN HIS_room TEXT").unwrap();
+    let replayed = stdout(&run(&config, &["replay", "--status", "failed"]));
+    assert!(replayed.contains("replayed 1 event(s)"), "{replayed}");
+    wait_for(PATIENCE, "both delivered, in order", || {
+        (status_of(&setup, first) == json!("delivered") && status_of(&setup, later) == json!("delivered")).then_some(())
+    });
+    assert_eq!(
+        query(&setup.his(), "SELECT HIS_status, HIS_room FROM HIS_appointments"),
+        [vec![json!("moved"), json!("8")]],
+        "the later state wins"
+    );
+}
+
+#[test]
+fn unmapped_events_are_delivered_once_the_mapping_knows_them_and_they_are_replayed() {
+    let mut setup = Setup::new();
+    let mut middleware = setup.start();
+    let refund = middleware.post_event(r#"{"event_type": "refund", "refund_id": 5, "amount": "20.00"}"#);
+    let refund = refund.json()["id"].as_i64().unwrap();
+    middleware.terminate();
+
+    setup.config["mapping"]["refund"] =
+        json!({"table": "HIS_refunds", "fields": {"refund_id": "HIS_refund_id", "amount": "HIS_amount"}});
+    let config = setup.write_config();
+    let replayed = stdout(&run(&config, &["replay", "--status", "unmapped", "--type", "refund"]));
+    assert!(replayed.contains("replayed 1 event(s)"), "{replayed}");
+    let _middleware = setup.start();
+    wait_for(PATIENCE, "the refund delivered", || (status_of(&setup, refund) == json!("delivered")).then_some(()));
+    assert_eq!(
+        query(&setup.his(), "SELECT HIS_refund_id, HIS_amount FROM HIS_refunds"),
+        [vec![json!(5), json!("20.00")]]
+    );
+}
+
+#[test]
+fn replay_says_what_it_cannot_do() {
+    let setup = Setup::new();
+    let middleware = setup.start();
+    let id = middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 1, "status": "a"}"#).json()["id"]
+        .clone();
+    wait_for(PATIENCE, "delivered", || (status_of(&setup, id.as_i64().unwrap()) == json!("delivered")).then_some(()));
+    let config = setup.write_config();
+    for (args, expected) in [
+        (vec!["replay", "--id", "99999"], "error: there is no event 99999 in the journal".to_string()),
+        (
+            vec!["replay", "--id", &id.to_string()],
+            format!("error: event {id} is delivered: only failed and unmapped events are replayed"),
+        ),
+        (
+            vec!["replay", "--status", "delivered"],
+            "error: replay takes --status failed or --status unmapped, not delivered".into(),
+        ),
+        (
+            vec!["events", "--status", "lost"],
+            "error: --status \"lost\": expected pending, delivered, failed or unmapped".into(),
+        ),
+    ] {
+        let output = run(&config, &args);
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&expected), "{args:?}: {stderr}");
+    }
+}
