@@ -53,6 +53,8 @@ pub struct ServerConfig {
     /// How long a delivery id is remembered: an event sent again with the
     /// same id within this window is answered as a duplicate, not stored.
     pub duplicate_window_days: u32,
+    /// Turns on the `/admin/…` routes, which require it as a bearer token.
+    pub admin_token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +64,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             delivery_id_field: None,
             duplicate_window_days: 7,
+            admin_token: None,
         }
     }
 }
@@ -266,6 +269,9 @@ fn validate(config: &Config) -> Result<(), (String, String)> {
     }
     if config.server.delivery_id_field.as_deref().is_some_and(|f| f.trim().is_empty()) {
         return Err(invalid("server.delivery_id_field", "is empty: name the event field that holds the delivery id"));
+    }
+    if config.server.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+        return Err(invalid("server.admin_token", "is shorter than 16 characters: use a long random token"));
     }
     if config.sync.batch_size == 0 {
         return Err(invalid("sync.batch_size", "must be greater than 0"));

@@ -46,12 +46,18 @@ pub struct Intake {
 const MAX_DELIVERY_ID_CHARS: usize = 256;
 
 /// The intake routes.
-pub fn router(intake: Intake) -> Router {
-    Router::new()
+/// The intake routes, with the admin routes under `/admin` when `admin`
+/// is given (that is, when `server.admin_token` is set).
+pub fn router(intake: Intake, admin: Option<crate::admin::Admin>) -> Router {
+    let router = Router::new()
         .route("/receive-event", post(receive_event).fallback(|m, u| method_not_allowed("POST", m, u)))
         .route("/health", get(health).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)))
         .fallback(not_found)
-        .with_state(intake)
+        .with_state(intake);
+    match admin {
+        Some(admin) => router.nest("/admin", crate::admin::routes(admin)),
+        None => router,
+    }
 }
 
 /// A refusal: status, machine-readable code, and a sentence for people.
@@ -63,7 +69,8 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// A refusal with its status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into() }
     }
 }

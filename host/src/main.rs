@@ -19,6 +19,7 @@
 //! The data path: intake → committer (fsync) → 2xx answer → wakeup →
 //! worker → plugin → HIS commit → committer marks it delivered.
 
+mod admin;
 mod clock;
 mod committer;
 mod config;
@@ -188,6 +189,12 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         ),
     }
 
+    let admin = config.server.admin_token.as_ref().map(|token| admin::Admin {
+        token: token.as_str().into(),
+        journal_path: journal_path.clone(),
+        mappings: mappings.clone(),
+        wakeup: wakeup.clone(),
+    });
     let intake = intake::Intake {
         committer,
         mappings,
@@ -208,7 +215,7 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         );
         let first_signal = Arc::new(tokio::sync::Notify::new());
         let notify = first_signal.clone();
-        let serve = axum::serve(listener, intake::router(intake)).with_graceful_shutdown(async move {
+        let serve = axum::serve(listener, intake::router(intake, admin)).with_graceful_shutdown(async move {
             shutdown_signal().await;
             notify.notify_one();
         });

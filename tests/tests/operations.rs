@@ -117,3 +117,48 @@ fn replay_says_what_it_cannot_do() {
         assert!(stderr.contains(&expected), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn the_admin_routes_are_off_without_a_token_and_guarded_with_one() {
+    let setup = Setup::new();
+    let middleware = setup.start();
+    assert_eq!(middleware.request("GET", "/admin/events", &[], b"").status, 404, "off without server.admin_token");
+    drop(middleware);
+
+    let token = "0123456789abcdef-admin";
+    let mut setup = Setup::new();
+    setup.config["server"]["admin_token"] = json!(token);
+    setup.config["database"]["create_missing"] = json!(false);
+    setup
+        .his()
+        .execute_batch("CREATE TABLE HIS_appointments (HIS_appointment_id INTEGER PRIMARY KEY, HIS_status TEXT)")
+        .unwrap();
+    let middleware = setup.start();
+    let bearer = format!("Bearer {token}");
+    for headers in [vec![], vec![("Authorization", "Bearer wrong-token-0123456")]] {
+        let response = middleware.request("GET", "/admin/events", &headers, b"");
+        assert_eq!((response.status, response.json()["error"].clone()), (401, json!("unauthorized")));
+    }
+
+    // HIS_created_at is missing from the table: the event fails.
+    let id = middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 1, "status": "a"}"#).json()["id"]
+        .clone();
+    wait_for(PATIENCE, "the event to fail", || {
+        (status_of(&setup, id.as_i64().unwrap()) == json!("failed")).then_some(())
+    });
+    let listed = middleware.request("GET", "/admin/events?status=failed", &[("Authorization", &bearer)], b"").json();
+    assert_eq!(listed["events"][0]["id"], id);
+    assert!(listed["events"][0]["last_error"].as_str().unwrap().contains("HIS_created_at"), "{listed}");
+
+    setup.his().execute_batch("ALTER TABLE HIS_appointments ADD COLUMN HIS_created_at TEXT").unwrap();
+    let replayed = middleware.request(
+        "POST",
+        "/admin/replay",
+        &[("Authorization", &bearer), ("Content-Type", "application/json")],
+        br#"{"status": "failed"}"#,
+    );
+    assert_eq!((replayed.status, replayed.json()), (200, json!({"replayed": 1, "still_unmapped": 0})));
+    wait_for(PATIENCE, "delivered after the replay", || {
+        (status_of(&setup, id.as_i64().unwrap()) == json!("delivered")).then_some(())
+    });
+}

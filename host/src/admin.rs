@@ -1,0 +1,170 @@
+//! The admin HTTP routes: `GET /admin/events` and `POST /admin/replay`, the
+//! same operations as the `events` and `replay` commands.
+//!
+//! They exist only when `server.admin_token` is set, and every request must
+//! carry `Authorization: Bearer <token>`, compared in constant time.
+
+use std::{path::PathBuf, sync::Arc};
+
+use axum::{
+    Json, Router,
+    extract::{Query, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    clock,
+    intake::Refusal,
+    journal,
+    mapping::Mappings,
+    operations::{self, Filter, Selection},
+    wakeup::Wakeup,
+};
+
+/// What the admin routes need.
+#[derive(Clone)]
+pub struct Admin {
+    /// `server.admin_token`.
+    pub token: Arc<str>,
+    /// The journal: each request opens its own connection.
+    pub journal_path: PathBuf,
+    /// The current mapping, for replaying unmapped events.
+    pub mappings: Arc<Mappings>,
+    /// Rung after a replay, so the worker starts at once.
+    pub wakeup: Arc<Wakeup>,
+}
+
+/// The admin routes, to be nested under `/admin`.
+pub fn routes(admin: Admin) -> Router {
+    Router::new().route("/events", get(events)).route("/replay", post(replay)).with_state(admin)
+}
+
+/// Equal, in time that depends only on the lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Refusal> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(presented.as_bytes(), admin.token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the admin routes need Authorization: Bearer <server.admin_token>",
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    status: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+fn status(text: &str) -> Result<journal::Status, Refusal> {
+    operations::parse_status(text).ok_or_else(|| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "bad_status",
+            format!("status {text:?}: expected pending, delivered, failed or unmapped"),
+        )
+    })
+}
+
+fn journal_error(e: impl std::fmt::Display) -> Refusal {
+    Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "journal_unavailable", e.to_string())
+}
+
+async fn events(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Query(query): Query<EventsQuery>,
+) -> Result<Response, Refusal> {
+    authorize(&admin, &headers)?;
+    let filter = Filter {
+        status: status(query.status.as_deref().unwrap_or("failed"))?,
+        event_type: query.event_type,
+        since: query.since,
+        limit: query.limit.unwrap_or(100).min(10_000),
+    };
+    let rows = tokio::task::spawn_blocking(move || {
+        let connection = journal::open(&admin.journal_path).map_err(journal_error)?;
+        operations::list(&connection, &filter, clock::now_ms()).map_err(journal_error)
+    })
+    .await
+    .map_err(journal_error)??;
+    Ok(Json(json!({ "events": rows })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayRequest {
+    id: Option<i64>,
+    status: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    since: Option<String>,
+}
+
+async fn replay(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Json(request): Json<ReplayRequest>,
+) -> Result<Response, Refusal> {
+    authorize(&admin, &headers)?;
+    let selection = match (request.id, request.status) {
+        (Some(id), _) => Selection::Id(id),
+        (None, Some(text)) => Selection::Matching(Filter {
+            status: status(&text)?,
+            event_type: request.event_type,
+            since: request.since,
+            limit: 0,
+        }),
+        (None, None) => {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "send {\"id\": N} or {\"status\": \"failed\"}",
+            ));
+        }
+    };
+    let wakeup = admin.wakeup.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let mut connection = journal::open(&admin.journal_path).map_err(journal_error)?;
+        operations::replay(&mut connection, &selection, &admin.mappings).map_err(|e| match e {
+            operations::ReplayError::Journal(e) => journal_error(e),
+            other => Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, "not_replayable", other.to_string()),
+        })
+    })
+    .await
+    .map_err(journal_error)??;
+    wakeup.ring();
+    Ok(Json(report).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_equal_only_when_equal() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cret", b"s3creT"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cret!"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}
