@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    journal::{self, Appended, NewEvent, Settlement},
+    journal::{self, Appended, NewEvent, Settlement, Status},
     wakeup::Wakeup,
 };
 
@@ -29,6 +29,16 @@ pub struct Unavailable(pub String);
 enum Command {
     Append(NewEvent, oneshot::Sender<Result<Appended, Unavailable>>),
     Settle(Vec<Settlement>, oneshot::Sender<Result<(), Unavailable>>),
+    Prune(Housekeeping, oneshot::Sender<Result<usize, Unavailable>>),
+}
+
+/// What a housekeeping round removes.
+#[derive(Debug, Clone)]
+pub struct Housekeeping {
+    /// Delivered events received before this (RFC 3339).
+    pub delivered_before: String,
+    /// Delivery ids first seen before this (unix ms).
+    pub delivery_ids_before_ms: i64,
 }
 
 /// A handle for sending writes to the committer thread. Cheap to clone.
@@ -69,6 +79,16 @@ impl Committer {
     }
 }
 
+impl Committer {
+    /// Removes old delivered events and delivery ids; returns how many
+    /// events. Blocking: for the sync worker's thread.
+    pub fn prune(&self, housekeeping: Housekeeping) -> Result<usize, Unavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.sender.blocking_send(Command::Prune(housekeeping, reply)).map_err(|_| stopped())?;
+        answer.blocking_recv().map_err(|_| stopped())?
+    }
+}
+
 /// Outcomes sent to the committer, not yet known to be committed.
 pub struct Pending(oneshot::Receiver<Result<(), Unavailable>>);
 
@@ -100,9 +120,10 @@ fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>, wakeup
             Ok(outcomes) => {
                 for (command, outcome) in round.drain(..).zip(outcomes) {
                     match (command, outcome) {
-                        (Command::Append(_, reply), Some(appended)) => drop(reply.send(Ok(appended))),
-                        (Command::Append(_, reply), None) => drop(reply.send(Err(stopped()))),
-                        (Command::Settle(_, reply), _) => drop(reply.send(Ok(()))),
+                        (Command::Append(_, reply), Outcome::Appended(appended)) => drop(reply.send(Ok(appended))),
+                        (Command::Settle(_, reply), Outcome::Settled) => drop(reply.send(Ok(()))),
+                        (Command::Prune(_, reply), Outcome::Pruned(removed)) => drop(reply.send(Ok(removed))),
+                        _ => unreachable!("one outcome per command, in order"),
                     }
                 }
                 tracing::trace!(requests = count, "journal round committed");
@@ -117,6 +138,7 @@ fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>, wakeup
                     match command {
                         Command::Append(_, reply) => drop(reply.send(Err(error.clone()))),
                         Command::Settle(_, reply) => drop(reply.send(Err(error.clone()))),
+                        Command::Prune(_, reply) => drop(reply.send(Err(error.clone()))),
                     }
                 }
             }
@@ -124,9 +146,15 @@ fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>, wakeup
     }
 }
 
-/// Writes one round in one transaction. Returns, per command, what the
-/// append did (`None` for settlements). All or nothing: on error, nothing
-/// was stored.
+/// What one command did, in its round.
+enum Outcome {
+    Appended(Appended),
+    Settled,
+    Pruned(usize),
+}
+
+/// Writes one round in one transaction. Returns, per command, what it did.
+/// All or nothing: on error, nothing was stored.
 ///
 /// A round with new events is fsynced before it returns (synchronous=FULL).
 /// In WAL mode, a round of delivery outcomes only is not (NORMAL): a power
@@ -134,7 +162,7 @@ fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>, wakeup
 /// upsert that changes nothing; WAL recovery keeps commits in order, and the
 /// next FULL commit makes it durable anyway. Outside WAL mode, NORMAL could
 /// corrupt the file on power loss, so every round is FULL.
-fn commit_round(connection: &mut Connection, round: &[Command], wal: bool) -> rusqlite::Result<Vec<Option<Appended>>> {
+fn commit_round(connection: &mut Connection, round: &[Command], wal: bool) -> rusqlite::Result<Vec<Outcome>> {
     let appends = round.iter().any(|c| matches!(c, Command::Append(..)));
     connection.pragma_update(None, "synchronous", if appends || !wal { "FULL" } else { "NORMAL" })?;
     let transaction = connection.transaction()?;
@@ -142,10 +170,15 @@ fn commit_round(connection: &mut Connection, round: &[Command], wal: bool) -> ru
     let mut outcomes = Vec::with_capacity(round.len());
     for command in round {
         match command {
-            Command::Append(event, _) => outcomes.push(Some(journal::append(&transaction, event)?)),
+            Command::Append(event, _) => outcomes.push(Outcome::Appended(journal::append(&transaction, event)?)),
             Command::Settle(settlements, _) => {
                 journal::settle(&transaction, settlements, &now)?;
-                outcomes.push(None);
+                outcomes.push(Outcome::Settled);
+            }
+            Command::Prune(housekeeping, _) => {
+                let removed = journal::prune(&transaction, Status::Delivered, &housekeeping.delivered_before)?;
+                journal::prune_delivery_ids(&transaction, housekeeping.delivery_ids_before_ms)?;
+                outcomes.push(Outcome::Pruned(removed));
             }
         }
     }

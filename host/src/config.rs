@@ -70,12 +70,26 @@ impl Default for ServerConfig {
 }
 
 /// `journal`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JournalConfig {
     /// The journal's SQLite file; `buktor-journal.db` beside the config by
     /// default. Relative paths are relative to the config file.
     pub path: Option<PathBuf>,
+    /// Delivered events older than this are removed. Failed and unmapped
+    /// events are kept until replayed, or removed by `prune`.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+}
+
+fn default_retention_days() -> u32 {
+    30
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self { path: None, retention_days: default_retention_days() }
+    }
 }
 
 /// `plugins`
@@ -272,6 +286,9 @@ fn validate(config: &Config) -> Result<(), (String, String)> {
     }
     if config.server.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
         return Err(invalid("server.admin_token", "is shorter than 16 characters: use a long random token"));
+    }
+    if !(1..=3650).contains(&config.journal.retention_days) {
+        return Err(invalid("journal.retention_days", "must be between 1 and 3650"));
     }
     if config.sync.batch_size == 0 {
         return Err(invalid("sync.batch_size", "must be greater than 0"));

@@ -295,6 +295,45 @@ pub fn settle(transaction: &Transaction<'_>, settlements: &[Settlement], now: &s
     Ok(())
 }
 
+/// The most events one prune removes: a long delete would hold the journal's
+/// write lock, and intake with it. The rest go at the next prune.
+pub const PRUNE_BATCH: usize = 10_000;
+
+/// Removes up to [`PRUNE_BATCH`] events with `status` received before
+/// `before` (RFC 3339), with their payloads and delivery ids; returns how
+/// many.
+pub fn prune(transaction: &Transaction<'_>, status: Status, before: &str) -> rusqlite::Result<usize> {
+    let ids: Vec<i64> = transaction
+        .prepare_cached("SELECT id FROM events WHERE status = ?1 AND received_at < ?2 ORDER BY id LIMIT ?3")?
+        .query_map(params![status.as_str(), before, PRUNE_BATCH as i64], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let ids_json = serde_json::to_string(&ids).expect("integers serialize");
+    for sql in [
+        "DELETE FROM payloads WHERE event_id IN (SELECT value FROM json_each(?1))",
+        "DELETE FROM deliveries WHERE event_id IN (SELECT value FROM json_each(?1))",
+        "DELETE FROM events WHERE id IN (SELECT value FROM json_each(?1))",
+    ] {
+        transaction.prepare_cached(sql)?.execute([&ids_json])?;
+    }
+    Ok(ids.len())
+}
+
+/// Forgets delivery ids first seen before `before_ms` (unix ms): past the
+/// duplicate window they no longer matter.
+pub fn prune_delivery_ids(transaction: &Transaction<'_>, before_ms: i64) -> rusqlite::Result<usize> {
+    transaction.prepare_cached("DELETE FROM deliveries WHERE received_ms < ?1")?.execute([before_ms])
+}
+
+/// How many events are pending.
+pub fn pending_count(connection: &Connection) -> rusqlite::Result<i64> {
+    connection
+        .prepare_cached("SELECT COUNT(*) FROM events INDEXED BY events_pending WHERE status = 'pending'")?
+        .query_row([], |row| row.get(0))
+}
+
 /// What can hold back later events for a row. Cheap to ask: both come from
 /// small partial indexes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

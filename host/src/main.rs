@@ -101,6 +101,16 @@ enum Command {
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
     },
+    /// Remove failed, unmapped or delivered events received before a time.
+    /// (Delivered events are also removed after journal.retention_days.)
+    Prune {
+        /// failed, unmapped or delivered.
+        #[arg(long)]
+        status: String,
+        /// Remove those received before this time (RFC 3339, UTC, e.g. 2026-01-01T00:00:00Z).
+        #[arg(long, value_name = "TIME")]
+        before: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -113,6 +123,7 @@ fn main() -> ExitCode {
             events(cli.config, &status, event_type, since, limit, json)
         }
         Command::Replay { id, status, event_type, since } => replay(cli.config, id, status, event_type, since),
+        Command::Prune { status, before } => prune(cli.config, &status, &before),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -176,6 +187,8 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         wakeup: wakeup.clone(),
         batch_size: config.sync.batch_size,
         backoff: retry::Backoff::from_config(&config.sync),
+        retention: Duration::from_secs(u64::from(config.journal.retention_days) * 24 * 3600),
+        duplicate_window: Duration::from_secs(u64::from(config.server.duplicate_window_days) * 24 * 3600),
     };
     let (worker_thread, opened) =
         worker.start().map_err(|e| anyhow::anyhow!("cannot open the {database_type} HIS database: {e}"))?;
@@ -384,6 +397,15 @@ fn replay(
             report.still_unmapped
         );
     }
+    Ok(())
+}
+
+/// `prune`: removes old events of one status.
+fn prune(config_path: Option<PathBuf>, status: &str, before: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(mapping::is_timestamp(before), "--before {before:?}: expected a time such as 2026-01-01T00:00:00Z");
+    let (_, mut connection) = operator_journal(config_path)?;
+    let removed = operations::prune(&mut connection, status_of(status)?, before)?;
+    println!("removed {removed} {status} event(s) received before {before}");
     Ok(())
 }
 

@@ -104,8 +104,9 @@ pub enum ReplayError {
     /// The event is neither failed nor unmapped.
     #[error("event {0} is {1}: only failed and unmapped events are replayed")]
     NotReplayable(i64, String),
-    /// Only failed and unmapped events can be selected by status.
-    #[error("replay takes --status failed or --status unmapped, not {0}")]
+    /// Only failed and unmapped events can be replayed, and pending events
+    /// cannot be pruned.
+    #[error("this takes --status failed or --status unmapped (prune: also delivered), not {0}")]
     WrongStatus(&'static str),
     /// The journal could not be read or written.
     #[error("journal error: {0}")]
@@ -177,6 +178,25 @@ pub fn replay(
     }
     transaction.commit()?;
     Ok(report)
+}
+
+/// Removes every event with `status` received before `before` (RFC 3339),
+/// with its payload, a bounded transaction at a time; returns how many.
+/// Pending events are never pruned: they have not reached the HIS.
+pub fn prune(connection: &mut Connection, status: Status, before: &str) -> Result<usize, ReplayError> {
+    if status == Status::Pending {
+        return Err(ReplayError::WrongStatus(status.as_str()));
+    }
+    let mut removed = 0;
+    loop {
+        let transaction = connection.transaction()?;
+        let batch = crate::journal::prune(&transaction, status, before)?;
+        transaction.commit()?;
+        removed += batch;
+        if batch < crate::journal::PRUNE_BATCH {
+            return Ok(removed);
+        }
+    }
 }
 
 /// Parses `failed`, `pending`, … into a [`Status`].

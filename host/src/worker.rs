@@ -27,7 +27,7 @@ use rusqlite::Connection;
 
 use crate::{
     clock,
-    committer::{Committer, Pending},
+    committer::{Committer, Housekeeping, Pending},
     journal::{self, PendingEvent, Settlement},
     mapping::{EventMapping, Mappings},
     plugins::Plugin,
@@ -59,7 +59,15 @@ pub struct Worker {
     pub batch_size: usize,
     /// Delays between tries.
     pub backoff: Backoff,
+    /// How long delivered events are kept.
+    pub retention: Duration,
+    /// How long delivery ids are remembered.
+    pub duplicate_window: Duration,
 }
+
+/// How often the worker removes old delivered events and delivery ids (and
+/// once at startup).
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
 
 /// How long startup waits for the first attempt to open the writer before
 /// it listens anyway: a slow or unreachable HIS must not hold up intake.
@@ -87,7 +95,13 @@ impl Worker {
             .name("sync-worker".into())
             .spawn(move || {
                 let database_type = self.plugin.name.clone();
-                let mut state = State { worker: self, writer: None, failures: 0 };
+                let mut state = State {
+                    worker: self,
+                    writer: None,
+                    failures: 0,
+                    reachable: true,
+                    next_housekeeping: Instant::now(),
+                };
                 let opened = state.open_writer();
                 let outcome = opened.as_ref().map(|_| ()).map_err(|e| (e.retryable, e.to_string()));
                 if report.send(opened).is_err()
@@ -134,6 +148,10 @@ struct State {
     /// Consecutive passes that ended in a retryable error: the worker's
     /// own backoff while the HIS is unreachable.
     failures: u32,
+    /// Whether the last pass reached the HIS: the log says when this changes.
+    reachable: bool,
+    /// When to prune next.
+    next_housekeeping: Instant,
 }
 
 /// A pass's outcomes on their way into the journal.
@@ -182,6 +200,9 @@ impl State {
                     continue;
                 }
                 tracing::info!("{} writer open", self.worker.plugin.name);
+            }
+            if Instant::now() >= self.next_housekeeping {
+                self.housekeeping();
             }
             let now = clock::now_ms();
             let started = Instant::now();
@@ -267,6 +288,7 @@ impl State {
                 write_ms = (written - read).as_secs_f64() * 1e3,
                 "sync pass"
             );
+            self.note_reachability(&end);
             if all_delivered {
                 recording = Some(current);
                 self.failures = 0;
@@ -285,6 +307,50 @@ impl State {
             && let Err(e) = writer.close().into_result()
         {
             tracing::warn!("closing the {} writer: {e}", self.worker.plugin.name);
+        }
+    }
+
+    /// One log line when the HIS stops answering, one when it is back, each
+    /// with how many events wait.
+    fn note_reachability(&mut self, end: &PassEnd) {
+        let reachable = matches!(end, PassEnd::Done);
+        if reachable == self.reachable {
+            return;
+        }
+        self.reachable = reachable;
+        let waiting = journal::pending_count(&self.worker.reader).unwrap_or(-1);
+        match end {
+            PassEnd::Unreachable(e) => tracing::warn!(
+                "the HIS is not reachable ({e}); {waiting} events wait in the journal and are written when it is back"
+            ),
+            PassEnd::Done => tracing::info!("the HIS is reachable again; {waiting} events waiting"),
+        }
+    }
+
+    /// Removes delivered events past their retention and delivery ids past
+    /// the duplicate window, a bounded batch at a time.
+    fn housekeeping(&mut self) {
+        self.next_housekeeping = Instant::now() + HOUSEKEEPING_EVERY;
+        let ago = |d: Duration| chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or_default();
+        let housekeeping = Housekeeping {
+            delivered_before: ago(self.worker.retention).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            delivery_ids_before_ms: ago(self.worker.duplicate_window).timestamp_millis(),
+        };
+        let mut removed = 0;
+        for _ in 0..10 {
+            match self.worker.committer.prune(housekeeping.clone()) {
+                Ok(n) => removed += n,
+                Err(e) => {
+                    tracing::warn!("journal housekeeping failed: {e}");
+                    break;
+                }
+            }
+            if removed % journal::PRUNE_BATCH != 0 || removed == 0 {
+                break;
+            }
+        }
+        if removed > 0 {
+            tracing::info!("removed {removed} delivered events older than the retention (journal.retention_days)");
         }
     }
 

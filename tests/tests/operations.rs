@@ -104,7 +104,7 @@ fn replay_says_what_it_cannot_do() {
         ),
         (
             vec!["replay", "--status", "delivered"],
-            "error: replay takes --status failed or --status unmapped, not delivered".into(),
+            "error: this takes --status failed or --status unmapped (prune: also delivered), not delivered".into(),
         ),
         (
             vec!["events", "--status", "lost"],
@@ -161,4 +161,47 @@ fn the_admin_routes_are_off_without_a_token_and_guarded_with_one() {
     wait_for(PATIENCE, "delivered after the replay", || {
         (status_of(&setup, id.as_i64().unwrap()) == json!("delivered")).then_some(())
     });
+}
+
+#[test]
+fn prune_removes_old_events_of_one_status_and_retention_removes_old_deliveries() {
+    let mut setup = Setup::new();
+    setup.config["database"]["create_missing"] = json!(false);
+    setup
+        .his()
+        .execute_batch("CREATE TABLE HIS_appointments (HIS_appointment_id INTEGER PRIMARY KEY, HIS_status TEXT NOT NULL, HIS_created_at TEXT)")
+        .unwrap();
+    let mut middleware = setup.start();
+    let failed =
+        middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 1}"#).json()["id"].as_i64().unwrap();
+    let delivered =
+        middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 2, "status": "a"}"#).json()["id"]
+            .as_i64()
+            .unwrap();
+    wait_for(PATIENCE, "one failed, one delivered", || {
+        (status_of(&setup, failed) == json!("failed") && status_of(&setup, delivered) == json!("delivered"))
+            .then_some(())
+    });
+    middleware.terminate();
+    let config = setup.write_config();
+
+    let output = run(&config, &["prune", "--status", "pending", "--before", "2999-01-01T00:00:00Z"]);
+    assert!(!output.status.success(), "pending events are never pruned");
+    let pruned = stdout(&run(&config, &["prune", "--status", "failed", "--before", "2999-01-01T00:00:00Z"]));
+    assert!(pruned.contains("removed 1 failed event(s)"), "{pruned}");
+    assert_eq!(
+        query(&setup.journal(), &format!("SELECT COUNT(*) FROM payloads WHERE event_id = {failed}")),
+        [vec![json!(0)]]
+    );
+
+    // A delivered event older than journal.retention_days goes at startup.
+    setup
+        .journal()
+        .execute_batch(&format!("UPDATE events SET received_at = '2020-01-01T00:00:00.000Z' WHERE id = {delivered}"))
+        .unwrap();
+    let middleware = setup.start();
+    wait_for(PATIENCE, "the old delivered event pruned", || {
+        (query(&setup.journal(), "SELECT COUNT(*) FROM events") == [vec![json!(0)]]).then_some(())
+    });
+    assert!(middleware.logs().contains("removed 1 delivered events older than the retention"), "{}", middleware.logs());
 }
