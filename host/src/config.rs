@@ -111,11 +111,13 @@ pub struct SyncConfig {
     pub retry_initial_delay_ms: u64,
     /// The longest delay between two tries of one event.
     pub retry_max_delay_secs: u64,
+    /// Each delay is the previous one times this.
+    pub retry_factor: f64,
 }
 
 impl Default for SyncConfig {
     fn default() -> Self {
-        Self { batch_size: 500, retry_initial_delay_ms: 1_000, retry_max_delay_secs: 300 }
+        Self { batch_size: 500, retry_initial_delay_ms: 1_000, retry_max_delay_secs: 300, retry_factor: 2.0 }
     }
 }
 
@@ -292,6 +294,9 @@ fn validate(config: &Config) -> Result<(), (String, String)> {
     }
     if config.sync.batch_size == 0 {
         return Err(invalid("sync.batch_size", "must be greater than 0"));
+    }
+    if !(1.0..=10.0).contains(&config.sync.retry_factor) {
+        return Err(invalid("sync.retry_factor", "must be between 1.0 and 10.0"));
     }
     if !(1..=3_600_000).contains(&config.sync.retry_initial_delay_ms) {
         return Err(invalid("sync.retry_initial_delay_ms", "must be between 1 and 3600000 (one hour)"));

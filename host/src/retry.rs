@@ -12,29 +12,33 @@ use std::{
 
 use crate::config::SyncConfig;
 
-/// Delays that double from `initial` up to `max`, each spread by ±20% so
-/// that many waiters do not wake at the same moment.
+/// Delays that grow by `factor` from `initial` up to `max`, each spread by
+/// ±20% so that many waiters do not wake at the same moment.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
     /// The delay before the first retry.
     pub initial: Duration,
     /// The longest delay.
     pub max: Duration,
+    /// Each delay is the previous one times this (2 doubles).
+    pub factor: f64,
 }
 
 impl Backoff {
-    /// The policy from `sync.retry_initial_delay_ms` and `sync.retry_max_delay_secs`.
+    /// The policy from `sync.retry_initial_delay_ms`, `sync.retry_factor`
+    /// and `sync.retry_max_delay_secs`.
     pub fn from_config(sync: &SyncConfig) -> Self {
         Self {
             initial: Duration::from_millis(sync.retry_initial_delay_ms),
             max: Duration::from_secs(sync.retry_max_delay_secs),
+            factor: sync.retry_factor,
         }
     }
 
     /// The delay before retry number `attempt` (1 for the first retry).
     pub fn delay(&self, attempt: u32) -> Duration {
-        let doublings = attempt.saturating_sub(1).min(32);
-        let base = self.initial.saturating_mul(1u32 << doublings.min(31)).min(self.max);
+        let growth = self.factor.powi(attempt.saturating_sub(1).min(200) as i32);
+        let base = Duration::from_secs_f64((self.initial.as_secs_f64() * growth).min(self.max.as_secs_f64()));
         // A random factor in [0.8, 1.2), from the std hasher's random keys.
         let random = RandomState::new().hash_one(attempt) % 1000;
         let factor = 0.8 + random as f64 * 0.0004;
@@ -48,7 +52,7 @@ mod tests {
 
     #[test]
     fn delays_grow_and_stay_within_bounds() {
-        let backoff = Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(300) };
+        let backoff = Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(300), factor: 2.0 };
         for attempt in 1..60 {
             let expected = (1u64 << (attempt - 1).min(20)).min(300) as f64;
             let delay = backoff.delay(attempt).as_secs_f64();

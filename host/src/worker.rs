@@ -159,6 +159,8 @@ struct Recording {
     reply: Pending,
     /// The last event id of that pass: the next pass reads after it.
     last_id: i64,
+    /// The HIS rows that pass wrote.
+    keys: HashSet<String>,
 }
 
 /// One event and its row.
@@ -258,6 +260,19 @@ impl State {
                 continue;
             }
             let (count, last_id) = (events.len(), events.last().map_or(0, |e| e.id));
+            let keys: HashSet<String> = events.iter().filter_map(|e| e.event_key.clone()).collect();
+            // If this pass writes a row that the pass being recorded wrote,
+            // wait for that record first. Otherwise a crash between the two
+            // would replay the older state over the newer one on restart.
+            if recording.as_ref().is_some_and(|r| !r.keys.is_disjoint(&keys))
+                && let Some(previous) = recording.take()
+                && !self.recorded(previous)
+            {
+                if !self.back_off() {
+                    break;
+                }
+                continue;
+            }
             let read = started.elapsed();
             let (settlements, end) = self.pass(events);
             let written = started.elapsed();
@@ -273,7 +288,7 @@ impl State {
             let all_delivered =
                 matches!(end, PassEnd::Done) && settlements.iter().all(|s| matches!(s, Settlement::Delivered { .. }));
             let current = match self.worker.committer.settle(settlements) {
-                Ok(reply) => Recording { reply, last_id },
+                Ok(reply) => Recording { reply, last_id, keys },
                 Err(e) => {
                     tracing::error!("cannot record delivery outcomes: {e}");
                     if !self.back_off() {

@@ -203,5 +203,7 @@ fn prune_removes_old_events_of_one_status_and_retention_removes_old_deliveries()
     wait_for(PATIENCE, "the old delivered event pruned", || {
         (query(&setup.journal(), "SELECT COUNT(*) FROM events") == [vec![json!(0)]]).then_some(())
     });
-    assert!(middleware.logs().contains("removed 1 delivered events older than the retention"), "{}", middleware.logs());
+    wait_for(PATIENCE, "the housekeeping log line", || {
+        middleware.logs().contains("removed 1 delivered events older than the retention").then_some(())
+    });
 }

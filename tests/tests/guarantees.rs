@@ -1,0 +1,356 @@
+//! The delivery guarantees, proved against the real MariaDB by killing and
+//! cutting things: nothing acknowledged is lost, nothing is doubled, each
+//! HIS row receives its updates in the order they arrived.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use buktor_tests::{Setup, http, mysql, proxy::Proxy, query, wait_for};
+use serde_json::json;
+
+/// The HIS table, and a log of every write to it (by triggers), so that a
+/// test sees each applied state in order, not only the last.
+const AUDITED_TABLE: &str = "
+    CREATE TABLE HIS_appointments (HIS_appointment_id BIGINT PRIMARY KEY, HIS_status VARCHAR(32), HIS_created_at DATETIME(3));
+    CREATE TABLE applied (seq BIGINT AUTO_INCREMENT PRIMARY KEY, k BIGINT, v VARCHAR(32));
+    CREATE TRIGGER applied_insert AFTER INSERT ON HIS_appointments FOR EACH ROW
+        INSERT INTO applied (k, v) VALUES (NEW.HIS_appointment_id, NEW.HIS_status);
+    CREATE TRIGGER applied_update AFTER UPDATE ON HIS_appointments FOR EACH ROW
+        INSERT INTO applied (k, v) VALUES (NEW.HIS_appointment_id, NEW.HIS_status);";
+
+/// A port free now, for a middleware that restarts on the same address.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn setup_for(db: &mysql::Database, port: u16) -> Setup {
+    let mut setup = Setup::new();
+    setup.config["database"] = db.config();
+    setup.config["server"]["listen"] = json!(format!("127.0.0.1:{port}"));
+    setup
+}
+
+/// Posts event `n` (row `n % rows`, state `v<n>`) with webhook-id `n` until
+/// it is acknowledged, whatever happens to the middleware meanwhile.
+fn post_until_acknowledged(address: &str, n: usize, rows: usize) -> i64 {
+    let body = json!({"event_type": "appointment", "appointment_id": n % rows, "status": format!("v{n}")}).to_string();
+    let webhook_id = format!("delivery-{n}");
+    let headers = [("Content-Type", "application/json"), ("webhook-id", webhook_id.as_str())];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(response) = http::request(address, "POST", "/receive-event", &headers, body.as_bytes())
+            && response.status == 200
+        {
+            return response.json()["id"].as_i64().expect("a journal id");
+        }
+        assert!(Instant::now() < deadline, "event {n} was never acknowledged");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The states each row went through, with repeats in a row collapsed
+/// (a batch written again after a crash writes the same state again).
+fn applied_states(db: &mysql::Database) -> HashMap<i64, Vec<usize>> {
+    let mut states: HashMap<i64, Vec<usize>> = HashMap::new();
+    for row in db.rows("SELECT k, v FROM applied ORDER BY seq") {
+        let key: i64 = row[0].as_deref().unwrap().parse().unwrap();
+        let n: usize = row[1].as_deref().unwrap()[1..].parse().unwrap();
+        let list = states.entry(key).or_default();
+        if list.last() != Some(&n) {
+            list.push(n);
+        }
+    }
+    states
+}
+
+fn wait_until_drained(setup: &Setup) {
+    wait_for(Duration::from_secs(60), "the journal to drain", || {
+        let rows = query(&setup.journal(), "SELECT COUNT(*) FROM events WHERE status <> 'delivered'");
+        (rows == [vec![json!(0)]]).then_some(())
+    });
+}
+
+#[test]
+fn crash_test_nothing_acknowledged_is_lost_doubled_or_reordered() {
+    let Some(server) = mysql::server("crash_test") else { return };
+    let db = server.database();
+    db.execute(AUDITED_TABLE);
+    let port = free_port();
+    let setup = setup_for(&db, port);
+    let address = format!("127.0.0.1:{port}");
+    let (events, rows, senders) = (5_000, 100, 4);
+
+    let mut middleware = setup.start();
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let sending: Vec<_> = (0..senders)
+        .map(|s| {
+            let (address, acknowledged) = (address.clone(), acknowledged.clone());
+            // Sender s sends n ≡ s (mod senders); rows are n mod 100, so each
+            // row's events come from one sender, in order.
+            std::thread::spawn(move || {
+                for n in (s..events).step_by(senders) {
+                    let id = post_until_acknowledged(&address, n, rows);
+                    acknowledged.lock().unwrap().push((id, n));
+                }
+            })
+        })
+        .collect();
+
+    // Kill -9 at (pseudo-)random moments while events flow, and restart.
+    let mut kills = 0;
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15 ^ u64::from(std::process::id());
+    while kills < 5 || sending.iter().any(|s| !s.is_finished()) && kills < 12 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(150 + seed % 400));
+        middleware.kill();
+        kills += 1;
+        middleware = setup.start();
+    }
+    for sender in sending {
+        sender.join().unwrap();
+    }
+    wait_until_drained(&setup);
+
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let delivered: i64 =
+        query(&setup.journal(), "SELECT COUNT(*) FROM events WHERE status = 'delivered'")[0][0].as_i64().unwrap();
+    let journal_ids: std::collections::HashSet<i64> =
+        query(&setup.journal(), "SELECT id FROM events WHERE status = 'delivered'")
+            .iter()
+            .map(|r| r[0].as_i64().unwrap())
+            .collect();
+    let lost = acknowledged.iter().filter(|(id, _)| !journal_ids.contains(id)).count();
+    println!(
+        "crash test: sent {events}, acknowledged {}, delivered {delivered}, kills {kills}, lost {lost}",
+        acknowledged.len()
+    );
+    assert_eq!(acknowledged.len(), events);
+    assert_eq!(lost, 0);
+    assert_eq!(delivered, events as i64, "each delivery id journaled once, despite resends after kills");
+    assert_eq!(db.count("SELECT COUNT(*) FROM HIS_appointments"), rows as i64, "one row per key, no duplicates");
+
+    let states = applied_states(&db);
+    for key in 0..rows {
+        let expected: Vec<usize> = (key..events).step_by(rows).collect();
+        let applied = &states[&(key as i64)];
+        // Every state in receive order; a crash may make a row skip none
+        // and repeat some, but never go back.
+        assert!(applied.windows(2).all(|w| w[0] < w[1]), "row {key} went back: {applied:?}");
+        assert_eq!(applied.last(), expected.last(), "row {key} ends in its latest state");
+        let last: String = db
+            .rows(&format!("SELECT HIS_status FROM HIS_appointments WHERE HIS_appointment_id = {key}"))[0][0]
+            .clone()
+            .unwrap();
+        assert_eq!(last, format!("v{}", expected.last().unwrap()));
+    }
+}
+
+#[test]
+fn outage_test_intake_keeps_accepting_through_a_20_second_cut() {
+    let Some(server) = mysql::server("outage_test") else { return };
+    let db = server.database();
+    db.execute(AUDITED_TABLE);
+    let proxy = Proxy::start(&server.address());
+    let mut setup = Setup::new();
+    setup.config["database"] = db.config();
+    let (host, port) = proxy.address.split_once(':').unwrap();
+    setup.config["database"]["host"] = json!(host);
+    setup.config["database"]["port"] = json!(port.parse::<u16>().unwrap());
+    let middleware = setup.start();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let (address, stop) = (middleware.address.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut sent, mut refused) = (0usize, 0usize);
+            while !stop.load(Ordering::SeqCst) {
+                let body = json!({"event_type": "appointment", "appointment_id": sent, "status": "booked"}).to_string();
+                let headers = [("Content-Type", "application/json")];
+                match http::request(&address, "POST", "/receive-event", &headers, body.as_bytes()) {
+                    Ok(response) if response.status == 200 => sent += 1,
+                    _ => refused += 1,
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (sent, refused)
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    proxy.cut();
+    let cut_at = Instant::now();
+    std::thread::sleep(Duration::from_secs(21));
+    let during_cut = db.count("SELECT COUNT(*) FROM HIS_appointments");
+    proxy.restore();
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::SeqCst);
+    let (sent, refused) = sender.join().unwrap();
+    let cut_for = cut_at.elapsed();
+
+    wait_until_drained(&setup);
+    let arrived = db.count("SELECT COUNT(*) FROM HIS_appointments");
+    println!(
+        "outage test: cut for {:.1}s, acknowledged {sent}, refused {refused}, rows while cut {during_cut}, arrived {arrived}, lost {}",
+        cut_for.as_secs_f64(),
+        sent as i64 - arrived
+    );
+    assert_eq!(refused, 0, "intake answered 2xx throughout the cut");
+    assert!(sent > 500, "steady load: {sent}");
+    assert_eq!(arrived, sent as i64, "everything acknowledged arrived once");
+    assert_eq!(db.count("SELECT COUNT(*) FROM applied"), sent as i64, "each written once");
+    let logs = middleware.logs();
+    assert_eq!(logs.matches("the HIS is not reachable (").count(), 1, "one line when it goes:\n{logs}");
+    assert_eq!(logs.matches("the HIS is reachable again").count(), 1, "one line when it is back");
+}
+
+#[test]
+fn poison_test_one_refused_event_holds_only_its_row() {
+    let Some(server) = mysql::server("poison_test") else { return };
+    let db = server.database();
+    db.execute(AUDITED_TABLE);
+    let setup = setup_for(&db, free_port());
+    let middleware = setup.start();
+    let mut poison = 0;
+    for n in 0..1_001 {
+        // Event 500 has a status too long for VARCHAR(32): MariaDB refuses it.
+        let status = if n == 500 { "x".repeat(40) } else { format!("v{n}") };
+        let response = middleware
+            .post_event(&json!({"event_type": "appointment", "appointment_id": n, "status": status}).to_string());
+        if n == 500 {
+            poison = response.json()["id"].as_i64().unwrap();
+        }
+    }
+    let held = middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 500, "status": "later"}"#);
+    let held = held.json()["id"].as_i64().unwrap();
+    wait_for(Duration::from_secs(30), "the 1,000 others", || {
+        (db.count("SELECT COUNT(*) FROM HIS_appointments") == 1_000).then_some(())
+    });
+    let status = |id: i64| query(&setup.journal(), &format!("SELECT status, last_error FROM events WHERE id = {id}"));
+    wait_for(Duration::from_secs(30), "the poison failed", || (status(poison)[0][0] == json!("failed")).then_some(()));
+    assert!(
+        status(poison)[0][1].as_str().unwrap().contains("Data too long for column 'HIS_status'"),
+        "{:?}",
+        status(poison)
+    );
+    assert_eq!(status(held)[0][0], json!("pending"), "held behind the failed event of its row");
+    let listing = std::process::Command::new(&buktor_tests::artifacts().binary)
+        .args(["events", "--status", "pending", "--config"])
+        .arg(setup.write_config())
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains(&format!("held by #{poison}")), "the hold is visible in events:\n{listing}");
+    println!("poison test: 1 failed, 1,000 arrived, 1 held");
+}
+
+#[test]
+fn resend_test_the_same_webhook_id_three_times_is_one_entry_and_one_write() {
+    let Some(server) = mysql::server("resend_test") else { return };
+    let db = server.database();
+    db.execute(AUDITED_TABLE);
+    let setup = setup_for(&db, free_port());
+    let middleware = setup.start();
+    let headers = [("Content-Type", "application/json"), ("webhook-id", "msg_resent_three_times")];
+    let body = br#"{"event_type": "appointment", "appointment_id": 1, "status": "confirmed"}"#;
+    let answers: Vec<serde_json::Value> =
+        (0..3).map(|_| middleware.request("POST", "/receive-event", &headers, body).json()).collect();
+    assert_eq!(answers[0]["status"], "accepted");
+    assert!(answers[1..].iter().all(|a| a["status"] == "duplicate" && a["id"] == answers[0]["id"]), "{answers:?}");
+    wait_until_drained(&setup);
+    assert_eq!(query(&setup.journal(), "SELECT COUNT(*) FROM events"), [vec![json!(1)]]);
+    assert_eq!(db.count("SELECT COUNT(*) FROM applied"), 1, "one HIS write");
+}
+
+/// A tmpfs of `size` mounted at `path`, unmounted when dropped. Needs root.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(path: &std::path::Path, size: &str) -> Result<Self, String> {
+        std::fs::create_dir_all(path).map_err(|e| e.to_string())?;
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .map_err(|e| e.to_string())?;
+        match output.status.success() {
+            true => Ok(Self(path.to_path_buf())),
+            false => Err(String::from_utf8_lossy(&output.stderr).trim().to_string()),
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_gets_503_with_retry_after_and_loses_nothing_accepted() {
+    let mut setup = Setup::new();
+    let disk = match SmallDisk::mount(&setup.path("small"), "2m") {
+        Ok(disk) => disk,
+        Err(why) if mysql::running_in_ci() => panic!("CI must be able to mount a small tmpfs (it runs as root): {why}"),
+        Err(why) => {
+            buktor_tests::skipped(
+                "a_full_disk_gets_503…",
+                &format!("cannot mount a small tmpfs here (needs root): {why}"),
+            );
+            return;
+        }
+    };
+    setup.config["journal"]["path"] = json!("small/journal.db");
+    let mut middleware = setup.start();
+    let post = |middleware: &buktor_tests::Middleware, n: usize| {
+        middleware.post_event(&json!({"event_type": "appointment", "appointment_id": n, "status": "ok"}).to_string())
+    };
+    let mut accepted = vec![post(&middleware, 0).json()["id"].as_i64().unwrap()];
+
+    // Fill the disk.
+    let filler = disk.0.join("filler");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&filler).unwrap();
+        while file.write_all(&[0u8; 64 * 1024]).is_ok() {}
+        let _ = file.flush();
+    }
+    let mut refused = 0;
+    for n in 1..=20 {
+        let response = post(&middleware, n);
+        match response.status {
+            200 => accepted.push(response.json()["id"].as_i64().unwrap()),
+            503 => {
+                refused += 1;
+                assert_eq!(response.json()["error"], json!("journal_unavailable"));
+                assert_eq!(response.header("retry-after"), Some("5"));
+            }
+            other => panic!("a full disk must give 503, never {other}: {}", response.body),
+        }
+    }
+    assert!(refused > 0, "the full disk refused events");
+
+    // Space again: events are accepted again, and everything accepted arrives.
+    std::fs::remove_file(&filler).unwrap();
+    let after = post(&middleware, 100);
+    assert_eq!(after.status, 200, "{}", after.body);
+    accepted.push(after.json()["id"].as_i64().unwrap());
+    let journal = rusqlite::Connection::open(setup.path("small/journal.db")).unwrap();
+    wait_for(Duration::from_secs(20), "every accepted event delivered", || {
+        let delivered: Vec<i64> = query(&journal, "SELECT id FROM events WHERE status = 'delivered' ORDER BY id")
+            .iter()
+            .map(|r| r[0].as_i64().unwrap())
+            .collect();
+        accepted.iter().all(|id| delivered.contains(id)).then_some(())
+    });
+    println!("disk-full test: accepted {}, refused with 503 {refused}, lost 0", accepted.len());
+    drop(journal);
+    middleware.kill();
+    drop(disk);
+}
