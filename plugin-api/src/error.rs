@@ -101,6 +101,31 @@ impl PluginError {
         self
     }
 
+    /// A wrong setting: permanent, [`ErrorKind::CONFIG`], and the message
+    /// names it as the operator wrote it: `database.port: must be …`.
+    pub fn setting(setting: &str, message: impl fmt::Display) -> Self {
+        Self::permanent(ErrorKind::CONFIG, format!("database.{setting}: {message}"))
+    }
+
+    /// An error from opening a connection, said for an operator: where
+    /// (`place`, such as `MySQL at his@db:3306/his`), then the database's
+    /// words, then what to check: `login_hint` for a refused login,
+    /// `settings_hint` for a configuration error, or that the events wait
+    /// for a retryable one.
+    pub fn while_connecting(self, place: impl fmt::Display, login_hint: &str, settings_hint: &str) -> Self {
+        let hint = match self.kind {
+            ErrorKind::AUTH => login_hint,
+            ErrorKind::CONFIG => settings_hint,
+            _ if self.retryable => "the middleware keeps the events and retries",
+            _ => "",
+        };
+        let message = match hint {
+            "" => format!("{place}: {}", self.message),
+            hint => format!("{place}: {} ({hint})", self.message),
+        };
+        Self { message: message.into(), ..self }
+    }
+
     /// Records which row of the batch caused the error.
     pub fn with_row(mut self, row: usize) -> Self {
         self.row = ROption::RSome(row as u64);

@@ -5,7 +5,7 @@
 
 use std::{fmt, path::PathBuf, time::Duration};
 
-use his_plugin_api::{ErrorKind, HisZone, PluginError};
+use his_plugin_api::{HisZone, PluginError};
 use serde::Deserialize;
 use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
 
@@ -96,17 +96,13 @@ impl fmt::Debug for Settings {
     }
 }
 
-fn config_error(setting: &str, message: impl fmt::Display) -> PluginError {
-    PluginError::permanent(ErrorKind::CONFIG, format!("database.{setting}: {message}"))
-}
-
 impl Settings {
     /// Parses the `database` section; errors name the setting.
     pub fn parse(settings_json: &str, config_dir: &str) -> Result<Self, PluginError> {
         let raw: RawSettings = his_plugin_api::parse_settings(settings_json)?;
         for (name, value) in [("user", &raw.user), ("database", &raw.database), ("host", &raw.host)] {
             if value.trim().is_empty() {
-                return Err(config_error(name, "must not be empty"));
+                return Err(PluginError::setting(name, "must not be empty"));
             }
         }
         // A CA file means "check the server's certificate against it": the
@@ -119,30 +115,30 @@ impl Settings {
             "verify_ca" => MySqlSslMode::VerifyCa,
             "verify_identity" => MySqlSslMode::VerifyIdentity,
             other => {
-                return Err(config_error(
+                return Err(PluginError::setting(
                     "ssl_mode",
                     format!("{other:?} is not one of disabled, preferred, required, verify_ca, verify_identity"),
                 ));
             }
         };
         if raw.ssl_ca.is_some() && !matches!(ssl_mode, MySqlSslMode::VerifyCa | MySqlSslMode::VerifyIdentity) {
-            return Err(config_error(
+            return Err(PluginError::setting(
                 "ssl_ca",
                 "is only used with ssl_mode verify_ca or verify_identity (leave ssl_mode out to get verify_ca)",
             ));
         }
-        let zone: HisZone = raw.timezone.parse().map_err(|e| config_error("timezone", e))?;
+        let zone: HisZone = raw.timezone.parse().map_err(|e| PluginError::setting("timezone", e))?;
         if !(1..=64).contains(&raw.pool_size) {
-            return Err(config_error("pool_size", "must be between 1 and 64"));
+            return Err(PluginError::setting("pool_size", "must be between 1 and 64"));
         }
         if !(1..=600).contains(&raw.connect_timeout_secs) {
-            return Err(config_error("connect_timeout_secs", "must be between 1 and 600"));
+            return Err(PluginError::setting("connect_timeout_secs", "must be between 1 and 600"));
         }
         if !(1..=3600).contains(&raw.statement_timeout_secs) {
-            return Err(config_error("statement_timeout_secs", "must be between 1 and 3600"));
+            return Err(PluginError::setting("statement_timeout_secs", "must be between 1 and 3600"));
         }
         if raw.max_statement_bytes < 16 * 1024 {
-            return Err(config_error("max_statement_bytes", "must be at least 16384"));
+            return Err(PluginError::setting("max_statement_bytes", "must be at least 16384"));
         }
 
         let mut connect = MySqlConnectOptions::new()
@@ -166,7 +162,7 @@ impl Settings {
         if let Some(ca) = &raw.ssl_ca {
             let ca = std::path::Path::new(config_dir).join(ca);
             if !ca.is_file() {
-                return Err(config_error("ssl_ca", format!("no file at {}", ca.display())));
+                return Err(PluginError::setting("ssl_ca", format!("no file at {}", ca.display())));
             }
             connect = connect.ssl_ca(ca);
         }
@@ -184,6 +180,8 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+    use his_plugin_api::ErrorKind;
+
     use super::*;
 
     const SEED: &str = r#"{"type": "mysql", "host": "your-mysql-host", "user": "your-user", "password": "your-password", "database": "his_database"}"#;

@@ -70,7 +70,13 @@ impl MysqlWriter {
                 let _ = connection.close().await;
                 Ok(version)
             })
-            .map_err(|e: sqlx::Error| describe_open_error(classify(e, 0), &settings))?;
+            .map_err(|e: sqlx::Error| {
+                classify(e, 0).while_connecting(
+                    format!("MySQL at {}", settings.display),
+                    "check database.user and database.password, and the user's grants",
+                    "check the database settings",
+                )
+            })?;
         log.info(format_args!("connected to {} as {} (server {version})", kind_of(&version), settings.display));
         Ok(Self { runtime, pool, settings, log })
     }
@@ -177,21 +183,6 @@ fn push(row: &mut Separated<'_, MySql, &'static str>, value: &Bind<'_>) {
 
 fn kind_of(version: &str) -> &'static str {
     if version.to_ascii_lowercase().contains("mariadb") { "MariaDB" } else { "MySQL" }
-}
-
-/// Adds where the plugin was connecting to, and what to check.
-fn describe_open_error(error: PluginError, settings: &Settings) -> PluginError {
-    let hint = match error.kind {
-        ErrorKind::AUTH => "check database.user and database.password, and the user's grants",
-        ErrorKind::CONFIG => "check the database settings",
-        _ if error.retryable => "the middleware keeps the events and retries",
-        _ => "",
-    };
-    let mut message = format!("MySQL at {}: {}", settings.display, error.message);
-    if !hint.is_empty() {
-        message = format!("{message} ({hint})");
-    }
-    PluginError { message: message.into(), ..error }
 }
 
 impl Writer for MysqlWriter {

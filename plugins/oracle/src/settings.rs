@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use his_plugin_api::{ErrorKind, HisZone, PluginError};
+use his_plugin_api::{HisZone, PluginError};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -67,30 +67,29 @@ impl fmt::Debug for Settings {
     }
 }
 
-fn config_error(setting: &str, message: impl fmt::Display) -> PluginError {
-    PluginError::permanent(ErrorKind::CONFIG, format!("database.{setting}: {message}"))
-}
-
 impl Settings {
     /// Parses the `database` section; errors name the setting.
     pub fn parse(settings_json: &str) -> Result<Self, PluginError> {
         let raw: RawSettings = his_plugin_api::parse_settings(settings_json)?;
         if raw.user.trim().is_empty() {
-            return Err(config_error("user", "must not be empty"));
+            return Err(PluginError::setting("user", "must not be empty"));
         }
         let connect_string = match (&raw.connect_string, &raw.host, &raw.database) {
             (Some(connect), _, _) if !connect.trim().is_empty() => connect.clone(),
-            (Some(_), _, _) => return Err(config_error("connect_string", "must not be empty")),
+            (Some(_), _, _) => return Err(PluginError::setting("connect_string", "must not be empty")),
             (None, Some(host), Some(service)) if !host.trim().is_empty() && !service.trim().is_empty() => {
                 format!("//{host}:{}/{service}", raw.port)
             }
             (None, _, _) => {
-                return Err(config_error("database", "set host and database (the service name), or connect_string"));
+                return Err(PluginError::setting(
+                    "database",
+                    "set host and database (the service name), or connect_string",
+                ));
             }
         };
-        let zone: HisZone = raw.timezone.parse().map_err(|e| config_error("timezone", e))?;
+        let zone: HisZone = raw.timezone.parse().map_err(|e| PluginError::setting("timezone", e))?;
         if !(1..=3600).contains(&raw.statement_timeout_secs) {
-            return Err(config_error("statement_timeout_secs", "must be between 1 and 3600"));
+            return Err(PluginError::setting("statement_timeout_secs", "must be between 1 and 3600"));
         }
         Ok(Self {
             user: raw.user,

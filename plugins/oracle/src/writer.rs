@@ -35,7 +35,15 @@ impl OracleWriter {
     /// that says how to install it; a refused login (ORA-01017) is
     /// permanent, so the host stops with the message.
     pub fn open(settings: Settings, log: Logger) -> Result<Self, PluginError> {
-        let connection = connect(&settings).map_err(|e| describe_open_error(e, &settings))?;
+        let connection = connect(&settings).map_err(|e| match e.code.as_str() {
+            // Already says what to install, and where.
+            "DPI-1047" => e,
+            _ => e.while_connecting(
+                format!("Oracle at {}", settings.display()),
+                "check database.user and database.password",
+                "check database.host, database.port and database.database, or database.connect_string",
+            ),
+        })?;
         let version = connection.server_version().map(|(v, _)| v.to_string()).unwrap_or_default();
         log.info(format_args!("connected to Oracle {version} as {}", settings.display()));
         Ok(Self { connection: Some(connection), settings, log, dictionaries: HashMap::new() })
@@ -166,20 +174,6 @@ fn as_sql(value: &Bind) -> &dyn ToSql {
         Bind::Number(s) | Bind::Text(s) => s,
         Bind::DateTime(dt) => dt,
     }
-}
-
-fn describe_open_error(error: PluginError, settings: &Settings) -> PluginError {
-    if error.code.as_str() == "DPI-1047" {
-        return error;
-    }
-    let hint = match error.kind {
-        ErrorKind::AUTH => " (check database.user and database.password)",
-        ErrorKind::CONFIG => " (check database.host, database.port and database.database, or database.connect_string)",
-        _ if error.retryable => " (the middleware keeps the events and retries)",
-        _ => "",
-    };
-    let message = format!("Oracle at {}: {}{hint}", settings.display(), error.message);
-    PluginError { message: message.into(), ..error }
 }
 
 impl Writer for OracleWriter {

@@ -5,7 +5,7 @@
 
 use std::{fmt, time::Duration};
 
-use his_plugin_api::{ErrorKind, HisZone, PluginError};
+use his_plugin_api::{HisZone, PluginError};
 use serde::Deserialize;
 use tiberius::{AuthMethod, Config, EncryptionLevel};
 
@@ -97,17 +97,13 @@ impl fmt::Debug for Settings {
     }
 }
 
-fn config_error(setting: &str, message: impl fmt::Display) -> PluginError {
-    PluginError::permanent(ErrorKind::CONFIG, format!("database.{setting}: {message}"))
-}
-
 impl Settings {
     /// Parses the `database` section; errors name the setting.
     pub fn parse(settings_json: &str, config_dir: &str) -> Result<Self, PluginError> {
         let raw: RawSettings = his_plugin_api::parse_settings(settings_json)?;
         for (name, value) in [("database", &raw.database), ("host", &raw.host)] {
             if value.trim().is_empty() {
-                return Err(config_error(name, "must not be empty"));
+                return Err(PluginError::setting(name, "must not be empty"));
             }
         }
         let mut config = Config::new();
@@ -120,7 +116,10 @@ impl Settings {
             "off" => EncryptionLevel::Off,
             "not_supported" => EncryptionLevel::NotSupported,
             other => {
-                return Err(config_error("encrypt", format!("{other:?} is not one of required, off, not_supported")));
+                return Err(PluginError::setting(
+                    "encrypt",
+                    format!("{other:?} is not one of required, off, not_supported"),
+                ));
             }
         });
         if raw.trust_server_certificate {
@@ -128,7 +127,7 @@ impl Settings {
         } else if let Some(ca) = &raw.ssl_ca {
             let ca = std::path::Path::new(config_dir).join(ca);
             if !ca.is_file() {
-                return Err(config_error("ssl_ca", format!("no file at {}", ca.display())));
+                return Err(PluginError::setting("ssl_ca", format!("no file at {}", ca.display())));
             }
             config.trust_cert_ca(ca.to_string_lossy());
         }
@@ -140,24 +139,24 @@ impl Settings {
                 config.authentication(AuthMethod::sql_server(user, &raw.password));
                 user.clone()
             }
-            ("sql", _) => return Err(config_error("user", "is required for SQL authentication")),
+            ("sql", _) => return Err(PluginError::setting("user", "is required for SQL authentication")),
             ("windows", _) => {
                 windows_authentication(&mut config)?;
                 "(Windows login)".to_string()
             }
             (other, _) => {
-                return Err(config_error("authentication", format!("{other:?} is not one of sql, windows")));
+                return Err(PluginError::setting("authentication", format!("{other:?} is not one of sql, windows")));
             }
         };
-        let zone: HisZone = raw.timezone.parse().map_err(|e| config_error("timezone", e))?;
+        let zone: HisZone = raw.timezone.parse().map_err(|e| PluginError::setting("timezone", e))?;
         // tiberius has its own defaults (15 s, 30 s); ours must win.
         config.handshake_timeout(Some(Duration::from_secs(raw.connect_timeout_secs)));
         config.command_timeout(Some(Duration::from_secs(raw.statement_timeout_secs)));
         if !(1..=600).contains(&raw.connect_timeout_secs) {
-            return Err(config_error("connect_timeout_secs", "must be between 1 and 600"));
+            return Err(PluginError::setting("connect_timeout_secs", "must be between 1 and 600"));
         }
         if !(1..=3600).contains(&raw.statement_timeout_secs) {
-            return Err(config_error("statement_timeout_secs", "must be between 1 and 3600"));
+            return Err(PluginError::setting("statement_timeout_secs", "must be between 1 and 3600"));
         }
         let place = match &raw.instance {
             Some(instance) => format!("{}\\{instance}", raw.host),
@@ -183,7 +182,7 @@ fn windows_authentication(config: &mut Config) -> Result<(), PluginError> {
 /// Integrated authentication needs Windows; say so rather than ignore it.
 #[cfg(not(windows))]
 fn windows_authentication(_config: &mut Config) -> Result<(), PluginError> {
-    Err(config_error(
+    Err(PluginError::setting(
         "authentication",
         "\"windows\" (integrated authentication) works only when buktor-middleware runs on Windows; \
          here use \"sql\" with database.user and database.password",
@@ -192,6 +191,8 @@ fn windows_authentication(_config: &mut Config) -> Result<(), PluginError> {
 
 #[cfg(test)]
 mod tests {
+    use his_plugin_api::ErrorKind;
+
     use super::*;
 
     const SEED: &str = r#"{"type": "sqlserver", "host": "your-sqlserver-host", "user": "your-user", "password": "your-password", "database": "his_database"}"#;

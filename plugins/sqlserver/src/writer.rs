@@ -48,7 +48,13 @@ impl SqlServerWriter {
         });
         let version = match version {
             Ok((version, ())) => version,
-            Err(e) => return Err(describe_open_error(e, &writer.settings)),
+            Err(e) => {
+                return Err(e.while_connecting(
+                    format!("SQL Server at {}", writer.settings.display),
+                    "check database.user and database.password, or the login's rights",
+                    "check the database settings",
+                ));
+            }
         };
         log.info(format_args!("connected to SQL Server {version} as {}", writer.settings.display));
         Ok(writer)
@@ -221,18 +227,6 @@ fn push(query: &mut Query<'_>, value: &Bind<'_>) {
         Bind::DateTime(dt) => query.bind(*dt),
         Bind::Converted(s) => query.bind(s.clone()),
     }
-}
-
-/// Adds where the plugin was connecting to, and what to check.
-fn describe_open_error(error: PluginError, settings: &Settings) -> PluginError {
-    let hint = match error.kind {
-        ErrorKind::AUTH => " (check database.user and database.password, or the login's rights)",
-        ErrorKind::CONFIG => " (check the database settings)",
-        _ if error.retryable => " (the middleware keeps the events and retries)",
-        _ => "",
-    };
-    let message = format!("SQL Server at {}: {}{hint}", settings.display, error.message);
-    PluginError { message: message.into(), ..error }
 }
 
 impl Writer for SqlServerWriter {
