@@ -65,9 +65,11 @@ pub struct Worker {
     pub duplicate_window: Duration,
 }
 
-/// How often the worker removes old delivered events and delivery ids (and
-/// once at startup).
+/// How often the worker removes old delivered events and delivery ids: at
+/// the first quiet moment after startup, then every so often.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
+/// How late housekeeping may get while the worker is never quiet.
+const HOUSEKEEPING_OVERDUE: Duration = Duration::from_secs(3600);
 
 /// How long startup waits for the first attempt to open the writer before
 /// it listens anyway: a slow or unreachable HIS must not hold up intake.
@@ -203,7 +205,9 @@ impl State {
                 }
                 tracing::info!("{} writer open", self.worker.plugin.name);
             }
-            if Instant::now() >= self.next_housekeeping {
+            // Housekeeping waits for a quiet moment (below), unless it is an
+            // hour overdue: it must not slow a backlog's drain.
+            if Instant::now() >= self.next_housekeeping + HOUSEKEEPING_OVERDUE {
                 self.housekeeping();
             }
             let now = clock::now_ms();
@@ -251,6 +255,9 @@ impl State {
                         break;
                     }
                     continue;
+                }
+                if Instant::now() >= self.next_housekeeping {
+                    self.housekeeping();
                 }
                 let next = journal::next_due_ms(&self.worker.reader, now).ok().flatten();
                 let wait = next.map_or(IDLE_WAIT, |at| Duration::from_millis((at - now).max(1) as u64).min(IDLE_WAIT));
