@@ -12,6 +12,8 @@
 //! - [`committer`]: the one thread that writes the journal (group commit).
 //! - [`worker`]: the sync worker thread: journal → mapping → plugin → HIS.
 //! - [`mapping`]: event → table, columns, key and typed values.
+//! - [`operations`]: the operator's `events`, `replay` and `prune`;
+//!   [`admin`]: the same over HTTP, behind `server.admin_token`.
 //! - [`plugins`]: finding and loading plugin libraries (abi_stable).
 //! - [`retry`]: the backoff policy; [`wakeup`]: the doorbell between threads;
 //!   [`clock`]: timestamps.

@@ -1,5 +1,5 @@
-//! What an operator does with the journal: list events, and replay failed
-//! or unmapped ones. Shared by the command line (`events`, `replay`) and
+//! What an operator does with the journal: list events, replay failed or
+//! unmapped ones, and prune old ones. Shared by the command line (`events`, `replay`) and
 //! the admin HTTP routes, each with a connection of its own (WAL lets it
 //! work beside the running middleware).
 
