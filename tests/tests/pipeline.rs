@@ -408,6 +408,11 @@ fn a_resent_delivery_is_journaled_and_written_once() {
     assert_eq!(middleware.post_event(body).json(), json!({"id": by_field["id"], "status": "duplicate"}));
 
     wait_for_rows(&setup, "SELECT * FROM HIS_appointments", 2);
+    // Killed only once the journal has recorded both deliveries: a kill
+    // between the HIS commit and that record would (rightly) write again.
+    wait_for(PATIENCE, "both recorded as delivered", || {
+        (journal_statuses(&setup) == [vec![json!("delivered"), json!(2)]]).then_some(())
+    });
     middleware.kill();
     let middleware = setup.start();
     let after_restart = send(&middleware, "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W");
