@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
+    auth::constant_time_eq,
     clock,
     intake::Refusal,
     journal,
@@ -41,11 +42,6 @@ pub struct Admin {
 /// The admin routes, to be nested under `/admin`.
 pub fn routes(admin: Admin) -> Router {
     Router::new().route("/events", get(events)).route("/replay", post(replay)).with_state(admin)
-}
-
-/// Equal, in time that depends only on the lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Refusal> {
@@ -154,17 +150,4 @@ async fn replay(
     .map_err(journal_error)??;
     wakeup.ring();
     Ok(Json(report).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_compare_equal_only_when_equal() {
-        assert!(constant_time_eq(b"s3cret", b"s3cret"));
-        assert!(!constant_time_eq(b"s3cret", b"s3creT"));
-        assert!(!constant_time_eq(b"s3cret", b"s3cret!"));
-        assert!(!constant_time_eq(b"", b"x"));
-    }
 }

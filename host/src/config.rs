@@ -55,6 +55,31 @@ pub struct ServerConfig {
     pub duplicate_window_days: u32,
     /// Turns on the `/admin/…` routes, which require it as a bearer token.
     pub admin_token: Option<String>,
+    /// Who may send events. Without it, anyone who reaches the port may.
+    pub auth: Option<AuthConfig>,
+    /// Listen on a non-loopback address without `auth`: only for networks
+    /// where nothing untrusted can reach the port.
+    pub allow_unauthenticated: bool,
+}
+
+/// `server.auth`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Standard Webhooks secrets (`whsec_…`); several, to rotate keys.
+    #[serde(default)]
+    pub webhook_secrets: Vec<String>,
+    /// Static tokens for `Authorization: Bearer …`, for senders that
+    /// cannot sign.
+    #[serde(default)]
+    pub bearer_tokens: Vec<String>,
+    /// How far a signature's timestamp may be from this server's clock.
+    #[serde(default = "default_tolerance_secs")]
+    pub timestamp_tolerance_secs: u64,
+}
+
+fn default_tolerance_secs() -> u64 {
+    300
 }
 
 impl Default for ServerConfig {
@@ -65,6 +90,8 @@ impl Default for ServerConfig {
             delivery_id_field: None,
             duplicate_window_days: 7,
             admin_token: None,
+            auth: None,
+            allow_unauthenticated: false,
         }
     }
 }
@@ -285,6 +312,37 @@ fn validate(config: &Config) -> Result<(), (String, String)> {
     }
     if config.server.delivery_id_field.as_deref().is_some_and(|f| f.trim().is_empty()) {
         return Err(invalid("server.delivery_id_field", "is empty: name the event field that holds the delivery id"));
+    }
+    if let Some(auth) = &config.server.auth {
+        if auth.webhook_secrets.is_empty() && auth.bearer_tokens.is_empty() {
+            return Err(invalid("server.auth", "names no webhook_secrets and no bearer_tokens"));
+        }
+        for (i, secret) in auth.webhook_secrets.iter().enumerate() {
+            if crate::auth::decode_secret(secret).is_none() {
+                return Err(invalid(
+                    format!("server.auth.webhook_secrets[{i}]"),
+                    "is not a Standard Webhooks secret: expected whsec_ followed by base64",
+                ));
+            }
+        }
+        for (i, token) in auth.bearer_tokens.iter().enumerate() {
+            if token.len() < 16 {
+                return Err(invalid(format!("server.auth.bearer_tokens[{i}]"), "is shorter than 16 characters"));
+            }
+        }
+        if !(1..=3600).contains(&auth.timestamp_tolerance_secs) {
+            return Err(invalid("server.auth.timestamp_tolerance_secs", "must be between 1 and 3600"));
+        }
+    } else if !config.server.listen.ip().is_loopback() && !config.server.allow_unauthenticated {
+        return Err(invalid(
+            "server.listen",
+            format!(
+                "{} is not a loopback address and server.auth is not set: anyone who reaches the port could write \
+                 into the HIS. Set server.auth.webhook_secrets (or bearer_tokens), or set \
+                 server.allow_unauthenticated to true on a network nothing untrusted can reach",
+                config.server.listen
+            ),
+        ));
     }
     if config.server.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
         return Err(invalid("server.admin_token", "is shorter than 16 characters: use a long random token"));

@@ -17,6 +17,7 @@ use axum::{
 use serde_json::json;
 
 use crate::{
+    auth::Authenticator,
     clock,
     committer::Committer,
     journal::{Appended, NewEvent, Status},
@@ -40,6 +41,8 @@ pub struct Intake {
     pub delivery_id_field: Option<String>,
     /// `server.duplicate_window_days`, in milliseconds.
     pub duplicate_window_ms: i64,
+    /// `server.auth`: who may send events; `None` lets anyone.
+    pub auth: Option<Arc<Authenticator>>,
 }
 
 /// The longest delivery id kept (Standard Webhooks ids are about 30).
@@ -110,6 +113,13 @@ async fn receive_event(State(intake): State<Intake>, headers: HeaderMap, body: B
     let received_at = clock::now_rfc3339();
     check_content_type(&headers)?;
     let bytes = read_body(&headers, body, intake.max_body_bytes).await?;
+    if let Some(auth) = &intake.auth
+        && let Err(rejection) = auth.check(&headers, &bytes, chrono::Utc::now().timestamp())
+    {
+        // Never the body: an unauthenticated request is not trusted enough to log.
+        tracing::warn!(reason = rejection.code(), "refused a request that is not authenticated");
+        return Err(Refusal::new(StatusCode::UNAUTHORIZED, rejection.code(), rejection.to_string()));
+    }
     let event = parse_event(&bytes)?;
     let event_type = event_type_of(&event)?.to_string();
 

@@ -22,6 +22,7 @@
 //! worker → plugin → HIS commit → committer marks it delivered.
 
 mod admin;
+mod auth;
 mod clock;
 mod committer;
 mod config;
@@ -216,7 +217,16 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         max_body_bytes: config.server.max_body_bytes,
         delivery_id_field: config.server.delivery_id_field.clone(),
         duplicate_window_ms: i64::from(config.server.duplicate_window_days) * 24 * 3600 * 1000,
+        auth: config.server.auth.as_ref().map(|auth| Arc::new(auth::Authenticator::new(auth))),
     };
+    if config.server.auth.is_none() {
+        tracing::warn!(
+            "server.auth is not set: intake accepts events from anyone who reaches {}. Fine on 127.0.0.1 for a \
+             trial; behind nginx, ngrok or DynDNS (the seed's recipes) the port is public even on 127.0.0.1, so set \
+             server.auth.webhook_secrets",
+            config.server.listen
+        );
+    }
     let listen = config.server.listen;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let served = runtime.block_on(async move {
