@@ -207,6 +207,9 @@ pub struct LoadedConfig {
     pub file: PathBuf,
     /// The config file's folder: relative paths are resolved against it.
     pub dir: PathBuf,
+    /// JSON paths of secrets written in the file itself rather than as
+    /// `${ENV_NAME}` (passwords, tokens, secrets).
+    pub literal_secrets: Vec<String>,
 }
 
 impl LoadedConfig {
@@ -259,26 +262,88 @@ pub fn load(file: &Path) -> Result<LoadedConfig, ConfigError> {
     })?;
     let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-    Ok(LoadedConfig { config, file, dir })
+    let mut literal_secrets = Vec::new();
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) {
+        find_literal_secrets(&value, "", false, &mut literal_secrets);
+    }
+    Ok(LoadedConfig { config, file, dir, literal_secrets })
 }
 
 /// Parses and checks config text. Errors are `(json path, message)`; the
 /// path is `None` when the text is not JSON at all.
 pub fn parse(text: &str) -> Result<Config, (Option<String>, String)> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let config: Config = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let inner = e.inner();
-        if inner.is_syntax() || inner.is_eof() || inner.is_io() {
-            return (None, inner.to_string());
-        }
+    parse_with(text, &|name| std::env::var(name).ok())
+}
+
+/// [`parse`], with `env` standing in for the environment.
+fn parse_with(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, (Option<String>, String)> {
+    let mut value: serde_json::Value = serde_json::from_str(text).map_err(|e| (None, e.to_string()))?;
+    substitute_environment(&mut value, "", env).map_err(|(path, message)| (Some(path), message))?;
+    let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = match e.path().to_string() {
             p if p == "." => "(top level)".to_string(),
             p => p,
         };
-        (Some(path), inner.to_string())
+        (Some(path), e.inner().to_string())
     })?;
     validate(&config).map_err(|(path, message)| (Some(path), message))?;
     Ok(config)
+}
+
+/// Collects the paths of non-empty strings under a key that names a secret
+/// (`password`, `…token…`, `…secret…`) that are not `${ENV_NAME}`.
+fn find_literal_secrets(value: &serde_json::Value, path: &str, secret: bool, found: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(text) if secret && !text.is_empty() && !text.starts_with("${") => {
+            found.push(path.to_string());
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                find_literal_secrets(item, &format!("{path}[{i}]"), secret, found);
+            }
+        }
+        serde_json::Value::Object(members) => {
+            for (key, member) in members {
+                let lower = key.to_ascii_lowercase();
+                let names_secret = lower.contains("password") || lower.contains("token") || lower.contains("secret");
+                let at = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                find_literal_secrets(member, &at, secret || names_secret, found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Replaces every string that is exactly `${NAME}` with the environment
+/// variable NAME, so that secrets need not sit in the file. A missing
+/// variable is an error naming it and where it is used.
+fn substitute_environment(
+    value: &mut serde_json::Value,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), (String, String)> {
+    let at = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    match value {
+        serde_json::Value::String(text) => {
+            if let Some(name) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}')) {
+                *text = env(name).ok_or_else(|| {
+                    (path.to_string(), format!("the environment variable {name} is not set (the value is ${{{name}}})"))
+                })?;
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                substitute_environment(item, &format!("{path}[{i}]"), env)?;
+            }
+        }
+        serde_json::Value::Object(members) => {
+            for (key, member) in members.iter_mut() {
+                substitute_environment(member, &at(key), env)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn invalid(path: impl Into<String>, message: impl Into<String>) -> (String, String) {
@@ -453,6 +518,23 @@ mod tests {
 
         let (path, _) = error(r#"{"database":{"type":"sqlite"},"server":{"duplicate_window_days":0}}"#);
         assert_eq!(path, "server.duplicate_window_days");
+    }
+
+    #[test]
+    fn environment_variables_fill_in_secrets() {
+        let text = r#"{"database": {"type": "sqlite", "password": "${HIS_PASSWORD}"},
+                       "server": {"auth": {"webhook_secrets": ["${BUKTOR_SECRET}"]}}}"#;
+        let env = |name: &str| match name {
+            "HIS_PASSWORD" => Some("s3cret".to_string()),
+            "BUKTOR_SECRET" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_string()),
+            _ => None,
+        };
+        let config = parse_with(text, &env).unwrap();
+        assert_eq!(config.database["password"], "s3cret");
+        assert_eq!(config.server.auth.unwrap().webhook_secrets, ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]);
+        let (path, message) = parse_with(text, &|_| None).unwrap_err();
+        assert_eq!(path.as_deref(), Some("database.password"));
+        assert_eq!(message, "the environment variable HIS_PASSWORD is not set (the value is ${HIS_PASSWORD})");
     }
 
     #[test]

@@ -156,6 +156,7 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let file = config::locate(config_path.as_deref())?;
     let loaded = config::load(&file)?;
     let LoadedConfig { config, .. } = &loaded;
+    warn_if_secrets_are_readable(&loaded);
     let mappings = Arc::new(Mappings::new(&config.mapping));
     if config.mapping.is_empty() {
         tracing::warn!("{} maps no event types: every event will be kept as unmapped", loaded.file.display());
@@ -290,6 +291,27 @@ fn join_within(thread: std::thread::JoinHandle<()>, limit: Duration, what: &str)
         std::thread::sleep(Duration::from_millis(10));
     }
     let _ = thread.join();
+}
+
+/// A config file with a literal password that other users can read is a
+/// leak waiting to happen on a shared hospital server.
+fn warn_if_secrets_are_readable(loaded: &LoadedConfig) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let readable_by_others = std::fs::metadata(&loaded.file).is_ok_and(|m| m.permissions().mode() & 0o004 != 0);
+        if readable_by_others && !loaded.literal_secrets.is_empty() {
+            tracing::warn!(
+                "{} holds secrets ({}) and other users on this server can read it: run `chmod 600 {}`, \
+                 or write each as ${{ENV_NAME}} and set the variable in the service's environment",
+                loaded.file.display(),
+                loaded.literal_secrets.join(", "),
+                loaded.file.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = loaded;
 }
 
 /// `describe TABLE`: opens a writer on this (main) thread, before any async

@@ -91,6 +91,8 @@ pub struct Setup {
     pub dir: tempfile::TempDir,
     /// The config that [`Setup::write_config`] writes.
     pub config: serde_json::Value,
+    /// Environment variables the middleware starts with.
+    pub env: Vec<(String, String)>,
 }
 
 impl Setup {
@@ -104,7 +106,7 @@ impl Setup {
         config["journal"] = serde_json::json!({ "path": "journal.db" });
         // Short delays, so retries happen within a test's patience.
         config["sync"] = serde_json::json!({ "retry_initial_delay_ms": 100, "retry_max_delay_secs": 1 });
-        Self { dir: tempfile::tempdir().expect("temp dir"), config }
+        Self { dir: tempfile::tempdir().expect("temp dir"), config, env: Vec::new() }
     }
 
     /// A path inside the folder.
@@ -122,14 +124,15 @@ impl Setup {
     /// Writes the config and starts the middleware; panics if it does not
     /// come up.
     pub fn start(&self) -> Middleware {
-        Middleware::start(&self.write_config()).unwrap_or_else(|e| panic!("middleware did not start: {e}"))
+        Middleware::start_with_env(&self.write_config(), &self.env)
+            .unwrap_or_else(|e| panic!("middleware did not start: {e}"))
     }
 
     /// Writes the config, runs the middleware, and expects it to exit
     /// before it listens. Returns its exit status and stderr.
     pub fn run_expecting_exit(&self) -> (ExitStatus, String) {
         let config = self.write_config();
-        match Middleware::start(&config) {
+        match Middleware::start_with_env(&config, &self.env) {
             Ok(mut running) => {
                 running.kill();
                 panic!("expected the middleware to refuse to start, but it listens:\n{}", running.logs())
@@ -191,10 +194,16 @@ impl Middleware {
     /// Starts the binary with `--config config` and waits for its startup
     /// line (`listening on http://ADDRESS/...`).
     pub fn start(config: &Path) -> Result<Self, StartError> {
+        Self::start_with_env(config, &[])
+    }
+
+    /// [`Middleware::start`], with extra environment variables.
+    pub fn start_with_env(config: &Path, env: &[(String, String)]) -> Result<Self, StartError> {
         let artifacts = artifacts();
         let mut child = Command::new(&artifacts.binary)
             .arg("--config")
             .arg(config)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("BUKTOR_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

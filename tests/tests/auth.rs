@@ -116,3 +116,37 @@ fn a_public_address_without_auth_is_refused_unless_allowed() {
         middleware.logs()
     );
 }
+
+#[test]
+fn secrets_come_from_the_environment_and_a_readable_literal_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+
+    // From the environment: ${BUKTOR_WEBHOOK_SECRET}.
+    let mut setup = Setup::new();
+    setup.config["server"]["auth"] = json!({"webhook_secrets": ["${BUKTOR_WEBHOOK_SECRET}"]});
+    let (status, stderr) = setup.run_expecting_exit();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("server.auth.webhook_secrets[0]: the environment variable BUKTOR_WEBHOOK_SECRET is not set"),
+        "{stderr}"
+    );
+    setup.env.push(("BUKTOR_WEBHOOK_SECRET".into(), SECRET.into()));
+    let middleware = setup.start();
+    assert_eq!(middleware.post_event(BODY).status, 401, "the secret from the environment is in force");
+    assert!(!middleware.logs().contains("other users on this server can read it"), "no literal secret in the file");
+    drop(middleware);
+
+    // A literal token in a file that others can read.
+    let mut setup = Setup::new();
+    setup.config["server"]["admin_token"] = json!("a-literal-admin-token-123");
+    let config = setup.write_config();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let middleware = buktor_tests::Middleware::start(&config).unwrap();
+    let logs = middleware.logs();
+    assert!(logs.contains("holds secrets (server.admin_token) and other users on this server can read it"), "{logs}");
+    assert!(!logs.contains("a-literal-admin-token-123"), "the secret itself is never logged");
+    drop(middleware);
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let middleware = buktor_tests::Middleware::start(&config).unwrap();
+    assert!(!middleware.logs().contains("other users on this server can read it"), "{}", middleware.logs());
+}
