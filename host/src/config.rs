@@ -47,6 +47,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// The deepest nesting of objects and arrays accepted; deeper gets 400.
+    pub max_json_depth: usize,
+    /// The most object members in one event, at all depths; more gets 400.
+    pub max_json_members: usize,
     /// An event field holding the sender's delivery id (such as
     /// `event_id`), for senders that do not send a `webhook-id` header.
     pub delivery_id_field: Option<String>,
@@ -87,6 +91,8 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             max_body_bytes: 1024 * 1024,
+            max_json_depth: 32,
+            max_json_members: 10_000,
             delivery_id_field: None,
             duplicate_window_days: 7,
             admin_token: None,
@@ -371,6 +377,12 @@ fn validate(config: &Config) -> Result<(), (String, String)> {
     }
     if config.server.max_body_bytes == 0 {
         return Err(invalid("server.max_body_bytes", "must be greater than 0"));
+    }
+    if !(1..=128).contains(&config.server.max_json_depth) {
+        return Err(invalid("server.max_json_depth", "must be between 1 and 128"));
+    }
+    if config.server.max_json_members == 0 {
+        return Err(invalid("server.max_json_members", "must be greater than 0"));
     }
     if !(1..=366).contains(&config.server.duplicate_window_days) {
         return Err(invalid("server.duplicate_window_days", "must be between 1 and 366"));

@@ -37,6 +37,10 @@ pub struct Intake {
     pub mappings: Arc<Mappings>,
     /// `server.max_body_bytes`.
     pub max_body_bytes: usize,
+    /// `server.max_json_depth`.
+    pub max_json_depth: usize,
+    /// `server.max_json_members`.
+    pub max_json_members: usize,
     /// `server.delivery_id_field`.
     pub delivery_id_field: Option<String>,
     /// `server.duplicate_window_days`, in milliseconds.
@@ -120,6 +124,7 @@ async fn receive_event(State(intake): State<Intake>, headers: HeaderMap, body: B
         tracing::warn!(reason = rejection.code(), "refused a request that is not authenticated");
         return Err(Refusal::new(StatusCode::UNAUTHORIZED, rejection.code(), rejection.to_string()));
     }
+    check_shape(&bytes, intake.max_json_depth, intake.max_json_members)?;
     let event = parse_event(&bytes)?;
     let event_type = event_type_of(&event)?.to_string();
 
@@ -252,6 +257,50 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<axum
             Refusal::new(StatusCode::BAD_REQUEST, "body_unreadable", format!("the body could not be read: {e}"))
         }
     })
+}
+
+/// Refuses bodies nested deeper than `max_depth`, or with more than
+/// `max_members` object members, before anything parses them. A quick scan
+/// of the bytes; malformed JSON is left to the parser's own message.
+fn check_shape(bytes: &[u8], max_depth: usize, max_members: usize) -> Result<(), Refusal> {
+    let (mut depth, mut members, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &byte in bytes {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max_depth {
+                    return Err(Refusal::new(
+                        StatusCode::BAD_REQUEST,
+                        "too_deep",
+                        format!("the JSON is nested deeper than {max_depth} levels (server.max_json_depth)"),
+                    ));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b':' => {
+                members += 1;
+                if members > max_members {
+                    return Err(Refusal::new(
+                        StatusCode::BAD_REQUEST,
+                        "too_many_members",
+                        format!("the JSON has more than {max_members} members (server.max_json_members)"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn parse_event(bytes: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, Refusal> {

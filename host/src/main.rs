@@ -216,6 +216,8 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         committer,
         mappings,
         max_body_bytes: config.server.max_body_bytes,
+        max_json_depth: config.server.max_json_depth,
+        max_json_members: config.server.max_json_members,
         delivery_id_field: config.server.delivery_id_field.clone(),
         duplicate_window_ms: i64::from(config.server.duplicate_window_days) * 24 * 3600 * 1000,
         auth: config.server.auth.as_ref().map(|auth| Arc::new(auth::Authenticator::new(auth))),

@@ -128,3 +128,24 @@ fn chunked(body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(b"0\r\n\r\n");
     out
 }
+
+#[test]
+fn bodies_too_deep_or_too_wide_are_refused_before_parsing() {
+    let mut setup = Setup::new();
+    setup.config["server"]["max_json_members"] = json!(8);
+    let middleware = setup.start();
+    let json_type = Some("application/json");
+
+    let deep =
+        format!(r#"{{"event_type": "appointment", "appointment_id": 1, "x": {}1{}}}"#, "[".repeat(40), "]".repeat(40));
+    assert_refused(&post(&middleware, json_type, deep.as_bytes()), 400, "too_deep");
+    let wide = format!(
+        r#"{{"event_type": "appointment", "appointment_id": 1, {}}}"#,
+        (0..10).map(|i| format!(r#""f{i}": {i}"#)).collect::<Vec<_>>().join(", ")
+    );
+    assert_refused(&post(&middleware, json_type, wide.as_bytes()), 400, "too_many_members");
+    // Brackets and colons inside strings are text, not structure.
+    let tricky = br#"{"event_type": "appointment", "appointment_id": 1, "status": "a:b:c [[[{{{ \" :: ]]"}"#;
+    assert_eq!(post(&middleware, json_type, tricky).status, 200);
+    assert_eq!(journal_count(&setup), json!(1), "only the good one was journaled");
+}
