@@ -462,13 +462,6 @@ impl State {
             }
             Err(error) => error,
         };
-        let whole_batch_waits =
-            |this: &Self, batch: &[Item], settlements: &mut Vec<Settlement>, held: &mut HashSet<String>| {
-                for item in batch {
-                    settlements.push(this.failure_outcome(item, &error, mapping));
-                    hold(held, item);
-                }
-            };
         let unusable = [ErrorKind::CONNECTION, ErrorKind::TIMEOUT, ErrorKind::AUTH, ErrorKind::CONFIG];
         if unusable.contains(&error.kind) {
             tracing::warn!(
@@ -479,14 +472,11 @@ impl State {
             // Not the events' fault (a login refused after a password change,
             // a database failing over): they wait, whatever the plugin said.
             let systemic = PluginError { retryable: true, ..error.clone() };
-            for item in &batch {
-                settlements.push(self.failure_outcome(item, &systemic, mapping));
-                hold(held, item);
-            }
+            self.set_aside(&batch, &systemic, mapping, settlements, held);
             return PassEnd::Unreachable(error);
         }
         if error.retryable || error.kind == ErrorKind::SCHEMA || batch.len() == 1 {
-            whole_batch_waits(self, &batch, settlements, held);
+            self.set_aside(&batch, &error, mapping, settlements, held);
             return PassEnd::Done;
         }
         // One row is at fault. If the plugin named it, set it aside and
@@ -494,7 +484,7 @@ impl State {
         let named = error.row.into_option().and_then(|r| usize::try_from(r).ok()).filter(|&r| r < batch.len());
         if let Some(row) = named {
             let bad = batch.remove(row);
-            whole_batch_waits(self, std::slice::from_ref(&bad), settlements, held);
+            self.set_aside(std::slice::from_ref(&bad), &error, mapping, settlements, held);
             return self.deliver(mapping, batch, settlements, held);
         }
         for item in batch {
@@ -532,6 +522,22 @@ impl State {
             self.writer = None;
         }
         result
+    }
+
+    /// Records `error` as the outcome of each of `items`, and holds back
+    /// later events of their rows for the rest of the pass.
+    fn set_aside(
+        &self,
+        items: &[Item],
+        error: &PluginError,
+        mapping: &EventMapping,
+        settlements: &mut Vec<Settlement>,
+        held: &mut HashSet<String>,
+    ) {
+        for item in items {
+            settlements.push(self.failure_outcome(item, error, mapping));
+            hold(held, item);
+        }
     }
 
     /// What a failed write means for one event: a retryable error is tried

@@ -126,6 +126,16 @@ impl PluginError {
         Self { message: message.into(), ..self }
     }
 
+    /// A batch's write to `table` that took longer than `limit` (the
+    /// plugin's `database.statement_timeout_secs`) and was abandoned:
+    /// retryable, [`ErrorKind::TIMEOUT`].
+    pub fn write_timed_out(table: &str, limit: std::time::Duration) -> Self {
+        Self::retryable(
+            ErrorKind::TIMEOUT,
+            format!("the write to {table} took longer than {}s (database.statement_timeout_secs)", limit.as_secs()),
+        )
+    }
+
     /// Records which row of the batch caused the error.
     pub fn with_row(mut self, row: usize) -> Self {
         self.row = ROption::RSome(row as u64);

@@ -192,16 +192,9 @@ impl Writer for MysqlWriter {
         // it, which rolls the transaction back) and retried later.
         let limit = self.settings.statement_timeout;
         self.runtime.block_on(async {
-            tokio::time::timeout(limit, self.upsert_async(batch)).await.unwrap_or_else(|_| {
-                Err(PluginError::retryable(
-                    ErrorKind::TIMEOUT,
-                    format!(
-                        "the write to {} took longer than {}s (database.statement_timeout_secs)",
-                        batch.table,
-                        limit.as_secs()
-                    ),
-                ))
-            })
+            tokio::time::timeout(limit, self.upsert_async(batch))
+                .await
+                .unwrap_or_else(|_| Err(PluginError::write_timed_out(&batch.table, limit)))
         })?;
         self.log.debug(format_args!("upserted {} rows into {}", batch.row_count(), batch.table));
         Ok(())

@@ -236,16 +236,9 @@ impl Writer for SqlServerWriter {
         // rolls the transaction back) and the batch retried later.
         let limit = self.settings.statement_timeout;
         self.block_on(async |this| {
-            tokio::time::timeout(limit, this.upsert_async(batch)).await.unwrap_or_else(|_| {
-                Err(PluginError::retryable(
-                    ErrorKind::TIMEOUT,
-                    format!(
-                        "the write to {} took longer than {}s (database.statement_timeout_secs)",
-                        batch.table,
-                        limit.as_secs()
-                    ),
-                ))
-            })
+            tokio::time::timeout(limit, this.upsert_async(batch))
+                .await
+                .unwrap_or_else(|_| Err(PluginError::write_timed_out(&batch.table, limit)))
         })?;
         self.log.debug(format_args!("merged {} rows into {}", batch.row_count(), batch.table));
         Ok(())
