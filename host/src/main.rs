@@ -1,46 +1,14 @@
-//! # buktor-middleware
-//!
-//! Receives Buktor's webhook events over HTTP, makes each one durable in a
-//! local SQLite journal before answering, and writes it into the hospital's
-//! HIS database through a writer plugin chosen by `database.type`.
-//!
-//! ## Map of the code
-//! - `main.rs`: the command line and startup order. Nothing else.
-//! - [`config`]: his-config.json, read and checked once.
-//! - [`intake`]: the HTTP routes; refuses bad requests, journals good ones.
-//! - [`journal`]: the journal's schema and statements.
-//! - [`committer`]: the one thread that writes the journal (group commit).
-//! - [`worker`]: the sync worker thread: journal → mapping → plugin → HIS.
-//! - [`mapping`]: event → table, columns, key and typed values.
-//! - [`operations`]: the operator's `events`, `replay` and `prune`;
-//!   [`admin`]: the same over HTTP, behind `server.admin_token`.
-//! - [`plugins`]: finding and loading plugin libraries (abi_stable).
-//! - [`retry`]: the backoff policy; [`wakeup`]: the doorbell between threads;
-//!   [`clock`]: timestamps.
-//!
-//! The data path: intake → committer (fsync) → 2xx answer → wakeup →
-//! worker → plugin → HIS commit → committer marks it delivered.
-
-mod admin;
-mod auth;
-mod clock;
-mod committer;
-mod config;
-mod intake;
-mod journal;
-mod mapping;
-mod operations;
-mod plugins;
-mod retry;
-mod wakeup;
-mod worker;
+//! The `buktor-middleware` command line: parses arguments, sets up
+//! logging, and runs the startup order. The library (`lib.rs`) maps the
+//! rest of the code.
 
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::{
+use buktor_middleware::{
+    admin, auth, clock, config, intake, journal, mapping, operations, plugins, retry,
     committer::Committer,
     config::LoadedConfig,
     mapping::Mappings,
