@@ -64,6 +64,42 @@ pub struct ServerConfig {
     /// Listen on a non-loopback address without `auth`: only for networks
     /// where nothing untrusted can reach the port.
     pub allow_unauthenticated: bool,
+    /// Serve HTTPS with this certificate, for a port exposed directly
+    /// (behind nginx, nginx does TLS instead).
+    pub tls: Option<TlsConfig>,
+    /// How long a client may take to send a request's headers, and then
+    /// its body (and to finish a TLS handshake): a stalled client must not
+    /// hold a connection, or a shutdown, for long.
+    pub request_timeout_secs: u64,
+    /// The most connections open at once; more wait until one closes.
+    /// Bounds file descriptors and memory under a flood.
+    pub max_connections: usize,
+    /// Per-client-address request limit, answered with 429 when exceeded.
+    /// Off by default. Behind a proxy every request comes from the proxy's
+    /// address, so limit there instead.
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// `server.tls`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM, server certificate first. Relative to
+    /// the config file.
+    pub cert_path: PathBuf,
+    /// The certificate's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: PathBuf,
+}
+
+/// `server.rate_limit`: a token bucket per client address (IPv6 by /64).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// The sustained rate allowed from one address.
+    pub requests_per_second: f64,
+    /// How many requests one address may send at once before the rate
+    /// applies (a burst, such as Buktor resending a backlog).
+    pub burst: u32,
 }
 
 /// `server.auth`
@@ -98,6 +134,10 @@ impl Default for ServerConfig {
             admin_token: None,
             auth: None,
             allow_unauthenticated: false,
+            tls: None,
+            request_timeout_secs: 30,
+            max_connections: 1024,
+            rate_limit: None,
         }
     }
 }
@@ -420,6 +460,20 @@ fn validate(config: &Config) -> Result<(), (String, String)> {
                 config.server.listen
             ),
         ));
+    }
+    if !(1..=600).contains(&config.server.request_timeout_secs) {
+        return Err(invalid("server.request_timeout_secs", "must be between 1 and 600"));
+    }
+    if !(1..=100_000).contains(&config.server.max_connections) {
+        return Err(invalid("server.max_connections", "must be between 1 and 100000"));
+    }
+    if let Some(limit) = &config.server.rate_limit {
+        if !(limit.requests_per_second.is_finite() && limit.requests_per_second > 0.0) {
+            return Err(invalid("server.rate_limit.requests_per_second", "must be a number greater than 0"));
+        }
+        if limit.burst == 0 {
+            return Err(invalid("server.rate_limit.burst", "must be at least 1"));
+        }
     }
     if config.server.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
         return Err(invalid("server.admin_token", "is shorter than 16 characters: use a long random token"));

@@ -4,13 +4,14 @@
 //! refusal is a JSON body `{"error": code, "message": text}` with a precise
 //! status, and stores nothing.
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
     body::{Body, to_bytes},
-    extract::State,
+    extract::{ConnectInfo, State},
     http::{HeaderMap, StatusCode, header},
+    middleware::from_fn_with_state,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -22,11 +23,9 @@ use crate::{
     committer::Committer,
     journal::{Appended, NewEvent, Status},
     mapping::{MappingError, Mappings},
+    metrics::{self, Metrics, Refused},
+    ratelimit::{self, RateLimiter},
 };
-
-/// How long a sender may take to send a body: a stalled client must not
-/// hold a connection (or a shutdown) forever.
-const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -47,24 +46,43 @@ pub struct Intake {
     pub duplicate_window_ms: i64,
     /// `server.auth`: who may send events; `None` lets anyone.
     pub auth: Option<Arc<Authenticator>>,
+    /// `server.request_timeout_secs`: how long a body may take to arrive.
+    pub request_timeout: Duration,
+    /// `server.rate_limit`, applied to every route but `/health` and
+    /// `/metrics`.
+    pub rate_limiter: Option<Arc<RateLimiter>>,
+    /// Where refusals are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The longest delivery id kept (Standard Webhooks ids are about 30).
 const MAX_DELIVERY_ID_CHARS: usize = 256;
 
-/// The intake routes.
-/// The intake routes, with the admin routes under `/admin` when `admin`
-/// is given (that is, when `server.admin_token` is set).
+/// Every route: intake, `/health`, `/metrics`, and the admin routes under
+/// `/admin` when `admin` is given (that is, when `server.admin_token` is
+/// set). The rate limit, when set, guards intake and admin; every refusal
+/// is counted.
 pub fn router(intake: Intake, admin: Option<crate::admin::Admin>) -> Router {
-    let router = Router::new()
+    let metrics = intake.metrics.clone();
+    let limiter = intake.rate_limiter.clone();
+    let mut guarded = Router::new()
         .route("/receive-event", post(receive_event).fallback(|m, u| method_not_allowed("POST", m, u)))
-        .route("/health", get(health).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)))
-        .fallback(not_found)
         .with_state(intake);
-    match admin {
-        Some(admin) => router.nest("/admin", crate::admin::routes(admin)),
-        None => router,
+    if let Some(admin) = admin {
+        guarded = guarded.nest("/admin", crate::admin::routes(admin));
     }
+    if let Some(limiter) = limiter {
+        guarded = guarded.layer(from_fn_with_state(limiter, ratelimit::enforce));
+    }
+    Router::new()
+        .route("/health", get(health).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)))
+        .route(
+            "/metrics",
+            get(metrics::serve).with_state(metrics.clone()).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)),
+        )
+        .merge(guarded)
+        .fallback(not_found)
+        .layer(from_fn_with_state(metrics, metrics::count))
 }
 
 /// A refusal: status, machine-readable code, and a sentence for people.
@@ -85,10 +103,11 @@ impl Refusal {
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let body = Json(json!({ "error": self.code, "message": self.message }));
+        let refused = axum::Extension(Refused(self.code));
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            return (self.status, [(header::RETRY_AFTER, "5")], body).into_response();
+            return (self.status, [(header::RETRY_AFTER, "5")], refused, body).into_response();
         }
-        (self.status, body).into_response()
+        (self.status, refused, body).into_response()
     }
 }
 
@@ -113,15 +132,21 @@ async fn method_not_allowed(allow: &'static str, method: axum::http::Method, uri
     ([(header::ALLOW, allow)], refusal).into_response()
 }
 
-async fn receive_event(State(intake): State<Intake>, headers: HeaderMap, body: Body) -> Result<Response, Refusal> {
+async fn receive_event(
+    State(intake): State<Intake>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Refusal> {
     let received_at = clock::now_rfc3339();
     check_content_type(&headers)?;
-    let bytes = read_body(&headers, body, intake.max_body_bytes).await?;
+    let bytes = read_body(&headers, body, intake.max_body_bytes, intake.request_timeout).await?;
     if let Some(auth) = &intake.auth
         && let Err(rejection) = auth.check(&headers, &bytes, chrono::Utc::now().timestamp())
     {
         // Never the body: an unauthenticated request is not trusted enough to log.
-        tracing::warn!(reason = rejection.code(), "refused a request that is not authenticated");
+        // The address lets a log watcher (fail2ban, say) block a prober.
+        tracing::warn!(%peer, reason = rejection.code(), "refused a request that is not authenticated");
         return Err(Refusal::new(StatusCode::UNAUTHORIZED, rejection.code(), rejection.to_string()));
     }
     check_shape(&bytes, intake.max_json_depth, intake.max_json_members)?;
@@ -229,7 +254,12 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
     ))
 }
 
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<axum::body::Bytes, Refusal> {
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<axum::body::Bytes, Refusal> {
     let too_large = || {
         Refusal::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -242,11 +272,11 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<axum
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let read = tokio::time::timeout(BODY_READ_TIMEOUT, to_bytes(body, limit)).await.map_err(|_| {
+    let read = tokio::time::timeout(timeout, to_bytes(body, limit)).await.map_err(|_| {
         Refusal::new(
             StatusCode::REQUEST_TIMEOUT,
             "body_timeout",
-            format!("the body did not arrive within {} seconds", BODY_READ_TIMEOUT.as_secs()),
+            format!("the body did not arrive within {} seconds (server.request_timeout_secs)", timeout.as_secs()),
         )
     })?;
     read.map_err(|e| {

@@ -7,7 +7,10 @@
 //! ## Map of the code
 //! - `main.rs` (the binary): the command line and startup order. Nothing else.
 //! - [`config`]: his-config.json, read and checked once.
+//! - [`server`]: the accept loop: TLS, connection cap, header deadline.
 //! - [`intake`]: the HTTP routes; refuses bad requests, journals good ones.
+//!   [`ratelimit`]: `server.rate_limit`, per client address;
+//!   [`metrics`]: counters and `GET /metrics`.
 //! - [`journal`]: the journal's schema and statements.
 //! - [`committer`]: the one thread that writes the journal (group commit).
 //! - [`worker`]: the sync worker thread: journal → mapping → plugin → HIS.
@@ -29,8 +32,11 @@ pub mod config;
 pub mod intake;
 pub mod journal;
 pub mod mapping;
+pub mod metrics;
 pub mod operations;
 pub mod plugins;
+pub mod ratelimit;
 pub mod retry;
+pub mod server;
 pub mod wakeup;
 pub mod worker;

@@ -8,10 +8,14 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use buktor_middleware::{
-    admin, auth, clock, config, intake, journal, mapping, operations, plugins, retry,
+    admin, auth, clock,
     committer::Committer,
+    config,
     config::LoadedConfig,
+    intake, journal, mapping,
     mapping::Mappings,
+    metrics, operations, plugins, ratelimit, retry,
+    server::{self, ConnectionLimits, Server},
     wakeup::Wakeup,
     worker::{Opened, Worker},
 };
@@ -125,6 +129,7 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let loaded = config::load(&file)?;
     let LoadedConfig { config, .. } = &loaded;
     warn_if_secrets_are_readable(&loaded);
+    let tls = config.server.tls.as_ref().map(|tls| server::load_tls(tls, &loaded.dir)).transpose()?;
     let mappings = Arc::new(Mappings::new(&config.mapping));
     if config.mapping.is_empty() {
         tracing::warn!("{} maps no event types: every event will be kept as unmapped", loaded.file.display());
@@ -189,6 +194,13 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         delivery_id_field: config.server.delivery_id_field.clone(),
         duplicate_window_ms: i64::from(config.server.duplicate_window_days) * 24 * 3600 * 1000,
         auth: config.server.auth.as_ref().map(|auth| Arc::new(auth::Authenticator::new(auth))),
+        request_timeout: Duration::from_secs(config.server.request_timeout_secs),
+        rate_limiter: config.server.rate_limit.as_ref().map(|limit| Arc::new(ratelimit::RateLimiter::new(limit))),
+        metrics: Arc::new(metrics::Metrics::default()),
+    };
+    let limits = ConnectionLimits {
+        request_timeout: Duration::from_secs(config.server.request_timeout_secs),
+        max_connections: config.server.max_connections,
     };
     if config.server.auth.is_none() {
         tracing::warn!(
@@ -201,24 +213,23 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let listen = config.server.listen;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let served = runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen} (server.listen): is another program using that port?"))?;
-        let address = listener.local_addr()?;
+        let server = Server::bind(listen, tls, limits).await?;
+        let address = server.local_addr()?;
         tracing::info!(
-            "listening on http://{address}/receive-event (database: {database_type}, plugin: {plugin_line}, journal: {})",
+            "listening on {}://{address}/receive-event (database: {database_type}, plugin: {plugin_line}, journal: {})",
+            server.scheme(),
             journal_path.display()
         );
         let first_signal = Arc::new(tokio::sync::Notify::new());
         let notify = first_signal.clone();
-        let serve = axum::serve(listener, intake::router(intake, admin)).with_graceful_shutdown(async move {
+        let serve = server.serve(intake::router(intake, admin), async move {
             shutdown_signal().await;
             notify.notify_one();
         });
         // In-flight requests get a bounded time to finish; a second signal
         // stops at once. Every accepted event is already on disk.
         tokio::select! {
-            served = serve => served?,
+            () = serve => {},
             () = async {
                 first_signal.notified().await;
                 tokio::select! {

@@ -43,6 +43,19 @@ pub fn request(
 ) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(address)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    exchange(&mut stream, address, method, path, headers, body)
+}
+
+/// Sends one request (`Connection: close`) over `stream`, which may be a
+/// TLS stream, and reads the whole response.
+pub fn exchange(
+    stream: &mut (impl Read + Write),
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));

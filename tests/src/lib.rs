@@ -192,7 +192,7 @@ pub struct Middleware {
 
 impl Middleware {
     /// Starts the binary with `--config config` and waits for its startup
-    /// line (`listening on http://ADDRESS/...`).
+    /// line (`listening on http[s]://ADDRESS/...`).
     pub fn start(config: &Path) -> Result<Self, StartError> {
         Self::start_with_env(config, &[])
     }
@@ -217,9 +217,10 @@ impl Middleware {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let address = line
-                    .split("listening on http://")
+                    .split("listening on ")
                     .nth(1)
-                    .map(|rest| rest.split('/').next().unwrap_or_default().to_string());
+                    .and_then(|rest| rest.split_once("://"))
+                    .map(|(_, rest)| rest.split('/').next().unwrap_or_default().to_string());
                 // Store the line before announcing the address, so that
                 // logs() always holds the startup line.
                 sink.lock().unwrap().push(line);
