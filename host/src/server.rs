@@ -7,9 +7,15 @@
 //! connection forever), a cap on open connections, and TLS itself. So the
 //! loop is ours, on hyper-util, and small:
 //!
-//! accept → (cap) → task: [TLS handshake within the deadline] → HTTP/1.1 or
-//! HTTP/2 with a header deadline → the router, which sees the peer address
-//! as `ConnectInfo<SocketAddr>`.
+//! accept → (cap) → task: [TLS handshake within the deadline] → HTTP/1.1
+//! with a header deadline → the router, which sees the peer address as
+//! `ConnectInfo<SocketAddr>`.
+//!
+//! HTTP/1.1 only: webhooks are one request at a time, nginx speaks
+//! HTTP/1.1 to its upstreams, and HTTP/2's extra machinery (streams,
+//! flow control, its own idle rules) would be surface for nothing. The
+//! header deadline also runs from the moment a connection opens and while
+//! a kept-alive one is idle, so a silent client is cut off too.
 
 use std::{
     future::Future,
@@ -20,9 +26,10 @@ use std::{
 };
 
 use axum::{Router, extract::ConnectInfo};
+use hyper::server::conn::http1;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto::Builder, graceful::GracefulShutdown},
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
 use tokio::{
@@ -107,7 +114,7 @@ pub fn load_tls(tls: &TlsConfig, config_dir: &Path) -> Result<TlsAcceptor, Liste
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| key_error(format!("does not go with the certificate, or is not usable: {e}")))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -196,9 +203,8 @@ async fn serve_connection(
         request.extensions_mut().insert(ConnectInfo(peer));
         request.map(axum::body::Body::new)
     }));
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(request_timeout);
-    builder.http2().timer(TokioTimer::new());
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(request_timeout);
     let served = match tls {
         None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
         Some(acceptor) => match tokio::time::timeout(request_timeout, acceptor.accept(stream)).await {
