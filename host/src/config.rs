@@ -324,16 +324,22 @@ pub fn parse(text: &str) -> Result<Config, (Option<String>, String)> {
 /// [`parse`], with `env` standing in for the environment.
 fn parse_with(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, (Option<String>, String)> {
     let mut value: serde_json::Value = serde_json::from_str(text).map_err(|e| (None, e.to_string()))?;
-    substitute_environment(&mut value, "", env).map_err(|(path, message)| (Some(path), message))?;
+    substitute_environment(&mut value, "", env).map_err(|(path, message)| (Some(escape_controls(&path)), message))?;
     let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = match e.path().to_string() {
             p if p == "." => "(top level)".to_string(),
-            p => p,
+            p => escape_controls(&p),
         };
         (Some(path), e.inner().to_string())
     })?;
-    validate(&config).map_err(|(path, message)| (Some(path), message))?;
+    validate(&config).map_err(|(path, message)| (Some(escape_controls(&path)), message))?;
     Ok(config)
+}
+
+/// A JSON path holds names from the file; a control character in one must
+/// not split the one-line error or reach the terminal raw.
+fn escape_controls(path: &str) -> String {
+    path.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// Collects the paths of non-empty strings under a key that names a secret

@@ -143,7 +143,7 @@ impl EventMapping {
     /// `received_at` and `updated_at`, which default to `received_at`
     /// (the time the middleware received the event).
     pub fn row(&self, payload: &str, received_at: &str) -> Result<Vec<Value>, MappingError> {
-        let fields: HashMap<&str, &RawValue> = serde_json::from_str(payload).map_err(MappingError::BadPayload)?;
+        let fields: HashMap<MemberName, &RawValue> = serde_json::from_str(payload).map_err(MappingError::BadPayload)?;
         Ok(self
             .fields
             .iter()
@@ -153,6 +153,18 @@ impl EventMapping {
                 None => Value::null(),
             })
             .collect())
+    }
+}
+
+/// An event member's name: borrowed from the payload, unless it is written
+/// with an escape (`"caf\u00e9"`, `"a\/b"`: Python and PHP write such names),
+/// which must be decoded into a string of its own.
+#[derive(Debug, PartialEq, Eq, Hash, serde::Deserialize)]
+struct MemberName<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
+
+impl std::borrow::Borrow<str> for MemberName<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 
@@ -283,6 +295,19 @@ mod tests {
             row.iter().map(Value::get).collect::<Vec<_>>(),
             [ValueRef::Int(789), ValueRef::Null, ValueRef::Null, ValueRef::Null]
         );
+    }
+
+    #[test]
+    fn member_names_written_with_escapes_are_found() {
+        let appointment = seed_mappings().get("appointment").map(|m| {
+            m.row(
+                r#"{"caf\u00e9": 1, "a\/b": 2, "appointment_\u0069d": 123, "status": "confirmed"}"#,
+                "2026-01-02T03:04:05.678Z",
+            )
+        });
+        let row = appointment.unwrap().unwrap();
+        assert_eq!(row[0].get(), ValueRef::Int(123));
+        assert_eq!(row[1].get(), ValueRef::Text("confirmed"));
     }
 
     #[test]
