@@ -156,26 +156,14 @@ impl His<'_> {
             His::Sqlite(path) => path,
             His::Mysql(db) => return db.rows(sql),
         };
-        use rusqlite::types::ValueRef;
         let his = rusqlite::Connection::open(path).unwrap();
-        let mut statement = his.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-        let columns = statement.column_count();
-        statement
-            .query_map([], |row| {
-                (0..columns)
-                    .map(|i| {
-                        Ok(match row.get_ref(i)? {
-                            ValueRef::Null => None,
-                            ValueRef::Integer(n) => Some(n.to_string()),
-                            ValueRef::Text(bytes) => Some(String::from_utf8(bytes.to_vec()).expect("UTF-8 text")),
-                            other => panic!("{sql}: column {i} is {other:?}, not text or an integer"),
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
+        let cell = |value: Value| match value {
+            Value::Null => None,
+            Value::Number(n) if n.is_i64() => Some(n.to_string()),
+            Value::String(text) => Some(text),
+            other => panic!("{sql}: {other} is not text or an integer"),
+        };
+        query(&his, sql).into_iter().map(|row| row.into_iter().map(cell).collect()).collect()
     }
 
     /// Every table, column and index, with its definition: two snapshots
