@@ -2,14 +2,20 @@
 //! same operations as the `events` and `replay` commands.
 //!
 //! They exist only when `server.admin_token` is set, and every request must
-//! carry `Authorization: Bearer <token>`, compared in constant time.
+//! carry `Authorization: Bearer <token>`, compared in constant time. The
+//! token is checked by a layer, before anything reads the query or body,
+//! so that a stranger learns nothing but 401.
 
 use std::{path::PathBuf, sync::Arc};
 
 use axum::{
     Json, Router,
-    extract::{Query, State},
-    http::{HeaderMap, StatusCode, header},
+    extract::{
+        Query, Request, State,
+        rejection::{JsonRejection, QueryRejection},
+    },
+    http::{StatusCode, header},
+    middleware::{Next, from_fn_with_state},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -19,7 +25,7 @@ use serde_json::json;
 use crate::{
     auth::constant_time_eq,
     clock,
-    intake::Refusal,
+    intake::{Refusal, method_not_allowed},
     journal,
     mapping::Mappings,
     operations::{self, Filter, Selection},
@@ -41,24 +47,35 @@ pub struct Admin {
 
 /// The admin routes, to be nested under `/admin`.
 pub fn routes(admin: Admin) -> Router {
-    Router::new().route("/events", get(events)).route("/replay", post(replay)).with_state(admin)
+    Router::new()
+        .route("/events", get(events).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)))
+        .route("/replay", post(replay).fallback(|m, u| method_not_allowed("POST", m, u)))
+        .route_layer(from_fn_with_state(admin.clone(), authorize))
+        .with_state(admin)
 }
 
-fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Refusal> {
-    let presented = headers
+async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if constant_time_eq(presented.as_bytes(), admin.token.as_bytes()) {
-        Ok(())
-    } else {
-        Err(Refusal::new(
+    if !constant_time_eq(presented.as_bytes(), admin.token.as_bytes()) {
+        return Refusal::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "the admin routes need Authorization: Bearer <server.admin_token>",
-        ))
+        )
+        .into_response();
     }
+    next.run(request).await
+}
+
+/// A query string or JSON body that does not fit, as a JSON refusal with
+/// axum's status and message.
+fn bad_request(status: StatusCode, message: String) -> Refusal {
+    Refusal::new(status, "bad_request", message)
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,10 +104,9 @@ fn journal_error(e: impl std::fmt::Display) -> Refusal {
 
 async fn events(
     State(admin): State<Admin>,
-    headers: HeaderMap,
-    Query(query): Query<EventsQuery>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response, Refusal> {
-    authorize(&admin, &headers)?;
+    let Query(query) = query.map_err(|r| bad_request(r.status(), r.body_text()))?;
     let filter = Filter {
         status: status(query.status.as_deref().unwrap_or("failed"))?,
         event_type: query.event_type,
@@ -118,10 +134,9 @@ struct ReplayRequest {
 
 async fn replay(
     State(admin): State<Admin>,
-    headers: HeaderMap,
-    Json(request): Json<ReplayRequest>,
+    request: Result<Json<ReplayRequest>, JsonRejection>,
 ) -> Result<Response, Refusal> {
-    authorize(&admin, &headers)?;
+    let Json(request) = request.map_err(|r| bad_request(r.status(), r.body_text()))?;
     let selection = match (request.id, request.status) {
         (Some(id), _) => Selection::Id(id),
         (None, Some(text)) => Selection::Matching(Filter {

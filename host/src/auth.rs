@@ -124,8 +124,13 @@ impl Authenticator {
         if self.secrets.is_empty() {
             return Err(Rejection::Missing);
         }
-        let sent_at: i64 = timestamp.trim().parse().map_err(|_| Rejection::Malformed)?;
-        if (now_secs - sent_at).abs() > self.tolerance_secs {
+        // Unix seconds in their one canonical form (no sign, no padding):
+        // what is signed is this text.
+        let sent_at: i64 = timestamp.parse().map_err(|_| Rejection::Malformed)?;
+        if sent_at < 0 || sent_at.to_string() != timestamp {
+            return Err(Rejection::Malformed);
+        }
+        if now_secs.abs_diff(sent_at) > self.tolerance_secs.unsigned_abs() {
             return Err(Rejection::Expired);
         }
         let presented: Vec<Vec<u8>> = signatures
@@ -204,6 +209,16 @@ mod tests {
         assert_eq!(auth.check(&signed("v1,not-base64!", TIMESTAMP), BODY, now), Err(Rejection::Malformed));
         assert_eq!(auth.check(&signed("v2,abc", TIMESTAMP), BODY, now), Err(Rejection::Malformed));
         assert_eq!(auth.check(&signed(SIGNATURE, TIMESTAMP), b"{\"test\": 1}", now), Err(Rejection::BadSignature));
+        // Timestamps only in their canonical form; the extremes of i64 do
+        // not overflow the tolerance check (the intake fuzz run found that).
+        for timestamp in
+            [format!("+{TIMESTAMP}"), format!("0{TIMESTAMP}"), format!("{TIMESTAMP} "), i64::MIN.to_string()]
+        {
+            let mut headers = signed(SIGNATURE, TIMESTAMP);
+            headers.insert("webhook-timestamp", HeaderValue::from_str(&timestamp).unwrap());
+            assert_eq!(auth.check(&headers, BODY, now), Err(Rejection::Malformed), "{timestamp:?}");
+        }
+        assert_eq!(auth.check(&signed(SIGNATURE, i64::MAX), BODY, i64::MIN), Err(Rejection::Expired));
     }
 
     #[test]

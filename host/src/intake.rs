@@ -123,7 +123,8 @@ async fn not_found(uri: axum::http::Uri) -> Refusal {
     )
 }
 
-async fn method_not_allowed(allow: &'static str, method: axum::http::Method, uri: axum::http::Uri) -> Response {
+/// 405 with `Allow`, for a route's other methods.
+pub async fn method_not_allowed(allow: &'static str, method: axum::http::Method, uri: axum::http::Uri) -> Response {
     let refusal = Refusal::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",

@@ -135,10 +135,17 @@ fn the_admin_routes_are_off_without_a_token_and_guarded_with_one() {
         .unwrap();
     let middleware = setup.start();
     let bearer = format!("Bearer {token}");
+    // The token is checked first: a stranger learns nothing of the routes'
+    // parameters or methods.
     for headers in [vec![], vec![("Authorization", "Bearer wrong-token-0123456")]] {
-        let response = middleware.request("GET", "/admin/events", &headers, b"");
-        assert_eq!((response.status, response.json()["error"].clone()), (401, json!("unauthorized")));
+        for (method, path) in [("GET", "/admin/events"), ("GET", "/admin/events?limit=-1"), ("PUT", "/admin/replay")] {
+            let response = middleware.request(method, path, &headers, b"");
+            assert_eq!((response.status, response.json()["error"].clone()), (401, json!("unauthorized")), "{path}");
+        }
     }
+    // With it, a bad parameter is a JSON refusal too.
+    let response = middleware.request("GET", "/admin/events?limit=-1", &[("Authorization", &bearer)], b"");
+    assert_eq!((response.status, response.json()["error"].clone()), (400, json!("bad_request")), "{}", response.body);
 
     // HIS_created_at is missing from the table: the event fails.
     let id = middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 1, "status": "a"}"#).json()["id"]
