@@ -51,12 +51,12 @@ use crate::config::TlsConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
     /// The address is taken or not ours.
-    #[error("cannot listen on {address} (server.listen): {source}; is another program using that port?")]
+    #[error("cannot listen on {address} (server.listen): {}", bind_hint(.error))]
     Bind {
         /// `server.listen`.
         address: SocketAddr,
-        /// Why.
-        source: std::io::Error,
+        /// Why (not a `source`: the message already says it).
+        error: std::io::Error,
     },
     /// A certificate or key file could not be used.
     #[error("{setting} {}: {message}", .file.display())]
@@ -118,6 +118,17 @@ pub fn load_tls(tls: &TlsConfig, config_dir: &Path) -> Result<TlsAcceptor, Liste
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// What to do about a failed bind, with the system's own words.
+fn bind_hint(error: &std::io::Error) -> String {
+    let hint = match error.kind() {
+        std::io::ErrorKind::AddrInUse => "is another program using that port?",
+        std::io::ErrorKind::PermissionDenied => "ports below 1024 need root or CAP_NET_BIND_SERVICE; use 1024 or above",
+        std::io::ErrorKind::AddrNotAvailable => "this server has no such address; use 127.0.0.1 or one of its own",
+        _ => "check the address and port",
+    };
+    format!("{hint} ({error})")
+}
+
 fn pem_message(error: rustls::pki_types::pem::Error) -> String {
     match error {
         rustls::pki_types::pem::Error::Io(e) => format!("cannot be read: {e}"),
@@ -137,7 +148,7 @@ impl Server {
         tls: Option<TlsAcceptor>,
         limits: ConnectionLimits,
     ) -> Result<Self, ListenError> {
-        let listener = TcpListener::bind(address).await.map_err(|source| ListenError::Bind { address, source })?;
+        let listener = TcpListener::bind(address).await.map_err(|error| ListenError::Bind { address, error })?;
         Ok(Self { listener, tls, limits })
     }
 
