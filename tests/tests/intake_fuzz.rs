@@ -267,10 +267,11 @@ fn hostile_requests_are_refused_harmlessly_and_nothing_refused_is_journaled() {
     assert!(problems.is_empty(), "intake fuzz (seed {seed:#x}) failed:\n\n{}", problems.join("\n\n"));
 }
 
-/// Written straight to stderr: visible with `--nocapture`, and in the
-/// output cargo shows for a failing test.
+/// Written to the process's stderr itself, past cargo's output capture, so
+/// that the counts show in every run (CI's log included), passing or not.
 fn say(text: &str) {
-    eprintln!("{text}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
 fn env_number(name: &str) -> Option<u64> {
