@@ -15,6 +15,8 @@
 //! - [`committer`]: the one thread that writes the journal (group commit).
 //! - [`worker`]: the sync worker thread: journal → mapping → plugin → HIS.
 //! - [`mapping`]: event → table, columns, key and typed values.
+//! - [`check`]: `check`, the config and mappings against the live HIS;
+//!   [`status`]: `status`, the journal at a glance.
 //! - [`operations`]: the operator's `events`, `replay` and `prune`;
 //!   [`admin`]: the same over HTTP, behind `server.admin_token`.
 //! - [`plugins`]: finding and loading plugin libraries (abi_stable).
@@ -26,6 +28,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod check;
 pub mod clock;
 pub mod committer;
 pub mod config;
@@ -38,5 +41,6 @@ pub mod plugins;
 pub mod ratelimit;
 pub mod retry;
 pub mod server;
+pub mod status;
 pub mod wakeup;
 pub mod worker;

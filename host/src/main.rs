@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use buktor_middleware::{
-    admin, auth, clock,
+    admin, auth, check, clock,
     committer::Committer,
     config,
     config::LoadedConfig,
@@ -37,6 +37,21 @@ struct Cli {
 enum Command {
     /// Receive events and write them to the HIS (what runs with no command).
     Run,
+    /// Check his-config.json, the plugin, the HIS login and every mapping
+    /// against the HIS schema; one line per finding, with its fix. Exits
+    /// non-zero when any finding is an error.
+    Check {
+        /// A JSON report instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The journal at a glance: events by status and type, the oldest
+    /// pending, the last delivery and error, the journal's size.
+    Status {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show an HIS table as the database plugin sees it: its columns, their
     /// types, and its keys (JSON on standard output).
     Describe {
@@ -93,6 +108,8 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(cli.config),
+        Command::Check { json } => run_check(cli.config, json),
+        Command::Status { json } => status(cli.config, json),
         Command::Describe { table } => describe(cli.config, &table),
         Command::Events { status, event_type, since, limit, json } => {
             events(cli.config, &status, event_type, since, limit, json)
@@ -324,6 +341,31 @@ fn describe(config_path: Option<PathBuf>, table: &str) -> anyhow::Result<()> {
         "unique_keys": description.unique_keys.iter().map(|k| strings(k)).collect::<Vec<_>>(),
     });
     println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
+}
+
+/// `check`: prints the report; an error when any finding is one.
+fn run_check(config_path: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+    let report = check::check(&config::locate(config_path.as_deref())?);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    let errors = report.findings.iter().filter(|f| f.severity == check::Severity::Error).count();
+    anyhow::ensure!(errors == 0, "check found {errors} error(s)");
+    Ok(())
+}
+
+/// `status`: the journal at a glance.
+fn status(config_path: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+    let (loaded, connection) = operator_journal(config_path)?;
+    let status = buktor_middleware::status::gather(&connection, &loaded.journal_path(), clock::now_ms())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{status}");
+    }
     Ok(())
 }
 
