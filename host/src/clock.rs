@@ -9,3 +9,10 @@ pub fn now_rfc3339() -> String {
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
+
+/// Seconds from `rfc3339` (as stored) to `now_ms`; never negative (a clock
+/// set back), `None` if it does not parse.
+pub fn age_secs(rfc3339: &str, now_ms: i64) -> Option<f64> {
+    let at = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?;
+    Some((now_ms.saturating_sub(at.timestamp_millis()) as f64 / 1000.0).max(0.0))
+}

@@ -6,13 +6,15 @@
 //! concurrent events costs a handful of fsyncs, not N, and every answer
 //! still comes after its event is on disk.
 
-use std::{sync::Arc, thread::JoinHandle};
+use std::{sync::Arc, thread::JoinHandle, time::Instant};
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
+    health::Health,
     journal::{self, Appended, NewEvent, Settlement, Status},
+    metrics::Metrics,
     wakeup::Wakeup,
 };
 
@@ -41,6 +43,15 @@ pub struct Housekeeping {
     pub delivery_ids_before_ms: i64,
 }
 
+/// Who hears how each round went: its time, and whether it committed.
+#[derive(Clone, Default)]
+pub struct Observers {
+    /// Commit latency.
+    pub metrics: Option<Arc<Metrics>>,
+    /// Whether the journal takes writes, for `/ready`.
+    pub health: Option<Arc<Health>>,
+}
+
 /// A handle for sending writes to the committer thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Committer {
@@ -49,15 +60,20 @@ pub struct Committer {
 
 impl Committer {
     /// Starts the committer thread on `connection`. It rings `wakeup` after
-    /// each round that stored new events. The thread ends when every handle
-    /// is dropped, after finishing what was queued.
-    pub fn start(connection: Connection, wakeup: Arc<Wakeup>) -> std::io::Result<(Self, JoinHandle<()>)> {
+    /// each round that stored new events, and reports each round to
+    /// `observers`. The thread ends when every handle is dropped, after
+    /// finishing what was queued.
+    pub fn start(
+        connection: Connection,
+        wakeup: Arc<Wakeup>,
+        observers: Observers,
+    ) -> std::io::Result<(Self, JoinHandle<()>)> {
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new().name("journal-committer".into()).spawn(move || {
             let wal = connection
                 .pragma_query_value(None, "journal_mode", |row| row.get::<_, String>(0))
                 .is_ok_and(|mode| mode.eq_ignore_ascii_case("wal"));
-            run(connection, receiver, &wakeup, wal)
+            run(connection, receiver, &wakeup, &observers, wal)
         })?;
         Ok((Self { sender }, thread))
     }
@@ -103,7 +119,13 @@ fn stopped() -> Unavailable {
     Unavailable("the journal is shutting down".into())
 }
 
-fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>, wakeup: &Wakeup, wal: bool) {
+fn run(
+    mut connection: Connection,
+    mut receiver: mpsc::Receiver<Command>,
+    wakeup: &Wakeup,
+    observers: &Observers,
+    wal: bool,
+) {
     let mut round = Vec::with_capacity(MAX_ROUND);
     while let Some(first) = receiver.blocking_recv() {
         round.push(first);
@@ -114,7 +136,17 @@ fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>, wakeup
             }
         }
         let appended = round.iter().any(|c| matches!(c, Command::Append(..)));
+        let started = Instant::now();
         let outcome = commit_round(&mut connection, &round, wal);
+        if let Some(metrics) = &observers.metrics {
+            metrics.journal_commit(started.elapsed());
+        }
+        if let Some(health) = &observers.health {
+            match &outcome {
+                Ok(_) => health.journal_committed(),
+                Err(error) => health.journal_failed(&error.to_string()),
+            }
+        }
         let count = round.len();
         match outcome {
             Ok(outcomes) => {

@@ -4,7 +4,7 @@
 //! refusal is a JSON body `{"error": code, "message": text}` with a precise
 //! status, and stores nothing.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
@@ -21,9 +21,10 @@ use crate::{
     auth::Authenticator,
     clock,
     committer::Committer,
+    health::{self, Health},
     journal::{Appended, NewEvent, Status},
     mapping::{MappingError, Mappings},
-    metrics::{self, Metrics, Refused},
+    metrics::{self, Metrics, Received, Refused, Scrape},
     ratelimit::{self, RateLimiter},
 };
 
@@ -51,19 +52,25 @@ pub struct Intake {
     /// `server.rate_limit`, applied to every route but `/health` and
     /// `/metrics`.
     pub rate_limiter: Option<Arc<RateLimiter>>,
-    /// Where refusals are counted.
+    /// Where events and refusals are counted.
     pub metrics: Arc<Metrics>,
+    /// What `/ready` reports.
+    pub health: Arc<Health>,
+    /// The journal, read by `/metrics` for its gauges.
+    pub journal_path: PathBuf,
 }
 
 /// The longest delivery id kept (Standard Webhooks ids are about 30).
 const MAX_DELIVERY_ID_CHARS: usize = 256;
 
-/// Every route: intake, `/health`, `/metrics`, and the admin routes under
+/// Every route: intake, `/health`, `/ready`, `/metrics`, and the admin routes under
 /// `/admin` when `admin` is given (that is, when `server.admin_token` is
 /// set). The rate limit, when set, guards intake and admin; every refusal
 /// is counted.
 pub fn router(intake: Intake, admin: Option<crate::admin::Admin>) -> Router {
     let metrics = intake.metrics.clone();
+    let scrape = Scrape { metrics: metrics.clone(), journal_path: intake.journal_path.clone() };
+    let readiness = intake.health.clone();
     let limiter = intake.rate_limiter.clone();
     let mut guarded = Router::new()
         .route("/receive-event", post(receive_event).fallback(|m, u| method_not_allowed("POST", m, u)))
@@ -77,8 +84,12 @@ pub fn router(intake: Intake, admin: Option<crate::admin::Admin>) -> Router {
     Router::new()
         .route("/health", get(health).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)))
         .route(
+            "/ready",
+            get(health::ready).with_state(readiness).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)),
+        )
+        .route(
             "/metrics",
-            get(metrics::serve).with_state(metrics.clone()).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)),
+            get(metrics::serve).with_state(scrape).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)),
         )
         .merge(guarded)
         .fallback(not_found)
@@ -189,10 +200,13 @@ async fn receive_event(
     let id = match appended {
         Appended::New(id) => id,
         Appended::Duplicate(id) => {
+            intake.metrics.received(&event_type, Received::Duplicate);
             tracing::info!(event_id = id, event_type = %event_type, "duplicate delivery: already journaled, not stored again");
             return Ok((StatusCode::OK, Json(json!({ "id": id, "status": "duplicate" }))).into_response());
         }
     };
+    let outcome = if status == Status::Unmapped { Received::Unmapped } else { Received::Accepted };
+    intake.metrics.received(&event_type, outcome);
     Ok(match status {
         Status::Unmapped => {
             let warning = format!(

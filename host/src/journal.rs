@@ -327,6 +327,17 @@ pub fn prune_delivery_ids(transaction: &Transaction<'_>, before_ms: i64) -> rusq
     transaction.prepare_cached("DELETE FROM deliveries WHERE received_ms < ?1")?.execute([before_ms])
 }
 
+/// How many events are pending, and when the oldest of them arrived.
+pub fn pending_summary(connection: &Connection) -> rusqlite::Result<(i64, Option<String>)> {
+    connection
+        .prepare_cached(
+            "SELECT (SELECT COUNT(*) FROM events INDEXED BY events_pending WHERE status = 'pending'),
+                    (SELECT received_at FROM events INDEXED BY events_pending WHERE status = 'pending'
+                     ORDER BY id LIMIT 1)",
+        )?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+}
+
 /// How many events are pending.
 pub fn pending_count(connection: &Connection) -> rusqlite::Result<i64> {
     connection

@@ -10,7 +10,7 @@
 //! - [`server`]: the accept loop: TLS, connection cap, header deadline.
 //! - [`intake`]: the HTTP routes; refuses bad requests, journals good ones.
 //!   [`ratelimit`]: `server.rate_limit`, per client address;
-//!   [`metrics`]: counters and `GET /metrics`.
+//!   [`metrics`]: counters and `GET /metrics`; [`health`]: `GET /ready`.
 //! - [`journal`]: the journal's schema and statements.
 //! - [`committer`]: the one thread that writes the journal (group commit).
 //! - [`worker`]: the sync worker thread: journal → mapping → plugin → HIS.
@@ -32,6 +32,7 @@ pub mod check;
 pub mod clock;
 pub mod committer;
 pub mod config;
+pub mod health;
 pub mod intake;
 pub mod journal;
 pub mod mapping;

@@ -9,10 +9,10 @@ use clap::{Parser, Subcommand};
 
 use buktor_middleware::{
     admin, auth, check, clock,
-    committer::Committer,
+    committer::{self, Committer},
     config,
     config::LoadedConfig,
-    intake, journal, mapping,
+    health, intake, journal, mapping,
     mapping::Mappings,
     metrics, operations, plugins, ratelimit, retry,
     server::{self, ConnectionLimits, Server},
@@ -29,8 +29,19 @@ struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
 
+    /// `text` for people (the default), `json` (one object per line) for
+    /// log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "BUKTOR_LOG_FORMAT")]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,7 +116,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.log_format);
+    let config_path = cli.config.clone();
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(cli.config),
         Command::Check { json } => run_check(cli.config, json),
@@ -120,22 +132,29 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // A serde or database message may quote a value: never a secret.
+            let text = format!("{error:#}");
+            let text = match config::locate(config_path.as_deref()) {
+                Ok(file) => config::Secrets::of_file(&file).redact(&text),
+                Err(_) => text,
+            };
+            eprintln!("error: {text}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// Human-readable lines on stderr; `BUKTOR_LOG` sets the filter
-/// (`info` by default, e.g. `BUKTOR_LOG=debug`).
-fn init_logging() {
+/// Lines on stderr (systemd's journal takes them from there), readable or
+/// JSON; `BUKTOR_LOG` sets the filter (`info` by default, e.g.
+/// `BUKTOR_LOG=debug`).
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BUKTOR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+    }
 }
 
 /// Startup order: config, journal, plugin, writer, then listen. Anything
@@ -159,8 +178,11 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let writer_connection = journal::open(&journal_path)?;
     let reader = journal::open(&journal_path)?;
     let wakeup = Arc::new(Wakeup::default());
+    let metrics = Arc::new(metrics::Metrics::new(mappings.event_types().map(str::to_string)));
+    let health = Arc::new(health::Health::default());
+    let observers = committer::Observers { metrics: Some(metrics.clone()), health: Some(health.clone()) };
     let (committer, committer_thread) =
-        Committer::start(writer_connection, wakeup.clone()).context("cannot start the journal committer")?;
+        Committer::start(writer_connection, wakeup.clone(), observers).context("cannot start the journal committer")?;
 
     let database_type = loaded.database_type().to_string();
     let plugin = plugins::load(&database_type, loaded.plugins_dir().as_deref())?;
@@ -171,9 +193,14 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         plugin.version,
         plugin.abi_version
     );
+    metrics.set_build(metrics::BuildInfo {
+        database_type: database_type.clone(),
+        plugin_version: plugin.version.to_string(),
+        plugin_abi_version: plugin.abi_version.to_string(),
+    });
     let worker = Worker {
         plugin,
-        settings_json: serde_json::Value::Object(config.database.clone()).to_string(),
+        settings_json: loaded.database_settings_json(),
         config_dir: loaded.dir.clone(),
         mappings: mappings.clone(),
         reader,
@@ -183,6 +210,8 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         backoff: retry::Backoff::from_config(&config.sync),
         retention: Duration::from_secs(u64::from(config.journal.retention_days) * 24 * 3600),
         duplicate_window: Duration::from_secs(u64::from(config.server.duplicate_window_days) * 24 * 3600),
+        metrics: metrics.clone(),
+        health: health.clone(),
     };
     let (worker_thread, opened) =
         worker.start().map_err(|e| anyhow::anyhow!("cannot open the {database_type} HIS database: {e}"))?;
@@ -213,7 +242,9 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         auth: config.server.auth.as_ref().map(|auth| Arc::new(auth::Authenticator::new(auth))),
         request_timeout: Duration::from_secs(config.server.request_timeout_secs),
         rate_limiter: config.server.rate_limit.as_ref().map(|limit| Arc::new(ratelimit::RateLimiter::new(limit))),
-        metrics: Arc::new(metrics::Metrics::default()),
+        metrics,
+        health,
+        journal_path: journal_path.clone(),
     };
     let limits = ConnectionLimits {
         request_timeout: Duration::from_secs(config.server.request_timeout_secs),
@@ -318,7 +349,7 @@ fn describe(config_path: Option<PathBuf>, table: &str) -> anyhow::Result<()> {
     let loaded = config::load(&config::locate(config_path.as_deref())?)?;
     let database_type = loaded.database_type().to_string();
     let plugin = plugins::load(&database_type, loaded.plugins_dir().as_deref())?;
-    let settings = serde_json::Value::Object(loaded.config.database.clone()).to_string();
+    let settings = loaded.database_settings_json();
     let mut writer = plugin
         .open_writer(&settings, &loaded.dir)
         .map_err(|e| anyhow::anyhow!("cannot open the {database_type} HIS database: {e}"))?;
@@ -357,10 +388,13 @@ fn run_check(config_path: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `status`: the journal at a glance.
+/// `status`: the journal at a glance. It opens the journal read only:
+/// beside a running middleware, or not, it changes nothing.
 fn status(config_path: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
-    let (loaded, connection) = operator_journal(config_path)?;
-    let status = buktor_middleware::status::gather(&connection, &loaded.journal_path(), clock::now_ms())?;
+    let loaded = config::load(&config::locate(config_path.as_deref())?)?;
+    let path = loaded.journal_path();
+    let connection = buktor_middleware::status::open(&path)?;
+    let status = buktor_middleware::status::gather(&connection, &path, clock::now_ms())?;
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
@@ -415,10 +449,18 @@ fn events(
             (None, Some(key)) => key.clone(),
             (None, None) => String::new(),
         };
-        let error: String = row.last_error.as_deref().unwrap_or("").chars().take(120).collect();
+        // Journal text came from senders and databases: no control
+        // characters reach the terminal.
+        let printable = buktor_middleware::status::printable;
+        let error = printable(row.last_error.as_deref().unwrap_or(""), 120);
         println!(
             "{:>8}  {:<24}  {:<16}  {:<9}  {:>8}  {:<28}  {error}",
-            row.id, row.received_at, row.event_type, row.status, row.attempts, key
+            row.id,
+            row.received_at,
+            printable(&row.event_type, 32),
+            row.status,
+            row.attempts,
+            printable(&key, 64)
         );
     }
     println!("{} event(s)", rows.len());

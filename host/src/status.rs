@@ -1,22 +1,680 @@
 //! `buktor-middleware status`: what the journal says, read without the
 //! server running (or beside it).
+//!
+//! Everything is read in one read transaction, so the numbers agree with
+//! each other even while the middleware writes. The journal is opened read
+//! only ([`open`]): `status` never changes it, not even its schema.
+//!
+//! Cost: the counts by event type and the last delivery time need one pass
+//! over the `events` table (no index holds them); the oldest pending event,
+//! the retrying count and the last error come from the small partial
+//! indexes `events_pending`, `events_waiting` and `events_failed`.
 
-use std::path::Path;
+use std::{
+    collections::HashMap,
+    fmt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use rusqlite::Connection;
+use indexmap::IndexMap;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use serde::Serialize;
 
-/// The journal's state, as `status` prints it.
-#[derive(Debug, serde::Serialize)]
-pub struct JournalStatus {}
+use crate::journal::{JournalError, SCHEMA_VERSION, Status};
 
-/// Reads the journal at `path` through `connection`.
-pub fn gather(connection: &Connection, path: &Path, now_ms: i64) -> rusqlite::Result<JournalStatus> {
-    let _ = (connection, path, now_ms);
-    Ok(JournalStatus {})
+/// Why the journal could not be opened for `status`.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// There is no journal file yet.
+    #[error("no journal at {0}: the middleware has not run with this config yet")]
+    Missing(String),
+    /// The file is older than this build, or not a journal at all.
+    #[error(
+        "the journal {path} has schema version {found}, older than this buktor-middleware's {SCHEMA_VERSION}: start the middleware once (it brings the journal up to date), then run status again"
+    )]
+    OlderSchema {
+        /// The journal file.
+        path: String,
+        /// Its schema version.
+        found: usize,
+    },
+    /// It could not be opened or read, or it is newer than this build.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
-impl std::fmt::Display for JournalStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "(status is not written yet)")
+/// Opens the journal at `path` read only, beside a running middleware or
+/// not, and checks that this build knows its schema.
+pub fn open(path: &Path) -> Result<Connection, OpenError> {
+    let shown = path.display().to_string();
+    if !path.is_file() {
+        return Err(OpenError::Missing(shown));
+    }
+    let open_error = |source| JournalError::Open { path: shown.clone(), source };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags).map_err(open_error)?;
+    connection.busy_timeout(Duration::from_secs(5)).map_err(open_error)?;
+    let found: usize = connection.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(open_error)?;
+    if found > SCHEMA_VERSION {
+        return Err(JournalError::NewerSchema { path: shown, found }.into());
+    }
+    if found < SCHEMA_VERSION {
+        return Err(OpenError::OlderSchema { path: shown, found });
+    }
+    Ok(connection)
+}
+
+/// The journal's state, as `status` prints it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct JournalStatus {
+    /// The file and its size on disk.
+    pub journal: JournalFile,
+    /// Events in the journal, by status.
+    pub events: Counts,
+    /// Pending events that failed at least once and wait for a retry.
+    pub retrying: i64,
+    /// Events by event type, then status; the types with most events
+    /// first.
+    pub by_type: IndexMap<String, Counts>,
+    /// The pending event that arrived first, if any is pending.
+    pub oldest_pending: Option<OldestPending>,
+    /// The event delivered last, if the journal still holds one
+    /// (delivered events are removed after `journal.retention_days`).
+    pub last_delivery: Option<LastDelivery>,
+    /// The newest event that carries an error: failed, or pending and
+    /// retrying.
+    pub last_error: Option<LastError>,
+}
+
+/// The journal file.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct JournalFile {
+    /// Where it is.
+    pub path: String,
+    /// The database file plus its write-ahead log.
+    pub size_bytes: u64,
+    /// The database file (`buktor-journal.db`).
+    pub database_bytes: u64,
+    /// The write-ahead log beside it (`buktor-journal.db-wal`); 0 when
+    /// there is none.
+    pub wal_bytes: u64,
+}
+
+/// Events by status.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    /// Waiting to be written to the HIS.
+    pub pending: i64,
+    /// Written to the HIS.
+    pub delivered: i64,
+    /// Set aside: they cannot be written as they are.
+    pub failed: i64,
+    /// No mapping knew their event type.
+    pub unmapped: i64,
+    /// All of them.
+    pub total: i64,
+}
+
+impl Counts {
+    fn add(&mut self, status: &str, count: i64) {
+        let slot = match status {
+            "pending" => &mut self.pending,
+            "delivered" => &mut self.delivered,
+            "failed" => &mut self.failed,
+            "unmapped" => &mut self.unmapped,
+            // The schema's CHECK allows no other status.
+            _ => return,
+        };
+        *slot += count;
+        self.total += count;
+    }
+}
+
+/// The pending event that arrived first.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OldestPending {
+    /// Its journal id.
+    pub id: i64,
+    /// Its event type.
+    pub event_type: String,
+    /// When it arrived (RFC 3339, UTC).
+    pub received_at: String,
+    /// How long ago that was, in whole seconds.
+    pub age_secs: u64,
+    /// The older failed event of the same HIS row that it waits behind
+    /// until that one is replayed, if any.
+    pub held_by: Option<i64>,
+}
+
+/// The event delivered last.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LastDelivery {
+    /// Its journal id.
+    pub id: i64,
+    /// Its event type.
+    pub event_type: String,
+    /// When the HIS committed it (RFC 3339, UTC).
+    pub delivered_at: String,
+    /// How long ago that was, in whole seconds.
+    pub age_secs: u64,
+}
+
+/// The newest event with an error.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LastError {
+    /// Its journal id.
+    pub id: i64,
+    /// Its event type.
+    pub event_type: String,
+    /// `failed`, or `pending` (retrying).
+    pub status: String,
+    /// When it arrived (RFC 3339, UTC). The journal does not keep when the
+    /// error happened: after this, at its last attempt.
+    pub received_at: String,
+    /// How long ago it arrived, in whole seconds.
+    pub age_secs: u64,
+    /// Writes tried.
+    pub attempts: i64,
+    /// For a retrying event: when it is tried next (RFC 3339, UTC).
+    pub next_attempt_at: Option<String>,
+    /// For a retrying event: in how many whole seconds (0 when it is due).
+    pub next_attempt_in_secs: Option<u64>,
+    /// The error, as the database gave it.
+    pub message: String,
+}
+
+/// Reads the journal at `path` through `connection`, as of `now_ms` (unix
+/// milliseconds), in one read transaction.
+pub fn gather(connection: &Connection, path: &Path, now_ms: i64) -> rusqlite::Result<JournalStatus> {
+    // A deferred transaction: the snapshot is taken at the first read and
+    // holds for every query below. Rolled back (nothing to undo) on drop.
+    let transaction = connection.unchecked_transaction()?;
+
+    // The one full pass over `events`: counts by type and status, and the
+    // latest delivered_at. Aggregated here rather than with GROUP BY, which
+    // sorts every row in a temporary b-tree: on a million events, 0.6 s to
+    // 0.9 s against 0.25 s for this pass.
+    let mut by_type: HashMap<String, Counts> = HashMap::new();
+    let mut last_delivery: Option<(i64, String, String)> = None;
+    {
+        let mut statement = transaction.prepare("SELECT event_type, status, delivered_at, id FROM events")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let event_type = text(row, 0)?;
+            let status = text(row, 1)?;
+            let counts = match by_type.get_mut(event_type) {
+                Some(counts) => counts,
+                None => by_type.entry(event_type.to_string()).or_default(),
+            };
+            counts.add(status, 1);
+            if status == Status::Delivered.as_str()
+                && let Ok(delivered_at) = text(row, 2)
+                && last_delivery.as_ref().is_none_or(|(_, latest, _)| delivered_at > latest.as_str())
+            {
+                // Reuse the buffers: in a journal delivered in order, every
+                // row is a new latest.
+                let (id, latest, latest_type) = last_delivery.get_or_insert_default();
+                *id = row.get(3)?;
+                latest.clear();
+                latest.push_str(delivered_at);
+                latest_type.clear();
+                latest_type.push_str(event_type);
+            }
+        }
+    }
+    let mut by_type: IndexMap<String, Counts> = by_type.into_iter().collect();
+    by_type.sort_by(|a_type, a, b_type, b| b.total.cmp(&a.total).then_with(|| a_type.cmp(b_type)));
+    let mut events = Counts::default();
+    for counts in by_type.values() {
+        events.pending += counts.pending;
+        events.delivered += counts.delivered;
+        events.failed += counts.failed;
+        events.unmapped += counts.unmapped;
+        events.total += counts.total;
+    }
+    let last_delivery = last_delivery.map(|(id, delivered_at, event_type)| LastDelivery {
+        id,
+        event_type,
+        age_secs: age_secs(&delivered_at, now_ms),
+        delivered_at,
+    });
+
+    let retrying: i64 = transaction.query_row(
+        "SELECT COUNT(*) FROM events INDEXED BY events_waiting WHERE status = 'pending' AND next_attempt_at > 0",
+        [],
+        |row| row.get(0),
+    )?;
+
+    // Being the oldest pending event, only a failed event can hold it back
+    // (one probe of events_failed).
+    let oldest_pending = transaction
+        .query_row(
+            "SELECT e.id, e.event_type, e.received_at,
+                    (SELECT MIN(f.id) FROM events AS f INDEXED BY events_failed
+                     WHERE f.status = 'failed' AND f.event_key = e.event_key AND f.id < e.id)
+             FROM events AS e INDEXED BY events_pending
+             WHERE e.status = 'pending' ORDER BY e.id LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get::<_, String>(2)?, row.get(3)?)),
+        )
+        .optional()?
+        .map(|(id, event_type, received_at, held_by)| OldestPending {
+            id,
+            event_type,
+            age_secs: age_secs(&received_at, now_ms),
+            received_at,
+            held_by,
+        });
+
+    // The newest event with an error: the newest failed one, or the newest
+    // retrying one, whichever arrived later. (A replayed event keeps its
+    // old error until it is tried again; it is not counted here.)
+    let newest_failed: Option<i64> = transaction.query_row(
+        "SELECT MAX(id) FROM events INDEXED BY events_failed WHERE status = 'failed'",
+        [],
+        |row| row.get(0),
+    )?;
+    let newest_retrying: Option<i64> = transaction.query_row(
+        "SELECT MAX(id) FROM events INDEXED BY events_waiting WHERE status = 'pending' AND next_attempt_at > 0",
+        [],
+        |row| row.get(0),
+    )?;
+    let last_error = match newest_failed.max(newest_retrying) {
+        None => None,
+        Some(id) => transaction
+            .query_row(
+                "SELECT id, event_type, status, received_at, attempts, next_attempt_at, last_error
+                 FROM events WHERE id = ?1",
+                [id],
+                |row| {
+                    let status: String = row.get(2)?;
+                    let received_at: String = row.get(3)?;
+                    let next_attempt_at: i64 = row.get(5)?;
+                    let retrying = status == Status::Pending.as_str() && next_attempt_at > 0;
+                    Ok(LastError {
+                        id: row.get(0)?,
+                        event_type: row.get(1)?,
+                        age_secs: age_secs(&received_at, now_ms),
+                        received_at,
+                        attempts: row.get(4)?,
+                        next_attempt_at: retrying.then(|| rfc3339_of_ms(next_attempt_at)),
+                        next_attempt_in_secs: retrying
+                            .then(|| u64::try_from(next_attempt_at.saturating_sub(now_ms) / 1000).unwrap_or(0)),
+                        status,
+                        message: row.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                    })
+                },
+            )
+            .optional()?,
+    };
+    drop(transaction);
+
+    let database_bytes = file_size(path);
+    let wal_bytes = file_size(&wal_path(path));
+    Ok(JournalStatus {
+        journal: JournalFile {
+            path: path.display().to_string(),
+            size_bytes: database_bytes + wal_bytes,
+            database_bytes,
+            wal_bytes,
+        },
+        events,
+        retrying,
+        by_type,
+        oldest_pending,
+        last_delivery,
+        last_error,
+    })
+}
+
+/// Column `index` of `row` as text, borrowed.
+fn text<'row>(row: &'row rusqlite::Row<'_>, index: usize) -> rusqlite::Result<&'row str> {
+    row.get_ref(index)?
+        .as_str()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+/// `journal.db` → `journal.db-wal`.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// Whole seconds from `time` (RFC 3339) to `now_ms`; 0 for a time in the
+/// future (a clock set back) or one that does not parse.
+fn age_secs(time: &str, now_ms: i64) -> u64 {
+    crate::clock::age_secs(time, now_ms).map_or(0, |secs| secs as u64)
+}
+
+fn rfc3339_of_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// A duration for people: the two largest units, such as `45 s`,
+/// `3 min 12 s`, `2 h 5 min` or `3 d 4 h`.
+pub fn human_duration(secs: u64) -> String {
+    let units = [(86_400, "d"), (3_600, "h"), (60, "min"), (1, "s")];
+    let Some(first) = units.iter().position(|(size, _)| secs >= *size) else { return "0 s".into() };
+    let (size, name) = units[first];
+    let mut text = format!("{} {name}", secs / size);
+    if let Some((next_size, next_name)) = units.get(first + 1) {
+        let rest = secs % size / next_size;
+        if rest > 0 {
+            text.push_str(&format!(" {rest} {next_name}"));
+        }
+    }
+    text
+}
+
+/// A size for people, in binary units: `512 B`, `4.0 KiB`, `12.4 MiB`.
+pub fn human_size(bytes: u64) -> String {
+    let units = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    // Move up a unit when the value would show as 1024.0 or more.
+    while value >= 1023.95 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", units[unit])
+}
+
+/// Text from the journal made safe for a terminal: control characters
+/// (an escape sequence in an event type, a newline in an error) are shown
+/// escaped, and the text is cut to `max` characters.
+pub fn printable(text: &str, max: usize) -> String {
+    let mut shown = String::new();
+    for (count, c) in text.chars().enumerate() {
+        if count == max {
+            shown.push('…');
+            break;
+        }
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
+}
+
+/// The most event types the text table lists; `--json` has them all.
+const TABLE_TYPES: usize = 20;
+/// The widest event type the text table shows.
+const TYPE_WIDTH: usize = 32;
+/// The most characters of the last error the text shows.
+const ERROR_CHARS: usize = 300;
+
+impl fmt::Display for JournalStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = &self.journal;
+        let mut size = human_size(file.size_bytes);
+        if file.wal_bytes > 0 {
+            size.push_str(&format!(
+                ": database {}, write-ahead log {}",
+                human_size(file.database_bytes),
+                human_size(file.wal_bytes)
+            ));
+        }
+        writeln!(f, "{:<11} {} ({size})", "journal", printable(&file.path, usize::MAX))?;
+        writeln!(f, "{:<11} {}", "events", self.events.total)?;
+
+        let mut pending = self.events.pending.to_string();
+        if let Some(oldest) = &self.oldest_pending {
+            pending.push_str(&format!(
+                " (oldest {} ago: #{} {}",
+                human_duration(oldest.age_secs),
+                oldest.id,
+                printable(&oldest.event_type, TYPE_WIDTH)
+            ));
+            if let Some(failed) = oldest.held_by {
+                pending.push_str(&format!(", held by failed #{failed}"));
+            }
+            if self.retrying > 0 {
+                pending.push_str(&format!("; {} retrying", self.retrying));
+            }
+            pending.push(')');
+        }
+        writeln!(f, "{:<11} {pending}", "pending")?;
+
+        let mut delivered = self.events.delivered.to_string();
+        if let Some(last) = &self.last_delivery {
+            delivered.push_str(&format!(" (last {} ago, at {})", human_duration(last.age_secs), last.delivered_at));
+        }
+        writeln!(f, "{:<11} {delivered}", "delivered")?;
+
+        for (name, count) in [("failed", self.events.failed), ("unmapped", self.events.unmapped)] {
+            if count > 0 {
+                writeln!(f, "{name:<11} {count} (list them: buktor-middleware events --status {name})")?;
+            } else {
+                writeln!(f, "{name:<11} {count}")?;
+            }
+        }
+
+        match &self.last_error {
+            None => writeln!(f, "{:<11} none", "last error")?,
+            Some(error) => {
+                let attempts = match error.attempts {
+                    1 => "1 attempt".to_string(),
+                    n => format!("{n} attempts"),
+                };
+                let state = match error.next_attempt_in_secs {
+                    Some(0) => format!("pending, retrying after {attempts}, next try due now"),
+                    Some(secs) => format!("pending, retrying after {attempts}, next try in {}", human_duration(secs)),
+                    None => format!("{} after {attempts}", error.status),
+                };
+                writeln!(
+                    f,
+                    "{:<11} #{} {} ({state}; received {} ago)",
+                    "last error",
+                    error.id,
+                    printable(&error.event_type, TYPE_WIDTH),
+                    human_duration(error.age_secs)
+                )?;
+                writeln!(f, "{:<11} {}", "", printable(&error.message, ERROR_CHARS))?;
+            }
+        }
+
+        if self.by_type.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<(String, &Counts)> =
+            self.by_type.iter().take(TABLE_TYPES).map(|(name, counts)| (printable(name, TYPE_WIDTH), counts)).collect();
+        let type_width = rows.iter().map(|(name, _)| name.chars().count()).max().unwrap_or(0).max("type".len());
+        let headers = ["pending", "delivered", "failed", "unmapped", "total"];
+        let cells = |c: &Counts| [c.pending, c.delivered, c.failed, c.unmapped, c.total];
+        let widths: Vec<usize> = headers
+            .iter()
+            .enumerate()
+            .map(|(i, header)| {
+                rows.iter().map(|(_, c)| cells(c)[i].to_string().len()).max().unwrap_or(0).max(header.len())
+            })
+            .collect();
+        writeln!(f)?;
+        write!(f, "{:<type_width$}", "type")?;
+        for (header, width) in headers.iter().zip(&widths) {
+            write!(f, "  {header:>width$}")?;
+        }
+        writeln!(f)?;
+        for (name, counts) in &rows {
+            // `{:<width$}` pads by chars, which is what a terminal shows
+            // for the common cases.
+            write!(f, "{name:<type_width$}")?;
+            for (cell, width) in cells(counts).iter().zip(&widths) {
+                write!(f, "  {cell:>width$}")?;
+            }
+            writeln!(f)?;
+        }
+        if self.by_type.len() > TABLE_TYPES {
+            let others: i64 = self.by_type.values().skip(TABLE_TYPES).map(|c| c.total).sum();
+            writeln!(
+                f,
+                "(and {} other event types with {others} events: status --json lists them all)",
+                self.by_type.len() - TABLE_TYPES
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_the_two_largest_units() {
+        for (secs, expected) in [
+            (0, "0 s"),
+            (1, "1 s"),
+            (59, "59 s"),
+            (60, "1 min"),
+            (61, "1 min 1 s"),
+            (192, "3 min 12 s"),
+            (3_599, "59 min 59 s"),
+            (3_600, "1 h"),
+            (3_660, "1 h 1 min"),
+            (3_661, "1 h 1 min"),
+            (7_500, "2 h 5 min"),
+            (86_399, "23 h 59 min"),
+            (86_400, "1 d"),
+            (273_600, "3 d 4 h"),
+            (90_061, "1 d 1 h"),
+            (31_536_000, "365 d"),
+        ] {
+            assert_eq!(human_duration(secs), expected, "{secs} s");
+        }
+    }
+
+    #[test]
+    fn sizes_read_in_binary_units_with_one_decimal() {
+        for (bytes, expected) in [
+            (0, "0 B"),
+            (1, "1 B"),
+            (1_023, "1023 B"),
+            (1_024, "1.0 KiB"),
+            (1_536, "1.5 KiB"),
+            (4_096, "4.0 KiB"),
+            (1_048_575, "1.0 MiB"),
+            (1_048_576, "1.0 MiB"),
+            (13_002_342, "12.4 MiB"),
+            (1_073_741_824, "1.0 GiB"),
+            (5_000_000_000, "4.7 GiB"),
+            (1_099_511_627_776, "1.0 TiB"),
+            (u64::MAX, "16384.0 PiB"),
+        ] {
+            assert_eq!(human_size(bytes), expected, "{bytes} bytes");
+        }
+    }
+
+    #[test]
+    fn ages_are_whole_seconds_and_never_negative() {
+        let received = "2026-01-01T00:00:00.000Z";
+        let at = chrono::DateTime::parse_from_rfc3339(received).unwrap().timestamp_millis();
+        assert_eq!(age_secs(received, at + 242_999), 242);
+        assert_eq!(age_secs(received, at - 5_000), 0, "a clock set back");
+        assert_eq!(age_secs("not a time", at), 0);
+    }
+
+    /// What `status` costs on a journal of a million events (a measurement,
+    /// not a test). Run it with
+    /// `cargo test --release -p buktor-middleware --lib a_million_events -- --ignored --nocapture`;
+    /// with `BUKTOR_STATUS_JOURNAL=/some/file.db` the journal is kept there,
+    /// to time the binary on it.
+    #[test]
+    #[ignore = "builds a 1,000,000-event journal; run by hand"]
+    fn a_million_events() {
+        const EVENTS: i64 = 1_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let path = std::env::var_os("BUKTOR_STATUS_JOURNAL").map_or_else(|| dir.path().join("j.db"), PathBuf::from);
+        let start_ms = 1_767_225_600_000; // 2026-01-01: 30 days of events, one every 2.6 s
+        let step_ms = 30 * 86_400_000 / EVENTS;
+        if !path.exists() {
+            let built = std::time::Instant::now();
+            let mut connection = crate::journal::open(&path).unwrap();
+            let transaction = connection.transaction().unwrap();
+            {
+                let mut event = transaction
+                    .prepare(
+                        "INSERT INTO events (id, event_type, received_at, status, event_key, attempts, last_error,
+                                             next_attempt_at, delivered_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )
+                    .unwrap();
+                let mut payload = transaction.prepare("INSERT INTO payloads (event_id, body) VALUES (?1, ?2)").unwrap();
+                for id in 1..=EVENTS {
+                    let at = start_ms + id * step_ms;
+                    let (event_type, table) = match id % 10 {
+                        0..=4 => ("appointment", "HIS_appointments"),
+                        5 | 6 => ("schedule_change", "HIS_schedules"),
+                        _ => ("payment", "HIS_payments"),
+                    };
+                    // The newest 5,000 pending (500 of them retrying), 500
+                    // failed and 500 unmapped spread through; the rest delivered.
+                    let (status, attempts, error, next, delivered) = if id > EVENTS - 5_000 {
+                        if id % 10 == 0 {
+                            ("pending", 3, Some("CONFLICT error (retryable): database is locked"), at + 60_000, None)
+                        } else {
+                            ("pending", 0, None, 0, None)
+                        }
+                    } else if id % 2_000 == 1 {
+                        ("failed", 1, Some("SCHEMA error: table has no column named HIS_room"), 0, None)
+                    } else if id % 2_000 == 2 {
+                        ("unmapped", 0, None, 0, None)
+                    } else {
+                        ("delivered", 1, None, 0, Some(rfc3339_of_ms(at + 40)))
+                    };
+                    let event_type = if status == "unmapped" { "refund" } else { event_type };
+                    let key = format!("[\"{table}\",\"{}\"]", id % 50_000);
+                    event
+                        .execute(rusqlite::params![
+                            id,
+                            event_type,
+                            rfc3339_of_ms(at),
+                            status,
+                            key,
+                            attempts,
+                            error,
+                            next,
+                            delivered
+                        ])
+                        .unwrap();
+                    let body = format!(
+                        r#"{{"event_type": "{event_type}", "appointment_id": {}, "status": "confirmed", "patient": "Patient {id}", "doctor": "dr. Example", "clinic": "Poli Umum", "start": "2026-03-03T09:00:00", "notes": "follow-up visit"}}"#,
+                        id % 50_000
+                    );
+                    payload.execute(rusqlite::params![id, body]).unwrap();
+                }
+            }
+            transaction.commit().unwrap();
+            drop(connection);
+            eprintln!("built {EVENTS} events in {:.1} s", built.elapsed().as_secs_f64());
+        }
+        let connection = open(&path).unwrap();
+        for round in 1..=3 {
+            let started = std::time::Instant::now();
+            let status = gather(&connection, &path, start_ms + EVENTS * step_ms + 1_000).unwrap();
+            eprintln!("gather, round {round}: {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
+            if round == 3 {
+                eprint!("{status}");
+                assert_eq!(status.events.total, EVENTS);
+                assert_eq!(status.events.pending, 5_000);
+                assert_eq!(status.retrying, 500);
+            }
+        }
+    }
+
+    #[test]
+    fn journal_text_cannot_drive_the_terminal() {
+        assert_eq!(printable("refund\u{1b}[2J\nx", 40), "refund\\u{1b}[2J\\nx");
+        assert_eq!(printable("abcdef", 3), "abc…");
     }
 }

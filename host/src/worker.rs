@@ -28,8 +28,10 @@ use rusqlite::Connection;
 use crate::{
     clock,
     committer::{Committer, Housekeeping, Pending},
+    health::Health,
     journal::{self, PendingEvent, Settlement},
     mapping::{EventMapping, Mappings},
+    metrics::Metrics,
     plugins::Plugin,
     retry::Backoff,
     wakeup::Wakeup,
@@ -63,7 +65,19 @@ pub struct Worker {
     pub retention: Duration,
     /// How long delivery ids are remembered.
     pub duplicate_window: Duration,
+    /// Where deliveries, failures and HIS errors are counted.
+    pub metrics: Arc<Metrics>,
+    /// Whether the HIS answered the last contact, for `/ready`.
+    pub health: Arc<Health>,
 }
+
+/// Error kinds that mean the HIS cannot be used now, whatever the events:
+/// the whole pass backs off.
+const UNUSABLE: [ErrorKind; 4] = [ErrorKind::CONNECTION, ErrorKind::TIMEOUT, ErrorKind::AUTH, ErrorKind::CONFIG];
+
+/// How long the worker may go without hearing from the HIS before it pings
+/// it, so that `/ready` tells the truth on a quiet day too.
+const PING_EVERY: Duration = Duration::from_secs(30);
 
 /// How often the worker removes old delivered events and delivery ids: at
 /// the first quiet moment after startup, then every so often.
@@ -103,6 +117,7 @@ impl Worker {
                     failures: 0,
                     reachable: true,
                     next_housekeeping: Instant::now(),
+                    last_contact: Instant::now(),
                 };
                 let opened = state.open_writer();
                 let outcome = opened.as_ref().map(|_| ()).map_err(|e| (e.retryable, e.to_string()));
@@ -154,6 +169,9 @@ struct State {
     reachable: bool,
     /// When to prune next.
     next_housekeeping: Instant,
+    /// When the HIS last answered or failed to: a ping is due after
+    /// [`PING_EVERY`] of silence.
+    last_contact: Instant,
 }
 
 /// A pass's outcomes on their way into the journal.
@@ -182,9 +200,44 @@ enum PassEnd {
 impl State {
     fn open_writer(&mut self) -> Result<(), PluginError> {
         let w = &self.worker;
-        let writer = w.plugin.open_writer(&w.settings_json, &w.config_dir)?;
-        self.writer = Some(writer);
+        let opened = w.plugin.open_writer(&w.settings_json, &w.config_dir);
+        self.heard(opened.as_ref().err());
+        self.writer = Some(opened?);
         Ok(())
+    }
+
+    /// Notes how the HIS answered a call, for `/ready` and the metrics. An
+    /// error about the data (a wrong value, a missing column) is still an
+    /// answer; one about the connection, the login or the settings is not.
+    fn heard(&mut self, error: Option<&PluginError>) {
+        self.last_contact = Instant::now();
+        match error {
+            Some(e) if UNUSABLE.contains(&e.kind) => {
+                self.worker.metrics.his_error(e.kind.name());
+                self.worker.health.his_failed(&e.to_string());
+            }
+            Some(e) => {
+                self.worker.metrics.his_error(e.kind.name());
+                self.worker.health.his_answered();
+            }
+            None => self.worker.health.his_answered(),
+        }
+    }
+
+    /// Pings the HIS when nothing was heard from it for a while.
+    fn ping_if_quiet(&mut self) {
+        if self.last_contact.elapsed() < PING_EVERY {
+            return;
+        }
+        let Some(writer) = self.writer.as_mut() else { return };
+        let pinged = writer.ping().into_result();
+        if let Err(e) = &pinged {
+            tracing::warn!("the HIS did not answer a ping: {e}");
+            if e.kind == ErrorKind::PANIC {
+                self.writer = None;
+            }
+        }
+        self.heard(pinged.as_ref().err());
     }
 
     /// The worker's loop. Recording a pass's outcomes (a journal commit)
@@ -259,6 +312,7 @@ impl State {
                 if Instant::now() >= self.next_housekeeping {
                     self.housekeeping();
                 }
+                self.ping_if_quiet();
                 let next = journal::next_due_ms(&self.worker.reader, now).ok().flatten();
                 let wait = next.map_or(IDLE_WAIT, |at| Duration::from_millis((at - now).max(1) as u64).min(IDLE_WAIT));
                 if !self.worker.wakeup.wait(wait) {
@@ -404,14 +458,15 @@ impl State {
         for event in events {
             let Some(mapping) = self.worker.mappings.get(&event.event_type) else {
                 let reason = format!("no mapping for event_type {:?} in the current config", event.event_type);
-                tracing::warn!(event_id = event.id, "{reason}; kept as unmapped");
+                tracing::warn!(event_id = event.id, event_type = %event.event_type, "{reason}; kept as unmapped");
                 settlements.push(Settlement::Unmapped { id: event.id, reason });
                 continue;
             };
             match mapping.row(&event.payload, &event.received_at) {
                 Ok(row) => items.push(Item { event, row }),
                 Err(e) => {
-                    tracing::error!(event_id = event.id, "event cannot be mapped: {e}");
+                    tracing::error!(event_id = event.id, event_type = %event.event_type, "event cannot be mapped: {e}");
+                    self.worker.metrics.failed(&event.event_type);
                     settlements.push(Settlement::Failed { id: event.id, error: e.to_string() });
                 }
             }
@@ -458,12 +513,13 @@ impl State {
         let error = match self.write(mapping, &batch) {
             Ok(()) => {
                 settlements.extend(batch.iter().map(|i| Settlement::Delivered { id: i.event.id }));
+                let event_type = batch.first().map_or("", |i| i.event.event_type.as_str());
+                self.worker.metrics.delivered(event_type, batch.iter().map(|i| i.event.received_at.as_str()));
                 return PassEnd::Done;
             }
             Err(error) => error,
         };
-        let unusable = [ErrorKind::CONNECTION, ErrorKind::TIMEOUT, ErrorKind::AUTH, ErrorKind::CONFIG];
-        if unusable.contains(&error.kind) {
+        if UNUSABLE.contains(&error.kind) {
             tracing::warn!(
                 "writing to {} failed: {error}; {} events wait and will be retried",
                 mapping.table,
@@ -511,6 +567,7 @@ impl State {
         };
         let plugin_started = Instant::now();
         let result = writer.upsert(&batch).into_result();
+        self.heard(result.as_ref().err());
         tracing::trace!(rows = items.len(), plugin_ms = plugin_started.elapsed().as_secs_f64() * 1e3, "plugin upsert");
         if let Err(e) = &result
             && e.kind == ErrorKind::PANIC
@@ -559,6 +616,7 @@ impl State {
                 mapping.table,
                 error.kind.name(),
             );
+            self.worker.metrics.failed(&item.event.event_type);
             return Settlement::Failed { id: item.event.id, error: recorded };
         }
         let delay = self.worker.backoff.delay(item.event.attempts + 1);

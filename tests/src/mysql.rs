@@ -140,6 +140,16 @@ impl Database {
         })
     }
 
+    /// [`Database::config`], reaching the server at `address` instead
+    /// (`host:port`, such as a [`crate::proxy::Proxy`]'s).
+    pub fn config_via(&self, address: &str) -> serde_json::Value {
+        let (host, port) = address.split_once(':').expect("host:port");
+        let mut config = self.config();
+        config["host"] = host.into();
+        config["port"] = port.parse::<u16>().expect("a port").into();
+        config
+    }
+
     /// How to connect to this database with sqlx directly.
     pub fn connect_options(&self) -> MySqlConnectOptions {
         MySqlConnectOptions::new()

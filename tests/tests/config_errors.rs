@@ -98,3 +98,13 @@ fn a_journal_from_a_newer_version_is_refused_with_its_schema_version() {
     let line = error_line(&setup);
     assert!(line.contains("has schema version 99, but this buktor-middleware knows only up to 1"), "{line}");
 }
+
+#[test]
+fn a_secret_quoted_by_an_error_is_not_printed() {
+    let mut setup = Setup::new();
+    // A number where a string belongs: serde's message quotes the value.
+    setup.config["server"]["admin_token"] = json!(8_675_309_867_530_986_u64);
+    let line = error_line(&setup);
+    assert!(line.contains("server.admin_token: invalid type: integer `***`, expected a string"), "{line}");
+    assert!(!line.contains("8675309867530986"), "{line}");
+}

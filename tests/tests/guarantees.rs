@@ -160,10 +160,7 @@ fn outage_test_intake_keeps_accepting_through_a_20_second_cut() {
     db.execute(AUDITED_TABLE);
     let proxy = Proxy::start(&server.address());
     let mut setup = Setup::new();
-    setup.config["database"] = db.config();
-    let (host, port) = proxy.address.split_once(':').unwrap();
-    setup.config["database"]["host"] = json!(host);
-    setup.config["database"]["port"] = json!(port.parse::<u16>().unwrap());
+    setup.config["database"] = db.config_via(&proxy.address);
     let middleware = setup.start();
 
     let stop = Arc::new(AtomicBool::new(false));

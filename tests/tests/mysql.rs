@@ -26,12 +26,7 @@ fn wait_for_count(db: &mysql::Database, sql: &str, expected: i64) {
 /// A setup whose `database` is `db`, reached at `address` if given (a proxy).
 fn setup_for(db: &mysql::Database, address: Option<&str>) -> Setup {
     let mut setup = Setup::new();
-    setup.config["database"] = db.config();
-    if let Some(address) = address {
-        let (host, port) = address.split_once(':').unwrap();
-        setup.config["database"]["host"] = json!(host);
-        setup.config["database"]["port"] = json!(port.parse::<u16>().unwrap());
-    }
+    setup.config["database"] = address.map_or_else(|| db.config(), |address| db.config_via(address));
     setup
 }
 
