@@ -322,7 +322,7 @@ fn a_full_disk_gets_503_with_retry_after_and_loses_nothing_accepted() {
         while file.write_all(&[0u8; 64 * 1024]).is_ok() {}
         let _ = file.flush();
     }
-    let mut refused = 0;
+    let (mut refused, mut not_ready) = (0, 0);
     for n in 1..=20 {
         let response = post(&middleware, n);
         match response.status {
@@ -331,17 +331,26 @@ fn a_full_disk_gets_503_with_retry_after_and_loses_nothing_accepted() {
                 refused += 1;
                 assert_eq!(response.json()["error"], json!("journal_unavailable"));
                 assert_eq!(response.header("retry-after"), Some("5"));
+                // /ready says so (unless another commit got through since).
+                let ready = middleware.request("GET", "/ready", &[], b"");
+                if ready.status == 503 {
+                    let reason = ready.json()["reasons"][0].as_str().unwrap_or_default().to_string();
+                    assert!(reason.starts_with("the journal cannot be written"), "{}", ready.body);
+                    not_ready += 1;
+                }
             }
             other => panic!("a full disk must give 503, never {other}: {}", response.body),
         }
     }
     assert!(refused > 0, "the full disk refused events");
+    assert!(not_ready > 0, "/ready never said the journal cannot be written");
 
     // Space again: events are accepted again, and everything accepted arrives.
     std::fs::remove_file(&filler).unwrap();
     let after = post(&middleware, 100);
     assert_eq!(after.status, 200, "{}", after.body);
     accepted.push(after.json()["id"].as_i64().unwrap());
+    assert_eq!(middleware.request("GET", "/ready", &[], b"").status, 200, "ready again once the journal takes writes");
     let journal = rusqlite::Connection::open(setup.path("small/journal.db")).unwrap();
     wait_for(Duration::from_secs(20), "every accepted event delivered", || {
         let delivered: Vec<i64> = query(&journal, "SELECT id FROM events WHERE status = 'delivered' ORDER BY id")
