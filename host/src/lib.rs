@@ -19,7 +19,8 @@
 //!   [`status`]: `status`, the journal at a glance.
 //! - [`operations`]: the operator's `events`, `replay` and `prune`;
 //!   [`admin`]: the same over HTTP, behind `server.admin_token`.
-//! - [`plugins`]: finding and loading plugin libraries (abi_stable).
+//! - [`plugins`]: finding and loading plugin libraries (abi_stable);
+//!   [`conformance`]: `plugin-test`, the conformance kit for any plugin.
 //! - [`retry`]: the backoff policy; [`wakeup`]: the doorbell between threads;
 //!   [`clock`]: timestamps.
 //!
@@ -32,6 +33,7 @@ pub mod check;
 pub mod clock;
 pub mod committer;
 pub mod config;
+pub mod conformance;
 pub mod health;
 pub mod intake;
 pub mod journal;

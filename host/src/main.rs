@@ -63,6 +63,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The conformance kit: load a plugin library and check that it
+    /// behaves as the host relies on, against the database in the config's
+    /// `database` section; prints a pass/fail table. For plugin authors.
+    PluginTest {
+        /// The plugin library (`libhis_<type>.so`, `his_<type>.dll`).
+        #[arg(long, value_name = "PATH")]
+        plugin: PathBuf,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show an HIS table as the database plugin sees it: its columns, their
     /// types, and its keys (JSON on standard output).
     Describe {
@@ -121,6 +132,7 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(cli.config),
         Command::Check { json } => run_check(cli.config, json),
+        Command::PluginTest { plugin, json } => plugin_test(cli.config, &plugin, json),
         Command::Status { json } => status(cli.config, json),
         Command::Describe { table } => describe(cli.config, &table),
         Command::Events { status, event_type, since, limit, json } => {
@@ -385,6 +397,19 @@ fn run_check(config_path: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
     }
     let errors = report.findings.iter().filter(|f| f.severity == check::Severity::Error).count();
     anyhow::ensure!(errors == 0, "check found {errors} error(s)");
+    Ok(())
+}
+
+/// `plugin-test`: the conformance kit's table; an error when a check failed.
+fn plugin_test(config_path: Option<PathBuf>, plugin: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let report = buktor_middleware::conformance::run(plugin, &config::locate(config_path.as_deref())?);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    let failed = report.results.iter().filter(|r| !r.passed).count();
+    anyhow::ensure!(failed == 0, "{failed} conformance check(s) failed");
     Ok(())
 }
 
