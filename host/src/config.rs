@@ -74,6 +74,10 @@ pub struct ServerConfig {
     /// The most connections open at once; more wait until one closes.
     /// Bounds file descriptors and memory under a flood.
     pub max_connections: usize,
+    /// The most connections one client address (IPv6 by /64) may hold;
+    /// more are closed at once. Loopback (a proxy on this server) is not
+    /// limited.
+    pub max_connections_per_client: usize,
     /// Per-client-address request limit, answered with 429 when exceeded.
     /// Off by default. Behind a proxy every request comes from the proxy's
     /// address, so limit there instead.
@@ -137,6 +141,7 @@ impl Default for ServerConfig {
             tls: None,
             request_timeout_secs: 30,
             max_connections: 1024,
+            max_connections_per_client: 64,
             rate_limit: None,
         }
     }
@@ -314,10 +319,46 @@ pub fn load(file: &Path) -> Result<LoadedConfig, ConfigError> {
     let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let mut literal_secrets = Vec::new();
-    if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) {
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(&without_comments(&text)) {
         find_literal_secrets(&value, "", false, &mut literal_secrets);
     }
     Ok(LoadedConfig { config, file, dir, literal_secrets })
+}
+
+/// The text with `// …` and `/* … */` comments outside strings turned into
+/// spaces, so that operators can annotate his-config.json and an error's
+/// line and column still point into their file.
+pub fn without_comments(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = bytes.to_vec();
+    let (mut i, mut in_string) = (0, false);
+    while i < bytes.len() {
+        match (in_string, bytes[i], bytes.get(i + 1)) {
+            (true, b'\\', _) => i += 1,
+            (true, b'"', _) | (false, b'"', _) => in_string = !in_string,
+            (false, b'/', Some(b'/')) => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    out[i] = b' ';
+                    i += 1;
+                }
+                continue;
+            }
+            (false, b'/', Some(b'*')) => {
+                let end = text[i + 2..].find("*/").map_or(bytes.len(), |at| i + 2 + at + 2);
+                for byte in &mut out[i..end] {
+                    if *byte != b'\n' {
+                        *byte = b' ';
+                    }
+                }
+                i = end;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    // Only ASCII bytes were replaced, by ASCII spaces: still UTF-8.
+    String::from_utf8(out).expect("comments replaced by spaces keep UTF-8")
 }
 
 /// Parses and checks config text. Errors are `(json path, message)`; the
@@ -328,7 +369,8 @@ pub fn parse(text: &str) -> Result<Config, (Option<String>, String)> {
 
 /// [`parse`], with `env` standing in for the environment.
 fn parse_with(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, (Option<String>, String)> {
-    let mut value: serde_json::Value = serde_json::from_str(text).map_err(|e| (None, e.to_string()))?;
+    let mut value: serde_json::Value =
+        serde_json::from_str(&without_comments(text)).map_err(|e| (None, e.to_string()))?;
     substitute_environment(&mut value, "", env).map_err(|(path, message)| (Some(escape_controls(&path)), message))?;
     let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = match e.path().to_string() {
@@ -356,7 +398,8 @@ pub struct Secrets(Vec<String>);
 impl Secrets {
     /// Reads `file` as plain JSON (it need not be a valid config).
     pub fn of_file(file: &Path) -> Self {
-        let value = std::fs::read_to_string(file).ok().and_then(|text| serde_json::from_str(&text).ok());
+        let value =
+            std::fs::read_to_string(file).ok().and_then(|text| serde_json::from_str(&without_comments(&text)).ok());
         value.map(|value| Self::of_config(&value, &|name| std::env::var(name).ok())).unwrap_or_default()
     }
 
@@ -396,9 +439,15 @@ impl Secrets {
         }
     }
 
-    /// `text` with every secret replaced by `***`.
+    /// `text` with every secret replaced by `***`: as it is, and as a
+    /// message may quote it (Rust's `{:?}` or JSON escaping).
     pub fn redact(&self, text: &str) -> String {
-        self.0.iter().fold(text.to_string(), |text, secret| text.replace(secret.as_str(), "***"))
+        self.0.iter().fold(text.to_string(), |text, secret| {
+            let debug = format!("{secret:?}");
+            let json = serde_json::Value::from(secret.as_str()).to_string();
+            let quoted = [&debug[1..debug.len() - 1], &json[1..json.len() - 1]];
+            quoted.into_iter().fold(text.replace(secret.as_str(), "***"), |text, form| text.replace(form, "***"))
+        })
     }
 }
 
@@ -537,9 +586,12 @@ fn validate(config: &Config) -> Result<(), (String, String)> {
     if !(1..=100_000).contains(&config.server.max_connections) {
         return Err(invalid("server.max_connections", "must be between 1 and 100000"));
     }
+    if config.server.max_connections_per_client == 0 {
+        return Err(invalid("server.max_connections_per_client", "must be at least 1"));
+    }
     if let Some(limit) = &config.server.rate_limit {
-        if !(limit.requests_per_second.is_finite() && limit.requests_per_second > 0.0) {
-            return Err(invalid("server.rate_limit.requests_per_second", "must be a number greater than 0"));
+        if !(0.001..=1_000_000.0).contains(&limit.requests_per_second) {
+            return Err(invalid("server.rate_limit.requests_per_second", "must be between 0.001 and 1000000"));
         }
         if limit.burst == 0 {
             return Err(invalid("server.rate_limit.burst", "must be at least 1"));
@@ -635,6 +687,36 @@ mod tests {
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:5000");
         assert_eq!(config.database["type"], "sqlite");
         assert_eq!(config.mapping.keys().collect::<Vec<_>>(), ["appointment", "schedule_change", "payment"]);
+    }
+
+    #[test]
+    fn the_release_examples_parse_and_are_commented() {
+        let env = |name: &str| match name {
+            "BUKTOR_WEBHOOK_SECRET" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_string()),
+            _ => Some(format!("value-of-{name}")),
+        };
+        for (name, text) in [
+            ("sqlite", include_str!("../../dist/examples/his-config.sqlite.json")),
+            ("mysql", include_str!("../../dist/examples/his-config.mysql.json")),
+            ("sqlserver", include_str!("../../dist/examples/his-config.sqlserver.json")),
+            ("oracle", include_str!("../../dist/examples/his-config.oracle.json")),
+        ] {
+            assert!(text.starts_with("//"), "{name}: commented");
+            let config = parse_with(text, &env).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            assert_eq!(config.database["type"], name);
+            assert_eq!(config.mapping.len(), 3, "{name}: the seed's three mappings");
+        }
+    }
+
+    #[test]
+    fn comments_are_allowed_and_positions_kept() {
+        let text =
+            "{\n  // the demo database\n  \"database\": {\"type\": \"sqlite\", /* inline */ \"path\": \"a//b.db\"}\n}";
+        let config = parse(text).unwrap();
+        assert_eq!(config.database["path"], "a//b.db", "a // inside a string is not a comment");
+        let (path, message) = parse("// first line\n{\"database\": 5,}").unwrap_err();
+        assert_eq!(path, None);
+        assert!(message.contains("line 2"), "{message}");
     }
 
     #[test]

@@ -1,7 +1,52 @@
 //! `buktor-middleware plugin-test`: the conformance kit. Loads any plugin
 //! and checks that it behaves as the host relies on.
+//!
+//! The kit loads the library it is given, opens a writer with the config's
+//! `database` section, and writes to one table, [`TABLE`], which it never
+//! creates: a plugin with `create_missing` (sqlite) or without a schema
+//! (template) takes it as it is; for a real HIS, the operator creates it
+//! first from [`ddl`], which the kit prints when the first write fails for
+//! want of it. Then it checks, in order:
+//!
+//! - **config**, **loads**: the config and the library load; the plugin's
+//!   name, version and plugin-api version.
+//! - **open_writer**, **ping**.
+//! - **insert**, then **upsert by key**: the same key twice. The plugin
+//!   ABI has no way to read rows back, so the kit verifies that both writes
+//!   are accepted, not that one row with the second values is left; the
+//!   detail says which rows to look at (buktor's own tests read them back).
+//! - **value types**: one row with every [`ValueKind`].
+//! - **large batch**: [`BIG_BATCH_ROWS`] rows × 2 columns, above MySQL's
+//!   65,535 and SQL Server's 2,100 parameters per statement.
+//! - **unknown table**: a write to [`MISSING_TABLE`] must fail with a
+//!   permanent schema error (not applicable, and said so, when the plugin
+//!   creates tables or has no schema).
+//! - **describe_table**, **ping after writes**, **close**.
+//! - **panic guard**: reported, not forced (see [`panic_guard`]).
+//!
+//! Every check that fails says what happened in the plugin's own words.
 
-use std::path::Path;
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use abi_stable::std_types::{RResult, RStr, RString, RVec};
+use his_plugin_api::{ABI_VERSION, ErrorKind, PluginError, TableDescription, UpsertBatch, Value, ValueKind, WriterBox};
+
+use crate::{config, plugins};
+
+/// The table the kit writes to.
+pub const TABLE: &str = "buktor_conformance";
+
+/// A table that must not exist, for the unknown-table check.
+pub const MISSING_TABLE: &str = "buktor_conformance_no_such_table";
+
+/// Rows in the large batch; with 2 columns, 70,000 values.
+pub const BIG_BATCH_ROWS: usize = 35_000;
+
+/// The first key of the large batch (keys 1..=3 are the other checks').
+pub const BIG_BATCH_FIRST_KEY: i64 = 100_000;
 
 /// One check's outcome.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -26,20 +71,390 @@ impl KitReport {
     pub fn passed(&self) -> bool {
         self.results.iter().all(|r| r.passed)
     }
+
+    fn record(&mut self, name: &str, passed: bool, detail: impl Into<String>) {
+        self.results.push(CheckResult { name: name.into(), passed, detail: detail.into() });
+    }
 }
 
 impl std::fmt::Display for KitReport {
+    /// One line per check: `pass` or `FAIL`, the check's name padded into a
+    /// column, then the detail.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let width = self.results.iter().map(|r| r.name.len()).max().unwrap_or(0);
         for result in &self.results {
-            writeln!(f, "{} {}: {}", if result.passed { "pass" } else { "FAIL" }, result.name, result.detail)?;
+            let status = if result.passed { "pass" } else { "FAIL" };
+            writeln!(f, "{status}  {:width$}  {}", result.name, result.detail)?;
         }
-        Ok(())
+        let failed = self.results.iter().filter(|r| !r.passed).count();
+        writeln!(f, "{} checks: {} passed, {failed} failed", self.results.len(), self.results.len() - failed)
     }
+}
+
+/// The `CREATE TABLE` for [`TABLE`] in the dialect of `database_type`, on
+/// one line. `id` is the key; every other column takes NULL.
+pub fn ddl(database_type: &str) -> String {
+    let (id, text, bool, int, decimal, float, timestamp) = match database_type {
+        "sqlite" => ("INTEGER", "TEXT", "INTEGER", "INTEGER", "TEXT", "REAL", "TEXT"),
+        "mysql" => ("BIGINT", "VARCHAR(100)", "BOOLEAN", "BIGINT", "DECIMAL(12,2)", "DOUBLE", "DATETIME(3)"),
+        "sqlserver" => ("BIGINT", "NVARCHAR(100)", "BIT", "BIGINT", "DECIMAL(12,2)", "FLOAT", "DATETIME2"),
+        // The oracle plugin quotes names, so they keep their lowercase.
+        "oracle" => {
+            return format!(
+                "CREATE TABLE \"{TABLE}\" (\"id\" NUMBER(19) PRIMARY KEY, \"label\" VARCHAR2(100), \"flag\" NUMBER(1), \
+                 \"quantity\" NUMBER(19), \"amount\" NUMBER(12,2), \"ratio\" BINARY_DOUBLE, \
+                 \"happened_at\" TIMESTAMP, \"note\" VARCHAR2(100))"
+            );
+        }
+        _ => {
+            return format!(
+                "a table {TABLE} with columns id (64-bit integer, primary key), label (text, 100), flag (boolean), \
+                 quantity (64-bit integer), amount (decimal 12,2), ratio (double), happened_at (date and time), \
+                 note (text, 100), all but id nullable"
+            );
+        }
+    };
+    format!(
+        "CREATE TABLE {TABLE} (id {id} PRIMARY KEY, label {text}, flag {bool}, quantity {int}, amount {decimal}, \
+         ratio {float}, happened_at {timestamp}, note {text})"
+    )
 }
 
 /// Runs the kit against the plugin library `plugin`, with the `database`
 /// settings of the config file `config`.
 pub fn run(plugin: &Path, config: &Path) -> KitReport {
-    let _ = (plugin, config);
-    KitReport::default()
+    let mut report = KitReport::default();
+    let loaded = match config::load(config) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            report.record("config", false, format!("{e}; no other check ran"));
+            return report;
+        }
+    };
+    let database_type = loaded.database_type().to_string();
+    report.record("config", true, format!("database.type {database_type:?} from {}", loaded.file.display()));
+
+    let plugin = match plugins::load_path(plugin) {
+        Ok(plugin) => plugin,
+        Err(e) => {
+            report.record("loads", false, format!("{e}; no other check ran"));
+            return report;
+        }
+    };
+    report.record(
+        "loads",
+        true,
+        format!(
+            "{} {} from {}, built against plugin-api {} (this host: {ABI_VERSION})",
+            plugin.name,
+            plugin.version,
+            plugin.path.display(),
+            plugin.abi_version
+        ),
+    );
+
+    let writer = match plugin.open_writer(&loaded.database_settings_json(), &loaded.dir) {
+        Ok(writer) => writer,
+        Err(e) => {
+            let mut kit = Kit { report, panics: 0 };
+            let detail = kit.error(&e);
+            kit.report.record("open_writer", false, format!("{detail}; no other check ran"));
+            return kit.report;
+        }
+    };
+    let mut kit = Kit { report, panics: 0 };
+    kit.report.record("open_writer", true, "opened with the config's database section");
+    kit.checks(writer, &database_type, &plugin.abi_version);
+    kit.report
+}
+
+/// The run in progress.
+struct Kit {
+    report: KitReport,
+    /// How many calls came back as [`ErrorKind::PANIC`] errors.
+    panics: usize,
+}
+
+impl Kit {
+    fn checks(&mut self, mut writer: WriterBox, database_type: &str, abi_version: &str) {
+        let result = writer.ping().into_result();
+        self.outcome("ping", result, |()| "answered".into());
+
+        let inserted = self.insert(&mut writer, database_type);
+        if inserted {
+            let second = batch(TABLE, &["id", "label"], &[vec![Value::int(1), Value::text("second")]]);
+            let result = writer.upsert(&second).into_result();
+            self.outcome("upsert by key", result, |()| {
+                format!(
+                    "a second write of key id=1 (label 'first', then 'second') was accepted. Not verified by the \
+                     kit: that {TABLE} now holds one row for id 1, with label 'second' (the plugin ABI cannot read \
+                     rows back); look at the table"
+                )
+            });
+            self.value_types(&mut writer);
+            self.large_batch(&mut writer);
+        } else {
+            for name in ["upsert by key", "value types", "large batch"] {
+                self.report.record(name, false, "not run: the insert failed");
+            }
+        }
+        self.unknown_table(&mut writer);
+        self.describe(&mut writer, inserted);
+
+        let result = writer.ping().into_result();
+        self.outcome("ping after writes", result, |()| "the writer still answers after every write above".into());
+        let result = writer.close().into_result();
+        self.outcome("close", result, |()| "closed".into());
+        drop(writer);
+        self.panic_guard(abi_version);
+    }
+
+    /// Two new rows. Returns whether they were written: the next checks
+    /// need the table.
+    fn insert(&mut self, writer: &mut WriterBox, database_type: &str) -> bool {
+        let rows = [vec![Value::int(1), Value::text("first")], vec![Value::int(2), Value::text("first")]];
+        match writer.upsert(&batch(TABLE, &["id", "label"], &rows)).into_result() {
+            Ok(()) => {
+                self.report.record("insert", true, format!("2 new rows (id 1 and 2) written to {TABLE}"));
+                true
+            }
+            Err(e) => {
+                let mut detail = self.error(&e);
+                if e.kind == ErrorKind::SCHEMA {
+                    detail.push_str(&format!("; create this table first: {}", ddl(database_type)));
+                }
+                self.report.record("insert", false, detail);
+                false
+            }
+        }
+    }
+
+    fn value_types(&mut self, writer: &mut WriterBox) {
+        let columns = ["id", "flag", "quantity", "amount", "ratio", "label", "happened_at", "note"];
+        let row = vec![
+            Value::int(3),
+            Value::bool(true),
+            Value::int(-42),
+            Value::decimal("1500.75"),
+            Value::float(0.25),
+            Value::text("Zoë's \"quoted\" text; DROP TABLE x"),
+            Value::timestamp("2025-03-03T09:00:00"),
+            Value::null(),
+        ];
+        let kinds: Vec<&str> = row[1..].iter().map(|v| v.kind().name()).collect();
+        let every = [
+            ValueKind::NULL,
+            ValueKind::BOOL,
+            ValueKind::INT,
+            ValueKind::DECIMAL,
+            ValueKind::FLOAT,
+            ValueKind::TEXT,
+            ValueKind::TIMESTAMP,
+        ];
+        debug_assert!(every.iter().all(|k| row.iter().any(|v| v.kind() == *k)), "every kind is in the row");
+        let result = writer.upsert(&batch(TABLE, &columns, &[row])).into_result();
+        self.outcome("value types", result, |()| format!("one row (id 3) with {} values accepted", kinds.join(", ")));
+    }
+
+    fn large_batch(&mut self, writer: &mut WriterBox) {
+        let rows: Vec<Vec<Value>> = (0..BIG_BATCH_ROWS as i64)
+            .map(|i| vec![Value::int(BIG_BATCH_FIRST_KEY + i), Value::text(format!("row {i}"))])
+            .collect();
+        let started = Instant::now();
+        let result = writer.upsert(&batch(TABLE, &["id", "label"], &rows)).into_result();
+        let took = started.elapsed();
+        self.outcome("large batch", result, |()| {
+            format!(
+                "{BIG_BATCH_ROWS} rows × 2 columns = {} values in one batch (more than MySQL's 65,535 and SQL \
+                 Server's 2,100 parameters per statement) written in {}",
+                BIG_BATCH_ROWS * 2,
+                seconds(took)
+            )
+        });
+    }
+
+    fn unknown_table(&mut self, writer: &mut WriterBox) {
+        const NAME: &str = "unknown table";
+        match describe(writer, MISSING_TABLE) {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                let detail = format!(
+                    "table {MISSING_TABLE} exists (a previous run with create_missing made it?): drop it, the \
+                     check needs a table that does not exist"
+                );
+                return self.report.record(NAME, false, detail);
+            }
+            Err(e) => {
+                let detail = format!("describe_table({MISSING_TABLE}) failed: {}", self.error(&e));
+                return self.report.record(NAME, false, detail);
+            }
+        }
+        let row = [vec![Value::int(1), Value::text("x")]];
+        match writer.upsert(&batch(MISSING_TABLE, &["id", "label"], &row)).into_result() {
+            Err(e) if e.kind == ErrorKind::SCHEMA && !e.retryable => {
+                let detail = format!("refused as a permanent schema error: {e}");
+                self.report.record(NAME, true, detail)
+            }
+            Err(e) => {
+                let detail = format!("expected a permanent schema error, got {}", self.error(&e));
+                self.report.record(NAME, false, detail)
+            }
+            Ok(()) => {
+                let detail = match describe(writer, MISSING_TABLE) {
+                    Ok(Some(_)) => format!(
+                        "not applicable: the plugin created {MISSING_TABLE} on the write (as database.create_missing \
+                         does); drop it"
+                    ),
+                    _ => format!(
+                        "not applicable: the write to {MISSING_TABLE} was accepted and the plugin describes no \
+                         tables, so it has no schema to miss (the kit cannot tell this from a plugin that drops \
+                         such rows)"
+                    ),
+                };
+                self.report.record(NAME, true, detail)
+            }
+        }
+    }
+
+    fn describe(&mut self, writer: &mut WriterBox, inserted: bool) {
+        const NAME: &str = "describe_table";
+        match describe(writer, TABLE) {
+            Ok(Some(table)) => {
+                let key_is_unique = table.primary_key.iter().map(RString::as_str).eq(["id"])
+                    || table.unique_keys.iter().any(|key| key.iter().map(RString::as_str).eq(["id"]));
+                let columns: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+                let detail = format!(
+                    "{}: {} columns ({}), primary key ({})",
+                    table.name,
+                    columns.len(),
+                    columns.join(", "),
+                    table.primary_key.iter().map(RString::as_str).collect::<Vec<_>>().join(", ")
+                );
+                if key_is_unique {
+                    self.report.record(NAME, true, format!("{detail}; id is a unique key"));
+                } else {
+                    let detail = format!("{detail}: id, the upsert key, is neither the primary key nor a unique key");
+                    self.report.record(NAME, false, detail);
+                }
+            }
+            Ok(None) if inserted => self.report.record(
+                NAME,
+                true,
+                format!(
+                    "None for {TABLE}, which was just written: the plugin does not describe tables (allowed; \
+                     `check` will report each mapped table as missing)"
+                ),
+            ),
+            Ok(None) => self.report.record(NAME, false, format!("None: there is no table {TABLE} (see insert)")),
+            Err(e) => {
+                let detail = self.error(&e);
+                self.report.record(NAME, false, detail)
+            }
+        }
+    }
+
+    /// What the kit can say about the plugin's panic guard.
+    ///
+    /// The kit cannot make an arbitrary plugin panic, so it does not claim
+    /// to have tested the guard. What holds: this process is still running,
+    /// so no panic unwound across the boundary unguarded during the run
+    /// (that aborts the process), and any panic the guard caught came back
+    /// as an [`ErrorKind::PANIC`] error, counted here. What is relied on,
+    /// not verified: that the library was built with `export_plugin!`,
+    /// which in every plugin-api 1.x runs `open_writer` and every writer
+    /// call inside `guard`. A library that fills in its `PluginModule` by
+    /// hand has no guard, and the kit cannot tell. buktor's own tests check
+    /// the guard itself with a plugin that panics on demand.
+    fn panic_guard(&mut self, abi_version: &str) {
+        if self.panics == 0 {
+            let detail = format!(
+                "not forced (the kit cannot make a plugin panic). Seen: no call panicked during this run. Relied \
+                 on, not verified: plugin-api {abi_version}'s export_plugin! turns a panic in any entry point into \
+                 a permanent panic error, if the library was built with it"
+            );
+            self.report.record("panic guard", true, detail);
+        } else {
+            let detail = format!(
+                "the plugin panicked {} time(s) on the input above; its guard turned each into an error, but a \
+                 panic on ordinary input is a bug",
+                self.panics
+            );
+            self.report.record("panic guard", false, detail);
+        }
+    }
+
+    /// Records a check from a writer call's result.
+    fn outcome<T>(&mut self, name: &str, result: Result<T, PluginError>, detail: impl FnOnce(T) -> String) {
+        match result {
+            Ok(value) => self.report.record(name, true, detail(value)),
+            Err(e) => {
+                let detail = self.error(&e);
+                self.report.record(name, false, detail)
+            }
+        }
+    }
+
+    /// An error as the kit prints it: kind, retryable or not, message.
+    fn error(&mut self, e: &PluginError) -> String {
+        if e.kind == ErrorKind::PANIC {
+            self.panics += 1;
+        }
+        let retry = if e.retryable { "retryable" } else { "permanent" };
+        format!("{} error ({retry}): {e}", e.kind.name())
+    }
+}
+
+fn describe(writer: &mut WriterBox, table: &str) -> Result<Option<TableDescription>, PluginError> {
+    let result: RResult<_, _> = writer.describe_table(RStr::from_str(table));
+    result.into_result().map(|description| description.into_option())
+}
+
+/// A batch for `table`, keyed by its first column.
+fn batch(table: &str, columns: &[&str], rows: &[Vec<Value>]) -> UpsertBatch {
+    UpsertBatch {
+        table: table.into(),
+        columns: columns.iter().map(|&c| RString::from(c)).collect(),
+        key_columns: RVec::from(vec![RString::from(columns[0])]),
+        values: rows.iter().flatten().cloned().collect(),
+    }
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.1}s", duration.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ddl_names_every_column_the_kit_writes() {
+        for database_type in ["sqlite", "mysql", "sqlserver", "oracle", "acme"] {
+            let text = ddl(database_type);
+            for column in ["id", "label", "flag", "quantity", "amount", "ratio", "happened_at", "note"] {
+                assert!(text.contains(column), "{database_type}: {column} in {text}");
+            }
+            assert!(!text.contains('\n'), "one line: {text}");
+        }
+    }
+
+    #[test]
+    fn the_table_has_a_column_of_names_and_a_summary() {
+        let mut report = KitReport::default();
+        report.record("ping", true, "ok");
+        report.record("unknown table", false, "expected a schema error");
+        assert_eq!(
+            report.to_string(),
+            "pass  ping           ok\nFAIL  unknown table  expected a schema error\n2 checks: 1 passed, 1 failed\n"
+        );
+        assert!(!report.passed());
+    }
+
+    #[test]
+    fn a_missing_config_is_one_failed_check() {
+        let report = run(Path::new("/nonexistent/libhis_x.so"), Path::new("/nonexistent/his-config.json"));
+        assert_eq!(report.results.len(), 1);
+        assert_eq!(report.results[0].name, "config");
+        assert!(!report.passed());
+    }
 }

@@ -58,6 +58,9 @@ pub struct Intake {
     pub health: Arc<Health>,
     /// The journal, read by `/metrics` for its gauges.
     pub journal_path: PathBuf,
+    /// `server.admin_token`: lets other machines read `/ready` and
+    /// `/metrics`, which otherwise answer only this one.
+    pub admin_token: Option<Arc<str>>,
 }
 
 /// The longest delivery id kept (Standard Webhooks ids are about 30).
@@ -72,6 +75,7 @@ pub fn router(intake: Intake, admin: Option<crate::admin::Admin>) -> Router {
     let scrape = Scrape { metrics: metrics.clone(), journal_path: intake.journal_path.clone() };
     let readiness = intake.health.clone();
     let limiter = intake.rate_limiter.clone();
+    let admin_token = intake.admin_token.clone();
     let mut guarded = Router::new()
         .route("/receive-event", post(receive_event).fallback(|m, u| method_not_allowed("POST", m, u)))
         .with_state(intake);
@@ -81,8 +85,7 @@ pub fn router(intake: Intake, admin: Option<crate::admin::Admin>) -> Router {
     if let Some(limiter) = limiter {
         guarded = guarded.layer(from_fn_with_state(limiter, ratelimit::enforce));
     }
-    Router::new()
-        .route("/health", get(health).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)))
+    let monitoring = Router::new()
         .route(
             "/ready",
             get(health::ready).with_state(readiness).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)),
@@ -91,6 +94,10 @@ pub fn router(intake: Intake, admin: Option<crate::admin::Admin>) -> Router {
             "/metrics",
             get(metrics::serve).with_state(scrape).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)),
         )
+        .route_layer(from_fn_with_state(admin_token, local_or_admin));
+    Router::new()
+        .route("/health", get(health).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)))
+        .merge(monitoring)
         .merge(guarded)
         .fallback(not_found)
         .layer(from_fn_with_state(metrics, metrics::count))
@@ -120,6 +127,35 @@ impl IntoResponse for Refusal {
         }
         (self.status, refused, body).into_response()
     }
+}
+
+/// `/ready` and `/metrics` tell how the HIS is doing (its error messages
+/// name hosts and users): they answer this machine, and others only with
+/// `Authorization: Bearer <server.admin_token>`.
+async fn local_or_admin(
+    State(admin_token): State<Option<Arc<str>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let admin = matches!((presented, &admin_token), (Some(p), Some(t)) if crate::auth::constant_time_eq(p.as_bytes(), t.as_bytes()));
+    if peer.ip().to_canonical().is_loopback() || admin {
+        return next.run(request).await;
+    }
+    Refusal::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        format!(
+            "{} answers this machine only; from another, send Authorization: Bearer <server.admin_token>",
+            request.uri().path()
+        ),
+    )
+    .into_response()
 }
 
 async fn health() -> Json<serde_json::Value> {

@@ -21,6 +21,7 @@
 //!   [`admin`]: the same over HTTP, behind `server.admin_token`.
 //! - [`plugins`]: finding and loading plugin libraries (abi_stable);
 //!   [`conformance`]: `plugin-test`, the conformance kit for any plugin.
+//! - [`systemd`]: `READY=1` / `STOPPING=1` for `Type=notify` units.
 //! - [`retry`]: the backoff policy; [`wakeup`]: the doorbell between threads;
 //!   [`clock`]: timestamps.
 //!
@@ -45,5 +46,6 @@ pub mod ratelimit;
 pub mod retry;
 pub mod server;
 pub mod status;
+pub mod systemd;
 pub mod wakeup;
 pub mod worker;

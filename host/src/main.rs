@@ -150,6 +150,12 @@ fn main() -> ExitCode {
                 Ok(file) => config::Secrets::of_file(&file).redact(&text),
                 Err(_) => text,
             };
+            // One line, and nothing from a file or a sender reaches the
+            // terminal as a control sequence.
+            let text: String = text
+                .chars()
+                .flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] })
+                .collect();
             eprintln!("error: {text}");
             ExitCode::FAILURE
         }
@@ -257,10 +263,12 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         metrics,
         health,
         journal_path: journal_path.clone(),
+        admin_token: config.server.admin_token.as_deref().map(Arc::from),
     };
     let limits = ConnectionLimits {
         request_timeout: Duration::from_secs(config.server.request_timeout_secs),
         max_connections: config.server.max_connections,
+        max_connections_per_client: config.server.max_connections_per_client,
     };
     if config.server.auth.is_none() {
         tracing::warn!(
@@ -280,6 +288,7 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             server.scheme(),
             journal_path.display()
         );
+        buktor_middleware::systemd::notify("READY=1");
         let first_signal = Arc::new(tokio::sync::Notify::new());
         let notify = first_signal.clone();
         let serve = server.serve(intake::router(intake, admin), async move {
@@ -553,5 +562,6 @@ async fn shutdown_signal() {
         () = ctrl_c => {}
         () = terminate => {}
     }
+    buktor_middleware::systemd::notify("STOPPING=1");
     tracing::info!("shutting down: no new events are accepted");
 }

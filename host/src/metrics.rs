@@ -155,8 +155,8 @@ impl Metrics {
         self.event_types.iter().position(|t| t == event_type).unwrap_or(self.event_types.len())
     }
 
-    fn type_label(&self, index: usize) -> &str {
-        self.event_types.get(index).map_or("other", String::as_str)
+    fn type_label(&self, index: usize) -> String {
+        escape_label(self.event_types.get(index).map_or("other", String::as_str))
     }
 
     /// Counts one request refused with `reason`.
@@ -318,7 +318,8 @@ pub async fn count(State(metrics): State<Arc<Metrics>>, request: Request, next: 
 pub async fn serve(State(scrape): State<Scrape>) -> Response {
     let path = scrape.journal_path.clone();
     let gauges = tokio::task::spawn_blocking(move || -> Option<JournalGauges> {
-        let connection = journal::open(&path).ok()?;
+        // Read only, no migration: a scrape never changes the journal.
+        let connection = crate::status::open(&path).ok()?;
         let (pending, oldest) = journal::pending_summary(&connection).ok()?;
         let age = oldest.and_then(|text| clock::age_secs(&text, clock::now_ms())).unwrap_or(0.0);
         Some(JournalGauges { pending, oldest_pending_age_secs: age })

@@ -121,7 +121,10 @@ pub fn replay(
     selection: &Selection,
     mappings: &Mappings,
 ) -> Result<Replayed, ReplayError> {
-    let transaction = connection.transaction()?;
+    // IMMEDIATE: a read-then-write transaction that the committer's commit
+    // overtakes cannot upgrade to a write (SQLITE_BUSY at once); taking the
+    // write lock first waits for it instead (busy_timeout).
+    let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let candidates: Vec<(i64, String, String, String)> = match selection {
         Selection::Id(id) => {
             let row = transaction
@@ -189,7 +192,7 @@ pub fn prune(connection: &mut Connection, status: Status, before: &str) -> Resul
     }
     let mut removed = 0;
     loop {
-        let transaction = connection.transaction()?;
+        let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let batch = crate::journal::prune(&transaction, status, before)?;
         transaction.commit()?;
         removed += batch;

@@ -102,7 +102,13 @@ pub fn find(database_type: &str, plugins_dir: Option<&Path>) -> Result<PathBuf, 
 /// Finds and loads the plugin for `database_type`, checking that it speaks
 /// this host's plugin-api.
 pub fn load(database_type: &str, plugins_dir: Option<&Path>) -> Result<Plugin, LoadError> {
-    let path = find(database_type, plugins_dir)?;
+    load_path(&find(database_type, plugins_dir)?)
+}
+
+/// Loads the plugin library at `path` (whatever its name), checking that it
+/// speaks this host's plugin-api. For `plugin-test`, which is given a file.
+pub fn load_path(path: &Path) -> Result<Plugin, LoadError> {
+    let path = path.to_path_buf();
     // Each library is loaded through its own header. (`RootModule::load_from_file`
     // would cache one module per type for the whole process.)
     let header = lib_header_from_path(&path).map_err(|e| explain(&path, "unknown".into(), e))?;

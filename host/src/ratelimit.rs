@@ -77,7 +77,7 @@ impl RateLimiter {
 
 /// The address a limit is counted against: IPv4 as it is (also when
 /// written as IPv6), IPv6 by its /64.
-fn client_of(address: IpAddr) -> IpAddr {
+pub fn client_of(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

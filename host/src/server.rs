@@ -11,6 +11,12 @@
 //! with a header deadline → the router, which sees the peer address as
 //! `ConnectInfo<SocketAddr>`.
 //!
+//! Two more bounds hold per connection: a client that stops taking the
+//! answers (never reads) is cut off once a write has waited the same
+//! deadline, and one client address (IPv6 by /64; loopback, where a proxy
+//! connects from, excepted) holds at most `server.max_connections_per_client`
+//! connections, so that one client cannot take every place.
+//!
 //! HTTP/1.1 only: webhooks are one request at a time, nginx speaks
 //! HTTP/1.1 to its upstreams, and HTTP/2's extra machinery (streams,
 //! flow control, its own idle rules) would be surface for nothing. The
@@ -21,7 +27,9 @@ use std::{
     future::Future,
     net::SocketAddr,
     path::{Path, PathBuf},
+    pin::Pin,
     sync::Arc,
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -33,6 +41,7 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
     sync::Semaphore,
 };
@@ -79,6 +88,9 @@ pub struct ConnectionLimits {
     /// `server.max_connections`: beyond this, new connections wait in the
     /// kernel's backlog until one closes.
     pub max_connections: usize,
+    /// `server.max_connections_per_client`: beyond this, a client's new
+    /// connections are closed at once (loopback excepted).
+    pub max_connections_per_client: usize,
 }
 
 /// A bound listener, ready to serve.
@@ -169,6 +181,7 @@ impl Server {
         let Self { listener, tls, limits } = self;
         let graceful = GracefulShutdown::new();
         let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let clients = Arc::new(PerClient::default());
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let slot = tokio::select! {
@@ -188,16 +201,125 @@ impl Server {
                     }
                 },
             };
+            let Some(client_slot) = clients.clone().enter(peer.ip(), limits.max_connections_per_client) else {
+                tracing::debug!(%peer, "closed: the client has {} connections open", limits.max_connections_per_client);
+                continue;
+            };
             let app = app.clone();
             let tls = tls.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
-                let _slot = slot;
+                let _slots = (slot, client_slot);
                 serve_connection(stream, peer, tls, limits.request_timeout, app, watcher).await;
             });
         }
         drop(listener);
         graceful.shutdown().await;
+    }
+}
+
+/// Open connections per client (IPv6 by /64), for
+/// `server.max_connections_per_client`.
+#[derive(Debug, Default)]
+struct PerClient(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// A client's place, given back when the connection ends.
+struct ClientSlot {
+    clients: Arc<PerClient>,
+    client: Option<std::net::IpAddr>,
+}
+
+impl PerClient {
+    /// A place for a new connection from `address`, unless it has `limit`
+    /// already. Loopback is not counted: a proxy on this server connects
+    /// from there for every client.
+    fn enter(self: Arc<Self>, address: std::net::IpAddr, limit: usize) -> Option<ClientSlot> {
+        if address.is_loopback() || address.to_canonical().is_loopback() {
+            return Some(ClientSlot { clients: self, client: None });
+        }
+        let client = crate::ratelimit::client_of(address);
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(client).or_default();
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        drop(open);
+        Some(ClientSlot { clients: self, client: Some(client) })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let Some(client) = self.client else { return };
+        let mut open = self.clients.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&client) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&client);
+            }
+        }
+    }
+}
+
+/// A stream whose writes fail once the peer has taken nothing for `limit`:
+/// a client that sends requests but never reads the answers would
+/// otherwise hold its connection (and a place) forever.
+struct WriteDeadline<S> {
+    inner: S,
+    limit: Duration,
+    /// Running while a write waits; reset by every write that goes through.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        Self { inner, limit, stalled: None }
+    }
+
+    /// After `inner` said Pending: an error once the deadline has passed.
+    fn check_stall(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let limit = self.limit;
+        let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client took no data for {}s", limit.as_secs()),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(result) => {
+                self.stalled = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.check_stall(cx).map(|r| r.map(|()| 0)),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Ready(result) => {
+                self.stalled = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.check_stall(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -210,6 +332,7 @@ async fn serve_connection(
     watcher: hyper_util::server::graceful::Watcher,
 ) {
     let _ = stream.set_nodelay(true);
+    let stream = WriteDeadline::new(stream, request_timeout);
     let service = TowerToHyperService::new(app.map_request(move |mut request: axum::extract::Request<_>| {
         request.extensions_mut().insert(ConnectInfo(peer));
         request.map(axum::body::Body::new)
@@ -233,5 +356,28 @@ async fn serve_connection(
     if let Err(e) = served {
         // Malformed HTTP, a header deadline, a reset: the client's doing.
         tracing::debug!(%peer, "connection ended: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_holds_at_most_its_limit_of_connections_and_loopback_is_not_counted() {
+        let clients = Arc::new(PerClient::default());
+        let remote: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+        let first = clients.clone().enter(remote, 2).expect("first");
+        let second = clients.clone().enter(remote, 2).expect("second");
+        assert!(clients.clone().enter(remote, 2).is_none(), "a third is refused");
+        // The same /64 is the same client; another is not.
+        let six: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+        let _six = clients.clone().enter(six, 1).expect("v6");
+        assert!(clients.clone().enter("2001:db8::ffff".parse().unwrap(), 1).is_none());
+        drop(first);
+        let _third = clients.clone().enter(remote, 2).expect("a place again once one closed");
+        drop(second);
+        let loopback: Vec<_> = (0..10).map(|_| clients.clone().enter("127.0.0.1".parse().unwrap(), 1)).collect();
+        assert!(loopback.iter().all(Option::is_some));
     }
 }

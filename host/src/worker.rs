@@ -212,7 +212,9 @@ impl State {
     fn heard(&mut self, error: Option<&PluginError>) {
         self.last_contact = Instant::now();
         match error {
-            Some(e) if UNUSABLE.contains(&e.kind) => {
+            // A panic says nothing about the HIS, and a writer that panics
+            // on every call is not ready.
+            Some(e) if UNUSABLE.contains(&e.kind) || e.kind == ErrorKind::PANIC => {
                 self.worker.metrics.his_error(e.kind.name());
                 self.worker.health.his_failed(&e.to_string());
             }

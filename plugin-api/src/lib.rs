@@ -91,6 +91,35 @@
 //!   `open` and block on it in the writer's methods.
 //! - Log through [`Logger`]; your own `log`/`tracing` globals reach nobody.
 //!
+//! `plugins/template` is the same in one file, with no database: it
+//! appends each row as a JSON line. Copy it to start.
+//!
+//! ## Testing a plugin: the conformance kit
+//! `buktor-middleware plugin-test` loads your library and checks what the
+//! host relies on: it loads, opens and pings; an insert, then an upsert of
+//! the same key; a row with every [`ValueKind`]; a batch of 70,000 values
+//! (more than one statement of most databases takes); a write to an
+//! unknown table fails as a permanent [`ErrorKind::SCHEMA`] error; describe
+//! and close. It prints one `pass`/`FAIL` line per check and exits non-zero
+//! if any failed (`--json` for a report to parse). Run it in your CI
+//! against a throwaway database:
+//!
+//! ```sh
+//! cargo build --release
+//! buktor-middleware --config ci/his-config.json plugin-test \
+//!     --plugin target/release/libhis_acme.so
+//! ```
+//!
+//! The config is an ordinary his-config.json; only its `database` section
+//! is used. The kit writes to the table `buktor_conformance` and never
+//! creates it: if it is missing, the failed `insert` line prints the
+//! `CREATE TABLE` for sqlite, mysql, sqlserver and oracle (or the columns,
+//! for another database) to run first. The plugin ABI cannot read rows
+//! back, so the kit checks that the upsert was accepted, not what it left:
+//! let your CI then query the table and expect one row for id 1 with label
+//! `second`. Nor can it make your plugin panic: `export_plugin!` guards
+//! every entry point, and the kit says so rather than claiming a test.
+//!
 //! ## Versioning: which host loads which plugin
 //! This crate's version is the ABI version. The host checks it when it
 //! loads a plugin, before anything else:

@@ -68,6 +68,7 @@ pub fn artifacts() -> &'static Artifacts {
             "his-plugin-mysql",
             "his-plugin-sqlserver",
             "his-plugin-oracle",
+            "his-plugin-template",
             "fixture-panicky",
             "fixture-wrong-layout",
             "fixture-wrong-version",
@@ -199,11 +200,15 @@ impl Middleware {
 
     /// [`Middleware::start`], with extra environment variables.
     pub fn start_with_env(config: &Path, env: &[(String, String)]) -> Result<Self, StartError> {
-        let artifacts = artifacts();
-        let mut child = Command::new(&artifacts.binary)
-            .arg("--config")
-            .arg(config)
-            .envs(env.iter().map(|(k, v)| (k, v)))
+        let mut command = Command::new(&artifacts().binary);
+        command.arg("--config").arg(config).envs(env.iter().map(|(k, v)| (k, v)));
+        Self::start_command(command)
+    }
+
+    /// Starts `command` (any build of the middleware: the release archive's,
+    /// say) and waits for its startup line, as [`Middleware::start`] does.
+    pub fn start_command(mut command: Command) -> Result<Self, StartError> {
+        let mut child = command
             .env("BUKTOR_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

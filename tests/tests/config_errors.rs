@@ -108,3 +108,14 @@ fn a_secret_quoted_by_an_error_is_not_printed() {
     assert!(line.contains("server.admin_token: invalid type: integer `***`, expected a string"), "{line}");
     assert!(!line.contains("8675309867530986"), "{line}");
 }
+
+#[test]
+fn a_secret_quoted_with_escapes_is_not_printed_either() {
+    let mut setup = Setup::new();
+    // serde quotes a wrong-typed string with escapes: pa\"ss\\w0rd.
+    setup.config["server"]["auth"] = json!({"bearer_tokens": "pa\"ss\\w0rd-long-enough"});
+    setup.config["database"]["password"] = json!("pa\"ss\\w0rd-long-enough");
+    let line = error_line(&setup);
+    assert!(line.contains("server.auth.bearer_tokens"), "{line}");
+    assert!(!line.contains("w0rd"), "{line}");
+}

@@ -222,3 +222,32 @@ fn every_refusal_is_counted_by_reason() {
     assert!(!logs.contains("a-long-enough-bearer-token"), "a token reached the log:\n{logs}");
     assert_eq!(query(&setup.journal(), "SELECT COUNT(*) FROM events"), [vec![json!(1)]]);
 }
+
+#[test]
+fn a_client_that_never_reads_its_answers_is_cut_off() {
+    let mut setup = Setup::new();
+    setup.config["server"]["request_timeout_secs"] = json!(1);
+    setup.config["server"]["max_connections"] = json!(1);
+    let middleware = setup.start();
+    // Pipelined requests, answers never read: the server's writes block
+    // once the socket buffers are full.
+    let hog = TcpStream::connect(&middleware.address).unwrap();
+    let mut writer = hog.try_clone().unwrap();
+    writer.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let flood = std::thread::spawn(move || {
+        let request = b"GET /no-such-page-to-fill-the-buffers HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1000);
+        for _ in 0..400 {
+            if writer.write_all(&request).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    // The only place is the hog's until its write deadline cuts it off.
+    let started = Instant::now();
+    let health = http::request(&middleware.address, "GET", "/health", &[], b"").expect("health");
+    assert_eq!(health.status, 200);
+    assert!(started.elapsed() < Duration::from_secs(8), "waited {:?}", started.elapsed());
+    drop(hog);
+    let _ = flood.join();
+}

@@ -1,0 +1,154 @@
+//! # his_template: a whole plugin in one file, to copy
+//!
+//! Instead of a database, this plugin appends every upserted row as one
+//! JSON line to a file. It shows each duty of a plugin with nothing else in
+//! the way: settings, the three writer calls, error classification, and the
+//! export. Select it with:
+//!
+//! ```json
+//! "database": { "type": "template", "path": "his-rows.jsonl" }
+//! ```
+//!
+//! Each line names the table, the key and the whole row:
+//!
+//! ```json
+//! {"table":"HIS_appointments","key":{"HIS_appointment_id":7},"row":{"HIS_appointment_id":7,"HIS_status":"booked"}}
+//! ```
+//!
+//! A file cannot update a line in place, so an upsert is an append: a
+//! reader takes the *last* line for each (table, key). A real plugin runs
+//! `INSERT … ON CONFLICT`, `MERGE` or the like instead (see plugins/sqlite).
+//!
+//! To start your own plugin: copy this folder, rename the package and the
+//! `[lib] name` (`his_<your type>`), then replace the file with your
+//! database's connection, one transaction per batch.
+
+use std::{
+    fs::OpenOptions,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use his_plugin_api::{ErrorKind, OpenContext, Plugin, PluginError, TableDescription, UpsertBatch, ValueRef, Writer};
+use serde_json::{Map, Value as Json, json};
+
+/// The `database` section, as the operator writes it. `deny_unknown_fields`
+/// turns a misspelt setting into an error instead of a silent default.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// Always "template": the host chose this plugin by it.
+    #[serde(rename = "type")]
+    _type: String,
+    /// The JSON-lines file, relative to the config file's folder.
+    path: PathBuf,
+}
+
+/// The plugin: its name, and how it opens a writer.
+pub struct TemplatePlugin;
+
+/// The writer: just the file's path. The file is opened for each batch, so
+/// that it may be moved away (rotated) between batches.
+pub struct TemplateWriter {
+    path: PathBuf,
+}
+
+impl Plugin for TemplatePlugin {
+    const NAME: &'static str = "template";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    type Writer = TemplateWriter;
+
+    /// Checks every setting now: an error here stops the host at startup,
+    /// with this message, before it accepts any event.
+    fn open(settings_json: &str, context: &OpenContext<'_>) -> Result<TemplateWriter, PluginError> {
+        // Errors name the setting: `database.path: invalid type: …`.
+        let settings: Settings = his_plugin_api::parse_settings(settings_json)?;
+        let path = Path::new(context.config_dir).join(&settings.path);
+        let folder = path.parent().unwrap_or(Path::new("."));
+        if settings.path.as_os_str().is_empty() || !folder.is_dir() {
+            return Err(PluginError::setting("path", format!("no folder {} for the rows file", folder.display())));
+        }
+        context.log.info(format_args!("writing rows as JSON lines to {}", path.display()));
+        Ok(TemplateWriter { path })
+    }
+}
+
+impl Writer for TemplateWriter {
+    /// All of the batch's lines go to the file in one `write`, then to disk
+    /// (`sync_data`) before returning: the host marks the events delivered
+    /// as soon as this returns, so the rows must be durable by then.
+    ///
+    /// If the process dies mid-write, the last line may be cut short; a
+    /// reader skips a last line without its newline. The host then writes
+    /// the batch again, which repeats lines: harmless, as the last line per
+    /// key wins. Repeating a batch is always possible, which is why a
+    /// writer upserts rather than inserts.
+    fn upsert(&mut self, batch: &UpsertBatch) -> Result<(), PluginError> {
+        let mut lines = String::new();
+        for (index, row) in batch.rows().enumerate() {
+            let mut columns = Map::new();
+            let mut key = Map::new();
+            for (column, value) in batch.columns.iter().zip(row) {
+                // Match on `get()`, never on the raw kind: it is the typed view.
+                let value = match value.get() {
+                    ValueRef::Null => Json::Null,
+                    ValueRef::Bool(b) => json!(b),
+                    ValueRef::Int(i) => json!(i),
+                    ValueRef::Float(f) => json!(f),
+                    // Decimals stay text, so that no float rounds an amount.
+                    ValueRef::Decimal(s) | ValueRef::Text(s) | ValueRef::Timestamp(s) => json!(s),
+                    // A kind newer than this plugin: refuse the row, never guess.
+                    other => {
+                        return Err(PluginError::permanent(
+                            ErrorKind::UNSUPPORTED,
+                            format!("column {column}: this plugin cannot store a {other:?} value"),
+                        )
+                        .with_row(index));
+                    }
+                };
+                if batch.key_columns.contains(column) {
+                    key.insert(column.to_string(), value.clone());
+                }
+                columns.insert(column.to_string(), value);
+            }
+            lines.push_str(&json!({"table": batch.table.as_str(), "key": key, "row": columns}).to_string());
+            lines.push('\n');
+        }
+        let mut file = self.open_for_append()?;
+        file.write_all(lines.as_bytes()).and_then(|()| file.sync_data()).map_err(|e| self.io_error("write", e))
+    }
+
+    /// Checks that the rows file can be written now, by the very operation
+    /// `upsert` uses: open it for appending (creating it if need be), which
+    /// fails if its folder is gone or not writable.
+    fn ping(&mut self) -> Result<(), PluginError> {
+        self.open_for_append().map(drop)
+    }
+
+    /// A file of JSON lines has no schema to describe: it takes any table
+    /// and any columns. `None` says "no such table", so the host's `check`
+    /// reports each mapped table as missing: for this plugin, read that as
+    /// "nothing to check against". A plugin for a real database must
+    /// describe its tables: `check` relies on it (see plugins/sqlite).
+    fn describe_table(&mut self, _table: &str) -> Result<Option<TableDescription>, PluginError> {
+        Ok(None)
+    }
+}
+
+impl TemplateWriter {
+    fn open_for_append(&self) -> Result<std::fs::File, PluginError> {
+        OpenOptions::new().create(true).append(true).open(&self.path).map_err(|e| self.io_error("open", e))
+    }
+
+    /// Classifies a file error. A full disk, a removed folder or a refused
+    /// permission can all be fixed by an operator without changing the
+    /// events, so they are retryable: the host keeps the events and tries
+    /// again. Keep the system's own words in the message.
+    fn io_error(&self, doing: &str, error: std::io::Error) -> PluginError {
+        let message = format!("cannot {doing} {}: {error}", self.path.display());
+        PluginError::retryable(ErrorKind::CONNECTION, message).with_code(error.kind().to_string())
+    }
+}
+
+// The library's one export: the root module the host looks for.
+his_plugin_api::export_plugin!(TemplatePlugin);

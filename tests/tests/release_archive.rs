@@ -1,0 +1,130 @@
+//! The release archive, as an operator gets it: `cargo xtask dist` builds
+//! it; it is unpacked into an empty folder with no cargo and no source
+//! tree; with only the SQLite plugin kept beside the executable, the
+//! executable runs from there on the archive's own his-config.json (with
+//! its comments) and the seed's events arrive. Without the plugin it stops
+//! with one line naming the folder it looked in.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use buktor_tests::{Middleware, StartError, query, repo_root, wait_for};
+use serde_json::json;
+
+/// Runs `cargo xtask dist` and returns the `.tar.gz` it made.
+fn build_archive() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(repo_root())
+        .args(["run", "--quiet", "--package", "xtask", "--", "dist"])
+        .output()
+        .expect("run cargo xtask dist");
+    assert!(output.status.success(), "cargo xtask dist failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let archive = PathBuf::from(stdout.lines().last().expect("the archive's path").trim());
+    assert!(archive.to_string_lossy().ends_with(".tar.gz") && archive.is_file(), "{stdout}");
+    archive
+}
+
+/// Unpacks `archive` into the empty folder `into` with the system's tar,
+/// as an operator would, and returns the release folder inside it.
+fn unpack(archive: &Path, into: &Path) -> PathBuf {
+    let status = Command::new("tar").arg("-xzf").arg(archive).arg("-C").arg(into).status().expect("run tar");
+    assert!(status.success());
+    let entries: Vec<PathBuf> = std::fs::read_dir(into).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(entries.len(), 1, "one folder in the archive: {entries:?}");
+    entries[0].clone()
+}
+
+fn plugin_file(name: &str) -> String {
+    format!("{}his_{name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
+}
+
+#[test]
+fn the_unpacked_archive_runs_the_seed_events_with_only_the_sqlite_plugin() {
+    let archive = build_archive();
+    let empty = tempfile::tempdir().unwrap();
+    let folder = unpack(&archive, empty.path());
+    let name = folder.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("buktor-middleware-") && name.contains(std::env::consts::ARCH), "{name}");
+
+    // What the archive holds.
+    let exe = folder.join(format!("buktor-middleware{}", std::env::consts::EXE_SUFFIX));
+    for file in
+        ["his-config.json", "README.md", "service/buktor-middleware.service", "service/nginx-buktor-middleware.conf"]
+    {
+        assert!(folder.join(file).is_file(), "{file} is missing");
+    }
+    for database in ["sqlite", "mysql", "sqlserver", "oracle"] {
+        assert!(folder.join(plugin_file(database)).is_file(), "{} is missing", plugin_file(database));
+        assert!(folder.join(format!("examples/his-config.{database}.json")).is_file());
+    }
+    // (That each example parses is a unit test in host/src/config.rs.)
+
+    // Only the SQLite plugin beside the executable.
+    for database in ["mysql", "sqlserver", "oracle"] {
+        std::fs::remove_file(folder.join(plugin_file(database))).unwrap();
+    }
+    // A free port instead of 5000; the rest of the file, comments included, as shipped.
+    let config = folder.join("his-config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("\"127.0.0.1:5000\""));
+    std::fs::write(&config, text.replace("\"127.0.0.1:5000\"", "\"127.0.0.1:0\"")).unwrap();
+
+    let mut command = Command::new(&exe);
+    command.current_dir(&folder).env_clear().env("PATH", "/usr/bin:/bin");
+    let middleware = Middleware::start_command(command).unwrap_or_else(|e| panic!("the release did not start: {e}"));
+    assert!(middleware.logs().contains(&plugin_file("sqlite")), "{}", middleware.logs());
+    for event in [
+        r#"{"event_type": "appointment", "appointment_id": 123, "patient_id": 456, "doctor_id": 789, "status": "confirmed"}"#,
+        r#"{"event_type": "schedule_change", "schedule_id": 321, "doctor_id": 789, "new_time": "2025-03-03T09:00:00"}"#,
+        r#"{"event_type": "payment", "payment_id": 987, "patient_id": 456, "amount": 1500, "status": "paid"}"#,
+    ] {
+        assert_eq!(middleware.post_event(event).status, 200, "{event}");
+    }
+    let his = folder.join("his-demo.db");
+    wait_for(Duration::from_secs(20), "the seed's three rows in his-demo.db", || {
+        let his = rusqlite::Connection::open(&his).ok()?;
+        let rows = (
+            query(&his, "SELECT HIS_appointment_id, HIS_status FROM HIS_appointments"),
+            query(&his, "SELECT HIS_schedule_id, HIS_new_time FROM HIS_schedules"),
+            query(&his, "SELECT HIS_payment_id, HIS_amount, HIS_payment_status FROM HIS_payments"),
+        );
+        (rows
+            == (
+                vec![vec![json!(123), json!("confirmed")]],
+                vec![vec![json!(321), json!("2025-03-03T09:00:00")]],
+                vec![vec![json!(987), json!(1500), json!("paid")]],
+            ))
+            .then_some(())
+    });
+    drop(middleware);
+
+    // Without the plugin: one line that names the folder.
+    std::fs::remove_file(folder.join(plugin_file("sqlite"))).unwrap();
+    let mut command = Command::new(&exe);
+    command.current_dir(&folder).env_clear().env("PATH", "/usr/bin:/bin");
+    match Middleware::start_command(command) {
+        Err(StartError::Exited { status, stderr }) => {
+            assert!(!status.success());
+            let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+            assert_eq!(errors.len(), 1, "{stderr}");
+            assert!(errors[0].contains(&plugin_file("sqlite")), "{}", errors[0]);
+            let shown = std::fs::canonicalize(&folder).unwrap();
+            assert!(
+                errors[0].contains(&*shown.to_string_lossy()) || errors[0].contains(&*folder.to_string_lossy()),
+                "the line names the folder {}: {}",
+                folder.display(),
+                errors[0]
+            );
+        }
+        Ok(mut running) => {
+            running.kill();
+            panic!("started without its plugin:\n{}", running.logs());
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
