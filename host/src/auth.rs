@@ -63,6 +63,23 @@ impl fmt::Display for Rejection {
     }
 }
 
+/// What the headers settled before the body is read.
+#[derive(Debug)]
+pub enum Precheck {
+    /// A bearer token matched: nothing more to check.
+    Accepted,
+    /// Well-formed, recent signature headers: the body decides.
+    Signed(Signed),
+}
+
+/// Signature headers, read and checked for form and age.
+#[derive(Debug)]
+pub struct Signed {
+    id: String,
+    sent_at: i64,
+    signatures: Vec<Vec<u8>>,
+}
+
 /// The checked credentials: decoded secrets and tokens.
 #[derive(Clone)]
 pub struct Authenticator {
@@ -103,6 +120,16 @@ impl Authenticator {
 
     /// Accepts the request, or says why not. `now_secs` is unix time.
     pub fn check(&self, headers: &HeaderMap, body: &[u8], now_secs: i64) -> Result<(), Rejection> {
+        match self.precheck(headers, now_secs)? {
+            Precheck::Accepted => Ok(()),
+            Precheck::Signed(signed) => self.verify(&signed, body),
+        }
+    }
+
+    /// Everything the headers alone settle, before the body is read: a
+    /// bearer token, or the signature headers' presence, form and age. So
+    /// an unauthenticated client cannot make intake read its body.
+    pub fn precheck(&self, headers: &HeaderMap, now_secs: i64) -> Result<Precheck, Rejection> {
         let text = |name: &str| headers.get(name).map(|v| v.to_str().map_err(|_| Rejection::Malformed));
         if let Some(authorization) = text(header::AUTHORIZATION.as_str()).transpose()?
             && !self.tokens.is_empty()
@@ -112,7 +139,7 @@ impl Authenticator {
             for token in &self.tokens {
                 matched |= constant_time_eq(presented.as_bytes(), token.as_bytes());
             }
-            return if matched { Ok(()) } else { Err(Rejection::BadToken) };
+            return if matched { Ok(Precheck::Accepted) } else { Err(Rejection::BadToken) };
         }
         let (Some(id), Some(timestamp), Some(signatures)) = (
             text("webhook-id").transpose()?,
@@ -133,18 +160,23 @@ impl Authenticator {
         if now_secs.abs_diff(sent_at) > self.tolerance_secs.unsigned_abs() {
             return Err(Rejection::Expired);
         }
-        let presented: Vec<Vec<u8>> = signatures
+        let signatures: Vec<Vec<u8>> = signatures
             .split_whitespace()
             .filter_map(|s| s.strip_prefix("v1,"))
             .map(|b64| STANDARD.decode(b64).map_err(|_| Rejection::Malformed))
             .collect::<Result<_, _>>()?;
-        if presented.is_empty() {
+        if signatures.is_empty() {
             return Err(Rejection::Malformed);
         }
+        Ok(Precheck::Signed(Signed { id: id.to_string(), sent_at, signatures }))
+    }
+
+    /// Checks the signatures against the body.
+    pub fn verify(&self, signed: &Signed, body: &[u8]) -> Result<(), Rejection> {
         let mut matched = false;
         for secret in &self.secrets {
-            let expected = sign(secret, id, sent_at, body);
-            for candidate in &presented {
+            let expected = sign(secret, &signed.id, signed.sent_at, body);
+            for candidate in &signed.signatures {
                 matched |= constant_time_eq(candidate, &expected);
             }
         }

@@ -18,7 +18,7 @@ use axum::{
 use serde_json::json;
 
 use crate::{
-    auth::Authenticator,
+    auth::{Authenticator, Precheck, Rejection},
     clock,
     committer::Committer,
     health::{self, Health},
@@ -188,14 +188,20 @@ async fn receive_event(
 ) -> Result<Response, Refusal> {
     let received_at = clock::now_rfc3339();
     check_content_type(&headers)?;
-    let bytes = read_body(&headers, body, intake.max_body_bytes, intake.request_timeout).await?;
-    if let Some(auth) = &intake.auth
-        && let Err(rejection) = auth.check(&headers, &bytes, chrono::Utc::now().timestamp())
-    {
+    let unauthenticated = |rejection: Rejection| {
         // Never the body: an unauthenticated request is not trusted enough to log.
         // The address lets a log watcher (fail2ban, say) block a prober.
         tracing::warn!(%peer, reason = rejection.code(), "refused a request that is not authenticated");
-        return Err(Refusal::new(StatusCode::UNAUTHORIZED, rejection.code(), rejection.to_string()));
+        Refusal::new(StatusCode::UNAUTHORIZED, rejection.code(), rejection.to_string())
+    };
+    // The headers first: without credentials, the body is not even read.
+    let precheck = match &intake.auth {
+        Some(auth) => Some(auth.precheck(&headers, chrono::Utc::now().timestamp()).map_err(unauthenticated)?),
+        None => None,
+    };
+    let bytes = read_body(&headers, body, intake.max_body_bytes, intake.request_timeout).await?;
+    if let (Some(auth), Some(Precheck::Signed(signed))) = (&intake.auth, &precheck) {
+        auth.verify(signed, &bytes).map_err(unauthenticated)?;
     }
     check_shape(&bytes, intake.max_json_depth, intake.max_json_members)?;
     let event = parse_event(&bytes)?;

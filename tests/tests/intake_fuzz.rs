@@ -1888,7 +1888,12 @@ impl Generator {
         body.extend_from_slice(b"\"}");
         let id = self.webhook_id(index);
         let auth = if self.rng.chance(50) { self.sign(&id, &body) } else { Vec::new() };
-        let expect = refused_or_closed(413, "body_too_large");
+        // Without credentials the body is never read: 401 before 413.
+        let expect = if auth.is_empty() {
+            refused_or_closed(401, "missing_credentials")
+        } else {
+            refused_or_closed(413, "body_too_large")
+        };
         match self.rng.below(4) {
             0 => {
                 // Declared, and sent.
