@@ -22,7 +22,7 @@
 //!   permanent schema error (not applicable, and said so, when the plugin
 //!   creates tables or has no schema).
 //! - **describe_table**, **ping after writes**, **close**.
-//! - **panic guard**: reported, not forced (see [`panic_guard`]).
+//! - **panic guard**: reported, not forced (see `panic_guard` below).
 //!
 //! Every check that fails says what happened in the plugin's own words.
 

@@ -101,7 +101,7 @@ pub enum Opened {
 
 impl Worker {
     /// Starts the worker thread, which opens the writer first. This waits
-    /// for that attempt (at most [`FIRST_OPEN_WAIT`]): a permanent error
+    /// for that attempt (at most `FIRST_OPEN_WAIT`): a permanent error
     /// (bad settings, login refused) is returned, so that the middleware
     /// exits before it listens. If such an error comes only after the wait,
     /// the worker logs it and ends the process.
