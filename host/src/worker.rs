@@ -228,18 +228,24 @@ impl State {
 
     /// Pings the HIS when nothing was heard from it for a while.
     fn ping_if_quiet(&mut self) {
-        if self.last_contact.elapsed() < PING_EVERY {
-            return;
-        }
-        let Some(writer) = self.writer.as_mut() else { return };
-        let pinged = writer.ping().into_result();
-        if let Err(e) = &pinged {
+        if self.last_contact.elapsed() >= PING_EVERY
+            && let Err(e) = self.ping()
+        {
             tracing::warn!("the HIS did not answer a ping: {e}");
-            if e.kind == ErrorKind::PANIC {
-                self.writer = None;
-            }
+        }
+    }
+
+    /// One ping, noted for `/ready`. A writer that panics is discarded.
+    fn ping(&mut self) -> Result<(), PluginError> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Err(PluginError::permanent(ErrorKind::OTHER, "no writer is open"));
+        };
+        let pinged = writer.ping().into_result();
+        if pinged.as_ref().is_err_and(|e| e.kind == ErrorKind::PANIC) {
+            self.writer = None;
         }
         self.heard(pinged.as_ref().err());
+        pinged
     }
 
     /// The worker's loop. Recording a pass's outcomes (a journal commit)
@@ -446,11 +452,29 @@ impl State {
     }
 
     /// Waits out the worker-wide backoff. Returns false when stopping.
+    ///
+    /// While the HIS is unreachable, a ping every [`PING_EVERY`] ends the
+    /// wait as soon as it answers: after an outage, writing resumes (and
+    /// `/ready` recovers) within half a minute, not after the longest delay.
     fn back_off(&mut self) -> bool {
         self.failures = self.failures.saturating_add(1);
         let delay = self.worker.backoff.delay(self.failures);
         tracing::info!("sync worker waits {:.1}s before trying again", delay.as_secs_f64());
-        self.worker.wakeup.sleep(delay)
+        let until = Instant::now() + delay;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            let probing = !self.reachable && self.writer.is_some();
+            if !self.worker.wakeup.sleep(if probing { left.min(PING_EVERY) } else { left }) {
+                return false;
+            }
+            if probing && Instant::now() < until && self.ping().is_ok() {
+                tracing::info!("the HIS answers again: trying now");
+                return true;
+            }
+        }
     }
 
     /// Delivers one window of due events; returns their outcomes.

@@ -206,3 +206,33 @@ fn json_logs_are_one_object_per_line_with_the_event_id_and_type() {
     assert_eq!((unmapped["event_id"].as_i64(), unmapped["event_type"].as_str()), (Some(id), Some("lab_result")));
     assert!(!logs.contains("do-not-log-me"), "a payload reached the log:\n{logs}");
 }
+
+#[test]
+fn after_an_outage_ready_recovers_at_the_next_ping_not_after_the_longest_delay() {
+    let Some(server) = mysql::server("after_an_outage_ready_recovers") else { return };
+    let db = server.database();
+    db.execute(
+        "CREATE TABLE HIS_appointments (HIS_appointment_id BIGINT PRIMARY KEY, HIS_status VARCHAR(50), HIS_created_at DATETIME(3))",
+    );
+    let proxy = Proxy::start(&server.address());
+    let mut setup = Setup::new();
+    setup.config["database"] = db.config_via(&proxy.address);
+    setup.config["mapping"] = json!({"appointment": {"table": "HIS_appointments",
+        "fields": {"appointment_id": "HIS_appointment_id", "status": "HIS_status", "received_at": "HIS_created_at"}}});
+    // The worker's back-off after the outage: 5 minutes.
+    setup.config["sync"] = json!({"retry_initial_delay_ms": 300_000, "retry_max_delay_secs": 300});
+    let middleware = setup.start();
+    proxy.cut();
+    assert_eq!(
+        middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 1, "status": "a"}"#).status,
+        200
+    );
+    wait_for(PATIENCE, "not ready while cut off", || {
+        (middleware.request("GET", "/ready", &[], b"").status == 503).then_some(())
+    });
+    proxy.restore();
+    // A ping every 30 s while the HIS is down: ready again well before 5 minutes.
+    wait_for(Duration::from_secs(50), "ready again after the HIS answered a ping", || {
+        (middleware.request("GET", "/ready", &[], b"").status == 200).then_some(())
+    });
+}
