@@ -144,9 +144,9 @@ fn metrics_show_the_events_held_behind_a_failed_one() {
     assert!(age > 0.0 && age < 60.0, "{text}");
 }
 
-#[test]
-fn ready_says_why_while_the_his_is_cut_off_and_recovers() {
-    let Some(server) = mysql::server("ready_says_why") else { return };
+/// A MariaDB database with the appointments table, reached through a proxy
+/// the test can cut, and a setup that maps appointments into it.
+fn behind_a_proxy(server: &mysql::Server) -> (mysql::Database, Proxy, Setup) {
     let db = server.database();
     db.execute(
         "CREATE TABLE HIS_appointments (HIS_appointment_id BIGINT PRIMARY KEY, HIS_status VARCHAR(50), HIS_created_at DATETIME(3))",
@@ -156,6 +156,13 @@ fn ready_says_why_while_the_his_is_cut_off_and_recovers() {
     setup.config["database"] = db.config_via(&proxy.address);
     setup.config["mapping"] = json!({"appointment": {"table": "HIS_appointments",
         "fields": {"appointment_id": "HIS_appointment_id", "status": "HIS_status", "received_at": "HIS_created_at"}}});
+    (db, proxy, setup)
+}
+
+#[test]
+fn ready_says_why_while_the_his_is_cut_off_and_recovers() {
+    let Some(server) = mysql::server("ready_says_why") else { return };
+    let (db, proxy, setup) = behind_a_proxy(&server);
     let middleware = setup.start();
     let ready = || middleware.request("GET", "/ready", &[], b"");
     wait_for(PATIENCE, "ready", || (ready().status == 200).then_some(()));
@@ -210,15 +217,7 @@ fn json_logs_are_one_object_per_line_with_the_event_id_and_type() {
 #[test]
 fn after_an_outage_ready_recovers_at_the_next_ping_not_after_the_longest_delay() {
     let Some(server) = mysql::server("after_an_outage_ready_recovers") else { return };
-    let db = server.database();
-    db.execute(
-        "CREATE TABLE HIS_appointments (HIS_appointment_id BIGINT PRIMARY KEY, HIS_status VARCHAR(50), HIS_created_at DATETIME(3))",
-    );
-    let proxy = Proxy::start(&server.address());
-    let mut setup = Setup::new();
-    setup.config["database"] = db.config_via(&proxy.address);
-    setup.config["mapping"] = json!({"appointment": {"table": "HIS_appointments",
-        "fields": {"appointment_id": "HIS_appointment_id", "status": "HIS_status", "received_at": "HIS_created_at"}}});
+    let (_db, proxy, mut setup) = behind_a_proxy(&server);
     // The worker's back-off after the outage: 5 minutes.
     setup.config["sync"] = json!({"retry_initial_delay_ms": 300_000, "retry_max_delay_secs": 300});
     let middleware = setup.start();
