@@ -32,6 +32,8 @@ enum Command {
     Append(NewEvent, oneshot::Sender<Result<Appended, Unavailable>>),
     Settle(Vec<Settlement>, oneshot::Sender<Result<(), Unavailable>>),
     Prune(Housekeeping, oneshot::Sender<Result<usize, Unavailable>>),
+    /// Unix ms: every pending event waiting for a later retry is due then.
+    MakeDue(i64, oneshot::Sender<Result<usize, Unavailable>>),
 }
 
 /// What a housekeeping round removes.
@@ -105,6 +107,17 @@ impl Committer {
     }
 }
 
+impl Committer {
+    /// Makes every pending event that waits for a retry due at `now_ms`
+    /// (the HIS answers again: its outage was not the events' fault);
+    /// returns how many. Blocking: for the sync worker's thread.
+    pub fn make_due(&self, now_ms: i64) -> Result<usize, Unavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.sender.blocking_send(Command::MakeDue(now_ms, reply)).map_err(|_| stopped())?;
+        answer.blocking_recv().map_err(|_| stopped())?
+    }
+}
+
 /// Outcomes sent to the committer, not yet known to be committed.
 pub struct Pending(oneshot::Receiver<Result<(), Unavailable>>);
 
@@ -155,6 +168,7 @@ fn run(
                         (Command::Append(_, reply), Outcome::Appended(appended)) => drop(reply.send(Ok(appended))),
                         (Command::Settle(_, reply), Outcome::Settled) => drop(reply.send(Ok(()))),
                         (Command::Prune(_, reply), Outcome::Pruned(removed)) => drop(reply.send(Ok(removed))),
+                        (Command::MakeDue(_, reply), Outcome::MadeDue(count)) => drop(reply.send(Ok(count))),
                         _ => unreachable!("one outcome per command, in order"),
                     }
                 }
@@ -171,6 +185,7 @@ fn run(
                         Command::Append(_, reply) => drop(reply.send(Err(error.clone()))),
                         Command::Settle(_, reply) => drop(reply.send(Err(error.clone()))),
                         Command::Prune(_, reply) => drop(reply.send(Err(error.clone()))),
+                        Command::MakeDue(_, reply) => drop(reply.send(Err(error.clone()))),
                     }
                 }
             }
@@ -183,6 +198,7 @@ enum Outcome {
     Appended(Appended),
     Settled,
     Pruned(usize),
+    MadeDue(usize),
 }
 
 /// Writes one round in one transaction. Returns, per command, what it did.
@@ -212,6 +228,7 @@ fn commit_round(connection: &mut Connection, round: &[Command], wal: bool) -> ru
                 journal::prune_delivery_ids(&transaction, housekeeping.delivery_ids_before_ms)?;
                 outcomes.push(Outcome::Pruned(removed));
             }
+            Command::MakeDue(now_ms, _) => outcomes.push(Outcome::MadeDue(journal::make_due(&transaction, *now_ms)?)),
         }
     }
     transaction.commit()?;

@@ -327,6 +327,18 @@ pub fn prune_delivery_ids(transaction: &Transaction<'_>, before_ms: i64) -> rusq
     transaction.prepare_cached("DELETE FROM deliveries WHERE received_ms < ?1")?.execute([before_ms])
 }
 
+/// Makes every pending event that waits for a retry due at `now_ms`,
+/// keeping it counted as retried (`next_attempt_at` stays above 0, so it
+/// still holds back later events of its row until it is written).
+pub fn make_due(transaction: &Transaction<'_>, now_ms: i64) -> rusqlite::Result<usize> {
+    transaction
+        .prepare_cached(
+            "UPDATE events INDEXED BY events_waiting SET next_attempt_at = ?1
+             WHERE status = 'pending' AND next_attempt_at > 0 AND next_attempt_at > ?1",
+        )?
+        .execute(params![now_ms])
+}
+
 /// How many events are pending, and when the oldest of them arrived.
 pub fn pending_summary(connection: &Connection) -> rusqlite::Result<(i64, Option<String>)> {
     connection

@@ -471,7 +471,11 @@ impl State {
                 return false;
             }
             if probing && Instant::now() < until && self.ping().is_ok() {
-                tracing::info!("the HIS answers again: trying now");
+                // Events set aside for the outage need not wait out their own delays.
+                match self.worker.committer.make_due(clock::now_ms()) {
+                    Ok(count) => tracing::info!("the HIS answers again: writing now ({count} events were waiting)"),
+                    Err(e) => tracing::warn!("the HIS answers again, but the journal did not take it: {e}"),
+                }
                 return true;
             }
         }

@@ -215,9 +215,9 @@ fn json_logs_are_one_object_per_line_with_the_event_id_and_type() {
 }
 
 #[test]
-fn after_an_outage_ready_recovers_at_the_next_ping_not_after_the_longest_delay() {
+fn after_an_outage_writing_resumes_at_the_next_ping_not_after_the_retry_delay() {
     let Some(server) = mysql::server("after_an_outage_ready_recovers") else { return };
-    let (_db, proxy, mut setup) = behind_a_proxy(&server);
+    let (db, proxy, mut setup) = behind_a_proxy(&server);
     // The worker's back-off after the outage: 5 minutes.
     setup.config["sync"] = json!({"retry_initial_delay_ms": 300_000, "retry_max_delay_secs": 300});
     let middleware = setup.start();
@@ -230,8 +230,15 @@ fn after_an_outage_ready_recovers_at_the_next_ping_not_after_the_longest_delay()
         (middleware.request("GET", "/ready", &[], b"").status == 503).then_some(())
     });
     proxy.restore();
-    // A ping every 30 s while the HIS is down: ready again well before 5 minutes.
-    wait_for(Duration::from_secs(50), "ready again after the HIS answered a ping", || {
-        (middleware.request("GET", "/ready", &[], b"").status == 200).then_some(())
+    // A ping every 30 s while the HIS is down: ready again, and the event
+    // written, well before its 5-minute retry delay.
+    wait_for(Duration::from_secs(50), "the row written once the HIS answered a ping", || {
+        (db.count("SELECT COUNT(*) FROM HIS_appointments") == 1).then_some(())
     });
+    assert_eq!(middleware.request("GET", "/ready", &[], b"").status, 200);
+    assert!(
+        middleware.logs().contains("the HIS answers again: writing now (1 events were waiting)"),
+        "{}",
+        middleware.logs()
+    );
 }
