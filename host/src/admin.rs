@@ -14,7 +14,7 @@ use axum::{
         Query, Request, State,
         rejection::{JsonRejection, QueryRejection},
     },
-    http::{StatusCode, header},
+    http::StatusCode,
     middleware::{Next, from_fn_with_state},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    auth::constant_time_eq,
+    auth::bearer_matches,
     clock,
     intake::{Refusal, method_not_allowed},
     journal,
@@ -55,13 +55,7 @@ pub fn routes(admin: Admin) -> Router {
 }
 
 async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !constant_time_eq(presented.as_bytes(), admin.token.as_bytes()) {
+    if !bearer_matches(request.headers(), &admin.token) {
         return Refusal::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

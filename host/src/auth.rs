@@ -63,6 +63,18 @@ impl fmt::Display for Rejection {
     }
 }
 
+/// Whether `headers` carry `Authorization: Bearer <token>`, compared in
+/// constant time: the admin token's one check, for `/admin` and for
+/// `/ready` and `/metrics` from other machines.
+pub fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    constant_time_eq(presented.as_bytes(), token.as_bytes())
+}
+
 /// What the headers settled before the body is read.
 #[derive(Debug)]
 pub enum Precheck {

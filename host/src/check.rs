@@ -194,22 +194,16 @@ impl std::fmt::Display for Report {
                 Severity::Error => "error",
                 Severity::Warning => "warning",
             };
-            let path = format!("{}:", one_line(&finding.path));
+            let path = format!("{}:", config::escape_controls(&finding.path));
             writeln!(
                 f,
                 "{severity:<7}  {path:<width$}  {} — fix: {}",
-                one_line(&finding.message),
-                one_line(&finding.fix)
+                config::escape_controls(&finding.message),
+                config::escape_controls(&finding.fix)
             )?;
         }
-        writeln!(f, "{}", one_line(&self.summary))
+        writeln!(f, "{}", config::escape_controls(&self.summary))
     }
-}
-
-/// Names from the config or the HIS may hold control characters; one
-/// finding stays one line.
-fn one_line(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// Checks the config file `file`: see the module documentation.

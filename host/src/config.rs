@@ -383,10 +383,12 @@ fn parse_with(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config
     Ok(config)
 }
 
-/// A JSON path holds names from the file; a control character in one must
-/// not split the one-line error or reach the terminal raw.
-fn escape_controls(path: &str) -> String {
-    path.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+/// Text for the terminal with its control characters escaped: a name or
+/// message from a file, a sender or a database must not split a one-line
+/// error or reach the terminal as a control sequence. The one place that
+/// does this; `check`, `status`, `events` and `main` all call it.
+pub fn escape_controls(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// The values of a config file's secrets (literal, or from `${ENV_NAME}`),

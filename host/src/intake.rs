@@ -138,12 +138,7 @@ async fn local_or_admin(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let admin = matches!((presented, &admin_token), (Some(p), Some(t)) if crate::auth::constant_time_eq(p.as_bytes(), t.as_bytes()));
+    let admin = admin_token.as_deref().is_some_and(|token| crate::auth::bearer_matches(request.headers(), token));
     if peer.ip().to_canonical().is_loopback() || admin {
         return next.run(request).await;
     }

@@ -152,11 +152,7 @@ fn main() -> ExitCode {
             };
             // One line, and nothing from a file or a sender reaches the
             // terminal as a control sequence.
-            let text: String = text
-                .chars()
-                .flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] })
-                .collect();
-            eprintln!("error: {text}");
+            eprintln!("error: {}", config::escape_controls(&text));
             ExitCode::FAILURE
         }
     }

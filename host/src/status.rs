@@ -393,17 +393,9 @@ pub fn human_size(bytes: u64) -> String {
 /// (an escape sequence in an event type, a newline in an error) are shown
 /// escaped, and the text is cut to `max` characters.
 pub fn printable(text: &str, max: usize) -> String {
-    let mut shown = String::new();
-    for (count, c) in text.chars().enumerate() {
-        if count == max {
-            shown.push('…');
-            break;
-        }
-        if c.is_control() {
-            shown.extend(c.escape_default());
-        } else {
-            shown.push(c);
-        }
+    let mut shown = crate::config::escape_controls(&text.chars().take(max).collect::<String>());
+    if text.chars().nth(max).is_some() {
+        shown.push('…');
     }
     shown
 }
