@@ -1,7 +1,8 @@
 # Runs buktor-middleware at startup with the Task Scheduler, as the
-# original documentation does, until the middleware has a Windows service
-# of its own. Run in an elevated PowerShell, from the unpacked release
-# folder (or pass -Folder):
+# original documentation does: the alternative to the Windows service
+# (install-windows-service.ps1), which is the better choice (a graceful
+# stop, restart on failure, `sc query`). Run in an elevated PowerShell,
+# from the unpacked release folder (or pass -Folder):
 #
 #   powershell -ExecutionPolicy Bypass -File service\install-windows-task.ps1
 #

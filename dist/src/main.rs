@@ -4,12 +4,16 @@
 //! - `run [ARGS…]`: build the middleware and the embedded SQLite plugin in
 //!   release mode, then start it. Without ARGS it uses the repository's
 //!   his-config.json, so a newcomer sees the whole pipeline with one command.
-//! - `dist`: the release archive for this machine's target:
-//!   `target/dist/buktor-middleware-<version>-<target>/` and its `.tar.gz`,
-//!   holding the executable, every plugin beside it (where the loader looks
-//!   first when `plugins.dir` is not set), a commented his-config.json per
-//!   database type (the SQLite demo as `his-config.json`), the service and
-//!   proxy files of `dist/service/`, and the operator's README.
+//! - `dist [--target TRIPLE]`: the release archive, for this machine's
+//!   target or for `x86_64-pc-windows-gnu` (see [`windows`]):
+//!   `target/dist/buktor-middleware-<version>-<target>/` and its `.tar.gz`
+//!   (a `.zip` for Windows), holding the executable, every plugin beside it
+//!   (where the loader looks first when `plugins.dir` is not set), a
+//!   commented his-config.json per database type (the SQLite demo as
+//!   `his-config.json`), the service files of `dist/service/` for that
+//!   platform, and the operator's README.
+
+mod windows;
 
 use std::{
     path::{Path, PathBuf},
@@ -18,13 +22,19 @@ use std::{
 
 use anyhow::{Context, bail};
 
+const USAGE: &str = "usage: cargo xtask run [ARGS…] | cargo xtask dist [--target x86_64-pc-windows-gnu]";
+
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("run") => run(args.collect()),
-        Some("dist") => dist(),
-        Some(other) => bail!("unknown task {other:?}; tasks: run, dist"),
-        None => bail!("usage: cargo xtask run [ARGS…] | cargo xtask dist"),
+        Some("dist") => match (args.next().as_deref(), args.next()) {
+            (None, _) => dist(None),
+            (Some("--target"), Some(target)) if args.next().is_none() => dist(Some(&target)),
+            _ => bail!("{USAGE}"),
+        },
+        Some(other) => bail!("unknown task {other:?}; {USAGE}"),
+        None => bail!("{USAGE}"),
     }
 }
 
@@ -70,55 +80,140 @@ fn host_target() -> anyhow::Result<String> {
         .context("rustc -vV names no host")
 }
 
-fn dist() -> anyhow::Result<()> {
+/// Builds the release for `target` (this machine's when `None`) and
+/// packs it.
+fn dist(target: Option<&str>) -> anyhow::Result<()> {
     let root = repo_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.current_dir(&root).args(["build", "--profile", "ship", "-p", "buktor-middleware"]);
+    let host = host_target()?;
+    let (target, built) = match target {
+        None => {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut build = Command::new(cargo);
+            build.current_dir(&root).args(["build", "--profile", "ship"]);
+            run_build(build)?;
+            (host, target_dir(&root).join("ship"))
+        }
+        Some(target) if target == host => bail!("--target {target} is this machine's: run `cargo xtask dist`"),
+        Some(target) => {
+            let built = windows::build(&root, &target_dir(&root), target)?;
+            (target.to_string(), built)
+        }
+    };
+    let platform = Platform::of(&target);
+    let name = format!("buktor-middleware-{}-{target}", env!("CARGO_PKG_VERSION"));
+    let out = target_dir(&root).join("dist");
+    let folder = out.join(&name);
+    assemble(&root, &built, &folder, &platform)?;
+    let archive = if platform.windows { pack_zip(&out, &name)? } else { pack_tar_gz(&out, &name)? };
+    println!("{}", folder.display());
+    println!("{}", archive.display());
+    Ok(())
+}
+
+/// Adds the host and every plugin to `build` and runs it.
+fn run_build(mut build: Command) -> anyhow::Result<()> {
+    build.args(["-p", "buktor-middleware"]);
     for plugin in PLUGINS {
         build.args(["-p", &format!("his-plugin-{plugin}")]);
     }
     if !build.status().context("run cargo build")?.success() {
         bail!("cargo build failed");
     }
-    let built = target_dir(&root).join("ship");
-    let name = format!("buktor-middleware-{}-{}", env!("CARGO_PKG_VERSION"), host_target()?);
-    let out = target_dir(&root).join("dist");
-    let folder = out.join(&name);
+    Ok(())
+}
+
+/// File names and service files of the target's operating system.
+struct Platform {
+    windows: bool,
+}
+
+impl Platform {
+    fn of(target: &str) -> Self {
+        Self { windows: target.contains("windows") }
+    }
+
+    fn exe(&self) -> String {
+        format!("buktor-middleware{}", if self.windows { ".exe" } else { "" })
+    }
+
+    fn plugin(&self, database: &str) -> String {
+        if self.windows { format!("his_{database}.dll") } else { format!("libhis_{database}.so") }
+    }
+
+    /// PowerShell scripts go to Windows; the systemd unit, nginx and
+    /// ddclient files to Linux.
+    fn wants_service_file(&self, file: &Path) -> bool {
+        (file.extension().and_then(|e| e.to_str()) == Some("ps1")) == self.windows
+    }
+}
+
+/// Lays out the release folder, from scratch.
+fn assemble(root: &Path, built: &Path, folder: &Path, platform: &Platform) -> anyhow::Result<()> {
     if folder.exists() {
-        std::fs::remove_dir_all(&folder).with_context(|| format!("remove {}", folder.display()))?;
+        std::fs::remove_dir_all(folder).with_context(|| format!("remove {}", folder.display()))?;
     }
     std::fs::create_dir_all(folder.join("examples"))?;
     std::fs::create_dir_all(folder.join("service"))?;
-    let copy = |from: PathBuf, to: PathBuf| {
-        std::fs::copy(&from, &to).with_context(|| format!("copy {} to {}", from.display(), to.display()))
+    let copy = |from: &Path, to: PathBuf| {
+        std::fs::copy(from, &to).with_context(|| format!("copy {} to {}", from.display(), to.display()))
     };
-    let exe = format!("buktor-middleware{}", std::env::consts::EXE_SUFFIX);
-    copy(built.join(&exe), folder.join(&exe))?;
+    copy(&built.join(platform.exe()), folder.join(platform.exe()))?;
     for plugin in PLUGINS {
-        let file = format!("{}his_{plugin}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
-        copy(built.join(&file), folder.join(&file))?;
+        copy(&built.join(platform.plugin(plugin)), folder.join(platform.plugin(plugin)))?;
     }
     let dist = root.join("dist");
     for entry in std::fs::read_dir(dist.join("examples"))? {
         let path = entry?.path();
-        copy(path.clone(), folder.join("examples").join(path.file_name().expect("a file")))?;
+        copy(&path, folder.join("examples").join(path.file_name().expect("a file")))?;
     }
     for entry in std::fs::read_dir(dist.join("service"))? {
         let path = entry?.path();
-        copy(path.clone(), folder.join("service").join(path.file_name().expect("a file")))?;
+        if platform.wants_service_file(&path) {
+            copy(&path, folder.join("service").join(path.file_name().expect("a file")))?;
+        }
     }
-    copy(dist.join("examples/his-config.sqlite.json"), folder.join("his-config.json"))?;
-    copy(dist.join("README.operator.md"), folder.join("README.md"))?;
+    copy(&dist.join("examples/his-config.sqlite.json"), folder.join("his-config.json"))?;
+    copy(&dist.join("README.operator.md"), folder.join("README.md"))?;
+    Ok(())
+}
 
+/// `<out>/<name>.tar.gz` of the folder `<out>/<name>`.
+fn pack_tar_gz(out: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let archive = out.join(format!("{name}.tar.gz"));
     let file = std::fs::File::create(&archive).with_context(|| format!("create {}", archive.display()))?;
     let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::default()));
-    tar.append_dir_all(&name, &folder)?;
+    tar.append_dir_all(name, out.join(name))?;
     tar.into_inner()?.finish()?;
-    println!("{}", folder.display());
-    println!("{}", archive.display());
-    Ok(())
+    Ok(archive)
+}
+
+/// `<out>/<name>.zip` of the folder `<out>/<name>`: what Explorer's
+/// "Extract all" opens.
+fn pack_zip(out: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let archive = out.join(format!("{name}.zip"));
+    let file = std::fs::File::create(&archive).with_context(|| format!("create {}", archive.display()))?;
+    let mut zip = zip::ZipWriter::new(file);
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let mut pending = vec![PathBuf::from(name)];
+    while let Some(relative) = pending.pop() {
+        let mut entries: Vec<PathBuf> =
+            std::fs::read_dir(out.join(&relative))?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+        entries.sort();
+        for path in entries {
+            let inside = relative.join(path.file_name().expect("a name"));
+            // Zip paths use `/`, whatever the machine.
+            let entry = inside.iter().map(|part| part.to_string_lossy()).collect::<Vec<_>>().join("/");
+            if path.is_dir() {
+                zip.add_directory(entry, options)?;
+                pending.push(inside);
+            } else {
+                zip.start_file(entry, options)?;
+                std::io::copy(&mut std::fs::File::open(&path)?, &mut zip)?;
+            }
+        }
+    }
+    zip.finish()?;
+    Ok(archive)
 }
 
 /// Replaces this process with `command` on Unix, so Ctrl-C and exit codes

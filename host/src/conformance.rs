@@ -2,7 +2,7 @@
 //! and checks that it behaves as the host relies on.
 //!
 //! The kit loads the library it is given, opens a writer with the config's
-//! `database` section, and writes to one table, [`TABLE`], which it never
+//! `database` section, and writes to one table, [`TABLE`] or `--table`, which it never
 //! creates: a plugin with `create_missing` (sqlite) or without a schema
 //! (template) takes it as it is; for a real HIS, the operator creates it
 //! first from [`ddl`], which the kit prints when the first write fails for
@@ -18,7 +18,7 @@
 //! - **value types**: one row with every [`ValueKind`].
 //! - **large batch**: [`BIG_BATCH_ROWS`] rows × 2 columns, above MySQL's
 //!   65,535 and SQL Server's 2,100 parameters per statement.
-//! - **unknown table**: a write to [`MISSING_TABLE`] must fail with a
+//! - **unknown table**: a write to the table's name with [`MISSING_SUFFIX`] must fail with a
 //!   permanent schema error (not applicable, and said so, when the plugin
 //!   creates tables or has no schema).
 //! - **describe_table**, **ping after writes**, **close**.
@@ -36,11 +36,22 @@ use his_plugin_api::{ABI_VERSION, ErrorKind, PluginError, TableDescription, Upse
 
 use crate::{config, plugins};
 
-/// The table the kit writes to.
+/// The table the kit writes to, unless `--table` names another.
 pub const TABLE: &str = "buktor_conformance";
 
-/// A table that must not exist, for the unknown-table check.
-pub const MISSING_TABLE: &str = "buktor_conformance_no_such_table";
+/// Appended to the kit's table for one that must not exist, for the
+/// unknown-table check (`buktor_conformance_no_such_table`).
+pub const MISSING_SUFFIX: &str = "_no_such_table";
+
+/// Whether `table` can be the kit's table: a plain name (letters, digits,
+/// `_`, not starting with a digit) of at most 64 characters, which every
+/// database takes unquoted and which leaves room for [`MISSING_SUFFIX`].
+pub fn is_plain_table_name(table: &str) -> bool {
+    let mut chars = table.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && table.len() <= 64
+}
 
 /// Rows in the large batch; with 2 columns, 70,000 values.
 pub const BIG_BATCH_ROWS: usize = 35_000;
@@ -91,9 +102,10 @@ impl std::fmt::Display for KitReport {
     }
 }
 
-/// The `CREATE TABLE` for [`TABLE`] in the dialect of `database_type`, on
-/// one line. `id` is the key; every other column takes NULL.
-pub fn ddl(database_type: &str) -> String {
+/// The `CREATE TABLE` for the kit's `table` in the dialect of
+/// `database_type`, on one line. `id` is the key; every other column takes
+/// NULL.
+pub fn ddl(database_type: &str, table: &str) -> String {
     let (id, text, bool, int, decimal, float, timestamp) = match database_type {
         "sqlite" => ("INTEGER", "TEXT", "INTEGER", "INTEGER", "TEXT", "REAL", "TEXT"),
         "mysql" => ("BIGINT", "VARCHAR(100)", "BOOLEAN", "BIGINT", "DECIMAL(12,2)", "DOUBLE", "DATETIME(3)"),
@@ -101,28 +113,29 @@ pub fn ddl(database_type: &str) -> String {
         // The oracle plugin quotes names, so they keep their lowercase.
         "oracle" => {
             return format!(
-                "CREATE TABLE \"{TABLE}\" (\"id\" NUMBER(19) PRIMARY KEY, \"label\" VARCHAR2(100), \"flag\" NUMBER(1), \
+                "CREATE TABLE \"{table}\" (\"id\" NUMBER(19) PRIMARY KEY, \"label\" VARCHAR2(100), \"flag\" NUMBER(1), \
                  \"quantity\" NUMBER(19), \"amount\" NUMBER(12,2), \"ratio\" BINARY_DOUBLE, \
                  \"happened_at\" TIMESTAMP, \"note\" VARCHAR2(100))"
             );
         }
         _ => {
             return format!(
-                "a table {TABLE} with columns id (64-bit integer, primary key), label (text, 100), flag (boolean), \
+                "a table {table} with columns id (64-bit integer, primary key), label (text, 100), flag (boolean), \
                  quantity (64-bit integer), amount (decimal 12,2), ratio (double), happened_at (date and time), \
                  note (text, 100), all but id nullable"
             );
         }
     };
     format!(
-        "CREATE TABLE {TABLE} (id {id} PRIMARY KEY, label {text}, flag {bool}, quantity {int}, amount {decimal}, \
+        "CREATE TABLE {table} (id {id} PRIMARY KEY, label {text}, flag {bool}, quantity {int}, amount {decimal}, \
          ratio {float}, happened_at {timestamp}, note {text})"
     )
 }
 
 /// Runs the kit against the plugin library `plugin`, with the `database`
-/// settings of the config file `config`.
-pub fn run(plugin: &Path, config: &Path) -> KitReport {
+/// settings of the config file `config`, writing to `table` (see
+/// [`is_plain_table_name`]).
+pub fn run(plugin: &Path, config: &Path, table: &str) -> KitReport {
     let mut report = KitReport::default();
     let loaded = match config::load(config) {
         Ok(loaded) => loaded,
@@ -156,13 +169,14 @@ pub fn run(plugin: &Path, config: &Path) -> KitReport {
     let writer = match plugin.open_writer(&loaded.database_settings_json(), &loaded.dir) {
         Ok(writer) => writer,
         Err(e) => {
-            let mut kit = Kit { report, panics: 0 };
+            let mut kit =
+                Kit { report, panics: 0, table: table.to_string(), missing: format!("{table}{MISSING_SUFFIX}") };
             let detail = kit.error(&e);
             kit.report.record("open_writer", false, format!("{detail}; no other check ran"));
             return kit.report;
         }
     };
-    let mut kit = Kit { report, panics: 0 };
+    let mut kit = Kit { report, panics: 0, table: table.to_string(), missing: format!("{table}{MISSING_SUFFIX}") };
     kit.report.record("open_writer", true, "opened with the config's database section");
     kit.checks(writer, &database_type, &plugin.abi_version);
     kit.report
@@ -173,6 +187,10 @@ struct Kit {
     report: KitReport,
     /// How many calls came back as [`ErrorKind::PANIC`] errors.
     panics: usize,
+    /// The table the kit writes to.
+    table: String,
+    /// A table that must not exist.
+    missing: String,
 }
 
 impl Kit {
@@ -182,12 +200,13 @@ impl Kit {
 
         let inserted = self.insert(&mut writer, database_type);
         if inserted {
-            let second = batch(TABLE, &["id", "label"], &[vec![Value::int(1), Value::text("second")]]);
+            let second = batch(&self.table, &["id", "label"], &[vec![Value::int(1), Value::text("second")]]);
             let result = writer.upsert(&second).into_result();
+            let table = self.table.clone();
             self.outcome("upsert by key", result, |()| {
                 format!(
                     "a second write of key id=1 (label 'first', then 'second') was accepted. Not verified by the \
-                     kit: that {TABLE} now holds one row for id 1, with label 'second' (the plugin ABI cannot read \
+                     kit: that {table} now holds one row for id 1, with label 'second' (the plugin ABI cannot read \
                      rows back); look at the table"
                 )
             });
@@ -213,15 +232,15 @@ impl Kit {
     /// need the table.
     fn insert(&mut self, writer: &mut WriterBox, database_type: &str) -> bool {
         let rows = [vec![Value::int(1), Value::text("first")], vec![Value::int(2), Value::text("first")]];
-        match writer.upsert(&batch(TABLE, &["id", "label"], &rows)).into_result() {
+        match writer.upsert(&batch(&self.table, &["id", "label"], &rows)).into_result() {
             Ok(()) => {
-                self.report.record("insert", true, format!("2 new rows (id 1 and 2) written to {TABLE}"));
+                self.report.record("insert", true, format!("2 new rows (id 1 and 2) written to {}", self.table));
                 true
             }
             Err(e) => {
                 let mut detail = self.error(&e);
                 if e.kind == ErrorKind::SCHEMA {
-                    detail.push_str(&format!("; create this table first: {}", ddl(database_type)));
+                    detail.push_str(&format!("; create this table first: {}", ddl(database_type, &self.table)));
                 }
                 self.report.record("insert", false, detail);
                 false
@@ -252,7 +271,7 @@ impl Kit {
             ValueKind::TIMESTAMP,
         ];
         debug_assert!(every.iter().all(|k| row.iter().any(|v| v.kind() == *k)), "every kind is in the row");
-        let result = writer.upsert(&batch(TABLE, &columns, &[row])).into_result();
+        let result = writer.upsert(&batch(&self.table, &columns, &[row])).into_result();
         self.outcome("value types", result, |()| format!("one row (id 3) with {} values accepted", kinds.join(", ")));
     }
 
@@ -261,7 +280,7 @@ impl Kit {
             .map(|i| vec![Value::int(BIG_BATCH_FIRST_KEY + i), Value::text(format!("row {i}"))])
             .collect();
         let started = Instant::now();
-        let result = writer.upsert(&batch(TABLE, &["id", "label"], &rows)).into_result();
+        let result = writer.upsert(&batch(&self.table, &["id", "label"], &rows)).into_result();
         let took = started.elapsed();
         self.outcome("large batch", result, |()| {
             format!(
@@ -275,22 +294,24 @@ impl Kit {
 
     fn unknown_table(&mut self, writer: &mut WriterBox) {
         const NAME: &str = "unknown table";
-        match describe(writer, MISSING_TABLE) {
+        match describe(writer, &self.missing) {
             Ok(None) => {}
             Ok(Some(_)) => {
                 let detail = format!(
-                    "table {MISSING_TABLE} exists (a previous run with create_missing made it?): drop it, the \
-                     check needs a table that does not exist"
+                    "table {} exists (a previous run with create_missing made it?): drop it, the \
+                     check needs a table that does not exist",
+                    self.missing
                 );
                 return self.report.record(NAME, false, detail);
             }
             Err(e) => {
-                let detail = format!("describe_table({MISSING_TABLE}) failed: {}", self.error(&e));
+                let error = self.error(&e);
+                let detail = format!("describe_table({}) failed: {error}", self.missing);
                 return self.report.record(NAME, false, detail);
             }
         }
         let row = [vec![Value::int(1), Value::text("x")]];
-        match writer.upsert(&batch(MISSING_TABLE, &["id", "label"], &row)).into_result() {
+        match writer.upsert(&batch(&self.missing, &["id", "label"], &row)).into_result() {
             Err(e) if e.kind == ErrorKind::SCHEMA && !e.retryable => {
                 let detail = format!("refused as a permanent schema error: {e}");
                 self.report.record(NAME, true, detail)
@@ -300,15 +321,17 @@ impl Kit {
                 self.report.record(NAME, false, detail)
             }
             Ok(()) => {
-                let detail = match describe(writer, MISSING_TABLE) {
+                let detail = match describe(writer, &self.missing) {
                     Ok(Some(_)) => format!(
-                        "not applicable: the plugin created {MISSING_TABLE} on the write (as database.create_missing \
-                         does); drop it"
+                        "not applicable: the plugin created {} on the write (as database.create_missing \
+                         does); drop it",
+                        self.missing
                     ),
                     _ => format!(
-                        "not applicable: the write to {MISSING_TABLE} was accepted and the plugin describes no \
+                        "not applicable: the write to {} was accepted and the plugin describes no \
                          tables, so it has no schema to miss (the kit cannot tell this from a plugin that drops \
-                         such rows)"
+                         such rows)",
+                        self.missing
                     ),
                 };
                 self.report.record(NAME, true, detail)
@@ -318,7 +341,7 @@ impl Kit {
 
     fn describe(&mut self, writer: &mut WriterBox, inserted: bool) {
         const NAME: &str = "describe_table";
-        match describe(writer, TABLE) {
+        match describe(writer, &self.table) {
             Ok(Some(table)) => {
                 let key_is_unique = table.primary_key.iter().map(RString::as_str).eq(["id"])
                     || table.unique_keys.iter().any(|key| key.iter().map(RString::as_str).eq(["id"]));
@@ -341,11 +364,12 @@ impl Kit {
                 NAME,
                 true,
                 format!(
-                    "None for {TABLE}, which was just written: the plugin does not describe tables (allowed; \
-                     `check` will report each mapped table as missing)"
+                    "None for {}, which was just written: the plugin does not describe tables (allowed; \
+                     `check` will report each mapped table as missing)",
+                    self.table
                 ),
             ),
-            Ok(None) => self.report.record(NAME, false, format!("None: there is no table {TABLE} (see insert)")),
+            Ok(None) => self.report.record(NAME, false, format!("None: there is no table {} (see insert)", self.table)),
             Err(e) => {
                 let detail = self.error(&e);
                 self.report.record(NAME, false, detail)
@@ -430,7 +454,7 @@ mod tests {
     #[test]
     fn ddl_names_every_column_the_kit_writes() {
         for database_type in ["sqlite", "mysql", "sqlserver", "oracle", "acme"] {
-            let text = ddl(database_type);
+            let text = ddl(database_type, TABLE);
             for column in ["id", "label", "flag", "quantity", "amount", "ratio", "happened_at", "note"] {
                 assert!(text.contains(column), "{database_type}: {column} in {text}");
             }
@@ -452,7 +476,7 @@ mod tests {
 
     #[test]
     fn a_missing_config_is_one_failed_check() {
-        let report = run(Path::new("/nonexistent/libhis_x.so"), Path::new("/nonexistent/his-config.json"));
+        let report = run(Path::new("/nonexistent/libhis_x.so"), Path::new("/nonexistent/his-config.json"), TABLE);
         assert_eq!(report.results.len(), 1);
         assert_eq!(report.results[0].name, "config");
         assert!(!report.passed());

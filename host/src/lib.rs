@@ -21,7 +21,10 @@
 //!   [`admin`]: the same over HTTP, behind `server.admin_token`.
 //! - [`plugins`]: finding and loading plugin libraries (abi_stable);
 //!   [`conformance`]: `plugin-test`, the conformance kit for any plugin.
-//! - [`systemd`]: `READY=1` / `STOPPING=1` for `Type=notify` units.
+//! - [`lifecycle`]: how `run` is asked to stop and tells its supervisor it
+//!   is ready; [`systemd`]: `READY=1` / `STOPPING=1` for `Type=notify`
+//!   units; [`winservice`]: `service install|uninstall|start|stop|run`,
+//!   the host as a Windows service.
 //! - [`retry`]: the backoff policy; [`wakeup`]: the doorbell between threads;
 //!   [`clock`]: timestamps.
 //!
@@ -38,6 +41,7 @@ pub mod conformance;
 pub mod health;
 pub mod intake;
 pub mod journal;
+pub mod lifecycle;
 pub mod mapping;
 pub mod metrics;
 pub mod operations;
@@ -48,4 +52,5 @@ pub mod server;
 pub mod status;
 pub mod systemd;
 pub mod wakeup;
+pub mod winservice;
 pub mod worker;

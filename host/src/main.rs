@@ -12,11 +12,14 @@ use buktor_middleware::{
     committer::{self, Committer},
     config,
     config::LoadedConfig,
-    health, intake, journal, mapping,
+    health, intake, journal,
+    lifecycle::Control,
+    mapping,
     mapping::Mappings,
     metrics, operations, plugins, ratelimit, retry,
     server::{self, ConnectionLimits, Server},
     wakeup::Wakeup,
+    winservice,
     worker::{Opened, Worker},
 };
 
@@ -33,6 +36,12 @@ struct Cli {
     /// log shippers.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "BUKTOR_LOG_FORMAT")]
     log_format: LogFormat,
+
+    /// Write logs to daily files `buktor-middleware.YYYY-MM-DD.log` in this
+    /// folder (the last 30 are kept) instead of standard error. A Windows
+    /// service logs this way.
+    #[arg(long, global = true, value_name = "FOLDER")]
+    log_dir: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -70,6 +79,10 @@ enum Command {
         /// The plugin library (`libhis_<type>.so`, `his_<type>.dll`).
         #[arg(long, value_name = "PATH")]
         plugin: PathBuf,
+        /// The table the kit writes to (it never creates it: a plugin for a
+        /// real database needs it made first, from the DDL the kit prints).
+        #[arg(long, default_value = buktor_middleware::conformance::TABLE)]
+        table: String,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -113,6 +126,12 @@ enum Command {
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
     },
+    /// Run as a Windows service: install, uninstall, start, stop (in an
+    /// elevated prompt). On Linux, use the systemd unit instead.
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
     /// Remove failed, unmapped or delivered events received before a time.
     /// (Delivered events are also removed after journal.retention_days.)
     Prune {
@@ -125,14 +144,52 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum ServiceAction {
+    /// Register this executable as a service that starts at boot and is
+    /// restarted when it fails, with this --config (default: the
+    /// his-config.json found as `run` finds it) and --log-dir (default:
+    /// `logs` beside the config).
+    Install {
+        #[arg(long, default_value = winservice::DEFAULT_NAME)]
+        name: String,
+    },
+    /// Stop the service if it runs, then remove it. The journal, the config
+    /// and the logs stay.
+    Uninstall {
+        #[arg(long, default_value = winservice::DEFAULT_NAME)]
+        name: String,
+    },
+    /// Start the service and wait until it is listening.
+    Start {
+        #[arg(long, default_value = winservice::DEFAULT_NAME)]
+        name: String,
+    },
+    /// Stop the service gracefully (as Ctrl-C does) and wait until it has.
+    Stop {
+        #[arg(long, default_value = winservice::DEFAULT_NAME)]
+        name: String,
+    },
+    /// What the Windows service manager starts; not for people.
+    #[command(hide = true)]
+    Run {
+        #[arg(long, default_value = winservice::DEFAULT_NAME)]
+        name: String,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    if let Err(e) = init_logging(cli.log_format, cli.log_dir.as_deref()) {
+        eprintln!("error: {}", config::escape_controls(&format!("{e:#}")));
+        return ExitCode::FAILURE;
+    }
     let config_path = cli.config.clone();
     let result = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => run(cli.config),
+        Command::Run => run(cli.config, Control::console()),
+        Command::Service { action } => service(cli.config, cli.log_dir, action),
         Command::Check { json } => run_check(cli.config, json),
-        Command::PluginTest { plugin, json } => plugin_test(cli.config, &plugin, json),
+        Command::PluginTest { plugin, table, json } => plugin_test(cli.config, &plugin, &table, json),
         Command::Status { json } => status(cli.config, json),
         Command::Describe { table } => describe(cli.config, &table),
         Command::Events { status, event_type, since, limit, json } => {
@@ -158,23 +215,44 @@ fn main() -> ExitCode {
     }
 }
 
-/// Lines on stderr (systemd's journal takes them from there), readable or
-/// JSON; `BUKTOR_LOG` sets the filter (`info` by default, e.g.
-/// `BUKTOR_LOG=debug`).
-fn init_logging(format: LogFormat) {
+/// Lines on stderr (systemd's journal takes them from there), or in daily
+/// files in `log_dir`; readable or JSON. `BUKTOR_LOG` sets the filter
+/// (`info` by default, e.g. `BUKTOR_LOG=debug`).
+fn init_logging(format: LogFormat, log_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BUKTOR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let Some(log_dir) = log_dir else {
+        let builder = builder.with_writer(std::io::stderr);
+        match format {
+            LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+            LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        }
+        return Ok(());
+    };
+    let files = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix("buktor-middleware")
+        .filename_suffix("log")
+        .max_log_files(LOG_FILES_KEPT)
+        .build(log_dir)
+        .with_context(|| format!("--log-dir {}: cannot write log files there", log_dir.display()))?;
+    let builder = builder.with_writer(files).with_ansi(false);
     match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
     }
+    Ok(())
 }
+
+/// Daily log files kept in `--log-dir`: a month.
+const LOG_FILES_KEPT: usize = 30;
 
 /// Startup order: config, journal, plugin, writer, then listen. Anything
 /// wrong before listening ends the process with one line that says what
-/// to fix.
-fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+/// to fix. `control` says what stops it (signals, or the Windows service
+/// manager) and whom to tell it is ready.
+fn run(config_path: Option<PathBuf>, control: Control) -> anyhow::Result<()> {
     let file = config::locate(config_path.as_deref())?;
     let loaded = config::load(&file)?;
     let LoadedConfig { config, .. } = &loaded;
@@ -284,24 +362,27 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             server.scheme(),
             journal_path.display()
         );
-        buktor_middleware::systemd::notify("READY=1");
-        let first_signal = Arc::new(tokio::sync::Notify::new());
-        let notify = first_signal.clone();
+        control.listen_for_signals();
+        control.ready();
+        let control = Arc::new(control);
+        let first_stop = Arc::new(tokio::sync::Notify::new());
+        let (stopping, notify) = (control.clone(), first_stop.clone());
         let serve = server.serve(intake::router(intake, admin), async move {
-            shutdown_signal().await;
+            stopping.stop_requested().await;
+            tracing::info!("shutting down: no new events are accepted");
             notify.notify_one();
         });
-        // In-flight requests get a bounded time to finish; a second signal
-        // stops at once. Every accepted event is already on disk.
+        // In-flight requests get a bounded time to finish; a second stop
+        // request stops at once. Every accepted event is already on disk.
         tokio::select! {
             () = serve => {},
             () = async {
-                first_signal.notified().await;
+                first_stop.notified().await;
                 tokio::select! {
                     () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!(
                         "requests still in flight after {}s; stopping anyway", SHUTDOWN_GRACE.as_secs()
                     ),
-                    () = shutdown_signal() => tracing::warn!("second signal: stopping now"),
+                    () = control.stop_requested() => tracing::warn!("second stop request: stopping now"),
                 }
             } => {}
         }
@@ -406,8 +487,13 @@ fn run_check(config_path: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
 }
 
 /// `plugin-test`: the conformance kit's table; an error when a check failed.
-fn plugin_test(config_path: Option<PathBuf>, plugin: &std::path::Path, json: bool) -> anyhow::Result<()> {
-    let report = buktor_middleware::conformance::run(plugin, &config::locate(config_path.as_deref())?);
+fn plugin_test(config_path: Option<PathBuf>, plugin: &std::path::Path, table: &str, json: bool) -> anyhow::Result<()> {
+    use buktor_middleware::conformance;
+    anyhow::ensure!(
+        conformance::is_plain_table_name(table),
+        "--table {table:?}: use a plain name (letters, digits and _, not starting with a digit, at most 64)"
+    );
+    let report = conformance::run(plugin, &config::locate(config_path.as_deref())?, table);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -538,26 +624,40 @@ fn prune(config_path: Option<PathBuf>, status: &str, before: &str) -> anyhow::Re
     Ok(())
 }
 
-/// Ctrl-C, or SIGTERM on Unix (what systemd sends).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// `service install|uninstall|start|stop|run` (Windows).
+fn service(config_path: Option<PathBuf>, log_dir: Option<PathBuf>, action: ServiceAction) -> anyhow::Result<()> {
+    match action {
+        ServiceAction::Install { name } => {
+            // Absolute paths: a service starts in C:\Windows\System32. The
+            // config must load now, not at the first boot.
+            let config = std::path::absolute(config::locate(config_path.as_deref())?)?;
+            config::load(&config)?;
+            let log_dir = std::path::absolute(log_dir.unwrap_or_else(|| winservice::default_log_dir(&config)))?;
+            let exe = std::env::current_exe().context("cannot find this executable's path")?;
+            winservice::install(&winservice::Install { name: name.clone(), exe, config, log_dir: log_dir.clone() })?;
+            println!(
+                "installed the service {name}: it starts at boot and restarts when it fails. Start it now with \
+                 `buktor-middleware service start --name {name}`; its logs go to {}",
+                log_dir.display()
+            );
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+        ServiceAction::Uninstall { name } => {
+            winservice::uninstall(&name)?;
+            println!("removed the service {name}; the journal, his-config.json and the logs are left as they were");
+        }
+        ServiceAction::Start { name } => {
+            winservice::start(&name)?;
+            println!("the service {name} is running");
+        }
+        ServiceAction::Stop { name } => {
+            winservice::stop(&name)?;
+            println!("the service {name} has stopped");
+        }
+        ServiceAction::Run { name } => {
+            let run: winservice::RunFn =
+                Box::new(move |control| run(config_path, control).map_err(|e| format!("{e:#}")));
+            winservice::run_as_service(&name, run)?;
+        }
     }
-    buktor_middleware::systemd::notify("STOPPING=1");
-    tracing::info!("shutting down: no new events are accepted");
+    Ok(())
 }

@@ -12,11 +12,15 @@
 //! - [`mysql`] gives each test a fresh database on the real MySQL/MariaDB
 //!   server named by `HIS_TEST_MYSQL_URL`; [`proxy`] stands between the
 //!   middleware and that server, to cut the connection.
+//! - [`seed`]: the original documentation's curl events and their rows.
+//! - [`wine`]: the Windows release `.zip`, unpacked and run under Wine.
 
 pub mod http;
 pub mod mysql;
 pub mod proxy;
+pub mod seed;
 pub mod tds;
+pub mod wine;
 
 use std::{
     io::{BufRead, BufReader},
@@ -302,10 +306,20 @@ impl Middleware {
 
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
+        self.signal("TERM")
+    }
+
+    /// Sends SIGINT (Ctrl-C; under Wine, the console's Ctrl-C event) and
+    /// waits for the exit.
+    pub fn interrupt(&mut self) -> ExitStatus {
+        self.signal("INT")
+    }
+
+    fn signal(&mut self, name: &str) -> ExitStatus {
         let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
-        assert!(sent.success(), "kill -TERM {pid} failed");
-        wait_for(Duration::from_secs(20), "the middleware to exit after SIGTERM", || {
+        let sent = Command::new("kill").args([&format!("-{name}"), &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -{name} {pid} failed");
+        wait_for(Duration::from_secs(30), &format!("the middleware to exit after SIG{name}"), || {
             self.child.try_wait().expect("poll child")
         })
     }

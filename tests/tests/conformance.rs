@@ -65,12 +65,18 @@ impl Run {
 
 /// Runs `plugin-test` with `setup`'s config against the plugin library `name`.
 fn plugin_test(setup: &Setup, plugin: &Path) -> Run {
+    plugin_test_with(setup, plugin, &[])
+}
+
+/// [`plugin_test`] with more arguments.
+fn plugin_test_with(setup: &Setup, plugin: &Path, args: &[&str]) -> Run {
     let config = setup.write_config();
     let output = Command::new(&artifacts().binary)
         .arg("--config")
         .arg(&config)
         .args(["plugin-test", "--plugin"])
         .arg(plugin)
+        .args(args)
         .output()
         .expect("run buktor-middleware plugin-test");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -284,4 +290,26 @@ fn mysql_passes_every_check_in_a_table_made_from_the_printed_ddl() {
     );
     assert_eq!(db.count("SELECT COUNT(*) FROM buktor_conformance WHERE id >= 100000"), BIG_BATCH_ROWS);
     assert_eq!(db.count("SELECT COUNT(*) FROM buktor_conformance"), BIG_BATCH_ROWS + 3);
+}
+
+#[test]
+fn table_names_the_table_the_kit_writes_to_and_must_be_a_plain_name() {
+    let mut setup = Setup::new();
+    setup.config["database"] = json!({"type": "sqlite", "path": "his.db", "create_missing": true});
+    let run = plugin_test_with(&setup, &artifacts().plugin("sqlite"), &["--table", "his_kit_check"]);
+    run.assert_all_passed();
+    assert!(run.detail("insert").ends_with("written to his_kit_check"), "{}", run.stdout());
+    let his = setup.his();
+    assert_eq!(query(&his, "SELECT label FROM his_kit_check WHERE id = 1"), vec![vec![json!("second")]]);
+    assert_eq!(
+        query(&his, "SELECT name FROM sqlite_master WHERE name LIKE 'buktor_conformance%'"),
+        Vec::<Vec<Value>>::new(),
+        "nothing written to the default table"
+    );
+
+    let run = plugin_test_with(&setup, &artifacts().plugin("sqlite"), &["--table", "x; DROP TABLE his_kit_check"]);
+    assert!(!run.output.status.success());
+    let stderr = String::from_utf8_lossy(&run.output.stderr);
+    assert!(stderr.contains("--table") && stderr.contains("plain name"), "{stderr}");
+    assert!(run.rows.is_empty(), "no check ran: {}", run.stdout());
 }

@@ -8,12 +8,7 @@ use serde_json::json;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// The seed's tables with the column types a real HIS would have.
-const SEED_TABLES: &str = "
-    CREATE TABLE HIS_appointments (HIS_appointment_id BIGINT PRIMARY KEY, HIS_status VARCHAR(32), HIS_created_at DATETIME(3));
-    CREATE TABLE HIS_schedules (HIS_schedule_id BIGINT PRIMARY KEY, HIS_new_time DATETIME, HIS_updated_at DATETIME(3));
-    CREATE TABLE HIS_payments (HIS_payment_id BIGINT PRIMARY KEY, HIS_amount DECIMAL(12,2),
-                               HIS_payment_status VARCHAR(32), HIS_paid_at DATETIME);";
+use buktor_tests::seed::MYSQL_TABLES as SEED_TABLES;
 
 fn strings(row: &[&str]) -> Vec<Option<String>> {
     row.iter().map(|s| Some(s.to_string())).collect()

@@ -11,8 +11,7 @@ use std::{
     time::Duration,
 };
 
-use buktor_tests::{Middleware, StartError, query, repo_root, wait_for};
-use serde_json::json;
+use buktor_tests::{Middleware, StartError, repo_root, seed, wait_for};
 
 /// Runs `cargo xtask dist` and returns the `.tar.gz` it made.
 fn build_archive() -> PathBuf {
@@ -58,6 +57,7 @@ fn the_unpacked_archive_runs_the_seed_events_with_only_the_sqlite_plugin() {
     {
         assert!(folder.join(file).is_file(), "{file} is missing");
     }
+    assert!(!folder.join("service/install-windows-task.ps1").exists(), "Windows scripts in a Linux archive");
     for database in ["sqlite", "mysql", "sqlserver", "oracle"] {
         assert!(folder.join(plugin_file(database)).is_file(), "{} is missing", plugin_file(database));
         assert!(folder.join(format!("examples/his-config.{database}.json")).is_file());
@@ -78,29 +78,11 @@ fn the_unpacked_archive_runs_the_seed_events_with_only_the_sqlite_plugin() {
     command.current_dir(&folder).env_clear().env("PATH", "/usr/bin:/bin");
     let middleware = Middleware::start_command(command).unwrap_or_else(|e| panic!("the release did not start: {e}"));
     assert!(middleware.logs().contains(&plugin_file("sqlite")), "{}", middleware.logs());
-    for event in [
-        r#"{"event_type": "appointment", "appointment_id": 123, "patient_id": 456, "doctor_id": 789, "status": "confirmed"}"#,
-        r#"{"event_type": "schedule_change", "schedule_id": 321, "doctor_id": 789, "new_time": "2025-03-03T09:00:00"}"#,
-        r#"{"event_type": "payment", "payment_id": 987, "patient_id": 456, "amount": 1500, "status": "paid"}"#,
-    ] {
+    for event in seed::EVENTS {
         assert_eq!(middleware.post_event(event).status, 200, "{event}");
     }
     let his = folder.join("his-demo.db");
-    wait_for(Duration::from_secs(20), "the seed's three rows in his-demo.db", || {
-        let his = rusqlite::Connection::open(&his).ok()?;
-        let rows = (
-            query(&his, "SELECT HIS_appointment_id, HIS_status FROM HIS_appointments"),
-            query(&his, "SELECT HIS_schedule_id, HIS_new_time FROM HIS_schedules"),
-            query(&his, "SELECT HIS_payment_id, HIS_amount, HIS_payment_status FROM HIS_payments"),
-        );
-        (rows
-            == (
-                vec![vec![json!(123), json!("confirmed")]],
-                vec![vec![json!(321), json!("2025-03-03T09:00:00")]],
-                vec![vec![json!(987), json!(1500), json!("paid")]],
-            ))
-            .then_some(())
-    });
+    wait_for(Duration::from_secs(20), "the seed's three rows in his-demo.db", || seed::sqlite_rows_arrived(&his));
     drop(middleware);
 
     // Without the plugin: one line that names the folder.

@@ -1,0 +1,452 @@
+//! `buktor-middleware service install|uninstall|start|stop`: the host as
+//! a Windows service, through the windows-service crate.
+//!
+//! `install` registers this executable to start at boot as
+//! `buktor-middleware.exe --config <his-config.json> --log-dir <folder>
+//! service run --name <name>`, restarted by the service manager when it
+//! fails; `service run` is what the service manager starts, never a person.
+//! Its Stop (and the machine's shutdown) is the same graceful shutdown as
+//! Ctrl-C. A service has no console: logs go to daily files in the log
+//! folder.
+//!
+//! Everything but the launch line is Windows-only; elsewhere each action
+//! is [`ServiceError::NotWindows`], which points at the systemd unit.
+
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+};
+
+/// The service's name when `--name` is not given.
+pub const DEFAULT_NAME: &str = "BuktorMiddleware";
+
+/// What the service manager is told to run, and as what.
+#[derive(Debug, Clone)]
+pub struct Install {
+    /// The service's name (`sc query <name>`).
+    pub name: String,
+    /// This executable, absolute.
+    pub exe: PathBuf,
+    /// The config, absolute: a service starts in C:\Windows\System32.
+    pub config: PathBuf,
+    /// Where the service's daily log files go, absolute.
+    pub log_dir: PathBuf,
+}
+
+impl Install {
+    /// The arguments the service manager starts the executable with.
+    pub fn launch_arguments(&self) -> Vec<OsString> {
+        vec![
+            "--config".into(),
+            self.config.clone().into_os_string(),
+            "--log-dir".into(),
+            self.log_dir.clone().into_os_string(),
+            "service".into(),
+            "run".into(),
+            "--name".into(),
+            self.name.clone().into(),
+        ]
+    }
+}
+
+/// The log folder when `--log-dir` is not given: `logs` beside the config.
+pub fn default_log_dir(config: &Path) -> PathBuf {
+    config.parent().unwrap_or(Path::new(".")).join("logs")
+}
+
+/// Why a service action failed, in terms of what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The service commands exist only on Windows.
+    #[error(
+        "`service` installs a Windows service; on Linux, install service/buktor-middleware.service \
+         (systemd) as the README says"
+    )]
+    NotWindows,
+    /// Installing, starting or stopping a service takes an administrator.
+    #[error("cannot {action}: access denied. Run it in an elevated prompt (Run as administrator)")]
+    AccessDenied {
+        /// What was being done.
+        action: String,
+    },
+    /// `install` found the name taken.
+    #[error(
+        "a service named {name} is already installed: `buktor-middleware service uninstall --name {name}` first, \
+         or pass another --name"
+    )]
+    Exists {
+        /// The service name.
+        name: String,
+    },
+    /// No service has that name.
+    #[error("no service named {name} is installed (`buktor-middleware service install` installs it)")]
+    Missing {
+        /// The service name.
+        name: String,
+    },
+    /// `service run` was started by a person, not the service manager.
+    #[error(
+        "`service run` is what the Windows service manager starts; to run in this window, run \
+         `buktor-middleware` without `service run`, or start the service with `buktor-middleware service start`"
+    )]
+    NotUnderServiceManager,
+    /// The service did not reach the state asked for.
+    #[error("{what}; see its log files in {log_dir}")]
+    NotReached {
+        /// What happened instead.
+        what: String,
+        /// Where its logs are.
+        log_dir: String,
+    },
+    /// Any other answer from Windows.
+    #[error("cannot {action}: {source}")]
+    Windows {
+        /// What was being done.
+        action: String,
+        /// What Windows said.
+        source: std::io::Error,
+    },
+}
+
+#[cfg(not(windows))]
+mod platform {
+    use super::{Install, ServiceError};
+
+    pub fn install(_: &Install) -> Result<(), ServiceError> {
+        Err(ServiceError::NotWindows)
+    }
+    pub fn uninstall(_: &str) -> Result<(), ServiceError> {
+        Err(ServiceError::NotWindows)
+    }
+    pub fn start(_: &str) -> Result<(), ServiceError> {
+        Err(ServiceError::NotWindows)
+    }
+    pub fn stop(_: &str) -> Result<(), ServiceError> {
+        Err(ServiceError::NotWindows)
+    }
+    pub fn run_as_service(_: &str, _: super::RunFn) -> Result<(), ServiceError> {
+        Err(ServiceError::NotWindows)
+    }
+}
+
+/// What `service run` runs: the middleware, under the given control; an
+/// error is the process's failure, as text.
+pub type RunFn = Box<dyn FnOnce(crate::lifecycle::Control) -> Result<(), String> + Send>;
+
+pub use platform::{install, run_as_service, start, stop, uninstall};
+
+#[cfg(windows)]
+// The service manager calls the entry point that define_windows_service!
+// generates through FFI; the macro's expansion uses unsafe code.
+#[allow(unsafe_code)]
+mod platform {
+    use std::{
+        ffi::{OsStr, OsString},
+        sync::Mutex,
+        time::{Duration, Instant},
+    };
+
+    use windows_service::{
+        define_windows_service,
+        service::{
+            ServiceAccess, ServiceAction, ServiceActionType, ServiceControl, ServiceControlAccept, ServiceErrorControl,
+            ServiceExitCode, ServiceFailureActions, ServiceFailureResetPeriod, ServiceInfo, ServiceStartType,
+            ServiceState, ServiceStatus, ServiceType,
+        },
+        service_control_handler::{self, ServiceControlHandlerResult, ServiceStatusHandle},
+        service_dispatcher,
+        service_manager::{ServiceManager, ServiceManagerAccess},
+    };
+
+    use super::{Install, RunFn, ServiceError};
+    use crate::lifecycle::Control;
+
+    /// Windows error codes that have an answer of their own.
+    const ERROR_ACCESS_DENIED: i32 = 5;
+    const ERROR_SERVICE_ALREADY_RUNNING: i32 = 1056;
+    const ERROR_SERVICE_DOES_NOT_EXIST: i32 = 1060;
+    const ERROR_SERVICE_NOT_ACTIVE: i32 = 1062;
+    const ERROR_FAILED_SERVICE_CONTROLLER_CONNECT: i32 = 1063;
+    const ERROR_SERVICE_EXISTS: i32 = 1073;
+
+    /// How long the service manager waits for a start or a stop: the
+    /// worker's and the committer's grace, with room to spare.
+    const WAIT_HINT: Duration = Duration::from_secs(60);
+
+    /// What Windows said, without the crate's "IO error in winapi call".
+    fn describe(e: windows_service::Error) -> String {
+        match e {
+            windows_service::Error::Winapi(e) => e.to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    fn error(action: &str, name: &str, e: windows_service::Error) -> ServiceError {
+        let source = match e {
+            windows_service::Error::Winapi(source) => source,
+            other => std::io::Error::other(other.to_string()),
+        };
+        match source.raw_os_error() {
+            Some(ERROR_ACCESS_DENIED) => ServiceError::AccessDenied { action: action.to_string() },
+            Some(ERROR_SERVICE_EXISTS) => ServiceError::Exists { name: name.to_string() },
+            Some(ERROR_SERVICE_DOES_NOT_EXIST) => ServiceError::Missing { name: name.to_string() },
+            Some(ERROR_FAILED_SERVICE_CONTROLLER_CONNECT) => ServiceError::NotUnderServiceManager,
+            _ => ServiceError::Windows { action: action.to_string(), source },
+        }
+    }
+
+    fn manager(access: ServiceManagerAccess) -> Result<ServiceManager, ServiceError> {
+        ServiceManager::local_computer(None::<&str>, access).map_err(|e| error("open the service manager", "", e))
+    }
+
+    pub fn install(install: &Install) -> Result<(), ServiceError> {
+        let name = &install.name;
+        let manager = manager(ServiceManagerAccess::CONNECT | ServiceManagerAccess::CREATE_SERVICE)?;
+        let info = ServiceInfo {
+            name: name.into(),
+            display_name: format!("Buktor middleware ({name})").into(),
+            service_type: ServiceType::OWN_PROCESS,
+            start_type: ServiceStartType::AutoStart,
+            error_control: ServiceErrorControl::Normal,
+            executable_path: install.exe.clone(),
+            launch_arguments: install.launch_arguments(),
+            dependencies: vec![],
+            // LocalSystem, as sc.exe and the Task Scheduler line do.
+            account_name: None,
+            account_password: None,
+        };
+        let service = manager
+            .create_service(&info, ServiceAccess::CHANGE_CONFIG | ServiceAccess::QUERY_STATUS)
+            .map_err(|e| error(&format!("install the service {name}"), name, e))?;
+        let _ = service
+            .set_description("Receives Buktor webhook events, journals them, and writes them into the HIS database.");
+        // Restarted after 10 s, then every minute, also after an error exit.
+        let restart =
+            |secs| ServiceAction { action_type: ServiceActionType::Restart, delay: Duration::from_secs(secs) };
+        let recovery = service.update_failure_actions(ServiceFailureActions {
+            reset_period: ServiceFailureResetPeriod::After(Duration::from_secs(24 * 3600)),
+            reboot_msg: None,
+            command: None,
+            actions: Some(vec![restart(10), restart(60), restart(60)]),
+        });
+        if let Err(e) = recovery {
+            tracing::warn!(
+                "installed {name}, but could not set its recovery (restart on failure): {}. Set it with \
+                 `sc.exe failure {name} reset= 86400 actions= restart/10000/restart/60000/restart/60000`",
+                describe(e)
+            );
+        } else if let Err(e) = service.set_failure_actions_on_non_crash_failures(true) {
+            tracing::warn!(
+                "installed {name}; it restarts after a crash, but could not be set to restart after an error \
+                 exit too: {}. Set it with `sc.exe failureflag {name} 1`",
+                describe(e)
+            );
+        }
+        Ok(())
+    }
+
+    pub fn uninstall(name: &str) -> Result<(), ServiceError> {
+        let manager = manager(ServiceManagerAccess::CONNECT)?;
+        let access = ServiceAccess::STOP | ServiceAccess::DELETE | ServiceAccess::QUERY_STATUS;
+        let service = manager.open_service(name, access).map_err(|e| error("open the service", name, e))?;
+        stop_and_wait(&service, name)?;
+        service.delete().map_err(|e| error(&format!("remove the service {name}"), name, e))
+    }
+
+    pub fn start(name: &str) -> Result<(), ServiceError> {
+        let manager = manager(ServiceManagerAccess::CONNECT)?;
+        let access = ServiceAccess::START | ServiceAccess::QUERY_STATUS | ServiceAccess::QUERY_CONFIG;
+        let service = manager.open_service(name, access).map_err(|e| error("open the service", name, e))?;
+        match service.start::<&OsStr>(&[]) {
+            Err(windows_service::Error::Winapi(e)) if e.raw_os_error() == Some(ERROR_SERVICE_ALREADY_RUNNING) => {
+                return Ok(());
+            }
+            other => other.map_err(|e| error(&format!("start the service {name}"), name, e))?,
+        }
+        let log_dir = service
+            .query_config()
+            .ok()
+            .and_then(|config| log_dir_of(&config.executable_path.to_string_lossy()))
+            .unwrap_or_else(|| "the folder given by --log-dir at install".into());
+        wait_for(&service, name, ServiceState::Running, &log_dir)
+    }
+
+    pub fn stop(name: &str) -> Result<(), ServiceError> {
+        let manager = manager(ServiceManagerAccess::CONNECT)?;
+        let service = manager
+            .open_service(name, ServiceAccess::STOP | ServiceAccess::QUERY_STATUS)
+            .map_err(|e| error("open the service", name, e))?;
+        stop_and_wait(&service, name)
+    }
+
+    fn stop_and_wait(service: &windows_service::service::Service, name: &str) -> Result<(), ServiceError> {
+        match service.stop() {
+            Err(windows_service::Error::Winapi(e)) if e.raw_os_error() == Some(ERROR_SERVICE_NOT_ACTIVE) => Ok(()),
+            Err(e) => Err(error(&format!("stop the service {name}"), name, e)),
+            Ok(_) => wait_for(service, name, ServiceState::Stopped, "its log folder"),
+        }
+    }
+
+    /// Polls until the service is in `state`, or has clearly failed to get there.
+    fn wait_for(
+        service: &windows_service::service::Service,
+        name: &str,
+        state: ServiceState,
+        log_dir: &str,
+    ) -> Result<(), ServiceError> {
+        let deadline = Instant::now() + WAIT_HINT + Duration::from_secs(10);
+        loop {
+            let status = service.query_status().map_err(|e| error("ask the service's state", name, e))?;
+            if status.current_state == state {
+                return Ok(());
+            }
+            if state == ServiceState::Running && status.current_state == ServiceState::Stopped {
+                return Err(ServiceError::NotReached {
+                    what: format!("the service {name} stopped as it started (exit code {:?})", status.exit_code),
+                    log_dir: log_dir.to_string(),
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(ServiceError::NotReached {
+                    what: format!(
+                        "the service {name} is still {:?} after {}s",
+                        status.current_state,
+                        WAIT_HINT.as_secs()
+                    ),
+                    log_dir: log_dir.to_string(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// The `--log-dir` value in a service's command line, as installed.
+    fn log_dir_of(command_line: &str) -> Option<String> {
+        let rest = command_line.split("--log-dir").nth(1)?.trim_start();
+        let value = match rest.strip_prefix('"') {
+            Some(quoted) => quoted.split('"').next()?,
+            None => rest.split(' ').next()?,
+        };
+        Some(value.to_string())
+    }
+
+    /// The service's name and the middleware to run, handed from
+    /// `run_as_service` to the entry point the service manager calls.
+    static SERVICE: Mutex<Option<(String, RunFn)>> = Mutex::new(None);
+
+    define_windows_service!(ffi_service_main, service_main);
+
+    pub fn run_as_service(name: &str, run: RunFn) -> Result<(), ServiceError> {
+        *SERVICE.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((name.to_string(), run));
+        // Blocks until the service has stopped.
+        service_dispatcher::start(name, ffi_service_main).map_err(|e| error("run as a service", name, e))
+    }
+
+    /// Called by the service manager, on a thread of its own.
+    fn service_main(_arguments: Vec<OsString>) {
+        let Some((name, run)) = SERVICE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() else {
+            return;
+        };
+        if let Err(e) = serve(&name, run) {
+            tracing::error!("the service {name} failed: {e}");
+        }
+    }
+
+    fn serve(name: &str, run: RunFn) -> Result<(), ServiceError> {
+        let stopper: std::sync::Arc<Mutex<Option<crate::lifecycle::Stopper>>> = Default::default();
+        let handler_stopper = stopper.clone();
+        let handler = move |event| match event {
+            ServiceControl::Stop | ServiceControl::Shutdown | ServiceControl::Preshutdown => {
+                if let Some(stopper) =
+                    handler_stopper.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref()
+                {
+                    stopper.request_stop();
+                }
+                ServiceControlHandlerResult::NoError
+            }
+            ServiceControl::Interrogate => ServiceControlHandlerResult::NoError,
+            _ => ServiceControlHandlerResult::NotImplemented,
+        };
+        let status = service_control_handler::register(name, handler)
+            .map_err(|e| error("register with the service manager", name, e))?;
+        report(status, ServiceState::StartPending, ServiceControlAccept::empty(), ServiceExitCode::Win32(0));
+        let control = Control::supervised(
+            Box::new(move || {
+                report(
+                    status,
+                    ServiceState::Running,
+                    ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN,
+                    ServiceExitCode::Win32(0),
+                );
+            }),
+            Box::new(move || {
+                tracing::info!("the service manager asked to stop");
+                report(status, ServiceState::StopPending, ServiceControlAccept::empty(), ServiceExitCode::Win32(0));
+            }),
+        );
+        *stopper.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(control.stopper());
+        let result = run(control);
+        let exit_code = match &result {
+            Ok(()) => ServiceExitCode::Win32(0),
+            Err(e) => {
+                tracing::error!("{e}");
+                ServiceExitCode::ServiceSpecific(1)
+            }
+        };
+        report(status, ServiceState::Stopped, ServiceControlAccept::empty(), exit_code);
+        Ok(())
+    }
+
+    fn report(handle: ServiceStatusHandle, state: ServiceState, accepts: ServiceControlAccept, exit: ServiceExitCode) {
+        let pending = matches!(state, ServiceState::StartPending | ServiceState::StopPending);
+        let status = ServiceStatus {
+            service_type: ServiceType::OWN_PROCESS,
+            current_state: state,
+            controls_accepted: accepts,
+            exit_code: exit,
+            checkpoint: u32::from(pending),
+            wait_hint: if pending { WAIT_HINT } else { Duration::ZERO },
+            process_id: None,
+        };
+        if let Err(e) = handle.set_service_status(status) {
+            tracing::warn!("cannot tell the service manager the state {state:?}: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_service_is_launched_with_absolute_config_and_log_folder_then_service_run() {
+        let install = Install {
+            name: "Buktor2".into(),
+            exe: PathBuf::from("/opt/buktor/buktor-middleware"),
+            config: PathBuf::from("/opt/buktor/his-config.json"),
+            log_dir: default_log_dir(Path::new("/opt/buktor/his-config.json")),
+        };
+        let arguments: Vec<String> = install.launch_arguments().into_iter().map(|a| a.into_string().unwrap()).collect();
+        assert_eq!(
+            arguments,
+            [
+                "--config",
+                "/opt/buktor/his-config.json",
+                "--log-dir",
+                "/opt/buktor/logs",
+                "service",
+                "run",
+                "--name",
+                "Buktor2"
+            ]
+        );
+    }
+
+    #[cfg(not(windows))]
+    #[test]
+    fn off_windows_every_action_points_at_systemd() {
+        let error = start(DEFAULT_NAME).unwrap_err();
+        assert!(matches!(error, ServiceError::NotWindows));
+        assert!(error.to_string().contains("buktor-middleware.service"), "{error}");
+    }
+}
