@@ -40,7 +40,7 @@ impl Control {
     }
 
     /// A supervisor of its own (the Windows service manager): it calls
-    /// [`Control::request_stop`] through a handle from [`Control::stopper`].
+    /// [`Stopper::request_stop`] through a handle from [`Control::stopper`].
     pub fn supervised(on_ready: Hook, on_stopping: Hook) -> Self {
         Self {
             stop: Arc::new(Notify::new()),

@@ -201,18 +201,22 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // A serde or database message may quote a value: never a secret.
-            let text = format!("{error:#}");
-            let text = match config::locate(config_path.as_deref()) {
-                Ok(file) => config::Secrets::of_file(&file).redact(&text),
-                Err(_) => text,
-            };
-            // One line, and nothing from a file or a sender reaches the
-            // terminal as a control sequence.
-            eprintln!("error: {}", config::escape_controls(&text));
+            eprintln!("error: {}", printable_error(config_path.as_deref(), &error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// A command's final error as one line: a serde or database message may
+/// quote a value, never a secret; and nothing from a file or a sender
+/// reaches the terminal (or a log file) as a control sequence.
+fn printable_error(config_path: Option<&std::path::Path>, error: &anyhow::Error) -> String {
+    let text = format!("{error:#}");
+    let text = match config::locate(config_path) {
+        Ok(file) => config::Secrets::of_file(&file).redact(&text),
+        Err(_) => text,
+    };
+    config::escape_controls(&text)
 }
 
 /// Lines on stderr (systemd's journal takes them from there), or in daily
@@ -654,8 +658,9 @@ fn service(config_path: Option<PathBuf>, log_dir: Option<PathBuf>, action: Servi
             println!("the service {name} has stopped");
         }
         ServiceAction::Run { name } => {
-            let run: winservice::RunFn =
-                Box::new(move |control| run(config_path, control).map_err(|e| format!("{e:#}")));
+            let run: winservice::RunFn = Box::new(move |control| {
+                run(config_path.clone(), control).map_err(|e| printable_error(config_path.as_deref(), &e))
+            });
             winservice::run_as_service(&name, run)?;
         }
     }

@@ -216,7 +216,8 @@ mod platform {
             account_password: None,
         };
         let service = manager
-            .create_service(&info, ServiceAccess::CHANGE_CONFIG | ServiceAccess::QUERY_STATUS)
+            // START too: Windows requires it to set a Restart recovery action.
+            .create_service(&info, ServiceAccess::CHANGE_CONFIG | ServiceAccess::START | ServiceAccess::QUERY_STATUS)
             .map_err(|e| error(&format!("install the service {name}"), name, e))?;
         let _ = service
             .set_description("Receives Buktor webhook events, journals them, and writes them into the HIS database.");
@@ -302,7 +303,7 @@ mod platform {
             }
             if state == ServiceState::Running && status.current_state == ServiceState::Stopped {
                 return Err(ServiceError::NotReached {
-                    what: format!("the service {name} stopped as it started (exit code {:?})", status.exit_code),
+                    what: format!("the service {name} stopped as it started: its last log line says why"),
                     log_dir: log_dir.to_string(),
                 });
             }

@@ -183,6 +183,15 @@ fn as_a_windows_service_it_installs_starts_takes_events_stops_gracefully_and_uni
     assert!(logs.trim_end().ends_with("stopped"), "{logs}");
     assert_eq!(journal_statuses(&wine.folder), [vec![json!("delivered"), json!(3)]]);
 
+    // A service that cannot start says so, and where its log is.
+    std::fs::remove_file(wine.folder.join("his_sqlite.dll")).unwrap();
+    let (status, output) = wine.run(&["service", "start"]);
+    assert!(!status.success(), "{output}");
+    assert!(output.contains("stopped as it started"), "{output}");
+    assert!(output.contains(&Wine::windows_path(&log_dir)), "names the log folder: {output}");
+    let logs = read_logs(&log_dir);
+    assert!(logs.contains("plugin for database.type \"sqlite\" not found"), "{logs}");
+
     let (status, output) = wine.run(&["service", "uninstall"]);
     assert!(status.success(), "{output}");
     let (status, output) = wine.run(&["service", "start"]);
