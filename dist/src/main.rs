@@ -12,6 +12,8 @@
 //!   commented his-config.json per database type (the SQLite demo as
 //!   `his-config.json`), the service files of `dist/service/` for that
 //!   platform, and the operator's README.
+//! - `clippy --target x86_64-pc-windows-gnu`: clippy on the host's
+//!   Windows-only code, which the Linux clippy never compiles.
 
 mod windows;
 
@@ -22,7 +24,8 @@ use std::{
 
 use anyhow::{Context, bail};
 
-const USAGE: &str = "usage: cargo xtask run [ARGS…] | cargo xtask dist [--target x86_64-pc-windows-gnu]";
+const USAGE: &str = "usage: cargo xtask run [ARGS…] | cargo xtask dist [--target x86_64-pc-windows-gnu] | \
+                     cargo xtask clippy --target x86_64-pc-windows-gnu";
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -31,6 +34,13 @@ fn main() -> anyhow::Result<()> {
         Some("dist") => match (args.next().as_deref(), args.next()) {
             (None, _) => dist(None),
             (Some("--target"), Some(target)) if args.next().is_none() => dist(Some(&target)),
+            _ => bail!("{USAGE}"),
+        },
+        Some("clippy") => match (args.next().as_deref(), args.next(), args.next()) {
+            (Some("--target"), Some(target), None) => {
+                let root = repo_root();
+                windows::clippy(&root, &target_dir(&root), &target)
+            }
             _ => bail!("{USAGE}"),
         },
         Some(other) => bail!("unknown task {other:?}; {USAGE}"),

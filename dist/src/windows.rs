@@ -7,7 +7,8 @@
 //! std for the target with `-Zbuild-std` (allowed on a stable compiler by
 //! `RUSTC_BOOTSTRAP=1`), and MinGW-w64 (`gcc-mingw-w64-x86-64`) links the
 //! .exe and the .dlls and compiles the C in build scripts (SQLite,
-//! aws-lc, ODPI-C). The packages are installed with apt-get when missing.
+//! aws-lc, ODPI-C); `rust-web-clippy` lints the Windows-only code. The
+//! packages are installed with apt-get when missing.
 //!
 //! The build goes to `target/cross/`, apart from rustup's builds: the two
 //! compilers' artifacts never mix.
@@ -27,41 +28,69 @@ const RUSTC: &str = "/usr/bin/rustc";
 const CARGO: &str = "/usr/bin/cargo";
 /// The MinGW-w64 tools, by their prefix.
 const MINGW: &str = "x86_64-w64-mingw32";
-/// What the build needs from Debian, and why.
-const PACKAGES: [&str; 4] = ["rustc-web", "cargo-web", "rust-web-src", "gcc-mingw-w64-x86-64"];
+/// What the build needs from Debian; `clippy` needs `rust-web-clippy` too.
+const PACKAGES: [&str; 5] = ["rustc-web", "cargo-web", "rust-web-src", "gcc-mingw-w64-x86-64", "rust-web-clippy"];
+const BUILD_NEEDS: usize = 4;
 
 /// Builds the host and every plugin for `target`; returns the folder that
 /// holds them.
 pub fn build(root: &Path, target_dir: &Path, target: &str) -> anyhow::Result<PathBuf> {
+    let mut build = cross_cargo(root, target_dir, target, &PACKAGES[..BUILD_NEEDS])?;
+    build.args(["build", "-Zbuild-std=std,panic_abort,panic_unwind", "--target", target, "--profile", "ship"]);
+    eprintln!("building for {target} with Debian's Rust and MinGW-w64 into {}", target_dir.join("cross").display());
+    super::run_build(build)?;
+    Ok(target_dir.join("cross").join(target).join("ship"))
+}
+
+/// Runs clippy on the host for `target`, with warnings as errors: the
+/// code behind `cfg(windows)` (the Windows service) that the Linux
+/// clippy never sees.
+pub fn clippy(root: &Path, target_dir: &Path, target: &str) -> anyhow::Result<()> {
+    let mut clippy = cross_cargo(root, target_dir, target, &PACKAGES)?;
+    clippy.args(["clippy", "-Zbuild-std=std,panic_abort,panic_unwind", "--target", target]).args([
+        "-p",
+        "buktor-middleware",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    if !clippy.status().context("run cargo clippy")?.success() {
+        bail!("cargo clippy --target {target} found problems");
+    }
+    Ok(())
+}
+
+/// Debian's cargo, set up to build for `target` with MinGW-w64.
+fn cross_cargo(root: &Path, target_dir: &Path, target: &str, needs: &[&'static str]) -> anyhow::Result<Command> {
     if !TARGETS.contains(&target) {
         bail!("--target {target}: this machine builds only {} besides its own target", TARGETS.join(", "));
     }
-    ensure_toolchain()?;
-    let cross_dir = target_dir.join("cross");
-    let mut build = Command::new(CARGO);
-    build
+    ensure_toolchain(needs)?;
+    let mut cargo = Command::new(CARGO);
+    // Debian's cargo-clippy, not rustup's, when cargo looks up `clippy`.
+    let path = std::env::var("PATH").unwrap_or_default();
+    cargo
         .current_dir(root)
         // The outer `cargo xtask` is rustup's; nothing of it may leak in.
         .env_remove("RUSTUP_TOOLCHAIN")
         .env_remove("CARGO")
+        .env("PATH", format!("/usr/bin:{path}"))
         .env("RUSTC", RUSTC)
         .env("RUSTC_BOOTSTRAP", "1")
-        .env("CARGO_TARGET_DIR", &cross_dir)
+        .env("CARGO_TARGET_DIR", target_dir.join("cross"))
         .env("CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER", format!("{MINGW}-gcc"))
         .env("CARGO_TARGET_X86_64_PC_WINDOWS_GNU_AR", format!("{MINGW}-ar"))
         .env("CC_x86_64_pc_windows_gnu", format!("{MINGW}-gcc"))
         .env("CXX_x86_64_pc_windows_gnu", format!("{MINGW}-g++"))
-        .env("AR_x86_64_pc_windows_gnu", format!("{MINGW}-ar"))
-        .args(["build", "-Zbuild-std=std,panic_abort,panic_unwind", "--target", target, "--profile", "ship"]);
-    eprintln!("building for {target} with Debian's Rust and MinGW-w64 into {}", cross_dir.display());
-    super::run_build(build)?;
-    Ok(cross_dir.join(target).join("ship"))
+        .env("AR_x86_64_pc_windows_gnu", format!("{MINGW}-ar"));
+    Ok(cargo)
 }
 
 /// Installs Debian's Rust and MinGW-w64 with apt-get when any is missing,
 /// and says so; without apt-get or root, says what to install.
-fn ensure_toolchain() -> anyhow::Result<()> {
-    let missing = missing_packages();
+fn ensure_toolchain(needs: &[&'static str]) -> anyhow::Result<()> {
+    let missing = missing_packages(needs);
     if missing.is_empty() {
         return Ok(());
     }
@@ -84,15 +113,15 @@ fn ensure_toolchain() -> anyhow::Result<()> {
     if !(install(false)? || install(true)?) {
         bail!("apt-get could not install {}: run as root, or install them by hand", missing.join(" "));
     }
-    let still = missing_packages();
+    let still = missing_packages(needs);
     if !still.is_empty() {
         bail!("still missing after apt-get: {}", still.join(" "));
     }
     Ok(())
 }
 
-/// The packages of [`PACKAGES`] whose files are not here.
-fn missing_packages() -> Vec<&'static str> {
+/// The packages of `needs` (from [`PACKAGES`]) whose files are not here.
+fn missing_packages(needs: &[&'static str]) -> Vec<&'static str> {
     let std_sources = Command::new(RUSTC)
         .args(["--print", "sysroot"])
         .output()
@@ -103,6 +132,12 @@ fn missing_packages() -> Vec<&'static str> {
         Path::new(CARGO).is_file(),
         std_sources.is_some_and(|std| std.is_dir()),
         Path::new("/usr/bin").join(format!("{MINGW}-gcc")).is_file(),
+        Path::new("/usr/bin/clippy-driver").is_file(),
     ];
-    PACKAGES.iter().zip(present).filter(|(_, present)| !present).map(|(package, _)| *package).collect()
+    PACKAGES
+        .iter()
+        .zip(present)
+        .filter(|(package, present)| needs.contains(package) && !present)
+        .map(|(package, _)| *package)
+        .collect()
 }

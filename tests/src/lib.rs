@@ -339,6 +339,14 @@ pub fn skipped(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
 }
 
+/// Says on the terminal what `test` verified, past cargo's output capture
+/// as [`skipped`] does: for tests whose worth is in what they ran (the
+/// Windows release under Wine).
+pub fn verified(test: &str, what: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "VERIFIED {test}: {what}");
+}
+
 /// Calls `check` until it returns `Some`, or panics after `timeout` naming
 /// what was awaited.
 pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {

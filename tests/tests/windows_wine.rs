@@ -20,7 +20,7 @@ use std::{
     time::Duration,
 };
 
-use buktor_tests::{Middleware, StartError, mysql, query, seed, wait_for, wine::Wine};
+use buktor_tests::{Middleware, StartError, mysql, query, seed, verified, wait_for, wine::Wine};
 use serde_json::{Value, json};
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -71,7 +71,10 @@ fn the_seed_events_reach_the_sqlite_his_and_ctrl_c_stops_gracefully() {
     assert!(logs.contains("shutting down: no new events are accepted"), "{logs}");
     assert!(logs.lines().last().unwrap_or_default().ends_with("stopped"), "{logs}");
     assert_eq!(journal_statuses(&wine.folder), [vec![json!("delivered"), json!(3)]]);
-    eprintln!("verified under Wine: seed events → SQLite HIS; Ctrl-C → graceful stop");
+    verified(
+        "windows_wine",
+        "under Wine: the seed's three events → his_sqlite.dll → the SQLite HIS file; Ctrl-C → graceful stop",
+    );
 }
 
 #[test]
@@ -97,7 +100,7 @@ fn the_mysql_plugin_dll_writes_the_seed_events_to_mariadb() {
     }
     wait_for(PATIENCE, "the seed's three rows in MariaDB", || seed::mysql_rows_arrived(&db));
     assert!(middleware.interrupt().success(), "{}", middleware.logs());
-    eprintln!("verified under Wine: seed events → his_mysql.dll → MariaDB {}", db.name);
+    verified("windows_wine", &format!("under Wine: the seed's three events → his_mysql.dll → MariaDB ({})", db.name));
 }
 
 #[test]
@@ -121,7 +124,7 @@ fn without_its_plugin_the_exe_stops_with_one_line_naming_the_dll_and_the_folder(
         }
         Err(e) => panic!("{e}"),
     }
-    eprintln!("verified under Wine: the missing plugin's one-line error");
+    verified("windows_wine", "under Wine: without his_sqlite.dll, one error line naming it and the folder");
 }
 
 /// The address in the service's "listening on" line, from its log files.
@@ -197,5 +200,8 @@ fn as_a_windows_service_it_installs_starts_takes_events_stops_gracefully_and_uni
     let (status, output) = wine.run(&["service", "start"]);
     assert!(!status.success());
     assert!(output.contains("error: no service named BuktorMiddleware is installed"), "{output}");
-    eprintln!("verified under Wine's service manager: install, start, events, graceful stop, uninstall");
+    verified(
+        "windows_wine",
+        "under Wine's service manager: install, start, the seed's events, graceful stop, a start that fails naming its log, uninstall",
+    );
 }
