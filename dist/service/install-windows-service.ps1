@@ -24,6 +24,9 @@ param(
     [string]$Name = "BuktorMiddleware"
 )
 $ErrorActionPreference = "Stop"
+# The program's warnings on standard error are not PowerShell errors: its
+# exit code says whether it failed.
+function Invoke-Middleware { $ErrorActionPreference = "Continue"; & $exe @args 2>&1 | Write-Host; $LASTEXITCODE }
 
 $exe = Join-Path $Folder "buktor-middleware.exe"
 $config = Join-Path $Folder "his-config.json"
@@ -31,13 +34,20 @@ if (-not (Test-Path $exe)) { throw "no ${exe}: run this from the unpacked releas
 if (-not (Test-Path $config)) { throw "no ${config}: copy an example from $Folder\examples first" }
 
 # Check the config against the HIS before installing anything.
-& $exe --config $config check
-if ($LASTEXITCODE -ne 0) { throw "buktor-middleware check found errors: fix his-config.json, then run this again" }
+if ((Invoke-Middleware --config $config check) -ne 0) {
+    throw "buktor-middleware check found errors: fix his-config.json, then run this again"
+}
 
-& $exe --config $config service install --name $Name
-if ($LASTEXITCODE -ne 0) { throw "service install failed (see the line above)" }
-& $exe service start --name $Name
-if ($LASTEXITCODE -ne 0) { throw "service start failed (see the line above, and the files in $Folder\logs)" }
+# Run again after a change, it keeps the installed service.
+if (Get-Service -Name $Name -ErrorAction SilentlyContinue) {
+    Write-Host "the service $Name is already installed; starting it (uninstall it first to change its config path)"
+} elseif ((Invoke-Middleware --config $config service install --name $Name) -ne 0) {
+    throw "service install failed (see the line above)"
+}
+if ((Invoke-Middleware service start --name $Name) -ne 0) {
+    throw "service start failed (see the line above, and the files in $Folder\logs)"
+}
 
-Write-Host "open the firewall only if Buktor reaches this server directly (not through nginx or ngrok on it):"
+Write-Host "open the firewall only if Buktor reaches this server directly (not through nginx or ngrok on it),"
+Write-Host "with the port of server.listen in his-config.json (5000 by default):"
 Write-Host "  New-NetFirewallRule -DisplayName 'Buktor middleware' -Direction Inbound -Protocol TCP -LocalPort 5000 -Action Allow"

@@ -16,5 +16,6 @@ $ErrorActionPreference = "Stop"
 
 $exe = Join-Path $Folder "buktor-middleware.exe"
 if (-not (Test-Path $exe)) { throw "no ${exe}: run this from the unpacked release, or pass -Folder" }
-& $exe service uninstall --name $Name
+$ErrorActionPreference = "Continue"  # the program's exit code says whether it failed
+& $exe service uninstall --name $Name 2>&1 | Write-Host
 if ($LASTEXITCODE -ne 0) { throw "service uninstall failed (see the line above)" }

@@ -203,7 +203,10 @@ fn pack_zip(out: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let archive = out.join(format!("{name}.zip"));
     let file = std::fs::File::create(&archive).with_context(|| format!("create {}", archive.display()))?;
     let mut zip = zip::ZipWriter::new(file);
-    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    // Every entry dated now (UTC), not 1980: what Explorer shows.
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .last_modified_time(zip_now()?);
     let mut pending = vec![PathBuf::from(name)];
     while let Some(relative) = pending.pop() {
         let mut entries: Vec<PathBuf> =
@@ -224,6 +227,25 @@ fn pack_zip(out: &Path, name: &str) -> anyhow::Result<PathBuf> {
     }
     zip.finish()?;
     Ok(archive)
+}
+
+/// Now, in UTC, as a zip timestamp.
+fn zip_now() -> anyhow::Result<zip::DateTime> {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let (days, secs_of_day) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let (hour, minute, second) = (secs_of_day / 3_600, secs_of_day / 60 % 60, secs_of_day % 60);
+    zip::DateTime::from_date_and_time(year as u16, month as u8, day as u8, hour as u8, minute as u8, second as u8)
+        .map_err(|_| anyhow::anyhow!("the clock says {year}, outside what a zip can date"))
 }
 
 /// Replaces this process with `command` on Unix, so Ctrl-C and exit codes

@@ -102,7 +102,8 @@ fn take(slot: &Mutex<Option<Hook>>) {
     }
 }
 
-/// Ctrl-C, or SIGTERM on Unix (what systemd sends).
+/// Ctrl-C; SIGTERM on Unix (what systemd sends); Ctrl-Break or closing
+/// the console window on Windows.
 async fn signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
@@ -118,7 +119,21 @@ async fn signal() {
             Err(_) => std::future::pending().await,
         }
     };
-    #[cfg(not(unix))]
+    // A console window's Ctrl-Break and close button stop gracefully too.
+    #[cfg(windows)]
+    let terminate = async {
+        use tokio::signal::windows::{ctrl_break, ctrl_close};
+        match (ctrl_break(), ctrl_close()) {
+            (Ok(mut ctrl_break), Ok(mut close)) => {
+                tokio::select! {
+                    _ = ctrl_break.recv() => {}
+                    _ = close.recv() => {}
+                }
+            }
+            _ => std::future::pending().await,
+        }
+    };
+    #[cfg(not(any(unix, windows)))]
     let terminate = std::future::pending::<()>();
     tokio::select! {
         () = ctrl_c => {}

@@ -180,14 +180,20 @@ enum ServiceAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = init_logging(cli.log_format, cli.log_dir.as_deref()) {
+    // `--log-dir` is for the middleware itself; the service actions that
+    // install, start or stop it answer on the console.
+    let log_dir = match &cli.command {
+        Some(Command::Service { action }) if !matches!(action, ServiceAction::Run { .. }) => None,
+        _ => cli.log_dir.as_deref(),
+    };
+    if let Err(e) = init_logging(cli.log_format, log_dir) {
         eprintln!("error: {}", config::escape_controls(&format!("{e:#}")));
         return ExitCode::FAILURE;
     }
     let config_path = cli.config.clone();
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(cli.config, Control::console()),
-        Command::Service { action } => service(cli.config, cli.log_dir, action),
+        Command::Service { action } => service(cli.config, cli.log_dir, cli.log_format, action),
         Command::Check { json } => run_check(cli.config, json),
         Command::PluginTest { plugin, table, json } => plugin_test(cli.config, &plugin, &table, json),
         Command::Status { json } => status(cli.config, json),
@@ -242,6 +248,13 @@ fn init_logging(format: LogFormat, log_dir: Option<&std::path::Path>) -> anyhow:
         .build(log_dir)
         .with_context(|| format!("--log-dir {}: cannot write log files there", log_dir.display()))?;
     let builder = builder.with_writer(files).with_ansi(false);
+    // Without a console (a Windows service), a panic's message would go
+    // nowhere: into the log file too.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!("panic: {info}");
+        default_hook(info);
+    }));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
@@ -629,7 +642,12 @@ fn prune(config_path: Option<PathBuf>, status: &str, before: &str) -> anyhow::Re
 }
 
 /// `service install|uninstall|start|stop|run` (Windows).
-fn service(config_path: Option<PathBuf>, log_dir: Option<PathBuf>, action: ServiceAction) -> anyhow::Result<()> {
+fn service(
+    config_path: Option<PathBuf>,
+    log_dir: Option<PathBuf>,
+    log_format: LogFormat,
+    action: ServiceAction,
+) -> anyhow::Result<()> {
     match action {
         ServiceAction::Install { name } => {
             // Absolute paths: a service starts in C:\Windows\System32. The
@@ -638,7 +656,17 @@ fn service(config_path: Option<PathBuf>, log_dir: Option<PathBuf>, action: Servi
             config::load(&config)?;
             let log_dir = std::path::absolute(log_dir.unwrap_or_else(|| winservice::default_log_dir(&config)))?;
             let exe = std::env::current_exe().context("cannot find this executable's path")?;
-            winservice::install(&winservice::Install { name: name.clone(), exe, config, log_dir: log_dir.clone() })?;
+            let log_format = match log_format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            };
+            winservice::install(&winservice::Install {
+                name: name.clone(),
+                exe,
+                config,
+                log_dir: log_dir.clone(),
+                log_format: log_format.into(),
+            })?;
             println!(
                 "installed the service {name}: it starts at boot and restarts when it fails. Start it now with \
                  `buktor-middleware service start --name {name}`; its logs go to {}",

@@ -31,6 +31,8 @@ pub struct Install {
     pub config: PathBuf,
     /// Where the service's daily log files go, absolute.
     pub log_dir: PathBuf,
+    /// `--log-format` for the service's files (`text` or `json`).
+    pub log_format: String,
 }
 
 impl Install {
@@ -41,6 +43,8 @@ impl Install {
             self.config.clone().into_os_string(),
             "--log-dir".into(),
             self.log_dir.clone().into_os_string(),
+            "--log-format".into(),
+            self.log_format.clone().into(),
             "service".into(),
             "run".into(),
             "--name".into(),
@@ -142,7 +146,7 @@ pub use platform::{install, run_as_service, start, stop, uninstall};
 mod platform {
     use std::{
         ffi::{OsStr, OsString},
-        sync::Mutex,
+        sync::{Arc, Mutex, OnceLock},
         time::{Duration, Instant},
     };
 
@@ -163,14 +167,16 @@ mod platform {
 
     /// Windows error codes that have an answer of their own.
     const ERROR_ACCESS_DENIED: i32 = 5;
+    const ERROR_SERVICE_CANNOT_ACCEPT_CTRL: i32 = 1061;
     const ERROR_SERVICE_ALREADY_RUNNING: i32 = 1056;
     const ERROR_SERVICE_DOES_NOT_EXIST: i32 = 1060;
     const ERROR_SERVICE_NOT_ACTIVE: i32 = 1062;
     const ERROR_FAILED_SERVICE_CONTROLLER_CONNECT: i32 = 1063;
     const ERROR_SERVICE_EXISTS: i32 = 1073;
 
-    /// How long the service manager waits for a start or a stop: the
-    /// worker's and the committer's grace, with room to spare.
+    /// How long the service manager waits for a start, and the longest a
+    /// graceful stop takes (the worker's and the committer's grace), with
+    /// room to spare: also how long `start` and `stop` wait.
     const WAIT_HINT: Duration = Duration::from_secs(60);
 
     /// What Windows said, without the crate's "IO error in winapi call".
@@ -230,6 +236,14 @@ mod platform {
             command: None,
             actions: Some(vec![restart(10), restart(60), restart(60)]),
         });
+        // Time at shutdown for the graceful stop, instead of a few seconds.
+        if let Err(e) = service.set_preshutdown_timeout(WAIT_HINT) {
+            tracing::warn!(
+                "installed {name}, but could not ask for {}s at system shutdown: {}",
+                WAIT_HINT.as_secs(),
+                describe(e)
+            );
+        }
         if let Err(e) = recovery {
             tracing::warn!(
                 "installed {name}, but could not set its recovery (restart on failure): {}. Set it with \
@@ -248,7 +262,8 @@ mod platform {
 
     pub fn uninstall(name: &str) -> Result<(), ServiceError> {
         let manager = manager(ServiceManagerAccess::CONNECT)?;
-        let access = ServiceAccess::STOP | ServiceAccess::DELETE | ServiceAccess::QUERY_STATUS;
+        let access =
+            ServiceAccess::STOP | ServiceAccess::DELETE | ServiceAccess::QUERY_STATUS | ServiceAccess::QUERY_CONFIG;
         let service = manager.open_service(name, access).map_err(|e| error("open the service", name, e))?;
         stop_and_wait(&service, name)?;
         service.delete().map_err(|e| error(&format!("remove the service {name}"), name, e))
@@ -264,28 +279,35 @@ mod platform {
             }
             other => other.map_err(|e| error(&format!("start the service {name}"), name, e))?,
         }
-        let log_dir = service
-            .query_config()
-            .ok()
-            .and_then(|config| log_dir_of(&config.executable_path.to_string_lossy()))
-            .unwrap_or_else(|| "the folder given by --log-dir at install".into());
-        wait_for(&service, name, ServiceState::Running, &log_dir)
+        wait_for(&service, name, ServiceState::Running, &installed_log_dir(&service))
     }
 
     pub fn stop(name: &str) -> Result<(), ServiceError> {
         let manager = manager(ServiceManagerAccess::CONNECT)?;
-        let service = manager
-            .open_service(name, ServiceAccess::STOP | ServiceAccess::QUERY_STATUS)
-            .map_err(|e| error("open the service", name, e))?;
+        let access = ServiceAccess::STOP | ServiceAccess::QUERY_STATUS | ServiceAccess::QUERY_CONFIG;
+        let service = manager.open_service(name, access).map_err(|e| error("open the service", name, e))?;
         stop_and_wait(&service, name)
     }
 
     fn stop_and_wait(service: &windows_service::service::Service, name: &str) -> Result<(), ServiceError> {
         match service.stop() {
             Err(windows_service::Error::Winapi(e)) if e.raw_os_error() == Some(ERROR_SERVICE_NOT_ACTIVE) => Ok(()),
+            // Starting or already stopping: wait for it to be stopped.
+            Err(windows_service::Error::Winapi(e)) if e.raw_os_error() == Some(ERROR_SERVICE_CANNOT_ACCEPT_CTRL) => {
+                wait_for(service, name, ServiceState::Stopped, &installed_log_dir(service))
+            }
             Err(e) => Err(error(&format!("stop the service {name}"), name, e)),
-            Ok(_) => wait_for(service, name, ServiceState::Stopped, "its log folder"),
+            Ok(_) => wait_for(service, name, ServiceState::Stopped, &installed_log_dir(service)),
         }
+    }
+
+    /// The log folder the service was installed with, for messages.
+    fn installed_log_dir(service: &windows_service::service::Service) -> String {
+        service
+            .query_config()
+            .ok()
+            .and_then(|config| log_dir_of(&config.executable_path.to_string_lossy()))
+            .unwrap_or_else(|| "the folder given by --log-dir at install".into())
     }
 
     /// Polls until the service is in `state`, or has clearly failed to get there.
@@ -354,13 +376,17 @@ mod platform {
     }
 
     fn serve(name: &str, run: RunFn) -> Result<(), ServiceError> {
-        let stopper: std::sync::Arc<Mutex<Option<crate::lifecycle::Stopper>>> = Default::default();
-        let handler_stopper = stopper.clone();
+        // The handler runs on the dispatcher's thread. It needs the
+        // reporter (known once registered) and the stopper (known once the
+        // control exists).
+        let shared: Arc<OnceLock<(Arc<Reporter>, crate::lifecycle::Stopper)>> = Arc::default();
+        let handler_shared = shared.clone();
         let handler = move |event| match event {
-            ServiceControl::Stop | ServiceControl::Shutdown | ServiceControl::Preshutdown => {
-                if let Some(stopper) =
-                    handler_stopper.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref()
+            ServiceControl::Stop | ServiceControl::Preshutdown | ServiceControl::Shutdown => {
+                if let Some((reporter, stopper)) = handler_shared.get()
+                    && reporter.begin_stop()
                 {
+                    tracing::info!("the service manager asked to stop");
                     stopper.request_stop();
                 }
                 ServiceControlHandlerResult::NoError
@@ -368,24 +394,13 @@ mod platform {
             ServiceControl::Interrogate => ServiceControlHandlerResult::NoError,
             _ => ServiceControlHandlerResult::NotImplemented,
         };
-        let status = service_control_handler::register(name, handler)
+        let handle = service_control_handler::register(name, handler)
             .map_err(|e| error("register with the service manager", name, e))?;
-        report(status, ServiceState::StartPending, ServiceControlAccept::empty(), ServiceExitCode::Win32(0));
-        let control = Control::supervised(
-            Box::new(move || {
-                report(
-                    status,
-                    ServiceState::Running,
-                    ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN,
-                    ServiceExitCode::Win32(0),
-                );
-            }),
-            Box::new(move || {
-                tracing::info!("the service manager asked to stop");
-                report(status, ServiceState::StopPending, ServiceControlAccept::empty(), ServiceExitCode::Win32(0));
-            }),
-        );
-        *stopper.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(control.stopper());
+        let reporter = Arc::new(Reporter { handle, progress: Mutex::new(Progress::default()) });
+        reporter.report(ServiceState::StartPending, 1, ServiceExitCode::Win32(0));
+        let running = reporter.clone();
+        let control = Control::supervised(Box::new(move || running.running()), Box::new(|| {}));
+        let _ = shared.set((reporter.clone(), control.stopper()));
         let result = run(control);
         let exit_code = match &result {
             Ok(()) => ServiceExitCode::Win32(0),
@@ -394,23 +409,93 @@ mod platform {
                 ServiceExitCode::ServiceSpecific(1)
             }
         };
-        report(status, ServiceState::Stopped, ServiceControlAccept::empty(), exit_code);
+        reporter.stopped(exit_code);
         Ok(())
     }
 
-    fn report(handle: ServiceStatusHandle, state: ServiceState, accepts: ServiceControlAccept, exit: ServiceExitCode) {
-        let pending = matches!(state, ServiceState::StartPending | ServiceState::StopPending);
-        let status = ServiceStatus {
-            service_type: ServiceType::OWN_PROCESS,
-            current_state: state,
-            controls_accepted: accepts,
-            exit_code: exit,
-            checkpoint: u32::from(pending),
-            wait_hint: if pending { WAIT_HINT } else { Duration::ZERO },
-            process_id: None,
-        };
-        if let Err(e) = handle.set_service_status(status) {
-            tracing::warn!("cannot tell the service manager the state {state:?}: {e}");
+    /// Tells the service manager the service's state. While it stops, a
+    /// thread moves the checkpoint on every few seconds, so that services.msc
+    /// and `sc` see progress through the graceful shutdown (up to ~50 s).
+    struct Reporter {
+        handle: ServiceStatusHandle,
+        progress: Mutex<Progress>,
+    }
+
+    #[derive(Default)]
+    struct Progress {
+        stopping: bool,
+        stopped: bool,
+        checkpoint: u32,
+    }
+
+    /// How often the checkpoint moves while stopping, and the hint given.
+    const STOP_TICK: Duration = Duration::from_secs(3);
+    const STOP_HINT: Duration = Duration::from_secs(10);
+
+    impl Reporter {
+        fn running(&self) {
+            let progress = self.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !progress.stopping && !progress.stopped {
+                self.report(ServiceState::Running, 0, ServiceExitCode::Win32(0));
+            }
+        }
+
+        /// Reports StopPending at once (no more controls accepted) and
+        /// starts the ticker. False if a stop had begun already.
+        fn begin_stop(self: &Arc<Self>) -> bool {
+            {
+                let mut progress = self.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if progress.stopping || progress.stopped {
+                    return false;
+                }
+                progress.stopping = true;
+                progress.checkpoint = 1;
+                self.report(ServiceState::StopPending, 1, ServiceExitCode::Win32(0));
+            }
+            let reporter = self.clone();
+            std::thread::spawn(move || {
+                loop {
+                    std::thread::sleep(STOP_TICK);
+                    let mut progress = reporter.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if progress.stopped {
+                        return;
+                    }
+                    progress.checkpoint += 1;
+                    reporter.report(ServiceState::StopPending, progress.checkpoint, ServiceExitCode::Win32(0));
+                }
+            });
+            true
+        }
+
+        fn stopped(&self, exit: ServiceExitCode) {
+            let mut progress = self.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            progress.stopped = true;
+            self.report(ServiceState::Stopped, 0, exit);
+        }
+
+        fn report(&self, state: ServiceState, checkpoint: u32, exit: ServiceExitCode) {
+            let (accepts, wait_hint) = match state {
+                // Preshutdown, not Shutdown: Windows gives a Shutdown only
+                // seconds, too few for a write to the HIS in progress.
+                ServiceState::Running => {
+                    (ServiceControlAccept::STOP | ServiceControlAccept::PRESHUTDOWN, Duration::ZERO)
+                }
+                ServiceState::StartPending => (ServiceControlAccept::empty(), WAIT_HINT),
+                ServiceState::StopPending => (ServiceControlAccept::empty(), STOP_HINT),
+                _ => (ServiceControlAccept::empty(), Duration::ZERO),
+            };
+            let status = ServiceStatus {
+                service_type: ServiceType::OWN_PROCESS,
+                current_state: state,
+                controls_accepted: accepts,
+                exit_code: exit,
+                checkpoint,
+                wait_hint,
+                process_id: None,
+            };
+            if let Err(e) = self.handle.set_service_status(status) {
+                tracing::warn!("cannot tell the service manager the state {state:?}: {e}");
+            }
         }
     }
 }
@@ -426,6 +511,7 @@ mod tests {
             exe: PathBuf::from("/opt/buktor/buktor-middleware"),
             config: PathBuf::from("/opt/buktor/his-config.json"),
             log_dir: default_log_dir(Path::new("/opt/buktor/his-config.json")),
+            log_format: "json".into(),
         };
         let arguments: Vec<String> = install.launch_arguments().into_iter().map(|a| a.into_string().unwrap()).collect();
         assert_eq!(
@@ -435,6 +521,8 @@ mod tests {
                 "/opt/buktor/his-config.json",
                 "--log-dir",
                 "/opt/buktor/logs",
+                "--log-format",
+                "json",
                 "service",
                 "run",
                 "--name",
