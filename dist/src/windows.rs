@@ -28,14 +28,28 @@ const RUSTC: &str = "/usr/bin/rustc";
 const CARGO: &str = "/usr/bin/cargo";
 /// The MinGW-w64 tools, by their prefix.
 const MINGW: &str = "x86_64-w64-mingw32";
-/// What the build needs from Debian; `clippy` needs `rust-web-clippy` too.
-const PACKAGES: [&str; 5] = ["rustc-web", "cargo-web", "rust-web-src", "gcc-mingw-w64-x86-64", "rust-web-clippy"];
-const BUILD_NEEDS: usize = 4;
+
+/// A Debian package the Windows build needs, and how to tell it is here.
+#[derive(Clone, Copy)]
+struct Package {
+    name: &'static str,
+    present: fn() -> bool,
+}
+
+/// What the build needs from Debian.
+const BUILD: [Package; 4] = [
+    Package { name: "rustc-web", present: || Path::new(RUSTC).is_file() },
+    Package { name: "cargo-web", present: || Path::new(CARGO).is_file() },
+    Package { name: "rust-web-src", present: std_sources_present },
+    Package { name: "gcc-mingw-w64-x86-64", present: || Path::new("/usr/bin/x86_64-w64-mingw32-gcc").is_file() },
+];
+/// What `clippy` needs besides.
+const CLIPPY: Package = Package { name: "rust-web-clippy", present: || Path::new("/usr/bin/clippy-driver").is_file() };
 
 /// Builds the host and every plugin for `target`; returns the folder that
 /// holds them.
 pub fn build(root: &Path, target_dir: &Path, target: &str) -> anyhow::Result<PathBuf> {
-    let mut build = cross_cargo(root, target_dir, target, &PACKAGES[..BUILD_NEEDS])?;
+    let mut build = cross_cargo(root, target_dir, target, &BUILD)?;
     build.args(["build", "-Zbuild-std=std,panic_abort,panic_unwind", "--target", target, "--profile", "ship"]);
     eprintln!("building for {target} with Debian's Rust and MinGW-w64 into {}", target_dir.join("cross").display());
     super::run_build(build)?;
@@ -46,7 +60,7 @@ pub fn build(root: &Path, target_dir: &Path, target: &str) -> anyhow::Result<Pat
 /// code behind `cfg(windows)` (the Windows service) that the Linux
 /// clippy never sees.
 pub fn clippy(root: &Path, target_dir: &Path, target: &str) -> anyhow::Result<()> {
-    let mut clippy = cross_cargo(root, target_dir, target, &PACKAGES)?;
+    let mut clippy = cross_cargo(root, target_dir, target, &[BUILD.as_slice(), &[CLIPPY]].concat())?;
     clippy.args(["clippy", "-Zbuild-std=std,panic_abort,panic_unwind", "--target", target]).args([
         "-p",
         "buktor-middleware",
@@ -62,7 +76,7 @@ pub fn clippy(root: &Path, target_dir: &Path, target: &str) -> anyhow::Result<()
 }
 
 /// Debian's cargo, set up to build for `target` with MinGW-w64.
-fn cross_cargo(root: &Path, target_dir: &Path, target: &str, needs: &[&'static str]) -> anyhow::Result<Command> {
+fn cross_cargo(root: &Path, target_dir: &Path, target: &str, needs: &[Package]) -> anyhow::Result<Command> {
     if !TARGETS.contains(&target) {
         bail!("--target {target}: this machine builds only {} besides its own target", TARGETS.join(", "));
     }
@@ -89,7 +103,7 @@ fn cross_cargo(root: &Path, target_dir: &Path, target: &str, needs: &[&'static s
 
 /// Installs Debian's Rust and MinGW-w64 with apt-get when any is missing,
 /// and says so; without apt-get or root, says what to install.
-fn ensure_toolchain(needs: &[&'static str]) -> anyhow::Result<()> {
+fn ensure_toolchain(needs: &[Package]) -> anyhow::Result<()> {
     let missing = missing_packages(needs);
     if missing.is_empty() {
         return Ok(());
@@ -120,24 +134,14 @@ fn ensure_toolchain(needs: &[&'static str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The packages of `needs` (from [`PACKAGES`]) whose files are not here.
-fn missing_packages(needs: &[&'static str]) -> Vec<&'static str> {
-    let std_sources = Command::new(RUSTC)
-        .args(["--print", "sysroot"])
-        .output()
-        .ok()
-        .map(|out| Path::new(String::from_utf8_lossy(&out.stdout).trim()).join("lib/rustlib/src/rust/library/std"));
-    let present = [
-        Path::new(RUSTC).is_file(),
-        Path::new(CARGO).is_file(),
-        std_sources.is_some_and(|std| std.is_dir()),
-        Path::new("/usr/bin").join(format!("{MINGW}-gcc")).is_file(),
-        Path::new("/usr/bin/clippy-driver").is_file(),
-    ];
-    PACKAGES
-        .iter()
-        .zip(present)
-        .filter(|(package, present)| needs.contains(package) && !present)
-        .map(|(package, _)| *package)
-        .collect()
+/// The packages of `needs` whose files are not here.
+fn missing_packages(needs: &[Package]) -> Vec<&'static str> {
+    needs.iter().filter(|package| !(package.present)()).map(|package| package.name).collect()
+}
+
+/// Whether Debian's rustc has the standard library's sources (`-Zbuild-std`).
+fn std_sources_present() -> bool {
+    Command::new(RUSTC).args(["--print", "sysroot"]).output().is_ok_and(|out| {
+        Path::new(String::from_utf8_lossy(&out.stdout).trim()).join("lib/rustlib/src/rust/library/std").is_dir()
+    })
 }

@@ -5,6 +5,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::sync::lock;
+
 use axum::{
     Json,
     extract::State,
@@ -37,10 +39,6 @@ impl Default for Health {
     fn default() -> Self {
         Self { journal: Mutex::new(None), his: Mutex::new(His::NotYet) }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Health {

@@ -350,13 +350,6 @@ pub fn pending_summary(connection: &Connection) -> rusqlite::Result<(i64, Option
         .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
 }
 
-/// How many events are pending.
-pub fn pending_count(connection: &Connection) -> rusqlite::Result<i64> {
-    connection
-        .prepare_cached("SELECT COUNT(*) FROM events INDEXED BY events_pending WHERE status = 'pending'")?
-        .query_row([], |row| row.get(0))
-}
-
 /// What can hold back later events for a row. Cheap to ask: both come from
 /// small partial indexes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

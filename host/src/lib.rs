@@ -25,6 +25,7 @@
 //!   is ready; [`systemd`]: `READY=1` / `STOPPING=1` for `Type=notify`
 //!   units; [`winservice`]: `service install|uninstall|start|stop|run`,
 //!   the host as a Windows service.
+//! - [`sync`]: `lock`, a mutex guard that survives poisoning.
 //! - [`retry`]: the backoff policy; [`wakeup`]: the doorbell between threads;
 //!   [`clock`]: timestamps.
 //!
@@ -50,6 +51,7 @@ pub mod ratelimit;
 pub mod retry;
 pub mod server;
 pub mod status;
+pub mod sync;
 pub mod systemd;
 pub mod wakeup;
 pub mod winservice;

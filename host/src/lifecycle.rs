@@ -96,7 +96,7 @@ impl Stopper {
 
 /// Runs the hook in `slot`, if it has not run yet.
 fn take(slot: &Mutex<Option<Hook>>) {
-    let hook = slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    let hook = crate::sync::lock(slot).take();
     if let Some(hook) = hook {
         hook();
     }

@@ -20,6 +20,7 @@ use std::{
     time::Duration,
 };
 
+use crate::sync::lock;
 use axum::{
     extract::{Request, State},
     http::{StatusCode, header},
@@ -127,10 +128,6 @@ impl Histogram {
         let _ = writeln!(text, "{name}_sum {}", self.sum);
         let _ = writeln!(text, "{name}_count {cumulative}");
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Metrics {

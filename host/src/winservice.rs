@@ -163,7 +163,7 @@ mod platform {
     };
 
     use super::{Install, RunFn, ServiceError};
-    use crate::lifecycle::Control;
+    use crate::{lifecycle::Control, sync::lock};
 
     /// Windows error codes that have an answer of their own.
     const ERROR_ACCESS_DENIED: i32 = 5;
@@ -181,17 +181,19 @@ mod platform {
 
     /// What Windows said, without the crate's "IO error in winapi call".
     fn describe(e: windows_service::Error) -> String {
+        io_error(e).to_string()
+    }
+
+    /// The Windows error inside `e` (its code and message).
+    fn io_error(e: windows_service::Error) -> std::io::Error {
         match e {
-            windows_service::Error::Winapi(e) => e.to_string(),
-            other => other.to_string(),
+            windows_service::Error::Winapi(source) => source,
+            other => std::io::Error::other(other.to_string()),
         }
     }
 
     fn error(action: &str, name: &str, e: windows_service::Error) -> ServiceError {
-        let source = match e {
-            windows_service::Error::Winapi(source) => source,
-            other => std::io::Error::other(other.to_string()),
-        };
+        let source = io_error(e);
         match source.raw_os_error() {
             Some(ERROR_ACCESS_DENIED) => ServiceError::AccessDenied { action: action.to_string() },
             Some(ERROR_SERVICE_EXISTS) => ServiceError::Exists { name: name.to_string() },
@@ -360,14 +362,14 @@ mod platform {
     define_windows_service!(ffi_service_main, service_main);
 
     pub fn run_as_service(name: &str, run: RunFn) -> Result<(), ServiceError> {
-        *SERVICE.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((name.to_string(), run));
+        *lock(&SERVICE) = Some((name.to_string(), run));
         // Blocks until the service has stopped.
         service_dispatcher::start(name, ffi_service_main).map_err(|e| error("run as a service", name, e))
     }
 
     /// Called by the service manager, on a thread of its own.
     fn service_main(_arguments: Vec<OsString>) {
-        let Some((name, run)) = SERVICE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() else {
+        let Some((name, run)) = lock(&SERVICE).take() else {
             return;
         };
         if let Err(e) = serve(&name, run) {
@@ -434,7 +436,7 @@ mod platform {
 
     impl Reporter {
         fn running(&self) {
-            let progress = self.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let progress = lock(&self.progress);
             if !progress.stopping && !progress.stopped {
                 self.report(ServiceState::Running, 0, ServiceExitCode::Win32(0));
             }
@@ -444,7 +446,7 @@ mod platform {
         /// starts the ticker. False if a stop had begun already.
         fn begin_stop(self: &Arc<Self>) -> bool {
             {
-                let mut progress = self.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut progress = lock(&self.progress);
                 if progress.stopping || progress.stopped {
                     return false;
                 }
@@ -456,7 +458,7 @@ mod platform {
             std::thread::spawn(move || {
                 loop {
                     std::thread::sleep(STOP_TICK);
-                    let mut progress = reporter.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut progress = lock(&reporter.progress);
                     if progress.stopped {
                         return;
                     }
@@ -468,7 +470,7 @@ mod platform {
         }
 
         fn stopped(&self, exit: ServiceExitCode) {
-            let mut progress = self.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut progress = lock(&self.progress);
             progress.stopped = true;
             self.report(ServiceState::Stopped, 0, exit);
         }

@@ -402,7 +402,7 @@ impl State {
             return;
         }
         self.reachable = reachable;
-        let waiting = journal::pending_count(&self.worker.reader).unwrap_or(-1);
+        let waiting = journal::pending_summary(&self.worker.reader).map_or(-1, |(count, _)| count);
         match end {
             PassEnd::Unreachable(e) => tracing::warn!(
                 "the HIS is not reachable ({e}); {waiting} events wait in the journal and are written when it is back"

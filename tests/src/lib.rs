@@ -339,6 +339,21 @@ pub fn skipped(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
 }
 
+/// Unpacks a release `archive` (`.tar.gz` with tar, `.zip` with unzip, as
+/// an operator would) into the empty folder `into`, and returns the one
+/// release folder it must hold.
+pub fn unpack_release(archive: &Path, into: &Path) -> PathBuf {
+    let status = if archive.extension().is_some_and(|e| e == "zip") {
+        Command::new("unzip").arg("-q").arg(archive).arg("-d").arg(into).status().expect("run unzip")
+    } else {
+        Command::new("tar").arg("-xzf").arg(archive).arg("-C").arg(into).status().expect("run tar")
+    };
+    assert!(status.success(), "unpacking {}", archive.display());
+    let entries: Vec<PathBuf> = std::fs::read_dir(into).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(entries.len(), 1, "one folder in the archive: {entries:?}");
+    entries[0].clone()
+}
+
 /// Says on the terminal what `test` verified, past cargo's output capture
 /// as [`skipped`] does: for tests whose worth is in what they ran (the
 /// Windows release under Wine).

@@ -56,11 +56,7 @@ impl Wine {
         let prefix = dir.path().join("prefix");
         let unpacked = dir.path().join("release");
         std::fs::create_dir(&unpacked).unwrap();
-        let status = Command::new("unzip").arg("-q").arg(&zip).arg("-d").arg(&unpacked).status().expect("run unzip");
-        assert!(status.success(), "unzip {}", zip.display());
-        let entries: Vec<PathBuf> = std::fs::read_dir(&unpacked).unwrap().map(|e| e.unwrap().path()).collect();
-        assert_eq!(entries.len(), 1, "one folder in the zip: {entries:?}");
-        let folder = entries[0].clone();
+        let folder = crate::unpack_release(&zip, &unpacked);
         assert!(
             !folder.join("bcryptprimitives.dll").exists(),
             "the release must not carry the test's stand-in bcryptprimitives.dll"

@@ -5,13 +5,9 @@
 //! its comments) and the seed's events arrive. Without the plugin it stops
 //! with one line naming the folder it looked in.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use std::{path::PathBuf, process::Command, time::Duration};
 
-use buktor_tests::{Middleware, StartError, repo_root, seed, wait_for};
+use buktor_tests::{Middleware, StartError, repo_root, seed, unpack_release, wait_for};
 
 /// Runs `cargo xtask dist` and returns the `.tar.gz` it made.
 fn build_archive() -> PathBuf {
@@ -28,16 +24,6 @@ fn build_archive() -> PathBuf {
     archive
 }
 
-/// Unpacks `archive` into the empty folder `into` with the system's tar,
-/// as an operator would, and returns the release folder inside it.
-fn unpack(archive: &Path, into: &Path) -> PathBuf {
-    let status = Command::new("tar").arg("-xzf").arg(archive).arg("-C").arg(into).status().expect("run tar");
-    assert!(status.success());
-    let entries: Vec<PathBuf> = std::fs::read_dir(into).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(entries.len(), 1, "one folder in the archive: {entries:?}");
-    entries[0].clone()
-}
-
 fn plugin_file(name: &str) -> String {
     format!("{}his_{name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
 }
@@ -46,7 +32,7 @@ fn plugin_file(name: &str) -> String {
 fn the_unpacked_archive_runs_the_seed_events_with_only_the_sqlite_plugin() {
     let archive = build_archive();
     let empty = tempfile::tempdir().unwrap();
-    let folder = unpack(&archive, empty.path());
+    let folder = unpack_release(&archive, empty.path());
     let name = folder.file_name().unwrap().to_string_lossy().into_owned();
     assert!(name.starts_with("buktor-middleware-") && name.contains(std::env::consts::ARCH), "{name}");
 
