@@ -12,6 +12,9 @@
 //!   commented his-config.json per database type (the SQLite demo as
 //!   `his-config.json`), the service files of `dist/service/` for that
 //!   platform, and the operator's README.
+//! - `bench [SCENARIO…] [--quick]`: the benchmark suite
+//!   (`tests/benches/suite/`) in release mode; BENCHMARKS.md says how to
+//!   read it.
 //! - `clippy --target x86_64-pc-windows-gnu`: clippy on the host's
 //!   Windows-only code, which the Linux clippy never compiles.
 
@@ -25,6 +28,7 @@ use std::{
 use anyhow::{Context, bail};
 
 const USAGE: &str = "usage: cargo xtask run [ARGS…] | cargo xtask dist [--target x86_64-pc-windows-gnu] | \
+                     cargo xtask bench [intake] [drain] [latency] [footprint] [--quick] | \
                      cargo xtask clippy --target x86_64-pc-windows-gnu";
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +40,7 @@ fn main() -> anyhow::Result<()> {
             (Some("--target"), Some(target)) if args.next().is_none() => dist(Some(&target)),
             _ => bail!("{USAGE}"),
         },
+        Some("bench") => bench(args.collect()),
         Some("clippy") => match (args.next().as_deref(), args.next(), args.next()) {
             (Some("--target"), Some(target), None) => {
                 let root = repo_root();
@@ -71,6 +76,21 @@ fn run(args: Vec<String>) -> anyhow::Result<()> {
     }
     command.args(&args);
     exec(command).with_context(|| format!("start {}", binary.display()))
+}
+
+/// Runs the benchmark suite with `args` (scenario names, `--quick`).
+fn bench(args: Vec<String>) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(repo_root())
+        .args(["bench", "--package", "buktor-tests", "--bench", "suite", "--"])
+        .args(&args)
+        .status()
+        .context("run cargo bench")?;
+    if !status.success() {
+        bail!("the benchmark suite failed");
+    }
+    Ok(())
 }
 
 /// The plugins a release carries, by `database.type`.

@@ -140,6 +140,8 @@ fn run(
     wal: bool,
 ) {
     let mut round = Vec::with_capacity(MAX_ROUND);
+    // The connection opens with synchronous=FULL (journal::open).
+    let mut synchronous = Synchronous::Full;
     while let Some(first) = receiver.blocking_recv() {
         round.push(first);
         while round.len() < MAX_ROUND {
@@ -150,7 +152,7 @@ fn run(
         }
         let appended = round.iter().any(|c| matches!(c, Command::Append(..)));
         let started = Instant::now();
-        let outcome = commit_round(&mut connection, &round, wal);
+        let outcome = commit_round(&mut connection, &round, wal, &mut synchronous);
         if let Some(metrics) = &observers.metrics {
             metrics.journal_commit(started.elapsed());
         }
@@ -193,6 +195,24 @@ fn run(
     }
 }
 
+/// The journal connection's `synchronous` setting, as last set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Synchronous {
+    /// Every commit is fsynced before it returns.
+    Full,
+    /// Commits are fsynced at checkpoints only (WAL mode).
+    Normal,
+}
+
+impl Synchronous {
+    fn as_str(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        }
+    }
+}
+
 /// What one command did, in its round.
 enum Outcome {
     Appended(Appended),
@@ -210,9 +230,19 @@ enum Outcome {
 /// upsert that changes nothing; WAL recovery keeps commits in order, and the
 /// next FULL commit makes it durable anyway. Outside WAL mode, NORMAL could
 /// corrupt the file on power loss, so every round is FULL.
-fn commit_round(connection: &mut Connection, round: &[Command], wal: bool) -> rusqlite::Result<Vec<Outcome>> {
+fn commit_round(
+    connection: &mut Connection,
+    round: &[Command],
+    wal: bool,
+    synchronous: &mut Synchronous,
+) -> rusqlite::Result<Vec<Outcome>> {
     let appends = round.iter().any(|c| matches!(c, Command::Append(..)));
-    connection.pragma_update(None, "synchronous", if appends || !wal { "FULL" } else { "NORMAL" })?;
+    let wanted = if appends || !wal { Synchronous::Full } else { Synchronous::Normal };
+    // A PRAGMA is a statement of its own: issued only when it changes.
+    if wanted != *synchronous {
+        connection.pragma_update(None, "synchronous", wanted.as_str())?;
+        *synchronous = wanted;
+    }
     let transaction = connection.transaction()?;
     let now = crate::clock::now_rfc3339();
     let mut outcomes = Vec::with_capacity(round.len());

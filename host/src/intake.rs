@@ -78,7 +78,8 @@ pub fn router(intake: Intake, admin: Option<crate::admin::Admin>) -> Router {
     let admin_token = intake.admin_token.clone();
     let mut guarded = Router::new()
         .route("/receive-event", post(receive_event).fallback(|m, u| method_not_allowed("POST", m, u)))
-        .with_state(intake);
+        // Shared, not cloned per request.
+        .with_state(Arc::new(intake));
     if let Some(admin) = admin {
         guarded = guarded.nest("/admin", crate::admin::routes(admin));
     }
@@ -176,7 +177,7 @@ pub async fn method_not_allowed(allow: &'static str, method: axum::http::Method,
 }
 
 async fn receive_event(
-    State(intake): State<Intake>,
+    State(intake): State<Arc<Intake>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,

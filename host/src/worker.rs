@@ -540,7 +540,7 @@ impl State {
         settlements: &mut Vec<Settlement>,
         held: &mut HashSet<String>,
     ) -> PassEnd {
-        let error = match self.write(mapping, &batch) {
+        let error = match self.write(mapping, &mut batch) {
             Ok(()) => {
                 settlements.extend(batch.iter().map(|i| Settlement::Delivered { id: i.event.id }));
                 let event_type = batch.first().map_or("", |i| i.event.event_type.as_str());
@@ -583,20 +583,30 @@ impl State {
 
     /// One call into the plugin, reopening the writer first if a panic
     /// discarded it.
-    fn write(&mut self, mapping: &EventMapping, items: &[Item]) -> Result<(), PluginError> {
+    ///
+    /// The rows move into the batch, not copied; they come back to `items`
+    /// only if the write fails, for the row-by-row handling in `deliver`.
+    fn write(&mut self, mapping: &EventMapping, items: &mut [Item]) -> Result<(), PluginError> {
         if self.writer.is_none() {
             self.open_writer()?;
             tracing::info!("{} writer reopened", self.worker.plugin.name);
         }
         let writer = self.writer.as_mut().expect("opened above");
+        let widths: Vec<usize> = items.iter().map(|i| i.row.len()).collect();
         let batch = UpsertBatch {
             table: RString::from(mapping.table.as_str()),
             columns: mapping.columns.iter().map(|c| RString::from(c.as_str())).collect(),
             key_columns: mapping.key_columns.iter().map(|c| RString::from(c.as_str())).collect(),
-            values: items.iter().flat_map(|i| i.row.iter().cloned()).collect::<RVec<Value>>(),
+            values: items.iter_mut().flat_map(|i| std::mem::take(&mut i.row)).collect::<RVec<Value>>(),
         };
         let plugin_started = Instant::now();
         let result = writer.upsert(&batch).into_result();
+        if result.is_err() {
+            let mut values = batch.values.into_iter();
+            for (item, width) in items.iter_mut().zip(widths) {
+                item.row = values.by_ref().take(width).collect();
+            }
+        }
         self.heard(result.as_ref().err());
         tracing::trace!(rows = items.len(), plugin_ms = plugin_started.elapsed().as_secs_f64() * 1e3, "plugin upsert");
         if let Err(e) = &result

@@ -257,6 +257,11 @@ impl Middleware {
         }
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything it logged so far.
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
