@@ -13,12 +13,14 @@
 //!   server named by `HIS_TEST_MYSQL_URL`; [`proxy`] stands between the
 //!   middleware and that server, to cut the connection.
 //! - [`seed`]: the original documentation's curl events and their rows.
+//! - [`signing`]: Standard Webhooks signatures for signed requests.
 //! - [`wine`]: the Windows release `.zip`, unpacked and run under Wine.
 
 pub mod http;
 pub mod mysql;
 pub mod proxy;
 pub mod seed;
+pub mod signing;
 pub mod tds;
 pub mod wine;
 

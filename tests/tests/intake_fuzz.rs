@@ -24,8 +24,9 @@
 //! seed and the number of requests. The same seed gives the same requests,
 //! except for signature timestamps, which follow the clock.
 //!
-//! Signing uses the `hmac`, `sha2` and `base64` crates, checked against the
-//! Standard Webhooks specification's test vector.
+//! Signing uses `buktor_tests::signing` (the `hmac`, `sha2` and `base64`
+//! crates), checked against the Standard Webhooks specification's test
+//! vector.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -35,10 +36,8 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
-use buktor_tests::{Middleware, Setup, query};
-use hmac::{Hmac, Mac};
+use buktor_tests::{Middleware, Setup, query, signing::signature};
 use serde_json::json;
-use sha2::Sha256;
 
 const SECRET: &[u8] = b"buktor-fuzz-secret-key-0123456789";
 const OLD_SECRET: &[u8] = b"an-older-secret-still-accepted!!";
@@ -853,15 +852,6 @@ fn with_event_id(body: Vec<u8>, value: &str) -> Vec<u8> {
 
 fn secret_text(key: &[u8]) -> String {
     format!("whsec_{}", BASE64.encode(key))
-}
-
-/// A Standard Webhooks signature: `v1,` and the base64 of the HMAC-SHA256
-/// of `id.timestamp.body`.
-fn signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
-    mac.update(format!("{id}.{timestamp}.").as_bytes());
-    mac.update(body);
-    format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
 }
 
 fn json_str(text: &str) -> String {

@@ -13,10 +13,8 @@
 //! the sync worker drains into the embedded SQLite writer at the same time.
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
-use buktor_tests::{Middleware, Setup, query};
-use hmac::{Hmac, Mac};
+use buktor_tests::{Middleware, Setup, query, signing};
 use serde_json::json;
-use sha2::Sha256;
 
 use crate::{
     REPEATS,
@@ -148,7 +146,8 @@ fn measure_with_fsyncs(
 /// `secret` if given.
 pub fn appointments(address: &str, keys: std::ops::Range<usize>, secret: Option<&str>) -> Vec<Request> {
     let key = secret.map(|s| BASE64.decode(s.trim_start_matches("whsec_")).expect("a base64 secret"));
-    let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs();
+    let timestamp =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs() as i64;
     keys.map(|n| {
         let body = format!(
             r#"{{"event_type": "appointment", "appointment_id": {n}, "patient_id": 456, "doctor_id": 789, "status": "confirmed"}}"#
@@ -157,9 +156,7 @@ pub fn appointments(address: &str, keys: std::ops::Range<usize>, secret: Option<
             None => Vec::new(),
             Some(key) => {
                 let id = format!("msg_{n}");
-                let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key");
-                mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
-                let signature = format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()));
+                let signature = signing::signature(key, &id, timestamp, body.as_bytes());
                 vec![("webhook-id", id), ("webhook-timestamp", timestamp.to_string()), ("webhook-signature", signature)]
             }
         };
