@@ -8,7 +8,7 @@
 
 use std::{sync::Arc, thread::JoinHandle, time::Instant};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
@@ -243,12 +243,24 @@ fn commit_round(
         connection.pragma_update(None, "synchronous", wanted.as_str())?;
         *synchronous = wanted;
     }
-    let transaction = connection.transaction()?;
+    // The write lock from the start: appends choose their ids (journal::append_all).
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = crate::clock::now_rfc3339();
     let mut outcomes = Vec::with_capacity(round.len());
-    for command in round {
+    let mut appends: Vec<&NewEvent> = Vec::new();
+    for (index, command) in round.iter().enumerate() {
+        // Consecutive appends go in together, in order.
+        if let Command::Append(event, _) = command {
+            appends.push(event);
+            if matches!(round.get(index + 1), Some(Command::Append(..))) {
+                continue;
+            }
+            outcomes.extend(journal::append_all(&transaction, &appends)?.into_iter().map(Outcome::Appended));
+            appends.clear();
+            continue;
+        }
         match command {
-            Command::Append(event, _) => outcomes.push(Outcome::Appended(journal::append(&transaction, event)?)),
+            Command::Append(..) => unreachable!("handled above"),
             Command::Settle(settlements, _) => {
                 journal::settle(&transaction, settlements, &now)?;
                 outcomes.push(Outcome::Settled);

@@ -4,7 +4,7 @@
 //! refusal is a JSON body `{"error": code, "message": text}` with a precise
 //! status, and stores nothing.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, task::Poll, time::Duration};
 
 use axum::{
     Json, Router,
@@ -179,10 +179,11 @@ pub async fn method_not_allowed(allow: &'static str, method: axum::http::Method,
 async fn receive_event(
     State(intake): State<Arc<Intake>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Body,
+    request: axum::extract::Request,
 ) -> Result<Response, Refusal> {
     let received_at = clock::now_rfc3339();
+    // The request's own headers, not a copy (the `HeaderMap` extractor clones).
+    let (axum::http::request::Parts { headers, .. }, body) = request.into_parts();
     check_content_type(&headers)?;
     let unauthenticated = |rejection: Rejection| {
         // Never the body: an unauthenticated request is not trusted enough to log.
@@ -240,7 +241,7 @@ async fn receive_event(
         Appended::Duplicate(id) => {
             intake.metrics.received(&event_type, Received::Duplicate);
             tracing::info!(event_id = id, event_type = %event_type, "duplicate delivery: already journaled, not stored again");
-            return Ok((StatusCode::OK, Json(json!({ "id": id, "status": "duplicate" }))).into_response());
+            return Ok(answer(StatusCode::OK, id, "duplicate"));
         }
     };
     let outcome = if status == Status::Unmapped { Received::Unmapped } else { Received::Accepted };
@@ -255,9 +256,16 @@ async fn receive_event(
         }
         _ => {
             tracing::debug!(event_id = id, event_type = %event_type, "event journaled");
-            (StatusCode::OK, Json(json!({ "id": id, "status": "accepted" }))).into_response()
+            answer(StatusCode::OK, id, "accepted")
         }
     })
+}
+
+/// `{"id": id, "status": status}`, written directly: the answer to every
+/// event, so it skips building a JSON value first.
+fn answer(status: StatusCode, id: i64, outcome: &'static str) -> Response {
+    let body = format!(r#"{{"id":{id},"status":"{outcome}"}}"#);
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// The sender's delivery id: the `webhook-id` header (Standard Webhooks),
@@ -325,13 +333,19 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let read = tokio::time::timeout(timeout, to_bytes(body, limit)).await.map_err(|_| {
-        Refusal::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
-            format!("the body did not arrive within {} seconds (server.request_timeout_secs)", timeout.as_secs()),
-        )
-    })?;
+    // A small body usually came with the headers: read what is there
+    // first, and arm the timer only for a body still on its way.
+    let mut reading = std::pin::pin!(to_bytes(body, limit));
+    let read = match std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await {
+        Poll::Ready(read) => read,
+        Poll::Pending => tokio::time::timeout(timeout, reading).await.map_err(|_| {
+            Refusal::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the body did not arrive within {} seconds (server.request_timeout_secs)", timeout.as_secs()),
+            )
+        })?,
+    };
     read.map_err(|e| {
         let is_limit = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if is_limit {

@@ -5,9 +5,9 @@
 //! [`crate::committer`]; the sync worker reads through its own connection
 //! (WAL lets readers and the writer work side by side).
 
-use std::{path::Path, time::Duration};
+use std::{collections::HashMap, path::Path, time::Duration};
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, ToSql, Transaction, params, params_from_iter, types::ToSqlOutput};
 
 /// Each migration brings the schema from version `index` to `index + 1`.
 /// Append only: never edit a migration that has shipped.
@@ -97,6 +97,12 @@ impl Status {
             Status::Failed => "failed",
             Status::Unmapped => "unmapped",
         }
+    }
+}
+
+impl ToSql for Status {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
     }
 }
 
@@ -200,6 +206,9 @@ pub fn open(path: &Path) -> Result<Connection, JournalError> {
     // again and again while the worker drains.
     connection.pragma_update(None, "cache_size", -16_000).map_err(open_error)?;
     connection.pragma_update(None, "wal_autocheckpoint", 10_000).map_err(open_error)?;
+    // Room for every statement the committer and the worker reuse, the
+    // sizes of the multi-row inserts among them.
+    connection.set_prepared_statement_cache_capacity(64);
     migrate(&mut connection).map_err(|e| match e {
         JournalError::Sqlite(source) => open_error(source),
         JournalError::NewerSchema { found, .. } => JournalError::NewerSchema { path: shown.clone(), found },
@@ -222,33 +231,85 @@ fn migrate(connection: &mut Connection) -> Result<(), JournalError> {
     Ok(())
 }
 
-/// Appends one event, unless its delivery id was seen within the window.
-pub fn append(transaction: &Transaction<'_>, event: &NewEvent) -> rusqlite::Result<Appended> {
-    let Some(delivery_id) = &event.delivery_id else { return insert(transaction, event).map(Appended::New) };
-    let seen: Option<i64> = transaction
-        .prepare_cached("SELECT event_id FROM deliveries WHERE delivery_id = ?1 AND received_ms >= ?2")?
-        .query_row(params![delivery_id, event.duplicates_since_ms], |row| row.get(0))
-        .optional()?;
-    if let Some(id) = seen {
-        return Ok(Appended::Duplicate(id));
+/// Appends `events` in order, as if one by one: an event whose delivery id
+/// was seen within the window, or earlier in `events`, is not stored again
+/// and gets the id it was stored under.
+///
+/// Ids are given here, not by SQLite: the next after the highest ever used
+/// (`sqlite_sequence` keeps it past pruning, as `AUTOINCREMENT` would). That
+/// lets a round's events and payloads go in as a few multi-row `INSERT`s
+/// instead of two statements per event, which is most of the committer's
+/// work under load. `transaction` must hold the write lock from its start
+/// (`BEGIN IMMEDIATE`), so that no other process takes an id in between.
+pub fn append_all(transaction: &Transaction<'_>, events: &[&NewEvent]) -> rusqlite::Result<Vec<Appended>> {
+    let mut next_id: i64 = transaction
+        .prepare_cached(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),
+                        COALESCE((SELECT MAX(id) FROM events), 0)) + 1",
+        )?
+        .query_row([], |row| row.get(0))?;
+    let now_ms = crate::clock::now_ms();
+    let mut outcomes = Vec::with_capacity(events.len());
+    let mut stored: Vec<(i64, &NewEvent)> = Vec::with_capacity(events.len());
+    // Delivery ids stored by this call, in order, and where to find them.
+    let mut delivered: Vec<(&String, i64)> = Vec::new();
+    let mut delivery_ids: HashMap<&str, i64> = HashMap::new();
+    for &event in events {
+        if let Some(delivery_id) = &event.delivery_id {
+            let seen = match delivery_ids.get(delivery_id.as_str()) {
+                Some(&id) => Some(id),
+                None => transaction
+                    .prepare_cached("SELECT event_id FROM deliveries WHERE delivery_id = ?1 AND received_ms >= ?2")?
+                    .query_row(params![delivery_id, event.duplicates_since_ms], |row| row.get(0))
+                    .optional()?,
+            };
+            if let Some(id) = seen {
+                outcomes.push(Appended::Duplicate(id));
+                continue;
+            }
+            delivery_ids.insert(delivery_id, next_id);
+            delivered.push((delivery_id, next_id));
+        }
+        stored.push((next_id, event));
+        outcomes.push(Appended::New(next_id));
+        next_id += 1;
     }
-    let id = insert(transaction, event)?;
-    transaction
-        .prepare_cached("INSERT OR REPLACE INTO deliveries (delivery_id, event_id, received_ms) VALUES (?1, ?2, ?3)")?
-        .execute(params![delivery_id, id, crate::clock::now_ms()])?;
-    Ok(Appended::New(id))
+    let events_rows: Vec<[&dyn ToSql; 5]> = stored
+        .iter()
+        .map(|(id, e)| [id as &dyn ToSql, &e.event_type, &e.received_at, &e.status, &e.event_key])
+        .collect();
+    insert_rows(transaction, "INSERT INTO events (id, event_type, received_at, status, event_key)", &events_rows)?;
+    let payload_rows: Vec<[&dyn ToSql; 2]> = stored.iter().map(|(id, e)| [id as &dyn ToSql, &e.payload]).collect();
+    insert_rows(transaction, "INSERT INTO payloads (event_id, body)", &payload_rows)?;
+    let delivery_rows: Vec<[&dyn ToSql; 3]> =
+        delivered.iter().map(|(delivery_id, id)| [*delivery_id as &dyn ToSql, id, &now_ms]).collect();
+    // A delivery id older than the window is replaced.
+    insert_rows(transaction, "INSERT OR REPLACE INTO deliveries (delivery_id, event_id, received_ms)", &delivery_rows)?;
+    Ok(outcomes)
 }
 
-/// Appends one event; returns its id.
-fn insert(transaction: &Transaction<'_>, event: &NewEvent) -> rusqlite::Result<i64> {
-    transaction
-        .prepare_cached("INSERT INTO events (event_type, received_at, status, event_key) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![event.event_type, event.received_at, event.status.as_str(), event.event_key])?;
-    let id = transaction.last_insert_rowid();
-    transaction
-        .prepare_cached("INSERT INTO payloads (event_id, body) VALUES (?1, ?2)")?
-        .execute(params![id, event.payload])?;
-    Ok(id)
+/// Statement sizes, in rows, for [`insert_rows`]: each size's statement is
+/// prepared once and cached, and a run of rows goes in as few of them as
+/// it takes (100 rows: 64, 16, 16, 4).
+const ROWS_PER_INSERT: [usize; 4] = [64, 16, 4, 1];
+
+/// Inserts `rows` with multi-row statements that begin with `insert`
+/// (`INSERT INTO table (columns)`).
+fn insert_rows<const COLUMNS: usize>(
+    transaction: &Transaction<'_>,
+    insert: &str,
+    rows: &[[&dyn ToSql; COLUMNS]],
+) -> rusqlite::Result<()> {
+    let row = format!("({})", vec!["?"; COLUMNS].join(", "));
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let size = ROWS_PER_INSERT.into_iter().find(|&size| size <= rest.len()).expect("1 always fits");
+        let (chunk, tail) = rest.split_at(size);
+        let sql = format!("{insert} VALUES {}", vec![row.as_str(); size].join(", "));
+        transaction.prepare_cached(&sql)?.execute(params_from_iter(chunk.iter().flatten()))?;
+        rest = tail;
+    }
+    Ok(())
 }
 
 /// Records what happened to pending events. `now` is RFC 3339.
@@ -453,7 +514,7 @@ mod tests {
     }
 
     fn append(connection: &mut Connection, key: &str) -> i64 {
-        let transaction = connection.transaction().unwrap();
+        let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).unwrap();
         let event = NewEvent {
             event_type: "appointment".into(),
             payload: "{}".into(),
@@ -463,9 +524,12 @@ mod tests {
             delivery_id: None,
             duplicates_since_ms: 0,
         };
-        let id = insert(&transaction, &event).unwrap();
+        let appended = append_all(&transaction, &[&event]).unwrap();
         transaction.commit().unwrap();
-        id
+        match appended[..] {
+            [Appended::New(id)] => id,
+            _ => panic!("stored: {appended:?}"),
+        }
     }
 
     fn record(connection: &mut Connection, settlement: Settlement) {
@@ -515,6 +579,52 @@ mod tests {
         let k3 = append(&mut connection, "K");
         assert_eq!(ids(&connection, 1_000, 0), [j], "so is a later one: {k3}");
         let _ = k2;
+    }
+
+    #[test]
+    fn a_round_of_appends_takes_the_ids_after_the_highest_ever_and_dedupes_within_itself() {
+        let (_dir, mut connection) = journal();
+        let first = append(&mut connection, "K");
+        record(&mut connection, Settlement::Delivered { id: first });
+        let transaction = connection.transaction().unwrap();
+        assert_eq!(prune(&transaction, Status::Delivered, "2027-01-01T00:00:00.000Z").unwrap(), 1);
+        transaction.commit().unwrap();
+
+        let event = |delivery_id: Option<&str>, payload: &str| NewEvent {
+            event_type: "appointment".into(),
+            payload: payload.into(),
+            received_at: "2026-01-01T00:00:00.000Z".into(),
+            status: Status::Pending,
+            event_key: Some("K".into()),
+            delivery_id: delivery_id.map(str::to_string),
+            duplicates_since_ms: 0,
+        };
+        // 70 events: statements of 64, 4, 1 and 1 rows.
+        let mut events: Vec<NewEvent> = (0..68).map(|n| event(None, &format!("{{\"n\":{n}}}"))).collect();
+        events.insert(10, event(Some("msg_a"), "{\"a\":1}"));
+        events.push(event(Some("msg_a"), "{\"a\":2}"));
+        let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).unwrap();
+        let appended = append_all(&transaction, &events.iter().collect::<Vec<_>>()).unwrap();
+        transaction.commit().unwrap();
+
+        // The pruned id is never given again; ids follow receive order.
+        let expected: Vec<Appended> =
+            (0..69).map(|n| Appended::New(first + 1 + n)).chain([Appended::Duplicate(first + 11)]).collect();
+        assert_eq!(appended, expected);
+        let stored: Vec<(i64, String)> = connection
+            .prepare("SELECT id, body FROM events JOIN payloads ON event_id = id ORDER BY id")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(stored.len(), 69, "the repeated delivery id is stored once");
+        assert_eq!(stored[10], (first + 11, "{\"a\":1}".to_string()), "each payload with its own event");
+        assert_eq!(stored[68], (first + 69, "{\"n\":67}".to_string()));
+        let seen: i64 = connection
+            .query_row("SELECT event_id FROM deliveries WHERE delivery_id = 'msg_a'", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(seen, first + 11);
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!   [`metrics`]: counters and `GET /metrics`; [`health`]: `GET /ready`.
 //! - [`journal`]: the journal's schema and statements.
 //! - [`committer`]: the one thread that writes the journal (group commit).
-//! - [`worker`]: the sync worker thread: journal → mapping → plugin → HIS.
+//! - [`worker`]: the sync worker thread: journal → mapping → plugin → HIS;
+//!   [`lookahead`]: reads and maps the next window while the plugin writes.
 //! - [`mapping`]: event → table, columns, key and typed values.
 //! - [`check`]: `check`, the config and mappings against the live HIS;
 //!   [`status`]: `status`, the journal at a glance.
@@ -43,6 +44,7 @@ pub mod health;
 pub mod intake;
 pub mod journal;
 pub mod lifecycle;
+pub mod lookahead;
 pub mod mapping;
 pub mod metrics;
 pub mod operations;

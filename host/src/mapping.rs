@@ -112,7 +112,12 @@ impl EventMapping {
         event_type: &str,
         event: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<String, MappingError> {
-        let mut parts = vec![serde_json::Value::String(self.table.clone())];
+        // A JSON array of strings, written directly (this runs for every
+        // event taken in): `["table","key value",…]`, as journaled since the
+        // first release.
+        let mut key = Vec::with_capacity(64);
+        key.push(b'[');
+        serde_json::to_writer(&mut key, &self.table).expect("a string serializes");
         for field in &self.key_fields {
             let part = match event.get(field) {
                 None | Some(serde_json::Value::Null) => {
@@ -122,8 +127,8 @@ impl EventMapping {
                         table: self.table.clone(),
                     });
                 }
-                Some(serde_json::Value::String(s)) => s.clone(),
-                Some(serde_json::Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
+                Some(serde_json::Value::String(s)) => std::borrow::Cow::Borrowed(s.as_str()),
+                Some(serde_json::Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string().into(),
                 Some(other) => {
                     return Err(MappingError::BadKey {
                         event_type: event_type.to_string(),
@@ -132,9 +137,11 @@ impl EventMapping {
                     });
                 }
             };
-            parts.push(serde_json::Value::String(part));
+            key.push(b',');
+            serde_json::to_writer(&mut key, &part).expect("a string serializes");
         }
-        Ok(serde_json::Value::Array(parts).to_string())
+        key.push(b']');
+        Ok(String::from_utf8(key).expect("JSON is UTF-8"))
     }
 
     /// The row for a journaled payload, one value per column.

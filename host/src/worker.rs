@@ -30,6 +30,7 @@ use crate::{
     committer::{Committer, Housekeeping, Pending},
     health::Health,
     journal::{self, PendingEvent, Settlement},
+    lookahead::{self, InFlight, Lookahead, Prepared, Window},
     mapping::{EventMapping, Mappings},
     metrics::Metrics,
     plugins::Plugin,
@@ -53,6 +54,8 @@ pub struct Worker {
     pub mappings: Arc<Mappings>,
     /// The worker's own read connection to the journal.
     pub reader: Connection,
+    /// Reads the next window while the plugin writes (its own connection).
+    pub lookahead: Lookahead,
     /// Where outcomes are written.
     pub committer: Committer,
     /// Rung when events arrive, or to stop.
@@ -255,6 +258,8 @@ impl State {
     /// first, so that an event held back is seen as held.
     fn run(&mut self) {
         let mut recording: Option<Recording> = None;
+        // The next window, read while the last one was written.
+        let mut ahead: Option<Window> = None;
         while !self.worker.wakeup.stopping() {
             if self.writer.is_none() {
                 if let Err(e) = self.open_writer() {
@@ -297,17 +302,21 @@ impl State {
                 continue;
             }
             let after_id = recording.as_ref().map_or(0, |r| r.last_id);
-            let events =
-                match journal::due_events(&self.worker.reader, now, after_id, holds.any(), self.worker.batch_size) {
-                    Ok(events) => events,
-                    Err(e) => {
-                        tracing::error!("cannot read the journal: {e}");
-                        if !self.back_off() {
-                            break;
+            let events = match ahead.take().filter(|window| window.fits(after_id, holds)) {
+                Some(window) => window.events,
+                None => {
+                    match journal::due_events(&self.worker.reader, now, after_id, holds.any(), self.worker.batch_size) {
+                        Ok(events) => lookahead::prepare(&self.worker.mappings, events),
+                        Err(e) => {
+                            tracing::error!("cannot read the journal: {e}");
+                            if !self.back_off() {
+                                break;
+                            }
+                            continue;
                         }
-                        continue;
                     }
-                };
+                }
+            };
             if events.is_empty() {
                 if let Some(previous) = recording.take() {
                     // Nothing after the batch being recorded: wait for the
@@ -328,8 +337,8 @@ impl State {
                 }
                 continue;
             }
-            let (count, last_id) = (events.len(), events.last().map_or(0, |e| e.id));
-            let keys: HashSet<String> = events.iter().filter_map(|e| e.event_key.clone()).collect();
+            let (count, last_id) = (events.len(), events.last().map_or(0, |e| e.event.id));
+            let keys: HashSet<String> = events.iter().filter_map(|e| e.event.event_key.clone()).collect();
             // If this pass writes a row that the pass being recorded wrote,
             // wait for that record first. Otherwise a crash between the two
             // would replay the older state over the newer one on restart.
@@ -343,8 +352,15 @@ impl State {
                 continue;
             }
             let read = started.elapsed();
+            // A full window means more may wait: read the next one meanwhile.
+            let in_flight: Option<InFlight> =
+                if count == self.worker.batch_size { self.worker.lookahead.start(last_id) } else { None };
             let (settlements, end) = self.pass(events);
             let written = started.elapsed();
+            let t_join = Instant::now();
+            let next = in_flight.and_then(|in_flight| self.worker.lookahead.finish(in_flight));
+            let join_ms = t_join.elapsed().as_secs_f64() * 1e3;
+            let t_rec = Instant::now();
             let previous_ok = recording.take().is_none_or(|previous| self.recorded(previous));
             if !previous_ok {
                 // This pass was written after the previous one, whose record
@@ -354,6 +370,7 @@ impl State {
                 }
                 continue;
             }
+            tracing::trace!(join_ms, rec_ms = t_rec.elapsed().as_secs_f64() * 1e3, "TMP waits");
             let all_delivered =
                 matches!(end, PassEnd::Done) && settlements.iter().all(|s| matches!(s, Settlement::Delivered { .. }));
             let current = match self.worker.committer.settle(settlements) {
@@ -376,6 +393,9 @@ impl State {
             if all_delivered {
                 recording = Some(current);
                 self.failures = 0;
+                // Read after this pass's last event: it fits the next pass
+                // unless the holds changed meanwhile.
+                ahead = next;
                 continue;
             }
             let current_ok = self.recorded(current);
@@ -482,17 +502,17 @@ impl State {
     }
 
     /// Delivers one window of due events; returns their outcomes.
-    fn pass(&mut self, events: Vec<PendingEvent>) -> (Vec<Settlement>, PassEnd) {
+    fn pass(&mut self, events: Vec<Prepared>) -> (Vec<Settlement>, PassEnd) {
         let mut settlements = Vec::with_capacity(events.len());
         let mut items = Vec::with_capacity(events.len());
-        for event in events {
-            let Some(mapping) = self.worker.mappings.get(&event.event_type) else {
+        for Prepared { event, row } in events {
+            let Some(row) = row else {
                 let reason = format!("no mapping for event_type {:?} in the current config", event.event_type);
                 tracing::warn!(event_id = event.id, event_type = %event.event_type, "{reason}; kept as unmapped");
                 settlements.push(Settlement::Unmapped { id: event.id, reason });
                 continue;
             };
-            match mapping.row(&event.payload, &event.received_at) {
+            match row {
                 Ok(row) => items.push(Item { event, row }),
                 Err(e) => {
                     tracing::error!(event_id = event.id, event_type = %event.event_type, "event cannot be mapped: {e}");
@@ -597,7 +617,13 @@ impl State {
             table: RString::from(mapping.table.as_str()),
             columns: mapping.columns.iter().map(|c| RString::from(c.as_str())).collect(),
             key_columns: mapping.key_columns.iter().map(|c| RString::from(c.as_str())).collect(),
-            values: items.iter_mut().flat_map(|i| std::mem::take(&mut i.row)).collect::<RVec<Value>>(),
+            values: {
+                let mut values = RVec::with_capacity(widths.iter().sum());
+                for item in items.iter_mut() {
+                    values.extend(std::mem::take(&mut item.row));
+                }
+                values
+            },
         };
         let plugin_started = Instant::now();
         let result = writer.upsert(&batch).into_result();
@@ -697,17 +723,34 @@ fn hold(held: &mut HashSet<String>, item: &Item) {
 /// within a segment the batches touch different rows, so their order does
 /// not matter.
 fn segments(items: Vec<Item>) -> Vec<IndexMap<String, Vec<Item>>> {
+    // Where each segment starts, found with borrowed keys (a pass of a
+    // backlog has hundreds of items; copying each key twice showed up in
+    // profiles). An event without a key is a row of its own.
+    let mut starts = Vec::new();
+    {
+        let mut keys: HashSet<&str> = HashSet::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let Some(key) = item.event.event_key.as_deref() else { continue };
+            if !keys.insert(key) {
+                starts.push(index);
+                keys.clear();
+                keys.insert(key);
+            }
+        }
+    }
     let mut segments: Vec<IndexMap<String, Vec<Item>>> = vec![IndexMap::new()];
-    let mut keys: HashSet<String> = HashSet::new();
-    for item in items {
-        let key = item.event.event_key.clone().unwrap_or_else(|| format!("#{}", item.event.id));
-        if !keys.insert(key.clone()) {
+    let mut starts = starts.into_iter().peekable();
+    for (index, item) in items.into_iter().enumerate() {
+        if starts.next_if_eq(&index).is_some() {
             segments.push(IndexMap::new());
-            keys.clear();
-            keys.insert(key);
         }
         let segment = segments.last_mut().expect("never empty");
-        segment.entry(item.event.event_type.clone()).or_default().push(item);
+        match segment.get_mut(item.event.event_type.as_str()) {
+            Some(batch) => batch.push(item),
+            None => {
+                segment.insert(item.event.event_type.clone(), vec![item]);
+            }
+        }
     }
     segments
 }

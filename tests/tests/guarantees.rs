@@ -251,6 +251,52 @@ fn poison_test_one_refused_event_holds_only_its_row() {
     println!("poison test: 1 failed, 1,000 arrived, 1 held");
 }
 
+/// A backlog drains a window ahead (the next window is read while the
+/// plugin writes one): around an event the HIS refuses, each row still
+/// receives its states in order, the refused event's later ones wait, and
+/// everything else arrives.
+#[test]
+fn backlog_test_reading_ahead_keeps_each_rows_order_around_a_refused_event() {
+    let Some(server) = mysql::server("backlog_test") else { return };
+    let db = server.database();
+    db.execute(AUDITED_TABLE);
+    let proxy = Proxy::start(&server.address());
+    proxy.cut();
+    let mut setup = Setup::new();
+    setup.config["database"] = db.config_via(&proxy.address);
+    // 30 full windows, so that every pass but the last reads ahead.
+    setup.config["sync"]["batch_size"] = json!(100);
+    let middleware = setup.start();
+    let (events, rows, refused) = (3_000, 50, 1_234);
+    for n in 0..events {
+        // Event 1,234 has a status too long for VARCHAR(32): MariaDB refuses it.
+        let status = if n == refused { "x".repeat(40) } else { format!("v{n}") };
+        let response = middleware.post_event(
+            &json!({"event_type": "appointment", "appointment_id": n % rows, "status": status}).to_string(),
+        );
+        assert_eq!(response.status, 200, "{}", response.body);
+    }
+    proxy.restore();
+    let held: Vec<usize> = (refused + rows..events).step_by(rows).collect();
+    let count = |status: &str| {
+        query(&setup.journal(), &format!("SELECT COUNT(*) FROM events WHERE status = '{status}'"))[0][0].as_i64()
+    };
+    wait_for(Duration::from_secs(60), "the backlog to drain but for the held row", || {
+        (count("pending") == Some(held.len() as i64) && count("failed") == Some(1)).then_some(())
+    });
+    assert_eq!(count("delivered"), Some((events - 1 - held.len()) as i64));
+
+    let states = applied_states(&db);
+    for key in 0..rows {
+        let applied = &states[&(key as i64)];
+        assert!(applied.windows(2).all(|w| w[0] < w[1]), "row {key} went back: {applied:?}");
+        let expected: Vec<usize> =
+            (key..events).step_by(rows).filter(|n| *n < refused || key != refused % rows).collect();
+        assert_eq!(applied, &expected, "row {key} received each of its states, in order");
+    }
+    println!("backlog test: {events} events in windows of 100, 1 refused, {} held behind it", held.len());
+}
+
 #[test]
 fn resend_test_the_same_webhook_id_three_times_is_one_entry_and_one_write() {
     let Some(server) = mysql::server("resend_test") else { return };
