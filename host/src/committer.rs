@@ -247,16 +247,16 @@ fn commit_round(
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = crate::clock::now_rfc3339();
     let mut outcomes = Vec::with_capacity(round.len());
-    let mut appends: Vec<&NewEvent> = Vec::new();
+    let mut run: Vec<&NewEvent> = Vec::new();
     for (index, command) in round.iter().enumerate() {
         // Consecutive appends go in together, in order.
         if let Command::Append(event, _) = command {
-            appends.push(event);
+            run.push(event);
             if matches!(round.get(index + 1), Some(Command::Append(..))) {
                 continue;
             }
-            outcomes.extend(journal::append_all(&transaction, &appends)?.into_iter().map(Outcome::Appended));
-            appends.clear();
+            outcomes.extend(journal::append_all(&transaction, &run)?.into_iter().map(Outcome::Appended));
+            run.clear();
             continue;
         }
         match command {

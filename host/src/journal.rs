@@ -599,7 +599,7 @@ mod tests {
             delivery_id: delivery_id.map(str::to_string),
             duplicates_since_ms: 0,
         };
-        // 70 events: statements of 64, 4, 1 and 1 rows.
+        // 70 events, one of them a repeat: 69 rows, in statements of 64, 4 and 1 rows.
         let mut events: Vec<NewEvent> = (0..68).map(|n| event(None, &format!("{{\"n\":{n}}}"))).collect();
         events.insert(10, event(Some("msg_a"), "{\"a\":1}"));
         events.push(event(Some("msg_a"), "{\"a\":2}"));

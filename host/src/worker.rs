@@ -357,10 +357,7 @@ impl State {
                 if count == self.worker.batch_size { self.worker.lookahead.start(last_id) } else { None };
             let (settlements, end) = self.pass(events);
             let written = started.elapsed();
-            let t_join = Instant::now();
             let next = in_flight.and_then(|in_flight| self.worker.lookahead.finish(in_flight));
-            let join_ms = t_join.elapsed().as_secs_f64() * 1e3;
-            let t_rec = Instant::now();
             let previous_ok = recording.take().is_none_or(|previous| self.recorded(previous));
             if !previous_ok {
                 // This pass was written after the previous one, whose record
@@ -370,7 +367,6 @@ impl State {
                 }
                 continue;
             }
-            tracing::trace!(join_ms, rec_ms = t_rec.elapsed().as_secs_f64() * 1e3, "TMP waits");
             let all_delivered =
                 matches!(end, PassEnd::Done) && settlements.iter().all(|s| matches!(s, Settlement::Delivered { .. }));
             let current = match self.worker.committer.settle(settlements) {

@@ -90,6 +90,28 @@ fn an_update_by_key_changes_the_row_and_timestamps_follow_the_his_time_zone() {
     );
 }
 
+/// The plugin keeps its connection between writes that come within 10 s,
+/// and gives it back after a longer quiet spell: the write after one must
+/// go through as any other (it once panicked, giving the connection back
+/// outside the plugin's runtime).
+#[test]
+fn a_write_after_a_quiet_spell_goes_through() {
+    let Some(server) = mysql::server("a_write_after_a_quiet_spell_goes_through") else { return };
+    let db = server.database();
+    db.execute(SEED_TABLES);
+    let setup = setup_for(&db, None);
+    let middleware = setup.start();
+    middleware.post_event(r#"{"event_type": "payment", "payment_id": 1, "amount": "10.50", "status": "pending"}"#);
+    wait_for_count(&db, "SELECT COUNT(*) FROM HIS_payments", 1);
+    std::thread::sleep(Duration::from_secs(12));
+    middleware.post_event(r#"{"event_type": "payment", "payment_id": 2, "amount": "20.00", "status": "paid"}"#);
+    let delivered = [vec![json!("delivered")], vec![json!("delivered")]];
+    wait_for(PATIENCE, "both events delivered", || {
+        (query(&setup.journal(), "SELECT status FROM events ORDER BY id") == delivered).then_some(())
+    });
+    assert!(!middleware.logs().contains("panicked"), "{}", middleware.logs());
+}
+
 #[test]
 fn a_burst_of_ten_thousand_events_arrives_completely() {
     let Some(server) = mysql::server("a_burst_of_ten_thousand_events_arrives_completely") else { return };

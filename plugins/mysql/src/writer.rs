@@ -6,8 +6,7 @@
 //!
 //! Between writes that come quickly (a backlog draining), the writer keeps
 //! its connection instead of returning it to the pool: a checkout costs a
-//! ping and a hand-off between tasks, which was a fifth of each batch's
-//! time. A connection that sat idle for [`HELD_IDLE_LIMIT`] goes back, so
+//! ping, which with `BEGIN` was a fifth of each batch's time. A connection that sat idle for [`HELD_IDLE_LIMIT`] goes back, so
 //! that the pool pings it before it is used again.
 
 use std::time::{Duration, Instant};
@@ -52,10 +51,14 @@ impl MysqlWriter {
     /// an unknown database is permanent (the host stops with the message);
     /// an unreachable server is retryable (the host waits for it).
     pub fn open(settings: Settings, log: Logger) -> Result<Self, PluginError> {
-        let runtime =
-            tokio::runtime::Builder::new_current_thread().thread_name("his-mysql").enable_all().build().map_err(
-                |e| PluginError::permanent(ErrorKind::OTHER, format!("cannot start the mysql plugin's runtime: {e}")),
-            )?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("his-mysql")
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                PluginError::permanent(ErrorKind::OTHER, format!("cannot start the mysql plugin's runtime: {e}"))
+            })?;
         let pool = {
             let _context = runtime.enter();
             MySqlPoolOptions::new()
@@ -65,13 +68,8 @@ impl MysqlWriter {
                     Box::pin(async move {
                         // A value that does not fit its column must be an error,
                         // never a silent truncation, whatever the server's default.
-                        // Autocommit, whatever the server's default: a batch that
-                        // fits one statement is written without BEGIN and COMMIT.
                         connection
-                            .execute(
-                                "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',STRICT_ALL_TABLES'), \
-                                 autocommit = 1",
-                            )
+                            .execute("SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',STRICT_ALL_TABLES')")
                             .await?;
                         Ok(())
                     })
@@ -128,7 +126,12 @@ impl MysqlWriter {
 
         let head = sql::insert_head(&batch.table, &columns);
         let tail = sql::on_duplicate_tail(&columns, &keys);
-        let statement = |range: std::ops::Range<usize>| {
+        // Always in a transaction, even for one statement: a write abandoned
+        // at the timeout must roll back with its connection, never commit
+        // later behind a newer state of the same row.
+        let mut transaction = connection.begin().await.map_err(|e| classify(e, 0))?;
+        for range in sql::statement_ranges(&rows, columns.len(), self.settings.max_statement_bytes) {
+            let first_row = range.start;
             let mut query = QueryBuilder::<MySql>::new(&head);
             query.push_values(&binds[range], |mut row, values| {
                 for value in values {
@@ -136,20 +139,6 @@ impl MysqlWriter {
                 }
             });
             query.push(&tail);
-            query
-        };
-        let ranges = sql::statement_ranges(&rows, columns.len(), self.settings.max_statement_bytes);
-        if let [range] = &ranges[..] {
-            // One statement is atomic on its own (the session is in
-            // autocommit, see `open`): one round trip, not three.
-            let mut query = statement(range.clone());
-            query.build().execute(&mut **connection).await.map_err(|e| classify(e, 0))?;
-            return Ok(());
-        }
-        let mut transaction = connection.begin().await.map_err(|e| classify(e, 0))?;
-        for range in ranges {
-            let first_row = range.start;
-            let mut query = statement(range);
             query.build().execute(&mut *transaction).await.map_err(|e| classify(e, first_row))?;
         }
         transaction.commit().await.map_err(|e| classify(e, 0))?;
@@ -236,12 +225,17 @@ impl Writer for MysqlWriter {
         // worker: past the limit the write is abandoned (its connection with
         // it, which rolls the transaction back) and retried later.
         let limit = self.settings.statement_timeout;
-        let held = self.held.take().filter(|held| held.last_used.elapsed() < HELD_IDLE_LIMIT);
+        let held = self.held.take();
         let connection = self.runtime.block_on(async {
             tokio::time::timeout(limit, async {
+                // Inside the runtime: the pool takes a connection back on a
+                // task of its own (dropped outside one, sqlx panics).
                 let mut connection = match held {
-                    Some(held) => held.connection,
-                    None => self.pool.acquire().await.map_err(|e| classify(e, 0))?,
+                    Some(held) if held.last_used.elapsed() < HELD_IDLE_LIMIT => held.connection,
+                    stale => {
+                        drop(stale);
+                        self.pool.acquire().await.map_err(|e| classify(e, 0))?
+                    }
                 };
                 self.upsert_on(&mut connection, batch).await?;
                 Ok(connection)

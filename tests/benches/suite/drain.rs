@@ -51,10 +51,7 @@ fn into_mariadb(report: &mut Report, filled: &Setup, events: usize) {
     // The ceiling: the same rows straight through sqlx, bound as the
     // plugin binds them (a wall-clock DATETIME).
     let paid_at = chrono::NaiveDate::from_ymd_opt(2025, 3, 2).unwrap().and_hms_opt(11, 0, 0).unwrap();
-    // `in_transaction`: BEGIN, one statement, COMMIT, as most code would
-    // write it; otherwise the statement alone, in autocommit, as the
-    // plugin writes a batch that fits one statement.
-    let ceiling = |batch: usize, in_transaction: bool, written: &str| {
+    let ceiling = |batch: usize, written: &str| {
         db.execute("TRUNCATE TABLE HIS_payments");
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let elapsed = runtime.block_on(async {
@@ -81,13 +78,9 @@ fn into_mariadb(report: &mut Report, filled: &Setup, events: usize) {
                     " ON DUPLICATE KEY UPDATE `HIS_amount` = VALUES(`HIS_amount`), \
                      `HIS_payment_status` = VALUES(`HIS_payment_status`), `HIS_paid_at` = VALUES(`HIS_paid_at`)",
                 );
-                if in_transaction {
-                    let mut transaction = sqlx::Connection::begin(&mut *connection).await.unwrap();
-                    insert.build().execute(&mut *transaction).await.unwrap();
-                    transaction.commit().await.unwrap();
-                } else {
-                    insert.build().execute(&mut *connection).await.unwrap();
-                }
+                let mut transaction = sqlx::Connection::begin(&mut *connection).await.unwrap();
+                insert.build().execute(&mut *transaction).await.unwrap();
+                transaction.commit().await.unwrap();
             }
             started.elapsed()
         });
@@ -107,28 +100,21 @@ fn into_mariadb(report: &mut Report, filled: &Setup, events: usize) {
         drop(middleware);
         written = checksum(&db, events);
         drains.push(took);
-        ceilings.push(ceiling(BATCH, true, &written));
+        ceilings.push(ceiling(BATCH, &written));
     }
-    let ceiling_large = ceiling(10 * BATCH, true, &written);
-    let ceiling_autocommit = ceiling(BATCH, false, &written);
+    let ceiling_large = ceiling(10 * BATCH, &written);
     let (took, ceiling_batch) = (median(drains), median(ceilings));
     println!(
-        "  MariaDB (median of {REPEATS}): middleware {}/s; raw sqlx {}/s ({BATCH} rows/tx), {}/s ({} rows/tx), {}/s ({BATCH} rows, autocommit)",
+        "  MariaDB (median of {REPEATS}): middleware {}/s; raw sqlx {}/s ({BATCH} rows/tx), {}/s ({} rows/tx)",
         thousands(rate(events, took)),
         thousands(rate(events, ceiling_batch)),
         thousands(rate(events, ceiling_large)),
-        10 * BATCH,
-        thousands(rate(events, ceiling_autocommit)),
+        10 * BATCH
     );
     report.versus("drain into MariaDB, rows/s", rate(events, took), rate(events, ceiling_batch), "/s", Some(0.5));
     report.figure(
         "drain into MariaDB: for reference, raw sqlx at 5,000 rows/tx",
         format!("{} /s", thousands(rate(events, ceiling_large))),
-        None,
-    );
-    report.figure(
-        "drain into MariaDB: for reference, raw sqlx at 500 rows per statement in autocommit (as the plugin writes)",
-        format!("{} /s", thousands(rate(events, ceiling_autocommit))),
         None,
     );
 }
