@@ -173,9 +173,13 @@ pub fn replay(
         } else {
             None
         };
+        // Due now, and counted as retrying (`next_attempt_at` above 0) until
+        // it is written: like any retry, it then holds back the later events
+        // of its row, also ones that arrive after the replay, which the sync
+        // worker would otherwise write first while it reads only new events.
         transaction.execute(
-            "UPDATE events SET status = 'pending', next_attempt_at = 0, event_key = COALESCE(?2, event_key) WHERE id = ?1",
-            params![id, key],
+            "UPDATE events SET status = 'pending', next_attempt_at = ?3, event_key = COALESCE(?2, event_key) WHERE id = ?1",
+            params![id, key, crate::clock::now_ms()],
         )?;
         report.replayed += 1;
     }
@@ -205,4 +209,41 @@ pub fn prune(connection: &mut Connection, status: Status, before: &str) -> Resul
 /// Parses `failed`, `pending`, … into a [`Status`].
 pub fn parse_status(text: &str) -> Option<Status> {
     [Status::Pending, Status::Delivered, Status::Failed, Status::Unmapped].into_iter().find(|s| s.as_str() == text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{self, NewEvent, Settlement};
+
+    #[test]
+    fn a_replayed_event_counts_as_retrying_so_that_its_row_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut connection = journal::open(&dir.path().join("journal.db")).unwrap();
+        let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).unwrap();
+        let event = NewEvent {
+            event_type: "appointment".into(),
+            payload: r#"{"event_type": "appointment", "appointment_id": 1}"#.into(),
+            received_at: "2026-01-01T00:00:00.000Z".into(),
+            status: Status::Pending,
+            event_key: Some(r#"["HIS_appointments","1"]"#.into()),
+            delivery_id: None,
+            duplicates_since_ms: 0,
+        };
+        let [journal::Appended::New(id)] = journal::append_all(&transaction, &[&event]).unwrap()[..] else {
+            panic!("appended")
+        };
+        journal::settle(&transaction, &[Settlement::Failed { id, error: "too long".into() }], "now").unwrap();
+        transaction.commit().unwrap();
+        assert_eq!(journal::holds(&connection).unwrap(), journal::Holds { retrying: false, failed: true });
+
+        let config = crate::config::parse(include_str!("../../his-config.json")).unwrap();
+        let replayed = replay(&mut connection, &Selection::Id(id), &Mappings::new(&config.mapping)).unwrap();
+        assert_eq!(replayed.replayed, 1);
+        // Retrying: the worker stops reading only new events and reads from
+        // the start, where this event comes before any later one of its row.
+        assert_eq!(journal::holds(&connection).unwrap(), journal::Holds { retrying: true, failed: false });
+        let due = journal::due_events(&connection, crate::clock::now_ms(), 0, true, 10).unwrap();
+        assert_eq!(due.iter().map(|e| e.id).collect::<Vec<_>>(), [id], "and it is due at once");
+    }
 }
