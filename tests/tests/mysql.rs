@@ -173,9 +173,12 @@ fn events_wait_while_mariadb_is_unreachable_and_arrive_once_it_is_back() {
     proxy.restore();
     wait_for_count(&db, "SELECT COUNT(*) FROM HIS_appointments", 100);
     assert_eq!(db.count("SELECT COUNT(DISTINCT HIS_appointment_id) FROM HIS_appointments"), 100);
-    let logs = middleware.logs();
-    assert!(logs.contains("the HIS is not reachable ("), "one line when it goes:\n{logs}");
-    assert!(logs.contains("the HIS is reachable again; "), "one line when it is back:\n{logs}");
+    assert!(middleware.logs().contains("the HIS is not reachable ("), "one line when it goes:\n{}", middleware.logs());
+    // Logged once the pass that wrote the rows has returned: shortly after
+    // they are visible, not before.
+    wait_for(PATIENCE, "one line when it is back", || {
+        middleware.logs().contains("the HIS is reachable again; ").then_some(())
+    });
     wait_for(PATIENCE, "all delivered", || {
         (query(&setup.journal(), "SELECT COUNT(*) FROM events WHERE status = 'delivered'") == [vec![json!(100)]])
             .then_some(())
