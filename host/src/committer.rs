@@ -247,30 +247,36 @@ fn commit_round(
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = crate::clock::now_rfc3339();
     let mut outcomes = Vec::with_capacity(round.len());
-    let mut run: Vec<&NewEvent> = Vec::new();
-    for (index, command) in round.iter().enumerate() {
-        // Consecutive appends go in together, in order.
-        if let Command::Append(event, _) = command {
-            run.push(event);
-            if matches!(round.get(index + 1), Some(Command::Append(..))) {
-                continue;
-            }
-            outcomes.extend(journal::append_all(&transaction, &run)?.into_iter().map(Outcome::Appended));
-            run.clear();
+    // Consecutive appends go in together, in order; other commands one by one.
+    let is_append = |command: &Command| matches!(command, Command::Append(..));
+    for group in round.chunk_by(|a, b| is_append(a) && is_append(b)) {
+        let appends: Vec<&NewEvent> = group
+            .iter()
+            .filter_map(|command| match command {
+                Command::Append(event, _) => Some(event),
+                _ => None,
+            })
+            .collect();
+        if !appends.is_empty() {
+            outcomes.extend(journal::append_all(&transaction, &appends)?.into_iter().map(Outcome::Appended));
             continue;
         }
-        match command {
-            Command::Append(..) => unreachable!("handled above"),
-            Command::Settle(settlements, _) => {
-                journal::settle(&transaction, settlements, &now)?;
-                outcomes.push(Outcome::Settled);
+        for command in group {
+            match command {
+                Command::Append(..) => {}
+                Command::Settle(settlements, _) => {
+                    journal::settle(&transaction, settlements, &now)?;
+                    outcomes.push(Outcome::Settled);
+                }
+                Command::Prune(housekeeping, _) => {
+                    let removed = journal::prune(&transaction, Status::Delivered, &housekeeping.delivered_before)?;
+                    journal::prune_delivery_ids(&transaction, housekeeping.delivery_ids_before_ms)?;
+                    outcomes.push(Outcome::Pruned(removed));
+                }
+                Command::MakeDue(now_ms, _) => {
+                    outcomes.push(Outcome::MadeDue(journal::make_due(&transaction, *now_ms)?))
+                }
             }
-            Command::Prune(housekeeping, _) => {
-                let removed = journal::prune(&transaction, Status::Delivered, &housekeeping.delivered_before)?;
-                journal::prune_delivery_ids(&transaction, housekeeping.delivery_ids_before_ms)?;
-                outcomes.push(Outcome::Pruned(removed));
-            }
-            Command::MakeDue(now_ms, _) => outcomes.push(Outcome::MadeDue(journal::make_due(&transaction, *now_ms)?)),
         }
     }
     transaction.commit()?;

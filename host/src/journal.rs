@@ -251,8 +251,7 @@ pub fn append_all(transaction: &Transaction<'_>, events: &[&NewEvent]) -> rusqli
     let now_ms = crate::clock::now_ms();
     let mut outcomes = Vec::with_capacity(events.len());
     let mut stored: Vec<(i64, &NewEvent)> = Vec::with_capacity(events.len());
-    // Delivery ids stored by this call, in order, and where to find them.
-    let mut delivered: Vec<(&String, i64)> = Vec::new();
+    // Delivery ids stored by this call, and the id each was stored under.
     let mut delivery_ids: HashMap<&str, i64> = HashMap::new();
     for &event in events {
         if let Some(delivery_id) = &event.delivery_id {
@@ -268,7 +267,6 @@ pub fn append_all(transaction: &Transaction<'_>, events: &[&NewEvent]) -> rusqli
                 continue;
             }
             delivery_ids.insert(delivery_id, next_id);
-            delivered.push((delivery_id, next_id));
         }
         stored.push((next_id, event));
         outcomes.push(Appended::New(next_id));
@@ -282,7 +280,7 @@ pub fn append_all(transaction: &Transaction<'_>, events: &[&NewEvent]) -> rusqli
     let payload_rows: Vec<[&dyn ToSql; 2]> = stored.iter().map(|(id, e)| [id as &dyn ToSql, &e.payload]).collect();
     insert_rows(transaction, "INSERT INTO payloads (event_id, body)", &payload_rows)?;
     let delivery_rows: Vec<[&dyn ToSql; 3]> =
-        delivered.iter().map(|(delivery_id, id)| [*delivery_id as &dyn ToSql, id, &now_ms]).collect();
+        delivery_ids.iter().map(|(delivery_id, id)| [delivery_id as &dyn ToSql, id, &now_ms]).collect();
     // A delivery id older than the window is replaced.
     insert_rows(transaction, "INSERT OR REPLACE INTO deliveries (delivery_id, event_id, received_ms)", &delivery_rows)?;
     Ok(outcomes)
