@@ -338,12 +338,40 @@ impl Drop for Middleware {
     }
 }
 
+/// Whether a missing prerequisite (a server, a library, Wine) is a failure
+/// rather than a skip: `CI` set to anything but empty, `false` or `0`.
+/// `cargo xtask test --strict` and `.ci/run` set it.
+pub fn strict() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// The environment variable naming a file where every skip is also
+/// appended as `test<TAB>reason` (set by `cargo xtask test`, which prints
+/// them in its closing table).
+pub const SKIP_LOG_VARIABLE: &str = "BUKTOR_SKIP_LOG";
+
 /// Says on the terminal that `test` was skipped, and why. Written to the
 /// process's stderr directly, so that cargo's output capture (which hides
-/// what passing tests print) does not hide it.
+/// what passing tests print) does not hide it; and appended to the file
+/// named by [`SKIP_LOG_VARIABLE`], when set.
 pub fn skipped(test: &str, why: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
+    if let Some(path) = std::env::var_os(SKIP_LOG_VARIABLE) {
+        let line = format!("{}\t{}\n", test.replace(['\t', '\n'], " "), why.replace(['\t', '\n'], " "));
+        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            // One write per line, so concurrent tests' lines never interleave.
+            let _ = file.write_all(line.as_bytes());
+        }
+    }
+}
+
+/// Skips `test` for `why`, or fails it when [`strict`]: for prerequisites
+/// that this machine can have (a server, a library), never for those it
+/// cannot (a real SQL Server or Oracle).
+pub fn skipped_unless_strict(test: &str, why: &str) {
+    assert!(!strict(), "CI=true (strict), and {test} cannot run: {why}");
+    skipped(test, why);
 }
 
 /// Unpacks a release `archive` (`.tar.gz` with tar, `.zip` with unzip, as
