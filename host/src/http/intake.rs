@@ -7,25 +7,30 @@
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, task::Poll, time::Duration};
 
 use axum::{
-    Json, Router,
+    Json,
     body::{Body, to_bytes},
     extract::{ConnectInfo, State},
     http::{HeaderMap, StatusCode, header},
-    middleware::from_fn_with_state,
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use serde_json::json;
 
 use crate::{
-    auth::{Authenticator, Precheck, Rejection},
     clock,
-    committer::Committer,
-    health::{self, Health},
-    journal::{Appended, NewEvent, Status},
-    mapping::{MappingError, Mappings},
-    metrics::{self, Metrics, Received, Refused, Scrape},
-    ratelimit::{self, RateLimiter},
+    http::{
+        auth::{Authenticator, Precheck, Rejection},
+        ratelimit::RateLimiter,
+        refusal::Refusal,
+    },
+    pipeline::{
+        committer::Committer,
+        journal::{Appended, NewEvent, Status},
+        mapping::{MappingError, Mappings},
+    },
+    telemetry::{
+        health::Health,
+        metrics::{Metrics, Received},
+    },
 };
 
 /// What the handlers share.
@@ -66,117 +71,8 @@ pub struct Intake {
 /// The longest delivery id kept (Standard Webhooks ids are about 30).
 const MAX_DELIVERY_ID_CHARS: usize = 256;
 
-/// Every route: intake, `/health`, `/ready`, `/metrics`, and the admin routes under
-/// `/admin` when `admin` is given (that is, when `server.admin_token` is
-/// set). The rate limit, when set, guards intake and admin; every refusal
-/// is counted.
-pub fn router(intake: Intake, admin: Option<crate::admin::Admin>) -> Router {
-    let metrics = intake.metrics.clone();
-    let scrape = Scrape { metrics: metrics.clone(), journal_path: intake.journal_path.clone() };
-    let readiness = intake.health.clone();
-    let limiter = intake.rate_limiter.clone();
-    let admin_token = intake.admin_token.clone();
-    let mut guarded = Router::new()
-        .route("/receive-event", post(receive_event).fallback(|m, u| method_not_allowed("POST", m, u)))
-        // Shared, not cloned per request.
-        .with_state(Arc::new(intake));
-    if let Some(admin) = admin {
-        guarded = guarded.nest("/admin", crate::admin::routes(admin));
-    }
-    if let Some(limiter) = limiter {
-        guarded = guarded.layer(from_fn_with_state(limiter, ratelimit::enforce));
-    }
-    let monitoring = Router::new()
-        .route(
-            "/ready",
-            get(health::ready).with_state(readiness).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)),
-        )
-        .route(
-            "/metrics",
-            get(metrics::serve).with_state(scrape).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)),
-        )
-        .route_layer(from_fn_with_state(admin_token, local_or_admin));
-    Router::new()
-        .route("/health", get(health).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)))
-        .merge(monitoring)
-        .merge(guarded)
-        .fallback(not_found)
-        .layer(from_fn_with_state(metrics, metrics::count))
-}
-
-/// A refusal: status, machine-readable code, and a sentence for people.
-#[derive(Debug)]
-pub struct Refusal {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl Refusal {
-    /// A refusal with its status, code and message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
-    }
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        let body = Json(json!({ "error": self.code, "message": self.message }));
-        let refused = axum::Extension(Refused(self.code));
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            return (self.status, [(header::RETRY_AFTER, "5")], refused, body).into_response();
-        }
-        (self.status, refused, body).into_response()
-    }
-}
-
-/// `/ready` and `/metrics` tell how the HIS is doing (its error messages
-/// name hosts and users): they answer this machine, and others only with
-/// `Authorization: Bearer <server.admin_token>`.
-async fn local_or_admin(
-    State(admin_token): State<Option<Arc<str>>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let admin = admin_token.as_deref().is_some_and(|token| crate::auth::bearer_matches(request.headers(), token));
-    if peer.ip().to_canonical().is_loopback() || admin {
-        return next.run(request).await;
-    }
-    Refusal::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        format!(
-            "{} answers this machine only; from another, send Authorization: Bearer <server.admin_token>",
-            request.uri().path()
-        ),
-    )
-    .into_response()
-}
-
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
-}
-
-async fn not_found(uri: axum::http::Uri) -> Refusal {
-    Refusal::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no such endpoint: {}; events go to POST /receive-event", uri.path()),
-    )
-}
-
-/// 405 with `Allow`, for a route's other methods.
-pub async fn method_not_allowed(allow: &'static str, method: axum::http::Method, uri: axum::http::Uri) -> Response {
-    let refusal = Refusal::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("{method} is not allowed on {}; use {allow}", uri.path()),
-    );
-    ([(header::ALLOW, allow)], refusal).into_response()
-}
-
-async fn receive_event(
+/// `POST /receive-event`.
+pub async fn receive_event(
     State(intake): State<Arc<Intake>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: axum::extract::Request,

@@ -53,14 +53,18 @@
 //! `${ENV_NAME}`), even when the file does not parse: a database or serde
 //! message must not carry one to the terminal.
 
-use std::{collections::BTreeSet, path::Path};
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+};
 
 use his_plugin_api::{ColumnDescription, ErrorKind, PluginError, TableDescription};
 
-use crate::{
+use buktor_middleware::{
     config::{self, ConfigError, LoadedConfig, Secrets},
-    mapping::{EventMapping, Mappings},
+    pipeline::mapping::{EventMapping, Mappings},
     plugins::{self, LoadError},
+    text::escape_controls,
 };
 
 /// How bad a finding is.
@@ -141,9 +145,9 @@ pub struct Report {
 }
 
 impl Report {
-    /// Whether any finding is an error.
-    pub fn has_errors(&self) -> bool {
-        self.findings.iter().any(|f| f.severity == Severity::Error)
+    /// How many findings are errors.
+    pub fn error_count(&self) -> usize {
+        self.findings.iter().filter(|f| f.severity == Severity::Error).count()
     }
 
     /// Counts, scrubs and summarizes, once every step has run.
@@ -194,15 +198,15 @@ impl std::fmt::Display for Report {
                 Severity::Error => "error",
                 Severity::Warning => "warning",
             };
-            let path = format!("{}:", config::escape_controls(&finding.path));
+            let path = format!("{}:", escape_controls(&finding.path));
             writeln!(
                 f,
                 "{severity:<7}  {path:<width$}  {} — fix: {}",
-                config::escape_controls(&finding.message),
-                config::escape_controls(&finding.fix)
+                escape_controls(&finding.message),
+                escape_controls(&finding.fix)
             )?;
         }
-        writeln!(f, "{}", config::escape_controls(&self.summary))
+        writeln!(f, "{}", escape_controls(&self.summary))
     }
 }
 
@@ -691,6 +695,19 @@ fn check_mapping(
         }
     }
     findings
+}
+
+/// `check`: prints the report; an error when any finding is one.
+pub fn command(config_path: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+    let report = check(&config::locate(config_path.as_deref())?);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    let errors = report.error_count();
+    anyhow::ensure!(errors == 0, "check found {errors} error(s)");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, decode_secret};
 
 /// Why a request was refused. The code goes into the 401 answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,12 +107,6 @@ impl fmt::Debug for Authenticator {
             .field("tokens", &self.tokens.len())
             .finish_non_exhaustive()
     }
-}
-
-/// Decodes a `whsec_…` secret (the prefix is optional).
-pub fn decode_secret(secret: &str) -> Option<Vec<u8>> {
-    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-    STANDARD.decode(encoded).ok().filter(|key| !key.is_empty())
 }
 
 /// Equal, in time that depends only on the lengths.

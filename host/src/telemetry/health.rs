@@ -1,19 +1,12 @@
-//! Readiness: `GET /ready` answers 200 when the journal takes writes and
+//! Readiness, as the committer and the worker report it; `GET /ready`
+//! ([`crate::http::ready`]) answers 200 when the journal takes writes and
 //! the HIS answered the worker's last contact (a write or a ping), else
 //! 503 with the reasons. `/health` stays liveness only: a process that
 //! answers it is running, ready or not.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use crate::sync::lock;
-
-use axum::{
-    Json,
-    extract::State,
-    http::StatusCode,
-    response::{IntoResponse, Response},
-};
-use serde_json::json;
 
 /// What the HIS did at the worker's last contact.
 #[derive(Debug, Clone)]
@@ -75,13 +68,4 @@ impl Health {
         }
         reasons
     }
-}
-
-/// `GET /ready`.
-pub async fn ready(State(health): State<Arc<Health>>) -> Response {
-    let reasons = health.reasons();
-    if reasons.is_empty() {
-        return Json(json!({ "status": "ready" })).into_response();
-    }
-    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready", "reasons": reasons }))).into_response()
 }

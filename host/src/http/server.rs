@@ -237,7 +237,7 @@ impl PerClient {
         if address.is_loopback() || address.to_canonical().is_loopback() {
             return Some(ClientSlot { clients: self, client: None });
         }
-        let client = crate::ratelimit::client_of(address);
+        let client = crate::http::ratelimit::client_of(address);
         let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let count = open.entry(client).or_default();
         if *count >= limit {

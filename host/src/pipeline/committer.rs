@@ -12,10 +12,11 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    health::Health,
-    journal::{self, Appended, NewEvent, Settlement, Status},
-    metrics::Metrics,
-    wakeup::Wakeup,
+    pipeline::{
+        journal::{self, Appended, NewEvent, Settlement, Status},
+        wakeup::Wakeup,
+    },
+    telemetry::{health::Health, metrics::Metrics},
 };
 
 /// The most requests in one transaction: bounds a round's latency.

@@ -1,12 +1,10 @@
-//! Counters and histograms, and `GET /metrics` in the Prometheus text
-//! format (version 0.0.4).
+//! Counters and histograms, rendered in the Prometheus text format
+//! (version 0.0.4).
 //!
 //! One [`Metrics`] lives for the process; intake, the committer and the
-//! sync worker each record into it, and the scrape renders it, adding the
-//! two gauges read from the journal at that moment (pending events, the
-//! oldest one's age). Every refusal carries its reason as a response
-//! extension ([`Refused`]); one middleware ([`count`]) at the outside of
-//! the router counts them all, whichever route or layer refused.
+//! sync worker each record into it, and the scrape
+//! ([`crate::http::metrics`]) renders it, adding the two gauges read from
+//! the journal at that moment (pending events, the oldest one's age).
 //!
 //! Label values are bounded: event types only as configured in the
 //! mapping (any other is `other`), reasons and error kinds from fixed sets.
@@ -15,24 +13,11 @@
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    path::PathBuf,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Mutex, OnceLock},
     time::Duration,
 };
 
-use crate::sync::lock;
-use axum::{
-    extract::{Request, State},
-    http::{StatusCode, header},
-    middleware::Next,
-    response::{IntoResponse, Response},
-};
-
-use crate::{clock, journal};
-
-/// A refused request's reason code, attached to its response.
-#[derive(Debug, Clone, Copy)]
-pub struct Refused(pub &'static str);
+use crate::{clock, sync::lock};
 
 /// How an event that reached intake ended there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -290,42 +275,6 @@ pub struct JournalGauges {
     pub pending: i64,
     /// Seconds since the oldest of them arrived; 0 when none.
     pub oldest_pending_age_secs: f64,
-}
-
-/// What `GET /metrics` needs.
-#[derive(Clone)]
-pub struct Scrape {
-    /// The counters.
-    pub metrics: Arc<Metrics>,
-    /// The journal, read (on a connection of its own) for the gauges.
-    pub journal_path: PathBuf,
-}
-
-/// The middleware that counts refusals.
-pub async fn count(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
-    if let Some(Refused(reason)) = response.extensions().get::<Refused>() {
-        metrics.refused(reason);
-    }
-    response
-}
-
-/// `GET /metrics`. A journal that cannot be read leaves its two gauges
-/// out rather than failing the scrape.
-pub async fn serve(State(scrape): State<Scrape>) -> Response {
-    let path = scrape.journal_path.clone();
-    let gauges = tokio::task::spawn_blocking(move || -> Option<JournalGauges> {
-        // Read only, no migration: a scrape never changes the journal.
-        let connection = crate::status::open(&path).ok()?;
-        let (pending, oldest) = journal::pending_summary(&connection).ok()?;
-        let age = oldest.and_then(|text| clock::age_secs(&text, clock::now_ms())).unwrap_or(0.0);
-        Some(JournalGauges { pending, oldest_pending_age_secs: age })
-    })
-    .await
-    .ok()
-    .flatten();
-    let text = scrape.metrics.render(gauges.as_ref());
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::{config::RateLimitConfig, intake::Refusal};
+use crate::{config::RateLimitConfig, http::refusal::Refusal};
 
 /// Above this many tracked addresses, the idle ones (full buckets) are
 /// forgotten, so that a flood from many addresses cannot grow memory

@@ -2,12 +2,16 @@
 //! and after, the HIS has it.
 //!
 //! Schema and statements live here. Writes happen on one thread only, the
-//! [`crate::committer`]; the sync worker reads through its own connection
+//! [`crate::pipeline::committer`]; the sync worker reads through its own connection
 //! (WAL lets readers and the writer work side by side).
+
+pub mod operations;
 
 use std::{collections::HashMap, path::Path, time::Duration};
 
-use rusqlite::{Connection, OptionalExtension, ToSql, Transaction, params, params_from_iter, types::ToSqlOutput};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, ToSql, Transaction, params, params_from_iter, types::ToSqlOutput,
+};
 
 /// Each migration brings the schema from version `index` to `index + 1`.
 /// Append only: never edit a migration that has shipped.
@@ -499,6 +503,48 @@ pub fn next_due_ms(connection: &Connection, now_ms: i64) -> rusqlite::Result<Opt
         .query_row([now_ms], |row| row.get(0))
         .optional()
         .map(Option::flatten)
+}
+
+/// Why the journal could not be opened read only (`status`, `/metrics`).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// There is no journal file yet.
+    #[error("no journal at {0}: the middleware has not run with this config yet")]
+    Missing(String),
+    /// The file is older than this build, or not a journal at all.
+    #[error(
+        "the journal {path} has schema version {found}, older than this buktor-middleware's {SCHEMA_VERSION}: start the middleware once (it brings the journal up to date), then run status again"
+    )]
+    OlderSchema {
+        /// The journal file.
+        path: String,
+        /// Its schema version.
+        found: usize,
+    },
+    /// It could not be opened or read, or it is newer than this build.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// Opens the journal at `path` read only, beside a running middleware or
+/// not, and checks that this build knows its schema.
+pub fn open_read_only(path: &Path) -> Result<Connection, OpenError> {
+    let shown = path.display().to_string();
+    if !path.is_file() {
+        return Err(OpenError::Missing(shown));
+    }
+    let open_error = |source| JournalError::Open { path: shown.clone(), source };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags).map_err(open_error)?;
+    connection.busy_timeout(Duration::from_secs(5)).map_err(open_error)?;
+    let found: usize = connection.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(open_error)?;
+    if found > SCHEMA_VERSION {
+        return Err(JournalError::NewerSchema { path: shown, found }.into());
+    }
+    if found < SCHEMA_VERSION {
+        return Err(OpenError::OlderSchema { path: shown, found });
+    }
+    Ok(connection)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::{journal::Status, mapping::Mappings};
+use crate::pipeline::{journal::Status, mapping::Mappings};
 
 /// Which events to list or replay.
 #[derive(Debug, Clone)]
@@ -197,10 +197,10 @@ pub fn prune(connection: &mut Connection, status: Status, before: &str) -> Resul
     let mut removed = 0;
     loop {
         let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let batch = crate::journal::prune(&transaction, status, before)?;
+        let batch = crate::pipeline::journal::prune(&transaction, status, before)?;
         transaction.commit()?;
         removed += batch;
-        if batch < crate::journal::PRUNE_BATCH {
+        if batch < crate::pipeline::journal::PRUNE_BATCH {
             return Ok(removed);
         }
     }
@@ -214,7 +214,7 @@ pub fn parse_status(text: &str) -> Option<Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{self, NewEvent, Settlement};
+    use crate::pipeline::journal::{self, NewEvent, Settlement};
 
     #[test]
     fn a_replayed_event_counts_as_retrying_so_that_its_row_waits_for_it() {
@@ -237,7 +237,7 @@ mod tests {
         transaction.commit().unwrap();
         assert_eq!(journal::holds(&connection).unwrap(), journal::Holds { retrying: false, failed: true });
 
-        let config = crate::config::parse(include_str!("../../his-config.json")).unwrap();
+        let config = crate::config::parse(include_str!("../../../../his-config.json")).unwrap();
         let replayed = replay(&mut connection, &Selection::Id(id), &Mappings::new(&config.mapping)).unwrap();
         assert_eq!(replayed.replayed, 1);
         // Retrying: the worker stops reading only new events and reads from

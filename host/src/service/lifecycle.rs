@@ -34,8 +34,8 @@ impl Control {
         Self {
             stop: Arc::new(Notify::new()),
             from_signals: true,
-            on_ready: Mutex::new(Some(Box::new(|| crate::systemd::notify("READY=1")))),
-            on_stopping: Mutex::new(Some(Box::new(|| crate::systemd::notify("STOPPING=1")))),
+            on_ready: Mutex::new(Some(Box::new(|| crate::service::systemd::notify("READY=1")))),
+            on_stopping: Mutex::new(Some(Box::new(|| crate::service::systemd::notify("STOPPING=1")))),
         }
     }
 

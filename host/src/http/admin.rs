@@ -23,13 +23,19 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    auth::bearer_matches,
     clock,
-    intake::{Refusal, method_not_allowed},
-    journal,
-    mapping::Mappings,
-    operations::{self, Filter, Selection},
-    wakeup::Wakeup,
+    http::{
+        auth::bearer_matches,
+        refusal::{Refusal, method_not_allowed},
+    },
+    pipeline::{
+        journal::{
+            self,
+            operations::{self, Filter, Selection},
+        },
+        mapping::Mappings,
+        wakeup::Wakeup,
+    },
 };
 
 /// What the admin routes need.

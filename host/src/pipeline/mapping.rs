@@ -271,7 +271,7 @@ mod tests {
     }
 
     fn seed_mappings() -> Mappings {
-        let config = crate::config::parse(include_str!("../../his-config.json")).unwrap();
+        let config = crate::config::parse(include_str!("../../../his-config.json")).unwrap();
         Mappings::new(&config.mapping)
     }
 

@@ -27,14 +27,14 @@
 //! Every check that fails says what happened in the plugin's own words.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use abi_stable::std_types::{RResult, RStr, RString, RVec};
 use his_plugin_api::{ABI_VERSION, ErrorKind, PluginError, TableDescription, UpsertBatch, Value, ValueKind, WriterBox};
 
-use crate::{config, plugins};
+use buktor_middleware::{config, plugins};
 
 /// The table the kit writes to, unless `--table` names another.
 pub const TABLE: &str = "buktor_conformance";
@@ -78,9 +78,9 @@ pub struct KitReport {
 }
 
 impl KitReport {
-    /// Whether every check passed.
-    pub fn passed(&self) -> bool {
-        self.results.iter().all(|r| r.passed)
+    /// How many checks failed.
+    pub fn failed_count(&self) -> usize {
+        self.results.iter().filter(|r| !r.passed).count()
     }
 
     fn record(&mut self, name: &str, passed: bool, detail: impl Into<String>) {
@@ -97,7 +97,7 @@ impl std::fmt::Display for KitReport {
             let status = if result.passed { "pass" } else { "FAIL" };
             writeln!(f, "{status}  {:width$}  {}", result.name, result.detail)?;
         }
-        let failed = self.results.iter().filter(|r| !r.passed).count();
+        let failed = self.failed_count();
         writeln!(f, "{} checks: {} passed, {failed} failed", self.results.len(), self.results.len() - failed)
     }
 }
@@ -447,6 +447,23 @@ fn seconds(duration: Duration) -> String {
     format!("{:.1}s", duration.as_secs_f64())
 }
 
+/// `plugin-test`: the conformance kit's table; an error when a check failed.
+pub fn command(config_path: Option<PathBuf>, plugin: &std::path::Path, table: &str, json: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        is_plain_table_name(table),
+        "--table {table:?}: use a plain name (letters, digits and _, not starting with a digit, at most 64)"
+    );
+    let report = run(plugin, &config::locate(config_path.as_deref())?, table);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    let failed = report.failed_count();
+    anyhow::ensure!(failed == 0, "{failed} conformance check(s) failed");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,7 +488,7 @@ mod tests {
             report.to_string(),
             "pass  ping           ok\nFAIL  unknown table  expected a schema error\n2 checks: 1 passed, 1 failed\n"
         );
-        assert!(!report.passed());
+        assert!(report.failed_count() > 0);
     }
 
     #[test]
@@ -479,6 +496,6 @@ mod tests {
         let report = run(Path::new("/nonexistent/libhis_x.so"), Path::new("/nonexistent/his-config.json"), TABLE);
         assert_eq!(report.results.len(), 1);
         assert_eq!(report.results[0].name, "config");
-        assert!(!report.passed());
+        assert!(report.failed_count() > 0);
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Everything is read in one read transaction, so the numbers agree with
 //! each other even while the middleware writes. The journal is opened read
-//! only ([`open`]): `status` never changes it, not even its schema.
+//! only ([`journal::open_read_only`]): `status` never changes it, not even its schema.
 //!
 //! Cost: the counts by event type and the last delivery time need one pass
 //! over the `events` table (no index holds them); the oldest pending event,
@@ -14,56 +14,17 @@ use std::{
     collections::HashMap,
     fmt,
     path::{Path, PathBuf},
-    time::Duration,
 };
 
 use indexmap::IndexMap;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::journal::{JournalError, SCHEMA_VERSION, Status};
-
-/// Why the journal could not be opened for `status`.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// There is no journal file yet.
-    #[error("no journal at {0}: the middleware has not run with this config yet")]
-    Missing(String),
-    /// The file is older than this build, or not a journal at all.
-    #[error(
-        "the journal {path} has schema version {found}, older than this buktor-middleware's {SCHEMA_VERSION}: start the middleware once (it brings the journal up to date), then run status again"
-    )]
-    OlderSchema {
-        /// The journal file.
-        path: String,
-        /// Its schema version.
-        found: usize,
-    },
-    /// It could not be opened or read, or it is newer than this build.
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-}
-
-/// Opens the journal at `path` read only, beside a running middleware or
-/// not, and checks that this build knows its schema.
-pub fn open(path: &Path) -> Result<Connection, OpenError> {
-    let shown = path.display().to_string();
-    if !path.is_file() {
-        return Err(OpenError::Missing(shown));
-    }
-    let open_error = |source| JournalError::Open { path: shown.clone(), source };
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let connection = Connection::open_with_flags(path, flags).map_err(open_error)?;
-    connection.busy_timeout(Duration::from_secs(5)).map_err(open_error)?;
-    let found: usize = connection.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(open_error)?;
-    if found > SCHEMA_VERSION {
-        return Err(JournalError::NewerSchema { path: shown, found }.into());
-    }
-    if found < SCHEMA_VERSION {
-        return Err(OpenError::OlderSchema { path: shown, found });
-    }
-    Ok(connection)
-}
+use buktor_middleware::{
+    clock, config,
+    pipeline::journal::{self, Status},
+    text::escape_controls,
+};
 
 /// The journal's state, as `status` prints it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -349,7 +310,7 @@ fn file_size(path: &Path) -> u64 {
 /// Whole seconds from `time` (RFC 3339) to `now_ms`; 0 for a time in the
 /// future (a clock set back) or one that does not parse.
 fn age_secs(time: &str, now_ms: i64) -> u64 {
-    crate::clock::age_secs(time, now_ms).map_or(0, |secs| secs as u64)
+    clock::age_secs(time, now_ms).map_or(0, |secs| secs as u64)
 }
 
 fn rfc3339_of_ms(ms: i64) -> String {
@@ -393,7 +354,7 @@ pub fn human_size(bytes: u64) -> String {
 /// (an escape sequence in an event type, a newline in an error) are shown
 /// escaped, and the text is cut to `max` characters.
 pub fn printable(text: &str, max: usize) -> String {
-    let mut shown = crate::config::escape_controls(&text.chars().take(max).collect::<String>());
+    let mut shown = escape_controls(&text.chars().take(max).collect::<String>());
     if text.chars().nth(max).is_some() {
         shown.push('…');
     }
@@ -519,6 +480,21 @@ impl fmt::Display for JournalStatus {
     }
 }
 
+/// `status`: the journal at a glance. It opens the journal read only:
+/// beside a running middleware, or not, it changes nothing.
+pub fn command(config_path: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+    let loaded = config::load(&config::locate(config_path.as_deref())?)?;
+    let path = loaded.journal_path();
+    let connection = journal::open_read_only(&path)?;
+    let status = gather(&connection, &path, clock::now_ms())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{status}");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -592,7 +568,7 @@ mod tests {
         let step_ms = 30 * 86_400_000 / EVENTS;
         if !path.exists() {
             let built = std::time::Instant::now();
-            let mut connection = crate::journal::open(&path).unwrap();
+            let mut connection = journal::open(&path).unwrap();
             let transaction = connection.transaction().unwrap();
             {
                 let mut event = transaction
@@ -650,7 +626,7 @@ mod tests {
             drop(connection);
             eprintln!("built {EVENTS} events in {:.1} s", built.elapsed().as_secs_f64());
         }
-        let connection = open(&path).unwrap();
+        let connection = journal::open_read_only(&path).unwrap();
         for round in 1..=3 {
             let started = std::time::Instant::now();
             let status = gather(&connection, &path, start_ms + EVENTS * step_ms + 1_000).unwrap();

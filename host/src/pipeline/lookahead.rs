@@ -17,8 +17,10 @@ use rusqlite::Connection;
 
 use crate::{
     clock,
-    journal::{self, Holds, PendingEvent},
-    mapping::{MappingError, Mappings},
+    pipeline::{
+        journal::{self, Holds, PendingEvent},
+        mapping::{MappingError, Mappings},
+    },
 };
 
 /// An event, and its row as its mapping makes it.

@@ -27,15 +27,16 @@ use rusqlite::Connection;
 
 use crate::{
     clock,
-    committer::{Committer, Housekeeping, Pending},
-    health::Health,
-    journal::{self, PendingEvent, Settlement},
-    lookahead::{self, InFlight, Lookahead, Prepared, Window},
-    mapping::{EventMapping, Mappings},
-    metrics::Metrics,
+    pipeline::{
+        committer::{Committer, Housekeeping, Pending},
+        journal::{self, PendingEvent, Settlement},
+        lookahead::{self, InFlight, Lookahead, Prepared, Window},
+        mapping::{EventMapping, Mappings},
+        retry::Backoff,
+        wakeup::Wakeup,
+    },
     plugins::Plugin,
-    retry::Backoff,
-    wakeup::Wakeup,
+    telemetry::{health::Health, metrics::Metrics},
 };
 
 /// The longest the worker sleeps with nothing due: also how soon it sees

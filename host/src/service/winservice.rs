@@ -135,7 +135,7 @@ mod platform {
 
 /// What `service run` runs: the middleware, under the given control; an
 /// error is the process's failure, as text.
-pub type RunFn = Box<dyn FnOnce(crate::lifecycle::Control) -> Result<(), String> + Send>;
+pub type RunFn = Box<dyn FnOnce(crate::service::lifecycle::Control) -> Result<(), String> + Send>;
 
 pub use platform::{install, run_as_service, start, stop, uninstall};
 
@@ -163,7 +163,7 @@ mod platform {
     };
 
     use super::{Install, RunFn, ServiceError};
-    use crate::{lifecycle::Control, sync::lock};
+    use crate::{service::lifecycle::Control, sync::lock};
 
     /// Windows error codes that have an answer of their own.
     const ERROR_ACCESS_DENIED: i32 = 5;
@@ -381,7 +381,7 @@ mod platform {
         // The handler runs on the dispatcher's thread. It needs the
         // reporter (known once registered) and the stopper (known once the
         // control exists).
-        let shared: Arc<OnceLock<(Arc<Reporter>, crate::lifecycle::Stopper)>> = Arc::default();
+        let shared: Arc<OnceLock<(Arc<Reporter>, crate::service::lifecycle::Stopper)>> = Arc::default();
         let handler_shared = shared.clone();
         let handler = move |event| match event {
             ServiceControl::Stop | ServiceControl::Preshutdown | ServiceControl::Shutdown => {

@@ -1,0 +1,222 @@
+//! his-config.json: read once at startup, checked completely, then immutable.
+//!
+//! Every error names the JSON path of the offending value and what was
+//! expected, so that an operator can fix the file without reading code.
+//!
+//! This file holds the types, as the file has them; [`load`](mod@load)
+//! reads and parses it (comments, `${ENV_NAME}`), [`validate`](mod@validate)
+//! checks what serde cannot, [`secrets`] finds the secrets to scrub and
+//! decodes webhook secrets.
+
+mod load;
+mod secrets;
+mod validate;
+
+pub use load::{ConfigError, LoadedConfig, load, locate, parse, without_comments};
+pub use secrets::{Secrets, decode_secret};
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+/// The file name looked for when no `--config` is given.
+pub const DEFAULT_FILE_NAME: &str = "his-config.json";
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where and how intake listens.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The local journal every event is written to before it is answered.
+    #[serde(default)]
+    pub journal: JournalConfig,
+    /// Where plugin libraries are looked for.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// How the sync worker delivers events to the HIS.
+    #[serde(default)]
+    pub sync: SyncConfig,
+    /// The HIS database. Only `type` is the host's: it picks the plugin.
+    /// Everything else belongs to that plugin, which checks it.
+    pub database: serde_json::Map<String, serde_json::Value>,
+    /// Event type → HIS table and columns.
+    #[serde(default)]
+    pub mapping: IndexMap<String, MappingConfig>,
+}
+
+/// `server`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The address intake listens on. Loopback by default: exposing the
+    /// port is a deliberate choice.
+    pub listen: SocketAddr,
+    /// The largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// The deepest nesting of objects and arrays accepted; deeper gets 400.
+    pub max_json_depth: usize,
+    /// The most object members in one event, at all depths; more gets 400.
+    pub max_json_members: usize,
+    /// An event field holding the sender's delivery id (such as
+    /// `event_id`), for senders that do not send a `webhook-id` header.
+    pub delivery_id_field: Option<String>,
+    /// How long a delivery id is remembered: an event sent again with the
+    /// same id within this window is answered as a duplicate, not stored.
+    pub duplicate_window_days: u32,
+    /// Turns on the `/admin/…` routes, which require it as a bearer token.
+    pub admin_token: Option<String>,
+    /// Who may send events. Without it, anyone who reaches the port may.
+    pub auth: Option<AuthConfig>,
+    /// Listen on a non-loopback address without `auth`: only for networks
+    /// where nothing untrusted can reach the port.
+    pub allow_unauthenticated: bool,
+    /// Serve HTTPS with this certificate, for a port exposed directly
+    /// (behind nginx, nginx does TLS instead).
+    pub tls: Option<TlsConfig>,
+    /// How long a client may take to send a request's headers, and then
+    /// its body (and to finish a TLS handshake): a stalled client must not
+    /// hold a connection, or a shutdown, for long.
+    pub request_timeout_secs: u64,
+    /// The most connections open at once; more wait until one closes.
+    /// Bounds file descriptors and memory under a flood.
+    pub max_connections: usize,
+    /// The most connections one client address (IPv6 by /64) may hold;
+    /// more are closed at once. Loopback (a proxy on this server) is not
+    /// limited.
+    pub max_connections_per_client: usize,
+    /// Per-client-address request limit, answered with 429 when exceeded.
+    /// Off by default. Behind a proxy every request comes from the proxy's
+    /// address, so limit there instead.
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// `server.tls`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM, server certificate first. Relative to
+    /// the config file.
+    pub cert_path: PathBuf,
+    /// The certificate's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: PathBuf,
+}
+
+/// `server.rate_limit`: a token bucket per client address (IPv6 by /64).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// The sustained rate allowed from one address.
+    pub requests_per_second: f64,
+    /// How many requests one address may send at once before the rate
+    /// applies (a burst, such as Buktor resending a backlog).
+    pub burst: u32,
+}
+
+/// `server.auth`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Standard Webhooks secrets (`whsec_…`); several, to rotate keys.
+    #[serde(default)]
+    pub webhook_secrets: Vec<String>,
+    /// Static tokens for `Authorization: Bearer …`, for senders that
+    /// cannot sign.
+    #[serde(default)]
+    pub bearer_tokens: Vec<String>,
+    /// How far a signature's timestamp may be from this server's clock.
+    #[serde(default = "default_tolerance_secs")]
+    pub timestamp_tolerance_secs: u64,
+}
+
+fn default_tolerance_secs() -> u64 {
+    300
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            max_body_bytes: 1024 * 1024,
+            max_json_depth: 32,
+            max_json_members: 10_000,
+            delivery_id_field: None,
+            duplicate_window_days: 7,
+            admin_token: None,
+            auth: None,
+            allow_unauthenticated: false,
+            tls: None,
+            request_timeout_secs: 30,
+            max_connections: 1024,
+            max_connections_per_client: 64,
+            rate_limit: None,
+        }
+    }
+}
+
+/// `journal`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalConfig {
+    /// The journal's SQLite file; `buktor-journal.db` beside the config by
+    /// default. Relative paths are relative to the config file.
+    pub path: Option<PathBuf>,
+    /// Delivered events older than this are removed. Failed and unmapped
+    /// events are kept until replayed, or removed by `prune`.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+}
+
+fn default_retention_days() -> u32 {
+    30
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self { path: None, retention_days: default_retention_days() }
+    }
+}
+
+/// `plugins`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// A folder searched before the executable's own folder. Relative paths
+    /// are relative to the config file.
+    pub dir: Option<PathBuf>,
+}
+
+/// `sync`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// The most events the worker takes from the journal in one pass.
+    pub batch_size: usize,
+    /// The first delay before an event whose write failed is tried again.
+    pub retry_initial_delay_ms: u64,
+    /// The longest delay between two tries of one event.
+    pub retry_max_delay_secs: u64,
+    /// Each delay is the previous one times this.
+    pub retry_factor: f64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self { batch_size: 500, retry_initial_delay_ms: 1_000, retry_max_delay_secs: 300, retry_factor: 2.0 }
+    }
+}
+
+/// `mapping.<event_type>`: the seed's format, plus an optional `key`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingConfig {
+    /// The HIS table the event is written to.
+    pub table: String,
+    /// Event field → HIS column, in the order written.
+    pub fields: IndexMap<String, String>,
+    /// The event fields that identify the HIS row. Without it, the first
+    /// mapped field whose name ends in `_id`.
+    pub key: Option<Vec<String>>,
+}

@@ -1,0 +1,163 @@
+//! What serde cannot check: plugin names, identifiers, keys and ranges.
+//! Each finding names its JSON path.
+
+use super::Config;
+
+fn invalid(path: impl Into<String>, message: impl Into<String>) -> (String, String) {
+    (path.into(), message.into())
+}
+
+/// Checks what serde cannot: names, keys and ranges.
+pub(super) fn validate(config: &Config) -> Result<(), (String, String)> {
+    match config.database.get("type") {
+        None => {
+            return Err(invalid(
+                "database.type",
+                "missing: set it to sqlite, mysql, sqlserver, oracle, or your own plugin's name",
+            ));
+        }
+        Some(serde_json::Value::String(t)) if is_plugin_name(t) => {}
+        Some(other) => {
+            return Err(invalid(
+                "database.type",
+                format!(
+                    "expected a plugin name made of lowercase letters, digits and _ (sqlite, mysql, sqlserver, oracle), found {other}"
+                ),
+            ));
+        }
+    }
+    if config.server.max_body_bytes == 0 {
+        return Err(invalid("server.max_body_bytes", "must be greater than 0"));
+    }
+    if !(1..=128).contains(&config.server.max_json_depth) {
+        return Err(invalid("server.max_json_depth", "must be between 1 and 128"));
+    }
+    if config.server.max_json_members == 0 {
+        return Err(invalid("server.max_json_members", "must be greater than 0"));
+    }
+    if !(1..=366).contains(&config.server.duplicate_window_days) {
+        return Err(invalid("server.duplicate_window_days", "must be between 1 and 366"));
+    }
+    if config.server.delivery_id_field.as_deref().is_some_and(|f| f.trim().is_empty()) {
+        return Err(invalid("server.delivery_id_field", "is empty: name the event field that holds the delivery id"));
+    }
+    if let Some(auth) = &config.server.auth {
+        if auth.webhook_secrets.is_empty() && auth.bearer_tokens.is_empty() {
+            return Err(invalid("server.auth", "names no webhook_secrets and no bearer_tokens"));
+        }
+        for (i, secret) in auth.webhook_secrets.iter().enumerate() {
+            if super::decode_secret(secret).is_none() {
+                return Err(invalid(
+                    format!("server.auth.webhook_secrets[{i}]"),
+                    "is not a Standard Webhooks secret: expected whsec_ followed by base64",
+                ));
+            }
+        }
+        for (i, token) in auth.bearer_tokens.iter().enumerate() {
+            if token.len() < 16 {
+                return Err(invalid(format!("server.auth.bearer_tokens[{i}]"), "is shorter than 16 characters"));
+            }
+        }
+        if !(1..=3600).contains(&auth.timestamp_tolerance_secs) {
+            return Err(invalid("server.auth.timestamp_tolerance_secs", "must be between 1 and 3600"));
+        }
+    } else if !config.server.listen.ip().is_loopback() && !config.server.allow_unauthenticated {
+        return Err(invalid(
+            "server.listen",
+            format!(
+                "{} is not a loopback address and server.auth is not set: anyone who reaches the port could write \
+                 into the HIS. Set server.auth.webhook_secrets (or bearer_tokens), or set \
+                 server.allow_unauthenticated to true on a network nothing untrusted can reach",
+                config.server.listen
+            ),
+        ));
+    }
+    if !(1..=600).contains(&config.server.request_timeout_secs) {
+        return Err(invalid("server.request_timeout_secs", "must be between 1 and 600"));
+    }
+    if !(1..=100_000).contains(&config.server.max_connections) {
+        return Err(invalid("server.max_connections", "must be between 1 and 100000"));
+    }
+    if config.server.max_connections_per_client == 0 {
+        return Err(invalid("server.max_connections_per_client", "must be at least 1"));
+    }
+    if let Some(limit) = &config.server.rate_limit {
+        if !(0.001..=1_000_000.0).contains(&limit.requests_per_second) {
+            return Err(invalid("server.rate_limit.requests_per_second", "must be between 0.001 and 1000000"));
+        }
+        if limit.burst == 0 {
+            return Err(invalid("server.rate_limit.burst", "must be at least 1"));
+        }
+    }
+    if config.server.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+        return Err(invalid("server.admin_token", "is shorter than 16 characters: use a long random token"));
+    }
+    if !(1..=3650).contains(&config.journal.retention_days) {
+        return Err(invalid("journal.retention_days", "must be between 1 and 3650"));
+    }
+    if config.sync.batch_size == 0 {
+        return Err(invalid("sync.batch_size", "must be greater than 0"));
+    }
+    if !(1.0..=10.0).contains(&config.sync.retry_factor) {
+        return Err(invalid("sync.retry_factor", "must be between 1.0 and 10.0"));
+    }
+    if !(1..=3_600_000).contains(&config.sync.retry_initial_delay_ms) {
+        return Err(invalid("sync.retry_initial_delay_ms", "must be between 1 and 3600000 (one hour)"));
+    }
+    if !(1..=86_400).contains(&config.sync.retry_max_delay_secs) {
+        return Err(invalid("sync.retry_max_delay_secs", "must be between 1 and 86400 (one day)"));
+    }
+    for (event_type, mapping) in &config.mapping {
+        let at = format!("mapping.{event_type}");
+        check_identifier(&format!("{at}.table"), &mapping.table)?;
+        if mapping.fields.is_empty() {
+            return Err(invalid(format!("{at}.fields"), "maps no fields: add at least the key field"));
+        }
+        let mut columns = std::collections::HashSet::new();
+        for (field, column) in &mapping.fields {
+            check_identifier(&format!("{at}.fields.{field}"), column)?;
+            if !columns.insert(column.to_lowercase()) {
+                return Err(invalid(format!("{at}.fields.{field}"), format!("column {column:?} is mapped twice")));
+            }
+        }
+        match &mapping.key {
+            Some(key) if key.is_empty() => {
+                return Err(invalid(format!("{at}.key"), "is empty: name the event field(s) that identify a row"));
+            }
+            Some(key) => {
+                for (i, field) in key.iter().enumerate() {
+                    if !mapping.fields.contains_key(field) {
+                        return Err(invalid(
+                            format!("{at}.key[{i}]"),
+                            format!("{field:?} is not one of the mapped fields of {at}.fields"),
+                        ));
+                    }
+                }
+            }
+            None if !mapping.fields.keys().any(|f| f.ends_with("_id")) => {
+                return Err(invalid(
+                    format!("{at}.key"),
+                    "no key: no mapped field ends in _id, so add \"key\": [\"<field>\"] naming the event field(s) that identify the HIS row",
+                ));
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+fn is_plugin_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// A table or column name: it is quoted by each plugin, but must still be a
+/// plain name.
+fn check_identifier(path: &str, name: &str) -> Result<(), (String, String)> {
+    if name.trim().is_empty() {
+        return Err(invalid(path, "is empty: expected a table or column name"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid(path, format!("{name:?} contains a control character")));
+    }
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! The data path below HTTP, in the order an event takes it:
+//!
+//! 1. [`committer`]: the one thread that writes the [`journal`] (group
+//!    commit, one fsync per round); intake's 2xx waits for it.
+//! 2. [`wakeup`]: the doorbell that tells the worker there is work.
+//! 3. [`worker`]: the sync worker thread: due events, oldest first,
+//!    [`mapping`] each to a row, batched per table, written through the
+//!    plugin; outcomes go back to the committer. [`lookahead`] reads and
+//!    maps the next window while the plugin writes; [`retry`] is the one
+//!    backoff.
+//!
+//! The journal's operator queries (`events`, `replay`, `prune`) live in
+//! [`journal::operations`], used by the commands and the admin routes.
+
+pub mod committer;
+pub mod journal;
+pub mod lookahead;
+pub mod mapping;
+pub mod retry;
+pub mod wakeup;
+pub mod worker;
