@@ -4,7 +4,7 @@
 //! what `Mappings::new` relies on (every key field is a mapped field).
 #![no_main]
 
-use buktor_middleware::{config, mapping::Mappings};
+use buktor_middleware::{config, pipeline::mapping::Mappings};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

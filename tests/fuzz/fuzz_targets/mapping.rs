@@ -17,7 +17,7 @@ use std::{collections::BTreeMap, sync::LazyLock};
 
 use buktor_middleware::{
     config,
-    mapping::{self, EventMapping, Mappings},
+    pipeline::mapping::{self, EventMapping, Mappings},
 };
 use his_plugin_api::ValueRef;
 use libfuzzer_sys::fuzz_target;
