@@ -1,382 +1,17 @@
-//! `buktor-middleware check`: the config, the plugin, the HIS connection
-//! and every mapping against the live HIS schema, as a list of findings.
-//!
-//! ## Steps
-//! In order; a step that fails makes the later ones meaningless, so `check`
-//! stops after it:
-//! 1. **config**: [`config::load`] parses and validates the file; its error
-//!    (one, with its JSON path) is the only finding.
-//! 2. **plugin**: [`plugins::load`] finds the library for `database.type`,
-//!    loads it and checks its plugin-api version.
-//! 3. **HIS**: the plugin opens a writer (which connects and logs in) and
-//!    pings it. Plugin settings errors name their setting
-//!    (`database.path: …`), which becomes the finding's path.
-//! 4. **mappings**: every mapping, every finding (never just the first):
-//!    the table exists; each mapped column exists; the key's columns are
-//!    the table's primary key or a unique index (an upsert without one adds
-//!    a duplicate row per event, or is refused); each NOT NULL column
-//!    without a default is mapped; and a column's type suits what its
-//!    field carries (warnings only, below).
-//!
-//! The plugin is called only from the calling thread, as `describe` does:
-//! `check` runs before any async runtime exists. A writer that panicked is
-//! not called again (not even `close`).
-//!
-//! ## Names
-//! The mapping's table and column names are matched against what the plugin
-//! reports exactly first, else regardless of ASCII case (as the Oracle
-//! plugin resolves names, and as SQLite, MySQL's column names and SQL
-//! Server's default collation compare them). Two columns that differ only
-//! in case and match neither exactly are an error (ambiguous). A name that
-//! matches only regardless of case is a warning where that can fail: MySQL
-//! table names, which are file names and compared with case when
-//! `lower_case_table_names` is 0 (the Linux default).
-//!
-//! ## Types
-//! A deliberately small heuristic, warnings only, on the field's name:
-//! - `*_at` (so also `received_at`, `updated_at`) carry ISO 8601
-//!   timestamps: the column should be a date/time type (its type names
-//!   `date` or `time`). SQLite has no date type and keeps ISO text, so
-//!   there a text column is right too.
-//! - `amount` and `*_amount` carry amounts: the column should be numeric.
-//!
-//! A column without a declared type (SQLite) takes anything.
-//!
-//! ## `database.create_missing`
-//! With it (the SQLite plugin's demo setting) the writer creates missing
-//! tables, columns and key indexes at the first event, so those findings
-//! are warnings instead of errors.
-//!
-//! ## Secrets
-//! Every finding is scrubbed of the values of the file's secrets (members
-//! named `…password…`, `…token…` or `…secret…`, literal or from their
-//! `${ENV_NAME}`), even when the file does not parse: a database or serde
-//! message must not carry one to the terminal.
+//! Each mapping against the table the plugin describes: names (exact,
+//! else regardless of case), the key, NOT NULL columns, and the type
+//! heuristic (see the module above for the rules).
 
-use std::{
-    collections::BTreeSet,
-    path::{Path, PathBuf},
-};
+use std::collections::BTreeSet;
 
-use his_plugin_api::{ColumnDescription, ErrorKind, PluginError, TableDescription};
+use his_plugin_api::{ColumnDescription, TableDescription};
 
-use buktor_middleware::{
-    config::{self, ConfigError, LoadedConfig, Secrets},
-    pipeline::mapping::{EventMapping, Mappings},
-    plugins::{self, LoadError},
-    text::escape_controls,
-};
-
-/// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// The middleware cannot work like this: `check` exits non-zero.
-    Error,
-    /// It will work, but probably not as meant.
-    Warning,
-}
-
-/// One thing `check` found.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Finding {
-    /// How bad it is.
-    pub severity: Severity,
-    /// Where in his-config.json, such as `mapping.payment.fields.amount`
-    /// (`(file)` when the file itself cannot be read or is not JSON).
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-    /// What to do about it.
-    pub fix: String,
-}
-
-impl Finding {
-    fn error(path: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> Self {
-        Self { severity: Severity::Error, path: path.into(), message: message.into(), fix: fix.into() }
-    }
-
-    fn warning(path: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> Self {
-        Self { severity: Severity::Warning, path: path.into(), message: message.into(), fix: fix.into() }
-    }
-
-    /// An error, or a warning when `create_missing` will make it right.
-    fn missing(create_missing: bool, path: String, message: String, fix: String) -> Self {
-        if create_missing { Self::warning(path, message, fix) } else { Self::error(path, message, fix) }
-    }
-}
-
-/// The plugin that was loaded.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PluginSummary {
-    /// Its name, as it reports it.
-    pub name: String,
-    /// Its own version.
-    pub version: String,
-    /// The plugin-api version it was built against.
-    pub plugin_api: String,
-    /// The library file.
-    pub path: String,
-}
-
-/// Everything `check` found, in the order it looked.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct Report {
-    /// No errors (warnings allowed).
-    pub ok: bool,
-    /// One line: what was checked, and how it went.
-    pub summary: String,
-    /// The config file.
-    pub file: String,
-    /// Whether the config parsed.
-    pub config_ok: bool,
-    /// The plugin, once it loaded.
-    pub plugin: Option<PluginSummary>,
-    /// Whether the writer opened and answered a ping.
-    pub his_reachable: bool,
-    /// How many mappings were compared with the HIS.
-    pub mappings_checked: usize,
-    /// How many findings are errors.
-    pub errors: usize,
-    /// How many findings are warnings.
-    pub warnings: usize,
-    /// The findings; none when all is well.
-    pub findings: Vec<Finding>,
-}
-
-impl Report {
-    /// How many findings are errors.
-    pub fn error_count(&self) -> usize {
-        self.findings.iter().filter(|f| f.severity == Severity::Error).count()
-    }
-
-    /// Counts, scrubs and summarizes, once every step has run.
-    fn finish(&mut self, secrets: &Secrets) {
-        for finding in &mut self.findings {
-            finding.message = secrets.redact(&finding.message);
-            finding.fix = secrets.redact(&finding.fix);
-        }
-        self.errors = self.findings.iter().filter(|f| f.severity == Severity::Error).count();
-        self.warnings = self.findings.len() - self.errors;
-        self.ok = self.errors == 0;
-        let reached = match (&self.plugin, self.config_ok, self.his_reachable) {
-            (_, false, _) => format!("config {} cannot be used: nothing else checked", self.file),
-            (None, true, _) => format!("config {}, but no plugin loaded: HIS and mappings not checked", self.file),
-            (Some(p), true, false) => format!(
-                "config {}, plugin {} {}, but the HIS is not reachable: mappings not checked",
-                self.file, p.name, p.version
-            ),
-            (Some(p), true, true) => format!(
-                "config {}, plugin {} {}, HIS reachable, {}",
-                self.file,
-                p.name,
-                p.version,
-                count(self.mappings_checked, "mapping checked", "mappings checked")
-            ),
-        };
-        let warnings = count(self.warnings, "warning", "warnings");
-        self.summary = match self.errors {
-            0 if self.warnings == 0 => format!("ok: {reached}"),
-            0 => format!("ok with {warnings}: {reached}"),
-            errors => format!("failed: {}, {warnings}; {reached}", count(errors, "error", "errors")),
-        };
-    }
-}
-
-/// `3 mappings checked`, `1 mapping checked`.
-fn count(n: usize, singular: &str, plural: &str) -> String {
-    if n == 1 { format!("1 {singular}") } else { format!("{n} {plural}") }
-}
-
-/// One line per finding (`severity  path: message — fix: …`, the paths
-/// padded so that messages line up), then the summary.
-impl std::fmt::Display for Report {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let width = self.findings.iter().map(|x| x.path.chars().count() + 1).max().unwrap_or(0).min(40);
-        for finding in &self.findings {
-            let severity = match finding.severity {
-                Severity::Error => "error",
-                Severity::Warning => "warning",
-            };
-            let path = format!("{}:", escape_controls(&finding.path));
-            writeln!(
-                f,
-                "{severity:<7}  {path:<width$}  {} — fix: {}",
-                escape_controls(&finding.message),
-                escape_controls(&finding.fix)
-            )?;
-        }
-        writeln!(f, "{}", escape_controls(&self.summary))
-    }
-}
-
-/// Checks the config file `file`: see the module documentation.
-pub fn check(file: &Path) -> Report {
-    let mut report = Report { file: file.display().to_string(), ..Report::default() };
-    run(file, &mut report);
-    report.finish(&Secrets::of_file(file));
-    report
-}
-
-/// The steps, stopping after one that makes the next meaningless.
-fn run(file: &Path, report: &mut Report) {
-    let loaded = match config::load(file) {
-        Ok(loaded) => loaded,
-        Err(error) => {
-            report.findings.push(config_finding(&error));
-            return;
-        }
-    };
-    report.file = loaded.file.display().to_string();
-    report.config_ok = true;
-    if loaded.config.mapping.is_empty() {
-        report.findings.push(Finding::warning(
-            "mapping",
-            "maps no event types: every event will be kept in the journal as unmapped, none written to the HIS",
-            "add a mapping for each event type to write (README: Configuration)",
-        ));
-    }
-
-    let database_type = loaded.database_type();
-    let plugin = match plugins::load(database_type, loaded.plugins_dir().as_deref()) {
-        Ok(plugin) => plugin,
-        Err(error) => {
-            report.findings.push(plugin_finding(&error));
-            return;
-        }
-    };
-    report.plugin = Some(PluginSummary {
-        name: plugin.name.clone(),
-        version: plugin.version.clone(),
-        plugin_api: plugin.abi_version.clone(),
-        path: plugin.path.display().to_string(),
-    });
-
-    let settings = loaded.database_settings_json();
-    let mut writer = match plugin.open_writer(&settings, &loaded.dir) {
-        Ok(writer) => writer,
-        Err(error) => {
-            report.findings.push(his_finding(database_type, "cannot be opened", &error));
-            return;
-        }
-    };
-    if let Err(error) = writer.ping().into_result() {
-        report.findings.push(his_finding(database_type, "opened, but does not answer", &error));
-        if error.kind != ErrorKind::PANIC {
-            let _ = writer.close().into_result();
-        }
-        return;
-    }
-    report.his_reachable = true;
-
-    let target = Target::of(&loaded);
-    let mappings = Mappings::new(&loaded.config.mapping);
-    for (event_type, config) in &loaded.config.mapping {
-        let mapping = mappings.get(event_type).expect("compiled from the same config");
-        report.mappings_checked += 1;
-        match writer.describe_table(mapping.table.as_str().into()).into_result() {
-            Ok(table) => report.findings.extend(check_mapping(
-                event_type,
-                mapping,
-                config.key.is_none(),
-                table.into_option().as_ref(),
-                &target,
-            )),
-            Err(error) if error.kind == ErrorKind::PANIC => {
-                // Never call a writer that panicked again.
-                report.findings.push(Finding::error(
-                    format!("mapping.{event_type}.table"),
-                    format!("{error} (while describing {}); the other mappings were not checked", mapping.table),
-                    "report this to the plugin's authors: a plugin must return errors, not panic",
-                ));
-                return;
-            }
-            Err(error) => report.findings.push(Finding::error(
-                format!("mapping.{event_type}.table"),
-                format!("cannot read the definition of table {}: {error}", mapping.table),
-                match error.kind {
-                    ErrorKind::CONNECTION | ErrorKind::TIMEOUT => {
-                        "the HIS stopped answering: run check again once it answers"
-                    }
-                    _ => "grant this login the right to read the table's definition (the database's catalog)",
-                },
-            )),
-        }
-    }
-    let _ = writer.close().into_result();
-}
-
-/// A config that cannot be used: one finding, with the JSON path.
-fn config_finding(error: &ConfigError) -> Finding {
-    match error {
-        ConfigError::Invalid { file, json_path, message } => {
-            let fix = if message.starts_with("the environment variable ") {
-                "set the variable where check runs (the service's environment may have it, this shell may not), \
-                 or write the value in the file"
-                    .to_string()
-            } else {
-                format!("correct {json_path} in {} as the message says (README: Configuration)", file.display())
-            };
-            Finding::error(json_path.clone(), message.clone(), fix)
-        }
-        ConfigError::Syntax { .. } => Finding::error(
-            "(file)",
-            error.to_string(),
-            "correct the JSON at that line and column (a missing or extra comma, quote or brace)",
-        ),
-        ConfigError::Read { .. } | ConfigError::NotFound { .. } => Finding::error(
-            "(file)",
-            error.to_string(),
-            "pass --config with the path of his-config.json, readable by this user",
-        ),
-    }
-}
-
-/// A plugin that is not there, or not loadable, or of another plugin-api.
-fn plugin_finding(error: &LoadError) -> Finding {
-    let fix = match error {
-        LoadError::NotFound { file_name, .. } => {
-            format!("check database.type, and put {file_name} beside buktor-middleware or in plugins.dir")
-        }
-        LoadError::NotLoadable { .. } => {
-            "use the plugin file built for this platform and this buktor-middleware".into()
-        }
-        LoadError::NotAPlugin { .. } => "replace the file with the plugin released with this buktor-middleware".into(),
-        LoadError::Incompatible { host_abi, .. } => {
-            format!("use the plugin released with this buktor-middleware (plugin-api {host_abi})")
-        }
-    };
-    Finding::error("database.type", error.to_string(), fix)
-}
-
-/// A writer that does not open, or does not answer. A plugin's message
-/// that starts with the setting it is about (`database.path: …`) puts the
-/// finding there.
-fn his_finding(database_type: &str, what: &str, error: &PluginError) -> Finding {
-    let text = error.to_string();
-    let (path, detail) = match text.split_once(": ") {
-        Some((setting, rest)) if setting.starts_with("database.") && !setting.contains(char::is_whitespace) => {
-            (setting.to_string(), rest.to_string())
-        }
-        _ => ("database".to_string(), text.clone()),
-    };
-    let fix = match error.kind {
-        ErrorKind::AUTH => "check database.user and database.password (or the environment variable that fills it), \
-                            and this user's rights on the database"
-            .to_string(),
-        ErrorKind::CONFIG => format!("correct {path} (README: the {database_type} writer's settings)"),
-        ErrorKind::CONNECTION | ErrorKind::TIMEOUT => "check that the database server runs and that this machine \
-                                                       reaches it (host, port, firewall), then run check again"
-            .to_string(),
-        ErrorKind::PANIC => "report this to the plugin's authors: a plugin must return errors, not panic".into(),
-        _ => "see the database's message".into(),
-    };
-    Finding::error(path, format!("the {database_type} HIS database {what}: {detail}"), fix)
-}
+use super::report::Finding;
+use buktor_middleware::{config::LoadedConfig, pipeline::mapping::EventMapping};
 
 /// What the mapping checks need to know of the HIS besides its tables.
 #[derive(Debug, Clone, Copy)]
-struct Target<'a> {
+pub(super) struct Target<'a> {
     /// `database.type`.
     database_type: &'a str,
     /// `database.create_missing` is true: the writer creates missing
@@ -385,7 +20,7 @@ struct Target<'a> {
 }
 
 impl<'a> Target<'a> {
-    fn of(loaded: &'a LoadedConfig) -> Self {
+    pub(super) fn of(loaded: &'a LoadedConfig) -> Self {
         Self {
             database_type: loaded.database_type(),
             create_missing: loaded.config.database.get("create_missing") == Some(&serde_json::Value::Bool(true)),
@@ -561,7 +196,7 @@ fn keys_of(table: &TableDescription) -> String {
 
 /// Every finding for one mapping, given what the plugin said of its table
 /// (`None`: it does not exist). Pure: the plugin was asked before.
-fn check_mapping(
+pub(super) fn check_mapping(
     event_type: &str,
     mapping: &EventMapping,
     key_is_default: bool,
@@ -697,24 +332,23 @@ fn check_mapping(
     findings
 }
 
-/// `check`: prints the report; an error when any finding is one.
-pub fn command(config_path: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
-    let report = check(&config::locate(config_path.as_deref())?);
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{report}");
-    }
-    let errors = report.error_count();
-    anyhow::ensure!(errors == 0, "check found {errors} error(s)");
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use abi_stable::std_types::{RString, RVec};
 
-    use super::*;
+    use buktor_middleware::{
+        config::{self, ConfigError, Secrets},
+        pipeline::mapping::Mappings,
+    };
+    use his_plugin_api::{ErrorKind, PluginError};
+
+    use super::{
+        super::{
+            config_finding, his_finding,
+            report::{PluginSummary, Report, Severity},
+        },
+        *,
+    };
 
     const SQLITE: Target<'static> = Target { database_type: "sqlite", create_missing: false };
     const MYSQL: Target<'static> = Target { database_type: "mysql", create_missing: false };

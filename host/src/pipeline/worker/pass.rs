@@ -1,0 +1,347 @@
+//! One pass of the worker: a window of due events cut into segments in
+//! which no HIS row appears twice, each segment written as one batch per
+//! event type, and every event's outcome (delivered, retry later, set
+//! aside) decided from what the writer said.
+
+use std::{collections::HashSet, time::Instant};
+
+use abi_stable::std_types::{RString, RVec};
+use his_plugin_api::{ErrorKind, PluginError, UpsertBatch, Value};
+use indexmap::IndexMap;
+
+use super::{State, UNUSABLE};
+use crate::{
+    clock,
+    pipeline::{
+        journal::{PendingEvent, Settlement},
+        lookahead::Prepared,
+        mapping::EventMapping,
+    },
+};
+
+/// One event and its row.
+pub(super) struct Item {
+    pub(super) event: PendingEvent,
+    pub(super) row: Vec<Value>,
+}
+
+/// What a pass ended with.
+pub(super) enum PassEnd {
+    /// Everything tried got an outcome.
+    Done,
+    /// The HIS is unreachable (or the writer broke): stop and back off.
+    Unreachable(PluginError),
+}
+
+impl State {
+    /// Delivers one window of due events; returns their outcomes.
+    pub(super) fn pass(&mut self, events: Vec<Prepared>) -> (Vec<Settlement>, PassEnd) {
+        let mut settlements = Vec::with_capacity(events.len());
+        let mut items = Vec::with_capacity(events.len());
+        for Prepared { event, row } in events {
+            let Some(row) = row else {
+                let reason = format!("no mapping for event_type {:?} in the current config", event.event_type);
+                tracing::warn!(event_id = event.id, event_type = %event.event_type, "{reason}; kept as unmapped");
+                settlements.push(Settlement::Unmapped { id: event.id, reason });
+                continue;
+            };
+            match row {
+                Ok(row) => items.push(Item { event, row }),
+                Err(e) => {
+                    tracing::error!(event_id = event.id, event_type = %event.event_type, "event cannot be mapped: {e}");
+                    self.worker.metrics.failed(&event.event_type);
+                    settlements.push(Settlement::Failed { id: event.id, error: e.to_string() });
+                }
+            }
+        }
+
+        // Keys whose earlier event failed in this pass: later events for the
+        // same row wait behind it.
+        let mut held: HashSet<String> = HashSet::new();
+        for segment in segments(items) {
+            for (event_type, batch) in segment {
+                let batch: Vec<Item> = batch.into_iter().filter(|i| !is_held(&held, i)).collect();
+                if batch.is_empty() {
+                    continue;
+                }
+                let mapping = self.worker.mappings.get(&event_type).expect("only mapped events are batched").clone();
+                if let PassEnd::Unreachable(e) = self.deliver(&mapping, batch, &mut settlements, &mut held) {
+                    return (settlements, PassEnd::Unreachable(e));
+                }
+            }
+        }
+        (settlements, PassEnd::Done)
+    }
+
+    /// Writes one batch, and decides what its failure means:
+    /// - the connection, a timeout, the login or the settings: the HIS is
+    ///   unusable now, so the pass ends and the worker backs off as a whole
+    ///   (one probe per back-off, not a storm);
+    /// - another retryable error (a deadlock, a lock timeout): the whole
+    ///   batch waits for a retry, other tables go on;
+    /// - a wrong table or column: the whole batch fails (every row has the
+    ///   same columns), other tables go on;
+    /// - anything else is about a row: that row fails (the plugin may say
+    ///   which; otherwise each row is tried alone) and the others are
+    ///   written.
+    ///
+    /// Failed events are kept, with the database's message, for replay.
+    fn deliver(
+        &mut self,
+        mapping: &EventMapping,
+        mut batch: Vec<Item>,
+        settlements: &mut Vec<Settlement>,
+        held: &mut HashSet<String>,
+    ) -> PassEnd {
+        let error = match self.write(mapping, &mut batch) {
+            Ok(()) => {
+                settlements.extend(batch.iter().map(|i| Settlement::Delivered { id: i.event.id }));
+                let event_type = batch.first().map_or("", |i| i.event.event_type.as_str());
+                self.worker.metrics.delivered(event_type, batch.iter().map(|i| i.event.received_at.as_str()));
+                return PassEnd::Done;
+            }
+            Err(error) => error,
+        };
+        if UNUSABLE.contains(&error.kind) {
+            tracing::warn!(
+                "writing to {} failed: {error}; {} events wait and will be retried",
+                mapping.table,
+                batch.len()
+            );
+            // Not the events' fault (a login refused after a password change,
+            // a database failing over): they wait, whatever the plugin said.
+            let systemic = PluginError { retryable: true, ..error.clone() };
+            self.set_aside(&batch, &systemic, mapping, settlements, held);
+            return PassEnd::Unreachable(error);
+        }
+        if error.retryable || error.kind == ErrorKind::SCHEMA || batch.len() == 1 {
+            self.set_aside(&batch, &error, mapping, settlements, held);
+            return PassEnd::Done;
+        }
+        // One row is at fault. If the plugin named it, set it aside and
+        // write the rest together; otherwise try each row alone.
+        let named = error.row.into_option().and_then(|r| usize::try_from(r).ok()).filter(|&r| r < batch.len());
+        if let Some(row) = named {
+            let bad = batch.remove(row);
+            self.set_aside(std::slice::from_ref(&bad), &error, mapping, settlements, held);
+            return self.deliver(mapping, batch, settlements, held);
+        }
+        for item in batch {
+            if let PassEnd::Unreachable(e) = self.deliver(mapping, vec![item], settlements, held) {
+                return PassEnd::Unreachable(e);
+            }
+        }
+        PassEnd::Done
+    }
+
+    /// One call into the plugin, reopening the writer first if a panic
+    /// discarded it.
+    ///
+    /// The rows move into the batch, not copied; they come back to `items`
+    /// only if the write fails, for the row-by-row handling in `deliver`.
+    fn write(&mut self, mapping: &EventMapping, items: &mut [Item]) -> Result<(), PluginError> {
+        if self.writer.is_none() {
+            self.open_writer()?;
+            tracing::info!("{} writer reopened", self.worker.plugin.name);
+        }
+        let writer = self.writer.as_mut().expect("opened above");
+        let widths: Vec<usize> = items.iter().map(|i| i.row.len()).collect();
+        let batch = UpsertBatch {
+            table: RString::from(mapping.table.as_str()),
+            columns: mapping.columns.iter().map(|c| RString::from(c.as_str())).collect(),
+            key_columns: mapping.key_columns.iter().map(|c| RString::from(c.as_str())).collect(),
+            values: {
+                let mut values = RVec::with_capacity(widths.iter().sum());
+                for item in items.iter_mut() {
+                    values.extend(std::mem::take(&mut item.row));
+                }
+                values
+            },
+        };
+        let plugin_started = Instant::now();
+        let result = writer.upsert(&batch).into_result();
+        if result.is_err() {
+            let mut values = batch.values.into_iter();
+            for (item, width) in items.iter_mut().zip(widths) {
+                item.row = values.by_ref().take(width).collect();
+            }
+        }
+        self.heard(result.as_ref().err());
+        tracing::trace!(rows = items.len(), plugin_ms = plugin_started.elapsed().as_secs_f64() * 1e3, "plugin upsert");
+        if let Err(e) = &result
+            && e.kind == ErrorKind::PANIC
+        {
+            tracing::error!(
+                "the {} plugin panicked: {e}; its writer is discarded and will be reopened",
+                self.worker.plugin.name
+            );
+            self.writer = None;
+        }
+        result
+    }
+
+    /// Records `error` as the outcome of each of `items`, and holds back
+    /// later events of their rows for the rest of the pass.
+    fn set_aside(
+        &self,
+        items: &[Item],
+        error: &PluginError,
+        mapping: &EventMapping,
+        settlements: &mut Vec<Settlement>,
+        held: &mut HashSet<String>,
+    ) {
+        for item in items {
+            settlements.push(self.failure_outcome(item, error, mapping));
+            hold(held, item);
+        }
+    }
+
+    /// What a failed write means for one event: a retryable error is tried
+    /// again after a growing delay, for as long as it takes; a permanent one
+    /// marks the event failed at once (one warning, not one per retry). A
+    /// failed event holds back later events for its row until replayed.
+    fn failure_outcome(&self, item: &Item, error: &PluginError, mapping: &EventMapping) -> Settlement {
+        let recorded = journal_text(&format!(
+            "{} error{}: {error}",
+            error.kind.name(),
+            if error.retryable { " (retryable)" } else { "" }
+        ));
+        if !error.retryable {
+            tracing::warn!(
+                event_id = item.event.id,
+                event_type = %item.event.event_type,
+                "event failed permanently writing to {}: {error} [{}]; it is kept as failed, and later events \
+                 for its row wait until it is replayed",
+                mapping.table,
+                error.kind.name(),
+            );
+            self.worker.metrics.failed(&item.event.event_type);
+            return Settlement::Failed { id: item.event.id, error: recorded };
+        }
+        let delay = self.worker.backoff.delay(item.event.attempts + 1);
+        Settlement::RetryLater {
+            id: item.event.id,
+            error: recorded,
+            next_attempt_at_ms: clock::now_ms() + delay.as_millis() as i64,
+        }
+    }
+}
+
+/// An error as stored in the journal's `last_error`: at most
+/// [`MAX_ERROR_CHARS`] characters, since a database may quote a whole
+/// statement or value back.
+fn journal_text(error: &str) -> String {
+    match error.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((cut, _)) => format!("{}… (cut)", &error[..cut]),
+        None => error.to_string(),
+    }
+}
+
+/// The longest `last_error` kept.
+const MAX_ERROR_CHARS: usize = 2000;
+
+fn is_held(held: &HashSet<String>, item: &Item) -> bool {
+    item.event.event_key.as_ref().is_some_and(|k| held.contains(k))
+}
+
+fn hold(held: &mut HashSet<String>, item: &Item) {
+    if let Some(key) = &item.event.event_key {
+        held.insert(key.clone());
+    }
+}
+
+/// Cuts items, in receive order, into segments in which no HIS row (event
+/// key) appears twice, and each segment into one batch per event type.
+/// Delivering segment after segment keeps every row's updates in order;
+/// within a segment the batches touch different rows, so their order does
+/// not matter.
+fn segments(items: Vec<Item>) -> Vec<IndexMap<String, Vec<Item>>> {
+    // Where each segment starts, found with borrowed keys (a pass of a
+    // backlog has hundreds of items; copying each key twice showed up in
+    // profiles). An event without a key is a row of its own.
+    let mut starts = Vec::new();
+    {
+        let mut keys: HashSet<&str> = HashSet::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let Some(key) = item.event.event_key.as_deref() else { continue };
+            if !keys.insert(key) {
+                starts.push(index);
+                keys.clear();
+                keys.insert(key);
+            }
+        }
+    }
+    let mut segments: Vec<IndexMap<String, Vec<Item>>> = vec![IndexMap::new()];
+    let mut starts = starts.into_iter().peekable();
+    for (index, item) in items.into_iter().enumerate() {
+        if starts.next_if_eq(&index).is_some() {
+            segments.push(IndexMap::new());
+        }
+        let segment = segments.last_mut().expect("never empty");
+        match segment.get_mut(item.event.event_type.as_str()) {
+            Some(batch) => batch.push(item),
+            None => {
+                segment.insert(item.event.event_type.clone(), vec![item]);
+            }
+        }
+    }
+    segments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: i64, event_type: &str, key: &str) -> Item {
+        Item {
+            event: PendingEvent {
+                id,
+                event_type: event_type.into(),
+                payload: "{}".into(),
+                received_at: String::new(),
+                attempts: 0,
+                event_key: Some(key.into()),
+            },
+            row: Vec::new(),
+        }
+    }
+
+    fn ids(segments: &[IndexMap<String, Vec<Item>>]) -> Vec<Vec<(&str, Vec<i64>)>> {
+        segments
+            .iter()
+            .map(|s| s.iter().map(|(t, b)| (t.as_str(), b.iter().map(|i| i.event.id).collect())).collect())
+            .collect()
+    }
+
+    #[test]
+    fn long_errors_are_cut_for_the_journal() {
+        assert_eq!(journal_text("short"), "short");
+        let long = "é".repeat(5000);
+        let cut = journal_text(&long);
+        assert_eq!(cut.chars().count(), MAX_ERROR_CHARS + "… (cut)".chars().count());
+    }
+
+    #[test]
+    fn a_repeated_row_starts_a_new_segment() {
+        let items =
+            vec![item(1, "a", "k1"), item(2, "a", "k2"), item(3, "a", "k1"), item(4, "a", "k3"), item(5, "a", "k1")];
+        assert_eq!(ids(&segments(items)), [vec![("a", vec![1, 2])], vec![("a", vec![3, 4])], vec![("a", vec![5])]]);
+    }
+
+    #[test]
+    fn two_event_types_on_one_row_keep_receive_order() {
+        // created(k), updated(k), created(k): three segments, never 1, 3, 2.
+        let items =
+            vec![item(1, "created", "k"), item(2, "updated", "k"), item(3, "created", "k"), item(4, "updated", "j")];
+        assert_eq!(
+            ids(&segments(items)),
+            [vec![("created", vec![1])], vec![("updated", vec![2])], vec![("created", vec![3]), ("updated", vec![4])]]
+        );
+    }
+
+    #[test]
+    fn distinct_rows_of_several_types_share_one_segment() {
+        let items = vec![item(1, "a", "k1"), item(2, "b", "j1"), item(3, "a", "k2"), item(4, "b", "j2")];
+        assert_eq!(ids(&segments(items)), [vec![("a", vec![1, 3]), ("b", vec![2, 4])]]);
+    }
+}
