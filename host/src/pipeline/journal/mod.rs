@@ -1,57 +1,19 @@
 //! The journal: a local SQLite file that holds every accepted event until,
 //! and after, the HIS has it.
 //!
-//! Schema and statements live here. Writes happen on one thread only, the
+//! The types and every statement of the data path live here (the schema and
+//! opening in [`schema`], the operator's queries in [`operations`]). Writes happen on one thread only, the
 //! [`crate::pipeline::committer`]; the sync worker reads through its own connection
 //! (WAL lets readers and the writer work side by side).
 
 pub mod operations;
+mod schema;
 
-use std::{collections::HashMap, path::Path, time::Duration};
+pub use self::schema::{OpenError, SCHEMA_VERSION, open, open_read_only};
 
-use rusqlite::{
-    Connection, OpenFlags, OptionalExtension, ToSql, Transaction, params, params_from_iter, types::ToSqlOutput,
-};
+use std::collections::HashMap;
 
-/// Each migration brings the schema from version `index` to `index + 1`.
-/// Append only: never edit a migration that has shipped.
-const MIGRATIONS: &[&str] = &[
-    // 1 (first released schema; it changed freely before any release): events, and their payloads apart: an event's row is rewritten at
-    // each change of status, its payload never.
-    "CREATE TABLE events (
-        id              INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused, even after pruning
-        event_type      TEXT NOT NULL,
-        received_at     TEXT NOT NULL,                     -- RFC 3339, UTC, milliseconds
-        status          TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'unmapped')),
-        event_key       TEXT,                              -- table and key values; orders events per HIS row
-        attempts        INTEGER NOT NULL DEFAULT 0,
-        last_error      TEXT,
-        next_attempt_at INTEGER NOT NULL DEFAULT 0,        -- unix ms; a pending event waits until then
-        delivered_at    TEXT
-    );
-    -- Delivery ids seen (the webhook-id header, or the configured event
-    -- field), so that an event sent again is recognised.
-    CREATE TABLE deliveries (
-        delivery_id TEXT PRIMARY KEY,
-        event_id    INTEGER NOT NULL,
-        received_ms INTEGER NOT NULL                       -- unix ms, for the duplicate window
-    ) WITHOUT ROWID;
-    CREATE TABLE payloads (
-        event_id INTEGER PRIMARY KEY REFERENCES events (id),
-        body     TEXT NOT NULL                             -- the request body, byte for byte
-    );
-    CREATE INDEX events_pending ON events (id) WHERE status = 'pending';
-    -- Pending events that have failed at least once (only they have a
-    -- next_attempt_at above 0), by HIS row: the few that can hold back later
-    -- events for the same row. Normal traffic never touches this index.
-    CREATE INDEX events_waiting ON events (event_key, id) WHERE status = 'pending' AND next_attempt_at > 0;
-    -- Failed events, by HIS row: each holds back later events for its row
-    -- until it is replayed.
-    CREATE INDEX events_failed ON events (event_key, id) WHERE status = 'failed';",
-];
-
-/// The schema version this build writes.
-pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+use rusqlite::{Connection, OptionalExtension, ToSql, Transaction, params, params_from_iter, types::ToSqlOutput};
 
 /// What went wrong with the journal.
 #[derive(Debug, thiserror::Error)]
@@ -187,52 +149,6 @@ pub enum Settlement {
         /// Why.
         reason: String,
     },
-}
-
-/// Opens (creating if needed) the journal and brings its schema up to date.
-pub fn open(path: &Path) -> Result<Connection, JournalError> {
-    let shown = path.display().to_string();
-    let open_error = |source| JournalError::Open { path: shown.clone(), source };
-    let mut connection = Connection::open(path).map_err(open_error)?;
-    connection.busy_timeout(Duration::from_secs(5)).map_err(open_error)?;
-    // WAL with synchronous=FULL: every commit is fsynced before it returns,
-    // and the sync worker can read while intake writes.
-    let mode: String =
-        connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)).map_err(open_error)?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        // Some network file systems cannot do WAL. Still durable, but the
-        // worker's reads then wait for intake's writes.
-        tracing::warn!("the journal {shown} runs in {mode} mode, not WAL: keep it on a local disk");
-    }
-    connection.pragma_update(None, "synchronous", "FULL").map_err(open_error)?;
-    // A 16 MB page cache keeps a large backlog's indexes in memory, and a
-    // checkpoint every ~40 MB of WAL copies each hot page once instead of
-    // again and again while the worker drains.
-    connection.pragma_update(None, "cache_size", -16_000).map_err(open_error)?;
-    connection.pragma_update(None, "wal_autocheckpoint", 10_000).map_err(open_error)?;
-    // Room for every statement the committer and the worker reuse, the
-    // sizes of the multi-row inserts among them.
-    connection.set_prepared_statement_cache_capacity(64);
-    migrate(&mut connection).map_err(|e| match e {
-        JournalError::Sqlite(source) => open_error(source),
-        JournalError::NewerSchema { found, .. } => JournalError::NewerSchema { path: shown.clone(), found },
-        other => other,
-    })?;
-    Ok(connection)
-}
-
-fn migrate(connection: &mut Connection) -> Result<(), JournalError> {
-    let version: usize = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    if version > SCHEMA_VERSION {
-        return Err(JournalError::NewerSchema { path: String::new(), found: version });
-    }
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
-        let transaction = connection.transaction()?;
-        transaction.execute_batch(migration)?;
-        transaction.pragma_update(None, "user_version", index + 1)?;
-        transaction.commit()?;
-    }
-    Ok(())
 }
 
 /// Appends `events` in order, as if one by one: an event whose delivery id
@@ -503,48 +419,6 @@ pub fn next_due_ms(connection: &Connection, now_ms: i64) -> rusqlite::Result<Opt
         .query_row([now_ms], |row| row.get(0))
         .optional()
         .map(Option::flatten)
-}
-
-/// Why the journal could not be opened read only (`status`, `/metrics`).
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// There is no journal file yet.
-    #[error("no journal at {0}: the middleware has not run with this config yet")]
-    Missing(String),
-    /// The file is older than this build, or not a journal at all.
-    #[error(
-        "the journal {path} has schema version {found}, older than this buktor-middleware's {SCHEMA_VERSION}: start the middleware once (it brings the journal up to date), then run status again"
-    )]
-    OlderSchema {
-        /// The journal file.
-        path: String,
-        /// Its schema version.
-        found: usize,
-    },
-    /// It could not be opened or read, or it is newer than this build.
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-}
-
-/// Opens the journal at `path` read only, beside a running middleware or
-/// not, and checks that this build knows its schema.
-pub fn open_read_only(path: &Path) -> Result<Connection, OpenError> {
-    let shown = path.display().to_string();
-    if !path.is_file() {
-        return Err(OpenError::Missing(shown));
-    }
-    let open_error = |source| JournalError::Open { path: shown.clone(), source };
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let connection = Connection::open_with_flags(path, flags).map_err(open_error)?;
-    connection.busy_timeout(Duration::from_secs(5)).map_err(open_error)?;
-    let found: usize = connection.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(open_error)?;
-    if found > SCHEMA_VERSION {
-        return Err(JournalError::NewerSchema { path: shown, found }.into());
-    }
-    if found < SCHEMA_VERSION {
-        return Err(OpenError::OlderSchema { path: shown, found });
-    }
-    Ok(connection)
 }
 
 #[cfg(test)]
