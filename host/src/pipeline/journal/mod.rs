@@ -495,8 +495,20 @@ mod tests {
         assert_eq!(ids(&connection, 1_000, 0), [j], "k2 is held behind the failed k1");
         assert_eq!(ids(&connection, 1_000, j), Vec::<i64>::new());
         let k3 = append(&mut connection, "K");
-        assert_eq!(ids(&connection, 1_000, 0), [j], "so is a later one: {k3}");
-        let _ = k2;
+        assert_eq!(ids(&connection, 1_000, 0), [j], "so is a later one");
+
+        // Replayed, k1 is due at once and comes first, its row's later
+        // events behind it in receive order.
+        let config = crate::config::parse(include_str!("../../../../his-config.json")).unwrap();
+        let mappings = crate::pipeline::mapping::Mappings::new(&config.mapping);
+        let replayed = operations::replay(&mut connection, &operations::Selection::Id(k1), &mappings).unwrap();
+        assert_eq!(replayed.replayed, 1);
+        assert_eq!(holds(&connection).unwrap(), Holds { retrying: true, failed: false });
+        let later = crate::clock::now_ms() + 1_000;
+        assert_eq!(ids(&connection, later, 0), [k1, k2, j, k3]);
+        record(&mut connection, Settlement::Delivered { id: k1 });
+        assert!(!holds(&connection).unwrap().any());
+        assert_eq!(ids(&connection, later, 0), [k2, j, k3]);
     }
 
     #[test]
