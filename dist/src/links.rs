@@ -19,7 +19,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+use pulldown_cmark::{Event, LinkType, Options, Parser, Tag, TagEnd};
 
 /// Checks every tracked Markdown file under `root`; prints one line per
 /// broken link and fails with their count.
@@ -83,8 +83,11 @@ fn links(text: &str) -> Vec<(usize, String)> {
     Parser::new_ext(text, Options::ENABLE_TABLES)
         .into_offset_iter()
         .filter_map(|(event, range)| match event {
-            Event::Start(Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. }) => {
-                Some((text[..range.start].matches('\n').count() + 1, dest_url.into_string()))
+            Event::Start(Tag::Link { link_type, dest_url, .. } | Tag::Image { link_type, dest_url, .. }) => {
+                let line = text[..range.start].matches('\n').count() + 1;
+                // An autolink `<someone@example.org>` comes without its `mailto:`.
+                let mailto = if link_type == LinkType::Email { "mailto:" } else { "" };
+                Some((line, format!("{mailto}{dest_url}")))
             }
             _ => None,
         })
@@ -228,7 +231,7 @@ mod tests {
         let files = [
             (
                 "README.md",
-                "# Top\n\n[a](#top) [b](#nowhere) [c](plugins/) [d](https://example.com/x.md) [e](../up.md) [f](mailto:a@b.example)\n",
+                "# Top\n\n[a](#top) [b](#nowhere) [c](plugins/) [d](https://example.com/x.md) [e](../up.md) [f](mailto:a@b.example) <a@b.example>\n",
             ),
             ("plugins/lib.rs", ""),
         ];
