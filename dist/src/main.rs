@@ -15,9 +15,12 @@
 //! - `bench [SCENARIO…] [--quick]`: the benchmark suite
 //!   (`tests/benches/suite/`) in release mode; BENCHMARKS.md says how to
 //!   read it.
+//! - `links`: every relative link in the tracked Markdown files resolves
+//!   (see [`links`]).
 //! - `clippy --target x86_64-pc-windows-gnu`: clippy on the host's
 //!   Windows-only code, which the Linux clippy never compiles.
 
+mod links;
 mod windows;
 
 use std::{
@@ -28,7 +31,7 @@ use std::{
 use anyhow::{Context, bail};
 
 const USAGE: &str = "usage: cargo xtask run [ARGS…] | cargo xtask dist [--target x86_64-pc-windows-gnu] | \
-                     cargo xtask bench [intake] [drain] [latency] [footprint] [--quick] | \
+                     cargo xtask bench [intake] [drain] [latency] [footprint] [--quick] | cargo xtask links | \
                      cargo xtask clippy --target x86_64-pc-windows-gnu";
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +44,7 @@ fn main() -> anyhow::Result<()> {
             _ => bail!("{USAGE}"),
         },
         Some("bench") => bench(args.collect()),
+        Some("links") => links::check(&repo_root()),
         Some("clippy") => match (args.next().as_deref(), args.next(), args.next()) {
             (Some("--target"), Some(target), None) => {
                 let root = repo_root();
