@@ -17,9 +17,12 @@
 //!   read it.
 //! - `links`: every relative link in the tracked Markdown files resolves
 //!   (see [`links`]).
+//! - `layers`: the host's modules import one way, with no loops (see
+//!   [`layers`]).
 //! - `clippy --target x86_64-pc-windows-gnu`: clippy on the host's
 //!   Windows-only code, which the Linux clippy never compiles.
 
+mod layers;
 mod links;
 mod windows;
 
@@ -31,7 +34,7 @@ use std::{
 use anyhow::{Context, bail};
 
 const USAGE: &str = "usage: cargo xtask run [ARGS…] | cargo xtask dist [--target x86_64-pc-windows-gnu] | \
-                     cargo xtask bench [intake] [drain] [latency] [footprint] [--quick] | cargo xtask links | \
+                     cargo xtask bench [intake] [drain] [latency] [footprint] [--quick] | cargo xtask links | cargo xtask layers | \
                      cargo xtask clippy --target x86_64-pc-windows-gnu";
 
 fn main() -> anyhow::Result<()> {
@@ -45,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         },
         Some("bench") => bench(args.collect()),
         Some("links") => links::check(&repo_root()),
+        Some("layers") => layers::check(&repo_root()),
         Some("clippy") => match (args.next().as_deref(), args.next(), args.next()) {
             (Some("--target"), Some(target), None) => {
                 let root = repo_root();
