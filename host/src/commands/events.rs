@@ -13,7 +13,7 @@ use buktor_middleware::{
     },
 };
 
-use super::status::printable;
+use buktor_middleware::text::printable;
 
 /// The journal of the config at `config_path`, for the operator commands.
 fn operator_journal(config_path: Option<PathBuf>) -> anyhow::Result<(LoadedConfig, rusqlite::Connection)> {
