@@ -189,7 +189,7 @@ fn init_logging(format: LogFormat, log_dir: Option<&std::path::Path>) -> anyhow:
     let Some(log_dir) = log_dir else {
         let builder = builder.with_writer(std::io::stderr);
         match format {
-            LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+            LogFormat::Text => builder.fmt_fields(text_fields()).with_ansi(std::io::stderr().is_terminal()).init(),
             LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
         }
         return Ok(());
@@ -210,10 +210,28 @@ fn init_logging(format: LogFormat, log_dir: Option<&std::path::Path>) -> anyhow:
         default_hook(info);
     }));
     match format {
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder.fmt_fields(text_fields()).init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
     }
     Ok(())
+}
+
+/// How the text format writes an event's message and fields: each value
+/// with its control characters escaped, whoever wrote it. Event types,
+/// keys, database messages and plugin log lines carry text a sender chose;
+/// a newline in one must not forge a log line, nor an escape sequence
+/// drive the terminal of the operator reading it. The one place this is
+/// done (JSON logs escape as JSON does).
+fn text_fields() -> impl for<'writer> tracing_subscriber::fmt::FormatFields<'writer> + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let value = escape_controls(&format!("{value:?}"));
+        match field.name() {
+            "message" => write!(writer, "{value}"),
+            name => write!(writer, "{name}={value}"),
+        }
+    })
+    .delimited(" ")
 }
 
 /// Daily log files kept in `--log-dir`: a month.

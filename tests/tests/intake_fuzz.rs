@@ -983,8 +983,22 @@ const INVALID_TYPES: &[&str] = &[
 ];
 
 /// Key values that are neither a string nor an integer.
-const INVALID_KEYS: &[&str] =
-    &["1.5", "1e2", "1.0", "true", "false", "[]", "[1]", "{}", "{\"id\": 1}", "0.0", "-1.5", "1E400000000000"];
+const INVALID_KEYS: &[&str] = &[
+    "1.5",
+    "1e2",
+    "1.0",
+    "true",
+    "false",
+    "[]",
+    "[1]",
+    "{}",
+    "{\"id\": 1}",
+    "0.0",
+    "-1.5",
+    "1E400000000000",
+    "\"\"",
+    "\" \"",
+];
 
 struct Original {
     case: usize,
@@ -1102,8 +1116,9 @@ impl Generator {
                     "-9223372036854775808",
                     "0",
                     "-1",
-                    "\"\"",
-                    "\" \"",
+                    // One row's key however it is written: these fold to 42 and "mixed".
+                    "\" 0042 \"",
+                    "\"MiXeD \"",
                     "\"a'b\\\"c; --\"",
                     "\"😀\"",
                     "\"１２３\"",
@@ -1540,7 +1555,8 @@ impl Generator {
             6 => br#"{"event_type": "appointment", "appointment_id": 1,}"#.to_vec(),
             7 => br#"{'event_type': 'appointment', 'appointment_id': 1}"#.to_vec(),
             8 => br#"{"event_type": "appointment", "appointment_id": NaN}"#.to_vec(),
-            9 => br#"{"event_type": "appointment", "appointment_id": 1e400}"#.to_vec(),
+            // 1e400 is valid JSON (numbers have no range); an exponent without digits is not.
+            9 => br#"{"event_type": "appointment", "appointment_id": 1e+}"#.to_vec(),
             10 => br#"{"event_type": "appointment", "appointment_id": 01}"#.to_vec(),
             11 => b"{\"event_type\": \"appoint\nment\", \"appointment_id\": 1}".to_vec(),
             12 => b"{\"event_type\": \"appointment\", \"appointment_id\": 1, \"s\": \"\x00\"}".to_vec(),
@@ -1641,14 +1657,18 @@ impl Generator {
                 members[key].1 = "null".into();
                 refused(422, "missing_key")
             }
+            2 if self.rng.below(4) == 0 => {
+                members[key].1 = json_str(&"k".repeat(self.rng.between(257, 2000)));
+                refused(422, "invalid_key")
+            }
             _ => {
                 members[key].1 = self.rng.pick(INVALID_KEYS).to_string();
                 refused(422, "invalid_key")
             }
         };
         let body = self.object(&members);
-        // 1E400000000000 is out of range for the parser itself.
-        let expect = if body.windows(5).any(|w| w == b"E4000") { refused(400, "malformed_json") } else { expect };
+        // Intake reads no number it does not need: 1E400000000000 anywhere
+        // else is kept as sent, and as a key it is not an integer.
         self.signed("bad_key", index, body, expect)
     }
 

@@ -8,7 +8,9 @@ use anyhow::Context;
 use buktor_middleware::{
     config::{self, LoadedConfig},
     http::{
-        self, admin, auth, intake, ratelimit,
+        self, admin, auth,
+        body::{InFlight, ShapeLimits},
+        intake, ratelimit,
         server::{self, ConnectionLimits, Server},
     },
     pipeline::{
@@ -105,8 +107,12 @@ pub fn run(config_path: Option<PathBuf>, control: Control) -> anyhow::Result<()>
         committer,
         mappings,
         max_body_bytes: config.server.max_body_bytes,
-        max_json_depth: config.server.max_json_depth,
-        max_json_members: config.server.max_json_members,
+        shape: ShapeLimits {
+            depth: config.server.max_json_depth,
+            members: config.server.max_json_members,
+            nodes: config.server.max_json_nodes,
+        },
+        in_flight: InFlight::new(config.server.bytes_in_flight()),
         delivery_id_field: config.server.delivery_id_field.clone(),
         duplicate_window_ms: i64::from(config.server.duplicate_window_days) * 24 * 3600 * 1000,
         auth: config.server.auth.as_ref().map(|auth| Arc::new(auth::Authenticator::new(auth))),

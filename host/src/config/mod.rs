@@ -60,6 +60,15 @@ pub struct ServerConfig {
     pub max_json_depth: usize,
     /// The most object members in one event, at all depths; more gets 400.
     pub max_json_members: usize,
+    /// The most JSON values in one event (objects, arrays, each array
+    /// element, strings, numbers, …); more gets 400. Bounds the memory a
+    /// body can grow into.
+    pub max_json_nodes: usize,
+    /// The most body bytes being read and journaled at once, over all
+    /// connections; a request waits for room (at most
+    /// `request_timeout_secs`, then 503). Bounds intake's memory. Default:
+    /// 32 MiB, or `max_body_bytes` if that is larger.
+    pub max_bytes_in_flight: Option<usize>,
     /// An event field holding the sender's delivery id (such as
     /// `event_id`), for senders that do not send a `webhook-id` header.
     pub delivery_id_field: Option<String>,
@@ -135,6 +144,13 @@ fn default_tolerance_secs() -> u64 {
     300
 }
 
+impl ServerConfig {
+    /// `max_bytes_in_flight`, or its default.
+    pub fn bytes_in_flight(&self) -> usize {
+        self.max_bytes_in_flight.unwrap_or(self.max_body_bytes.max(32 * 1024 * 1024))
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -142,6 +158,8 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             max_json_depth: 32,
             max_json_members: 10_000,
+            max_json_nodes: 20_000,
+            max_bytes_in_flight: None,
             delivery_id_field: None,
             duplicate_window_days: 7,
             admin_token: None,

@@ -35,6 +35,18 @@ pub(super) fn validate(config: &Config) -> Result<(), (String, String)> {
     if config.server.max_json_members == 0 {
         return Err(invalid("server.max_json_members", "must be greater than 0"));
     }
+    if config.server.max_json_nodes == 0 {
+        return Err(invalid("server.max_json_nodes", "must be greater than 0"));
+    }
+    if config.server.bytes_in_flight() < config.server.max_body_bytes {
+        return Err(invalid(
+            "server.max_bytes_in_flight",
+            format!(
+                "must be at least server.max_body_bytes ({}), or no body of the largest size could ever be read",
+                config.server.max_body_bytes
+            ),
+        ));
+    }
     if !(1..=366).contains(&config.server.duplicate_window_days) {
         return Err(invalid("server.duplicate_window_days", "must be between 1 and 366"));
     }

@@ -4,11 +4,10 @@
 //! refusal is a JSON body `{"error": code, "message": text}` with a precise
 //! status, and stores nothing.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, task::Poll, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use axum::{
     Json,
-    body::{Body, to_bytes},
     extract::{ConnectInfo, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
@@ -19,13 +18,14 @@ use crate::{
     clock,
     http::{
         auth::{Authenticator, Precheck, Rejection},
+        body::{self, InFlight, ShapeLimits},
         ratelimit::RateLimiter,
         refusal::Refusal,
     },
     pipeline::{
         committer::Committer,
         journal::{Appended, NewEvent, Status},
-        mapping::{MappingError, Mappings},
+        mapping::{MappingError, Mappings, Members, kind_of},
     },
     telemetry::{
         health::Health,
@@ -42,10 +42,11 @@ pub struct Intake {
     pub mappings: Arc<Mappings>,
     /// `server.max_body_bytes`.
     pub max_body_bytes: usize,
-    /// `server.max_json_depth`.
-    pub max_json_depth: usize,
-    /// `server.max_json_members`.
-    pub max_json_members: usize,
+    /// `server.max_json_depth`, `max_json_members` and `max_json_nodes`.
+    pub shape: ShapeLimits,
+    /// `server.max_bytes_in_flight`: room for the bodies being read and
+    /// journaled at once.
+    pub in_flight: InFlight,
     /// `server.delivery_id_field`.
     pub delivery_id_field: Option<String>,
     /// `server.duplicate_window_days`, in milliseconds.
@@ -71,6 +72,11 @@ pub struct Intake {
 /// The longest delivery id kept (Standard Webhooks ids are about 30).
 const MAX_DELIVERY_ID_CHARS: usize = 256;
 
+/// The longest `event_type` accepted. Buktor's are words
+/// (`schedule_change`); a longer one would only grow every log line,
+/// answer and metric that names it.
+pub const MAX_EVENT_TYPE_CHARS: usize = 128;
+
 /// `POST /receive-event`.
 pub async fn receive_event(
     State(intake): State<Arc<Intake>>,
@@ -92,17 +98,18 @@ pub async fn receive_event(
         Some(auth) => Some(auth.precheck(&headers, chrono::Utc::now().timestamp()).map_err(unauthenticated)?),
         None => None,
     };
-    let bytes = read_body(&headers, body, intake.max_body_bytes, intake.request_timeout).await?;
+    let _room =
+        intake.in_flight.admit(body::expected_size(&headers, intake.max_body_bytes), intake.request_timeout).await?;
+    let bytes = body::read(&headers, body, intake.max_body_bytes, intake.request_timeout).await?;
     if let (Some(auth), Some(Precheck::Signed(signed))) = (&intake.auth, &precheck) {
         auth.verify(signed, &bytes).map_err(unauthenticated)?;
     }
-    check_shape(&bytes, intake.max_json_depth, intake.max_json_members)?;
-    let event = parse_event(&bytes)?;
-    let event_type = event_type_of(&event)?.to_string();
-
+    body::check_shape(&bytes, intake.shape)?;
+    let members = body::members(&bytes)?;
+    let event_type = event_type_of(&members)?;
     let (status, event_key) = match intake.mappings.get(&event_type) {
         Some(mapping) => {
-            let key = mapping.key_of(&event_type, &event).map_err(|e| {
+            let key = mapping.key_of(&event_type, &members).map_err(|e| {
                 let code = match e {
                     MappingError::MissingKey { .. } => "missing_key",
                     _ => "invalid_key",
@@ -113,8 +120,11 @@ pub async fn receive_event(
         }
         None => (Status::Unmapped, None),
     };
-    let delivery_id = delivery_id_of(&headers, &event, intake.delivery_id_field.as_deref())?;
-    let payload = String::from_utf8(bytes.to_vec()).expect("parsed JSON is UTF-8");
+    let delivery_id = delivery_id_of(&headers, &members, intake.delivery_id_field.as_deref())?;
+    drop(members);
+    // The bytes that arrived, journaled as they are (no copy: the body is
+    // this request's alone). Parsing proved them UTF-8.
+    let payload = String::from_utf8(Vec::from(bytes)).expect("parsed JSON is UTF-8");
     let journaled = NewEvent {
         event_type: event_type.clone(),
         payload,
@@ -166,25 +176,24 @@ fn answer(status: StatusCode, id: i64, outcome: &'static str) -> Response {
 
 /// The sender's delivery id: the `webhook-id` header (Standard Webhooks),
 /// else the configured event field (a string or an integer).
-fn delivery_id_of(
-    headers: &HeaderMap,
-    event: &serde_json::Map<String, serde_json::Value>,
-    field: Option<&str>,
-) -> Result<Option<String>, Refusal> {
+fn delivery_id_of(headers: &HeaderMap, event: &Members<'_>, field: Option<&str>) -> Result<Option<String>, Refusal> {
     let invalid = |what: String| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_delivery_id", what);
     let id = match headers.get("webhook-id") {
         Some(value) => {
             Some(value.to_str().map_err(|_| invalid("the webhook-id header is not text".into()))?.to_string())
         }
-        None => match field.and_then(|f| event.get(f).map(|v| (f, v))) {
-            None | Some((_, serde_json::Value::Null)) => None,
-            Some((_, serde_json::Value::String(s))) => Some(s.clone()),
-            Some((_, serde_json::Value::Number(n))) if n.is_i64() || n.is_u64() => Some(n.to_string()),
-            Some((f, other)) => {
-                return Err(invalid(format!(
-                    "{f} (server.delivery_id_field) must be a string or an integer, found {other}"
-                )));
-            }
+        None => match field.and_then(|f| event.raw(f).map(|raw| (f, raw.get()))) {
+            None | Some((_, "null")) => None,
+            Some((f, raw)) => match serde_json::from_str::<serde_json::Value>(raw) {
+                Ok(serde_json::Value::String(s)) => Some(s),
+                Ok(serde_json::Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+                _ => {
+                    let shown: String = raw.chars().take(40).collect();
+                    return Err(invalid(format!(
+                        "{f} (server.delivery_id_field) must be a string or an integer, found {shown}"
+                    )));
+                }
+            },
         },
     };
     match id {
@@ -194,6 +203,39 @@ fn delivery_id_of(
         ))),
         other => Ok(other),
     }
+}
+
+/// The event's type: a non-empty string of at most [`MAX_EVENT_TYPE_CHARS`].
+fn event_type_of(members: &Members<'_>) -> Result<String, Refusal> {
+    let invalid = |found: &str| {
+        Refusal::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event_type",
+            format!("event_type must be a non-empty string, found {found}"),
+        )
+    };
+    let Some(raw) = members.raw("event_type") else {
+        return Err(Refusal::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_event_type",
+            "the event has no event_type: add a string member \"event_type\", such as \"appointment\"",
+        ));
+    };
+    let event_type: String = match serde_json::from_str(raw.get()) {
+        Ok(text) => text,
+        Err(_) => return Err(invalid(kind_of(raw.get()))),
+    };
+    if event_type.chars().count() > MAX_EVENT_TYPE_CHARS {
+        return Err(Refusal::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "event_type_too_long",
+            format!("event_type is longer than {MAX_EVENT_TYPE_CHARS} characters"),
+        ));
+    }
+    if event_type.trim().is_empty() {
+        return Err(invalid("an empty string"));
+    }
+    Ok(event_type)
 }
 
 /// `application/json`, with or without parameters, or any `+json` type.
@@ -209,131 +251,4 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
         "unsupported_content_type",
         format!("send the event with Content-Type: application/json (found {found})"),
     ))
-}
-
-async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-    timeout: Duration,
-) -> Result<axum::body::Bytes, Refusal> {
-    let too_large = || {
-        Refusal::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the body is larger than {limit} bytes (server.max_body_bytes)"),
-        )
-    };
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    // A small body usually came with the headers: read what is there
-    // first, and arm the timer only for a body still on its way.
-    let mut reading = std::pin::pin!(to_bytes(body, limit));
-    let read = match std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await {
-        Poll::Ready(read) => read,
-        Poll::Pending => tokio::time::timeout(timeout, reading).await.map_err(|_| {
-            Refusal::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                format!("the body did not arrive within {} seconds (server.request_timeout_secs)", timeout.as_secs()),
-            )
-        })?,
-    };
-    read.map_err(|e| {
-        let is_limit = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if is_limit {
-            too_large()
-        } else {
-            Refusal::new(StatusCode::BAD_REQUEST, "body_unreadable", format!("the body could not be read: {e}"))
-        }
-    })
-}
-
-/// Refuses bodies nested deeper than `max_depth`, or with more than
-/// `max_members` object members, before anything parses them. A quick scan
-/// of the bytes; malformed JSON is left to the parser's own message.
-fn check_shape(bytes: &[u8], max_depth: usize, max_members: usize) -> Result<(), Refusal> {
-    let (mut depth, mut members, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for &byte in bytes {
-        if in_string {
-            match (escaped, byte) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > max_depth {
-                    return Err(Refusal::new(
-                        StatusCode::BAD_REQUEST,
-                        "too_deep",
-                        format!("the JSON is nested deeper than {max_depth} levels (server.max_json_depth)"),
-                    ));
-                }
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            b':' => {
-                members += 1;
-                if members > max_members {
-                    return Err(Refusal::new(
-                        StatusCode::BAD_REQUEST,
-                        "too_many_members",
-                        format!("the JSON has more than {max_members} members (server.max_json_members)"),
-                    ));
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-fn parse_event(bytes: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, Refusal> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-        Refusal::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {e}"))
-    })?;
-    match value {
-        serde_json::Value::Object(map) => Ok(map),
-        other => Err(Refusal::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "not_an_object",
-            format!("the body must be one JSON object with an event_type, found {}", kind_of(&other)),
-        )),
-    }
-}
-
-fn event_type_of(event: &serde_json::Map<String, serde_json::Value>) -> Result<&str, Refusal> {
-    match event.get("event_type") {
-        Some(serde_json::Value::String(t)) if !t.trim().is_empty() => Ok(t),
-        None => Err(Refusal::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "missing_event_type",
-            "the event has no event_type: add a string member \"event_type\", such as \"appointment\"",
-        )),
-        Some(other) => Err(Refusal::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_event_type",
-            format!("event_type must be a non-empty string, found {}", kind_of(other)),
-        )),
-    }
-}
-
-fn kind_of(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(s) if s.trim().is_empty() => "an empty string",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
 }

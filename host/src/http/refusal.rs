@@ -27,6 +27,11 @@ impl Refusal {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into() }
     }
+
+    /// Its machine-readable code, such as `too_deep`.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
 }
 
 impl IntoResponse for Refusal {

@@ -36,7 +36,8 @@ pub fn prepare(mappings: &Mappings, events: Vec<PendingEvent>) -> Vec<Prepared> 
     events
         .into_iter()
         .map(|event| {
-            let row = mappings.get(&event.event_type).map(|m| m.row(&event.payload, &event.received_at));
+            let row =
+                mappings.get(&event.event_type).map(|m| m.row(&event.event_type, &event.payload, &event.received_at));
             Prepared { event, row }
         })
         .collect()

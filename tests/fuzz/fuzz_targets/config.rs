@@ -4,7 +4,10 @@
 //! what `Mappings::new` relies on (every key field is a mapped field).
 #![no_main]
 
-use buktor_middleware::{config, pipeline::mapping::Mappings};
+use buktor_middleware::{
+    config,
+    pipeline::mapping::{Mappings, Members},
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,13 +16,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Ok(config) = config::parse(text) else { return };
     let mappings = Mappings::new(&config.mapping);
-    let empty = serde_json::Map::new();
+    let empty = Members::parse("{}").expect("an empty object");
     for event_type in mappings.event_types() {
         let mapping = mappings.get(event_type).expect("a listed event type has a mapping");
         assert_eq!(mapping.fields.len(), mapping.columns.len(), "one column per field");
         assert!(!mapping.key_fields.is_empty(), "mapping.{event_type} has no key");
         assert!(mapping.key_of(event_type, &empty).is_err(), "an empty event has no key");
-        let row = mapping.row("{}", "2026-01-02T03:04:05.678Z").expect("an empty object maps");
+        let row = mapping.row(event_type, "{}", "2026-01-02T03:04:05.678Z").expect("an empty object maps");
         assert_eq!(row.len(), mapping.columns.len(), "one value per column");
     }
 });

@@ -6,7 +6,10 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::pipeline::{journal::Status, mapping::Mappings};
+use crate::pipeline::{
+    journal::Status,
+    mapping::{Mappings, Members},
+};
 
 /// Which events to list or replay.
 #[derive(Debug, Clone)]
@@ -159,10 +162,9 @@ pub fn replay(
     let mut report = Replayed::default();
     for (id, event_type, status, body) in candidates {
         let key = if status == Status::Unmapped.as_str() {
-            let key = mappings.get(&event_type).and_then(|mapping| {
-                let event: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&body).ok()?;
-                mapping.key_of(&event_type, &event).ok()
-            });
+            let key = mappings
+                .get(&event_type)
+                .and_then(|mapping| mapping.key_of(&event_type, &Members::parse(&body).ok()?).ok());
             match key {
                 Some(key) => Some(key),
                 None => {

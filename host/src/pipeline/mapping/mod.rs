@@ -1,0 +1,214 @@
+//! Event → HIS row: which table, which columns, which key, which values.
+//!
+//! Built once from the config's `mapping` section. Intake uses it to find an
+//! event's key (and refuse an event that lacks one); the sync worker uses it
+//! to turn a journaled payload into a row of typed [`Value`]s.
+//!
+//! An event is read as its top-level [`Members`], each kept as raw text;
+//! [`key`](mod@key) makes the row key that orders events, [`value`] each
+//! column's typed value.
+
+mod key;
+mod members;
+mod value;
+
+use his_plugin_api::Value;
+use indexmap::IndexMap;
+
+pub use self::{
+    key::{MAX_KEY_CHARS, canonical_key_value},
+    members::{Members, kind_of},
+    value::{InexactNumber, MAX_PLAIN_DIGITS, is_timestamp, value_of},
+};
+use crate::config::MappingConfig;
+
+/// Fields that default to the time the middleware received the event.
+const RECEIVE_TIME_FIELDS: [&str; 2] = ["received_at", "updated_at"];
+
+/// All mappings, by event type.
+#[derive(Debug, Clone)]
+pub struct Mappings {
+    by_type: IndexMap<String, EventMapping>,
+}
+
+/// How one event type becomes a row.
+#[derive(Debug, Clone)]
+pub struct EventMapping {
+    /// The HIS table.
+    pub table: String,
+    /// Event field names, in column order.
+    pub fields: Vec<String>,
+    /// HIS column names, one per field.
+    pub columns: Vec<String>,
+    /// The event fields that identify the row.
+    pub key_fields: Vec<String>,
+    /// The HIS columns of `key_fields`.
+    pub key_columns: Vec<String>,
+}
+
+/// Why an event cannot be turned into a row.
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    /// A key field is not a string or an integer.
+    #[error("event_type {event_type:?}: the key field {field:?} must be a string or an integer, found {found}")]
+    BadKey {
+        /// The event type.
+        event_type: String,
+        /// The key field.
+        field: String,
+        /// What it was.
+        found: String,
+    },
+    /// The event lacks a key field, or sends it as null.
+    #[error(
+        "event_type {event_type:?} needs the field {field:?}: it identifies the row in {table} (mapping.{event_type}.key)"
+    )]
+    MissingKey {
+        /// The event type.
+        event_type: String,
+        /// The missing key field.
+        field: String,
+        /// The HIS table.
+        table: String,
+    },
+    /// A key value is empty (after trimming) or too long.
+    #[error(
+        "event_type {event_type:?}: the key field {field:?} must be 1 to {MAX_KEY_CHARS} characters, found {characters}"
+    )]
+    KeyLength {
+        /// The event type.
+        event_type: String,
+        /// The key field.
+        field: String,
+        /// Its length, trimmed.
+        characters: usize,
+    },
+    /// A mapped field's number cannot be written exactly.
+    #[error("field {field:?} (mapping.{event_type}.fields.{field}): {error}")]
+    Inexact {
+        /// The event type.
+        event_type: String,
+        /// The event field.
+        field: String,
+        /// What is wrong with the number.
+        error: InexactNumber,
+    },
+    /// The journaled payload is not a JSON object (never happens for
+    /// payloads that intake accepted).
+    #[error("the journaled payload is not a JSON object: {0}")]
+    BadPayload(serde_json::Error),
+}
+
+impl Mappings {
+    /// Compiles the config's mapping section (already validated).
+    pub fn new(config: &IndexMap<String, MappingConfig>) -> Self {
+        let by_type = config
+            .iter()
+            .map(|(event_type, m)| {
+                let key_fields = m
+                    .key
+                    .clone()
+                    .unwrap_or_else(|| m.fields.keys().find(|f| f.ends_with("_id")).cloned().into_iter().collect());
+                let key_columns = key_fields.iter().map(|f| m.fields[f].clone()).collect();
+                let mapping = EventMapping {
+                    table: m.table.clone(),
+                    fields: m.fields.keys().cloned().collect(),
+                    columns: m.fields.values().cloned().collect(),
+                    key_fields,
+                    key_columns,
+                };
+                (event_type.clone(), mapping)
+            })
+            .collect();
+        Self { by_type }
+    }
+
+    /// The mapping for `event_type`, if there is one.
+    pub fn get(&self, event_type: &str) -> Option<&EventMapping> {
+        self.by_type.get(event_type)
+    }
+
+    /// The mapped event types, in config order.
+    pub fn event_types(&self) -> impl Iterator<Item = &str> {
+        self.by_type.keys().map(String::as_str)
+    }
+}
+
+impl EventMapping {
+    /// The row for a journaled payload, one value per column.
+    ///
+    /// A mapped field the event does not carry is NULL, except
+    /// `received_at` and `updated_at`, which default to `received_at`
+    /// (the time the middleware received the event).
+    pub fn row(&self, event_type: &str, payload: &str, received_at: &str) -> Result<Vec<Value>, MappingError> {
+        let members = Members::parse(payload).map_err(MappingError::BadPayload)?;
+        self.fields
+            .iter()
+            .map(|field| match members.raw(field) {
+                Some(raw) => value_of(raw).map_err(|error| MappingError::Inexact {
+                    event_type: event_type.to_string(),
+                    field: field.clone(),
+                    error,
+                }),
+                None if RECEIVE_TIME_FIELDS.contains(&field.as_str()) => Ok(Value::timestamp(received_at)),
+                None => Ok(Value::null()),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use his_plugin_api::ValueRef;
+
+    use super::*;
+
+    pub(super) fn seed_mappings() -> Mappings {
+        let config = crate::config::parse(include_str!("../../../../his-config.json")).unwrap();
+        Mappings::new(&config.mapping)
+    }
+
+    #[test]
+    fn the_seed_mappings_key_on_their_id_fields() {
+        let m = seed_mappings();
+        let keys: Vec<_> = m.event_types().map(|t| m.get(t).unwrap().key_columns.clone()).collect();
+        assert_eq!(keys, [["HIS_appointment_id"], ["HIS_schedule_id"], ["HIS_payment_id"]]);
+    }
+
+    #[test]
+    fn rows_fill_missing_fields_with_null_and_receive_time() {
+        let m = seed_mappings();
+        let appointment = m.get("appointment").unwrap();
+        let row = appointment
+            .row(
+                "appointment",
+                r#"{"event_type": "appointment", "appointment_id": 123, "status": "confirmed"}"#,
+                "2026-01-02T03:04:05.678Z",
+            )
+            .unwrap();
+        assert_eq!(
+            row.iter().map(Value::get).collect::<Vec<_>>(),
+            [ValueRef::Int(123), ValueRef::Text("confirmed"), ValueRef::Timestamp("2026-01-02T03:04:05.678Z")]
+        );
+        let payment = m.get("payment").unwrap();
+        let row = payment.row("payment", r#"{"payment_id": 789}"#, "2026-01-02T03:04:05.678Z").unwrap();
+        assert_eq!(
+            row.iter().map(Value::get).collect::<Vec<_>>(),
+            [ValueRef::Int(789), ValueRef::Null, ValueRef::Null, ValueRef::Null]
+        );
+    }
+
+    #[test]
+    fn member_names_written_with_escapes_are_found() {
+        let appointment = seed_mappings().get("appointment").map(|m| {
+            m.row(
+                "appointment",
+                r#"{"caf\u00e9": 1, "a\/b": 2, "appointment_\u0069d": 123, "status": "confirmed"}"#,
+                "2026-01-02T03:04:05.678Z",
+            )
+        });
+        let row = appointment.unwrap().unwrap();
+        assert_eq!(row[0].get(), ValueRef::Int(123));
+        assert_eq!(row[1].get(), ValueRef::Text("confirmed"));
+    }
+}
