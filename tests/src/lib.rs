@@ -108,7 +108,7 @@ impl Setup {
     pub fn new() -> Self {
         let text = std::fs::read_to_string(repo_root().join("his-config.json")).expect("read his-config.json");
         let mut config: serde_json::Value = serde_json::from_str(&text).expect("his-config.json is JSON");
-        config["server"] = serde_json::json!({ "listen": "127.0.0.1:0" });
+        config["server"] = serde_json::json!({ "listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0" });
         config["database"]["path"] = "his.db".into();
         config["journal"] = serde_json::json!({ "path": "journal.db" });
         // Short delays, so retries happen within a test's patience.
@@ -192,8 +192,11 @@ impl std::fmt::Display for StartError {
 /// A running `buktor-middleware` process.
 pub struct Middleware {
     child: Child,
-    /// `127.0.0.1:PORT`, from the startup line.
+    /// `127.0.0.1:PORT`, from the startup line: intake.
     pub address: String,
+    /// Where the operator's routes (`/ready`, `/metrics`, `/admin`)
+    /// listen, from their startup line.
+    pub admin_address: String,
     logs: Arc<Mutex<Vec<String>>>,
 }
 
@@ -223,18 +226,25 @@ impl Middleware {
             .expect("spawn buktor-middleware");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (address_tx, address_rx) = std::sync::mpsc::channel();
+        let (admin_tx, admin_rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().expect("piped stderr");
         let sink = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let address = line
-                    .split("listening on ")
-                    .nth(1)
-                    .and_then(|rest| rest.split_once("://"))
-                    .map(|(_, rest)| rest.split('/').next().unwrap_or_default().to_string());
+                let after = |marker: &str| {
+                    line.split(marker)
+                        .nth(1)
+                        .and_then(|rest| rest.split_once("://"))
+                        .map(|(_, rest)| rest.split(['/', ' ']).next().unwrap_or_default().to_string())
+                };
+                let (address, admin) =
+                    (after("listening on "), after("operator's routes (/ready, /metrics, /admin) on "));
                 // Store the line before announcing the address, so that
                 // logs() always holds the startup line.
                 sink.lock().unwrap().push(line);
+                if let Some(admin) = admin {
+                    let _ = admin_tx.send(admin);
+                }
                 if let Some(address) = address {
                     let _ = address_tx.send(address);
                 }
@@ -243,7 +253,9 @@ impl Middleware {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(address) = address_rx.recv_timeout(Duration::from_millis(20)) {
-                return Ok(Self { child, address, logs });
+                // The operator's line comes right after intake's.
+                let admin_address = admin_rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+                return Ok(Self { child, address, admin_address, logs });
             }
             if let Some(status) = child.try_wait().expect("poll child") {
                 // Let the reader thread drain what is left.
@@ -299,9 +311,12 @@ impl Middleware {
         threads.into_iter().flat_map(|t| t.join().expect("sender thread")).collect()
     }
 
-    /// Any request.
+    /// Any request: to the operator's port for `/ready`, `/metrics` and
+    /// `/admin…`, else to intake's.
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-        http::request(&self.address, method, path, headers, body)
+        let operator = ["/ready", "/metrics", "/admin"].iter().any(|route| path.starts_with(route));
+        let address = if operator { &self.admin_address } else { &self.address };
+        http::request(address, method, path, headers, body)
             .unwrap_or_else(|e| panic!("{method} {path} failed: {e}\nlogs:\n{}", self.logs()))
     }
 

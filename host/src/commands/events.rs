@@ -28,6 +28,18 @@ fn operator_journal(config_path: Option<PathBuf>) -> anyhow::Result<(LoadedConfi
     Ok((loaded, connection))
 }
 
+fn since_of(since: Option<String>) -> anyhow::Result<Option<String>> {
+    since
+        .map(|text| {
+            operations::parse_since(&text).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--since {text:?}: expected a time such as 2026-01-01T00:00:00Z, or a date such as 2026-01-01"
+                )
+            })
+        })
+        .transpose()
+}
+
 fn status_of(text: &str) -> anyhow::Result<journal::Status> {
     operations::parse_status(text)
         .ok_or_else(|| anyhow::anyhow!("--status {text:?}: expected pending, delivered, failed or unmapped"))
@@ -43,7 +55,7 @@ pub fn events(
     json: bool,
 ) -> anyhow::Result<()> {
     let (_, connection) = operator_journal(config_path)?;
-    let filter = operations::Filter { status: status_of(status)?, event_type, since, limit };
+    let filter = operations::Filter { status: status_of(status)?, event_type, since: since_of(since)?, limit };
     let rows = operations::list(&connection, &filter, clock::now_ms())?;
     if json {
         for row in &rows {
@@ -93,7 +105,7 @@ pub fn replay(
         (None, Some(status)) => operations::Selection::Matching(operations::Filter {
             status: status_of(&status)?,
             event_type,
-            since,
+            since: since_of(since)?,
             limit: 0,
         }),
         (None, None) => anyhow::bail!("replay needs --id N or --status failed|unmapped"),

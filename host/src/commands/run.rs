@@ -18,6 +18,7 @@ use buktor_middleware::{
         journal,
         lookahead::Lookahead,
         mapping::Mappings,
+        quota::{Quota, QuotaLimits},
         retry,
         wakeup::Wakeup,
         worker::{Opened, Worker},
@@ -39,10 +40,10 @@ pub fn run(config_path: Option<PathBuf>, control: Control) -> anyhow::Result<()>
     let tls = config.server.tls.as_ref().map(|tls| server::load_tls(tls, &loaded.dir)).transpose()?;
     let mappings = Arc::new(Mappings::new(&config.mapping));
     if config.mapping.is_empty() {
-        tracing::warn!("{} maps no event types: every event will be kept as unmapped", loaded.file.display());
+        tracing::warn!(target: LOG_TARGET, "{} maps no event types: every event will be kept as unmapped", loaded.file.display());
     } else {
         let types: Vec<&str> = mappings.event_types().collect();
-        tracing::info!("config {}: mapping event types {}", loaded.file.display(), types.join(", "));
+        tracing::info!(target: LOG_TARGET, "config {}: mapping event types {}", loaded.file.display(), types.join(", "));
     }
 
     let journal_path = loaded.journal_path();
@@ -51,7 +52,17 @@ pub fn run(config_path: Option<PathBuf>, control: Control) -> anyhow::Result<()>
     let wakeup = Arc::new(Wakeup::default());
     let metrics = Arc::new(metrics::Metrics::new(mappings.event_types().map(str::to_string)));
     let health = Arc::new(health::Health::default());
-    let observers = committer::Observers { metrics: Some(metrics.clone()), health: Some(health.clone()) };
+    let quota = Arc::new(Quota::new(QuotaLimits {
+        max_bytes: config.journal.max_bytes,
+        max_unmapped_bytes: config.journal.max_unmapped_bytes,
+        max_unmapped_bytes_per_type: config.journal.max_unmapped_bytes_per_type,
+        max_event_bytes: config.server.max_body_bytes as u64,
+    }));
+    let observers = committer::Observers {
+        metrics: Some(metrics.clone()),
+        health: Some(health.clone()),
+        quota: Some(quota.clone()),
+    };
     let (committer, committer_thread) =
         Committer::start(writer_connection, wakeup.clone(), observers).context("cannot start the journal committer")?;
 
@@ -89,23 +100,34 @@ pub fn run(config_path: Option<PathBuf>, control: Control) -> anyhow::Result<()>
         worker.start().map_err(|e| anyhow::anyhow!("cannot open the {database_type} HIS database: {e}"))?;
     match opened {
         Opened::Ready => {}
-        Opened::Deferred(e) => tracing::warn!(
+        Opened::Deferred(e) => tracing::warn!(target: LOG_TARGET,
             "the HIS database is not reachable yet ({e}); events are journaled and will be written when it is"
         ),
-        Opened::Slow => tracing::warn!(
+        Opened::Slow => tracing::warn!(target: LOG_TARGET,
             "the HIS database has not answered yet; events are journaled and will be written when it does"
         ),
     }
 
+    let rate_limiter = config.server.rate_limit.as_ref().map(|limit| Arc::new(ratelimit::RateLimiter::new(limit)));
     let admin = config.server.admin_token.as_ref().map(|token| admin::Admin {
         token: token.as_str().into(),
         journal_path: journal_path.clone(),
         mappings: mappings.clone(),
         wakeup: wakeup.clone(),
+        rate_limiter: rate_limiter.clone(),
     });
+    let operator = http::Operator {
+        metrics: metrics.clone(),
+        health,
+        journal_path: journal_path.clone(),
+        quota: quota.clone(),
+        admin_token: config.server.admin_token.as_deref().map(Arc::from),
+        admin,
+    };
     let intake = intake::Intake {
         committer,
         mappings,
+        quota,
         max_body_bytes: config.server.max_body_bytes,
         shape: ShapeLimits {
             depth: config.server.max_json_depth,
@@ -117,56 +139,78 @@ pub fn run(config_path: Option<PathBuf>, control: Control) -> anyhow::Result<()>
         duplicate_window_ms: i64::from(config.server.duplicate_window_days) * 24 * 3600 * 1000,
         auth: config.server.auth.as_ref().map(|auth| Arc::new(auth::Authenticator::new(auth))),
         request_timeout: Duration::from_secs(config.server.request_timeout_secs),
-        rate_limiter: config.server.rate_limit.as_ref().map(|limit| Arc::new(ratelimit::RateLimiter::new(limit))),
+        rate_limiter,
+        allow_unsigned_through_proxy: config.server.allow_unsigned_through_proxy,
+        proxy_warned_ms: Arc::default(),
         metrics,
-        health,
-        journal_path: journal_path.clone(),
-        admin_token: config.server.admin_token.as_deref().map(Arc::from),
     };
     let limits = ConnectionLimits {
         request_timeout: Duration::from_secs(config.server.request_timeout_secs),
+        idle_timeout: Duration::from_secs(config.server.idle_timeout_secs),
         max_connections: config.server.max_connections,
         max_connections_per_client: config.server.max_connections_per_client,
     };
-    if config.server.auth.is_none() {
-        tracing::warn!(
-            "server.auth is not set: intake accepts events from anyone who reaches {}. Fine on 127.0.0.1 for a \
-             trial; behind nginx, ngrok or DynDNS (the seed's recipes) the port is public even on 127.0.0.1, so set \
-             server.auth.webhook_secrets",
-            config.server.listen
-        );
-    }
-    let listen = config.server.listen;
+    warn_about_exposure(&config.server);
+    let (listen, admin_listen) = (config.server.listen, config.server.admin_listen);
+    let on_intake_port = config.server.operator_routes_on_intake_port.then(|| operator.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let served = runtime.block_on(async move {
-        let server = Server::bind(listen, tls, limits).await?;
+        let server = Server::bind(listen, "server.listen", tls.clone(), limits).await?;
+        let operator_server = Server::bind(admin_listen, "server.admin_listen", tls, limits).await?;
         let address = server.local_addr()?;
+        // Before the line that says it listens: a stop request from then on
+        // is a graceful stop, never the signal's default.
+        control.listen_for_signals();
         tracing::info!(
+            target: LOG_TARGET,
             "listening on {}://{address}/receive-event (database: {database_type}, plugin: {plugin_line}, journal: {})",
             server.scheme(),
             journal_path.display()
         );
-        control.listen_for_signals();
+        tracing::info!(
+            target: LOG_TARGET,
+            "operator's routes (/ready, /metrics, /admin) on {}://{}",
+            operator_server.scheme(),
+            operator_server.local_addr()?
+        );
         control.ready();
         let control = Arc::new(control);
         let first_stop = Arc::new(tokio::sync::Notify::new());
         let (stopping, notify) = (control.clone(), first_stop.clone());
-        let serve = server.serve(http::router(intake, admin), async move {
-            stopping.stop_requested().await;
-            tracing::info!("shutting down: no new events are accepted");
-            notify.notify_one();
+        let stop = tokio::sync::watch::channel(false);
+        let (stop_sender, stop_operator) = (stop.0, stop.1.clone());
+        let mut stop_intake = stop.1;
+        let serve = server.serve(http::intake_router(intake, on_intake_port), async move {
+            let _ = stop_intake.changed().await;
         });
+        let serve_operator = operator_server.serve(http::operator_router(operator), async move {
+            let mut stop = stop_operator;
+            let _ = stop.changed().await;
+        });
+        let serving = async {
+            tokio::join!(serve, serve_operator);
+        };
+        let stop_both = async move {
+            stopping.stop_requested().await;
+            tracing::info!(target: LOG_TARGET, "shutting down: no new events are accepted");
+            let _ = stop_sender.send(true);
+            notify.notify_one();
+            // Keep the sender: the receivers see one change, not a close.
+            std::future::pending::<()>().await;
+        };
         // In-flight requests get a bounded time to finish; a second stop
         // request stops at once. Every accepted event is already on disk.
         tokio::select! {
-            () = serve => {},
+            () = serving => {},
+            () = stop_both => {},
             () = async {
                 first_stop.notified().await;
                 tokio::select! {
                     () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!(
+            target: LOG_TARGET,
                         "requests still in flight after {}s; stopping anyway", SHUTDOWN_GRACE.as_secs()
                     ),
-                    () = control.stop_requested() => tracing::warn!("second stop request: stopping now"),
+                    () = control.stop_requested() => tracing::warn!(target: LOG_TARGET, "second stop request: stopping now"),
                 }
             } => {}
         }
@@ -180,9 +224,39 @@ pub fn run(config_path: Option<PathBuf>, control: Control) -> anyhow::Result<()>
     wakeup.stop();
     join_within(worker_thread, WORKER_GRACE, "the sync worker (a write to the HIS in progress)");
     join_within(committer_thread, SHUTDOWN_GRACE, "the journal committer");
-    tracing::info!("stopped");
+    tracing::info!(target: LOG_TARGET, "stopped");
     served
 }
+
+/// The startup warnings about who can reach what.
+fn warn_about_exposure(server: &config::ServerConfig) {
+    if server.auth.is_none() {
+        tracing::warn!(target: LOG_TARGET,
+            "server.auth is not set: intake accepts events from anyone who reaches {}. Fine on 127.0.0.1 for a \
+             trial; behind nginx, ngrok or DynDNS (the seed's recipes) the port is public even on 127.0.0.1, so set \
+             server.auth.webhook_secrets",
+            server.listen
+        );
+        if server.allow_unsigned_through_proxy {
+            tracing::warn!(target: LOG_TARGET,
+                "server.allow_unsigned_through_proxy is set: unsigned events that came through a proxy are accepted, \
+                 so anyone who reaches the proxy can write into the HIS. Set server.auth instead"
+            );
+        }
+    }
+    if server.operator_routes_on_intake_port {
+        tracing::warn!(target: LOG_TARGET,
+            "server.operator_routes_on_intake_port is set: /ready, /metrics and /admin answer on {} too, so a \
+             proxy in front of intake exposes them; scrape them on server.admin_listen ({}) instead",
+            server.listen,
+            server.admin_listen
+        );
+    }
+}
+
+/// The startup and shutdown lines keep the target they have always had
+/// (`INFO buktor_middleware: listening on …`), which operators grep for.
+const LOG_TARGET: &str = "buktor_middleware";
 
 /// How long in-flight requests, and then the journal, get to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -196,7 +270,7 @@ fn join_within(thread: std::thread::JoinHandle<()>, limit: Duration, what: &str)
     let deadline = std::time::Instant::now() + limit;
     while !thread.is_finished() {
         if std::time::Instant::now() > deadline {
-            tracing::warn!("{what} did not stop within {}s; exiting anyway", limit.as_secs());
+            tracing::warn!(target: LOG_TARGET, "{what} did not stop within {}s; exiting anyway", limit.as_secs());
             return;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -212,7 +286,7 @@ fn warn_if_secrets_are_readable(loaded: &LoadedConfig) {
         use std::os::unix::fs::PermissionsExt;
         let readable_by_others = std::fs::metadata(&loaded.file).is_ok_and(|m| m.permissions().mode() & 0o004 != 0);
         if readable_by_others && !loaded.literal_secrets.is_empty() {
-            tracing::warn!(
+            tracing::warn!(target: LOG_TARGET,
                 "{} holds secrets ({}) and other users on this server can read it: run `chmod 600 {}`, \
                  or write each as ${{ENV_NAME}} and set the variable in the service's environment",
                 loaded.file.display(),

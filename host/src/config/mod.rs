@@ -82,13 +82,31 @@ pub struct ServerConfig {
     /// Listen on a non-loopback address without `auth`: only for networks
     /// where nothing untrusted can reach the port.
     pub allow_unauthenticated: bool,
+    /// Accept unsigned events that came through a proxy (they carry
+    /// `Forwarded`, `X-Forwarded-For`, `X-Real-IP` or `Via`) when `auth`
+    /// is not set. Off: behind ngrok or nginx, anyone on the internet
+    /// could send them; such requests get 401.
+    pub allow_unsigned_through_proxy: bool,
+    /// Where the operator's routes listen: `/ready`, `/metrics` and
+    /// `/admin`. Apart from intake, so that a proxy in front of intake
+    /// never exposes them.
+    pub admin_listen: SocketAddr,
+    /// Serve the operator's routes on the intake port too, as before
+    /// `admin_listen` existed (for scrapers set up then). Warned about at
+    /// startup: a proxy in front of intake then exposes them.
+    pub operator_routes_on_intake_port: bool,
     /// Serve HTTPS with this certificate, for a port exposed directly
     /// (behind nginx, nginx does TLS instead).
     pub tls: Option<TlsConfig>,
-    /// How long a client may take to send a request's headers, and then
-    /// its body (and to finish a TLS handshake): a stalled client must not
-    /// hold a connection, or a shutdown, for long.
+    /// How long a client may take to send a request's body (and to take
+    /// the answer): a stalled client must not hold a connection, or a
+    /// shutdown, for long.
     pub request_timeout_secs: u64,
+    /// How long a connection may sit without a request: from when it
+    /// opens (or its last answer) until its request's headers are in, the
+    /// TLS handshake included. Shorter than `request_timeout_secs`, so
+    /// that idle connections give their places back quickly.
+    pub idle_timeout_secs: u64,
     /// The most connections open at once; more wait until one closes.
     /// Bounds file descriptors and memory under a flood.
     pub max_connections: usize,
@@ -165,8 +183,12 @@ impl Default for ServerConfig {
             admin_token: None,
             auth: None,
             allow_unauthenticated: false,
+            allow_unsigned_through_proxy: false,
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 5001)),
+            operator_routes_on_intake_port: false,
             tls: None,
             request_timeout_secs: 30,
+            idle_timeout_secs: 10,
             max_connections: 1024,
             max_connections_per_client: 64,
             rate_limit: None,
@@ -185,15 +207,46 @@ pub struct JournalConfig {
     /// events are kept until replayed, or removed by `prune`.
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
+    /// The most the journal may hold, in bytes. At it, every event is
+    /// refused (507, `journal_full`) until the HIS takes the backlog or an
+    /// operator prunes: nothing accepted is ever dropped to make room.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+    /// The most that events no mapping knows (kept as `unmapped`) may
+    /// hold, in payload bytes; beyond it they are refused (507,
+    /// `unmapped_quota`) while mapped events still flow.
+    #[serde(default = "default_max_unmapped_bytes")]
+    pub max_unmapped_bytes: u64,
+    /// The same, for the unmapped events of one event type.
+    #[serde(default = "default_max_unmapped_bytes_per_type")]
+    pub max_unmapped_bytes_per_type: u64,
 }
 
 fn default_retention_days() -> u32 {
     30
 }
 
+fn default_max_bytes() -> u64 {
+    8 << 30
+}
+
+fn default_max_unmapped_bytes() -> u64 {
+    512 << 20
+}
+
+fn default_max_unmapped_bytes_per_type() -> u64 {
+    64 << 20
+}
+
 impl Default for JournalConfig {
     fn default() -> Self {
-        Self { path: None, retention_days: default_retention_days() }
+        Self {
+            path: None,
+            retention_days: default_retention_days(),
+            max_bytes: default_max_bytes(),
+            max_unmapped_bytes: default_max_unmapped_bytes(),
+            max_unmapped_bytes_per_type: default_max_unmapped_bytes_per_type(),
+        }
     }
 }
 

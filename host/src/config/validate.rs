@@ -35,6 +35,15 @@ pub(super) fn validate(config: &Config) -> Result<(), (String, String)> {
     if config.server.max_json_members == 0 {
         return Err(invalid("server.max_json_members", "must be greater than 0"));
     }
+    for (setting, value) in [
+        ("journal.max_bytes", config.journal.max_bytes),
+        ("journal.max_unmapped_bytes", config.journal.max_unmapped_bytes),
+        ("journal.max_unmapped_bytes_per_type", config.journal.max_unmapped_bytes_per_type),
+    ] {
+        if value < 1 << 20 {
+            return Err(invalid(setting, "must be at least 1048576 (1 MiB)"));
+        }
+    }
     if config.server.max_json_nodes == 0 {
         return Err(invalid("server.max_json_nodes", "must be greater than 0"));
     }
@@ -86,6 +95,19 @@ pub(super) fn validate(config: &Config) -> Result<(), (String, String)> {
     }
     if !(1..=600).contains(&config.server.request_timeout_secs) {
         return Err(invalid("server.request_timeout_secs", "must be between 1 and 600"));
+    }
+    if !(1..=600).contains(&config.server.idle_timeout_secs) {
+        return Err(invalid("server.idle_timeout_secs", "must be between 1 and 600"));
+    }
+    if config.server.admin_listen == config.server.listen && config.server.listen.port() != 0 {
+        return Err(invalid(
+            "server.admin_listen",
+            format!(
+                "is the same address as server.listen ({}): give the operator's routes a port of their own \
+                 (the default is 127.0.0.1:5001), or set server.operator_routes_on_intake_port",
+                config.server.listen
+            ),
+        ));
     }
     if !(1..=100_000).contains(&config.server.max_connections) {
         return Err(invalid("server.max_connections", "must be between 1 and 100000"));

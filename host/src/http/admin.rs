@@ -6,12 +6,12 @@
 //! token is checked by a layer, before anything reads the query or body,
 //! so that a stranger learns nothing but 401.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use axum::{
     Json, Router,
     extract::{
-        Query, Request, State,
+        ConnectInfo, Query, Request, State,
         rejection::{JsonRejection, QueryRejection},
     },
     http::StatusCode,
@@ -26,6 +26,7 @@ use crate::{
     clock,
     http::{
         auth::bearer_matches,
+        ratelimit::{self, RateLimiter, Spend},
         refusal::{Refusal, method_not_allowed},
     },
     pipeline::{
@@ -49,6 +50,8 @@ pub struct Admin {
     pub mappings: Arc<Mappings>,
     /// Rung after a replay, so the worker starts at once.
     pub wakeup: Arc<Wakeup>,
+    /// `server.rate_limit`: a wrong token spends the failures' bucket.
+    pub rate_limiter: Option<Arc<RateLimiter>>,
 }
 
 /// The admin routes, to be nested under `/admin`.
@@ -60,14 +63,23 @@ pub fn routes(admin: Admin) -> Router {
         .with_state(admin)
 }
 
-async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> Response {
+async fn authorize(
+    State(admin): State<Admin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limiter = admin.rate_limiter.as_deref();
     if !bearer_matches(request.headers(), &admin.token) {
-        return Refusal::new(
+        let refusal = Refusal::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "the admin routes need Authorization: Bearer <server.admin_token>",
-        )
-        .into_response();
+        );
+        return ratelimit::failed(limiter, peer.ip(), refusal).into_response();
+    }
+    if let Some(Err(limited)) = limiter.map(|limiter| limiter.admit(peer.ip(), Spend::Sender)) {
+        return limited.into_response();
     }
     next.run(request).await
 }
@@ -86,6 +98,19 @@ struct EventsQuery {
     event_type: Option<String>,
     since: Option<String>,
     limit: Option<usize>,
+}
+
+fn since(text: Option<String>) -> Result<Option<String>, Refusal> {
+    text.map(|text| {
+        operations::parse_since(&text).ok_or_else(|| {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "bad_since",
+                format!("since {text:?}: expected a time such as 2026-01-01T00:00:00Z, or a date such as 2026-01-01"),
+            )
+        })
+    })
+    .transpose()
 }
 
 fn status(text: &str) -> Result<journal::Status, Refusal> {
@@ -110,7 +135,7 @@ async fn events(
     let filter = Filter {
         status: status(query.status.as_deref().unwrap_or("failed"))?,
         event_type: query.event_type,
-        since: query.since,
+        since: since(query.since)?,
         limit: query.limit.unwrap_or(100).min(10_000),
     };
     let rows = tokio::task::spawn_blocking(move || {
@@ -142,7 +167,7 @@ async fn replay(
         (None, Some(text)) => Selection::Matching(Filter {
             status: status(&text)?,
             event_type: request.event_type,
-            since: request.since,
+            since: since(request.since)?,
             limit: 0,
         }),
         (None, None) => {

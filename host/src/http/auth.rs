@@ -67,12 +67,16 @@ impl fmt::Display for Rejection {
 /// constant time: the admin token's one check, for `/admin` and for
 /// `/ready` and `/metrics` from other machines.
 pub fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let presented =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token).unwrap_or("");
     constant_time_eq(presented.as_bytes(), token.as_bytes())
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme's
+/// name is case-insensitive (RFC 9110): `bearer` and `BEARER` are Bearer.
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 /// What the headers settled before the body is read.
@@ -140,7 +144,7 @@ impl Authenticator {
         if let Some(authorization) = text(header::AUTHORIZATION.as_str()).transpose()?
             && !self.tokens.is_empty()
         {
-            let presented = authorization.strip_prefix("Bearer ").ok_or(Rejection::Malformed)?;
+            let presented = bearer_token(authorization).ok_or(Rejection::Malformed)?;
             let mut matched = false;
             for token in &self.tokens {
                 matched |= constant_time_eq(presented.as_bytes(), token.as_bytes());
@@ -273,6 +277,12 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer a-long-shared-token-123"));
         assert_eq!(auth.check(&headers, BODY, 0), Ok(()));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer a-long-shared-token-123"));
+        assert!(
+            matches!(auth.precheck(&headers, TIMESTAMP), Ok(Precheck::Accepted)),
+            "the scheme's case does not matter"
+        );
+        assert!(bearer_matches(&headers, "a-long-shared-token-123"));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer wrong"));
         assert_eq!(auth.check(&headers, BODY, 0), Err(Rejection::BadToken));
         assert_eq!(auth.check(&HeaderMap::new(), BODY, 0), Err(Rejection::Missing));

@@ -4,7 +4,14 @@
 //! refusal is a JSON body `{"error": code, "message": text}` with a precise
 //! status, and stores nothing.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::{
     Json,
@@ -19,18 +26,16 @@ use crate::{
     http::{
         auth::{Authenticator, Precheck, Rejection},
         body::{self, InFlight, ShapeLimits},
-        ratelimit::RateLimiter,
+        ratelimit::{self, RateLimiter, Spend},
         refusal::Refusal,
     },
     pipeline::{
         committer::Committer,
         journal::{Appended, NewEvent, Status},
         mapping::{MappingError, Mappings, Members, kind_of},
+        quota::{Over, Quota},
     },
-    telemetry::{
-        health::Health,
-        metrics::{Metrics, Received},
-    },
+    telemetry::metrics::{Metrics, Received},
 };
 
 /// What the handlers share.
@@ -40,6 +45,8 @@ pub struct Intake {
     pub committer: Committer,
     /// Event type → mapping, to find each event's key.
     pub mappings: Arc<Mappings>,
+    /// How much the journal may still take.
+    pub quota: Arc<Quota>,
     /// `server.max_body_bytes`.
     pub max_body_bytes: usize,
     /// `server.max_json_depth`, `max_json_members` and `max_json_nodes`.
@@ -55,18 +62,16 @@ pub struct Intake {
     pub auth: Option<Arc<Authenticator>>,
     /// `server.request_timeout_secs`: how long a body may take to arrive.
     pub request_timeout: Duration,
-    /// `server.rate_limit`, applied to every route but `/health` and
-    /// `/metrics`.
+    /// `server.rate_limit`: requests that failed authentication spend
+    /// their own bucket, never the authenticated sender's.
     pub rate_limiter: Option<Arc<RateLimiter>>,
+    /// `server.allow_unsigned_through_proxy`.
+    pub allow_unsigned_through_proxy: bool,
+    /// When intake last logged an unsigned request through a proxy (unix
+    /// ms): once a minute, not once per request.
+    pub proxy_warned_ms: Arc<AtomicI64>,
     /// Where events and refusals are counted.
     pub metrics: Arc<Metrics>,
-    /// What `/ready` reports.
-    pub health: Arc<Health>,
-    /// The journal, read by `/metrics` for its gauges.
-    pub journal_path: PathBuf,
-    /// `server.admin_token`: lets other machines read `/ready` and
-    /// `/metrics`, which otherwise answer only this one.
-    pub admin_token: Option<Arc<str>>,
 }
 
 /// The longest delivery id kept (Standard Webhooks ids are about 30).
@@ -86,23 +91,41 @@ pub async fn receive_event(
     let received_at = clock::now_rfc3339();
     // The request's own headers, not a copy (the `HeaderMap` extractor clones).
     let (axum::http::request::Parts { headers, .. }, body) = request.into_parts();
-    check_content_type(&headers)?;
+    let limiter = intake.rate_limiter.as_deref();
+    let address = peer.ip();
     let unauthenticated = |rejection: Rejection| {
         // Never the body: an unauthenticated request is not trusted enough to log.
         // The address lets a log watcher (fail2ban, say) block a prober.
         tracing::warn!(%peer, reason = rejection.code(), "refused a request that is not authenticated");
-        Refusal::new(StatusCode::UNAUTHORIZED, rejection.code(), rejection.to_string())
+        ratelimit::failed(
+            limiter,
+            address,
+            Refusal::new(StatusCode::UNAUTHORIZED, rejection.code(), rejection.to_string()),
+        )
     };
     // The headers first: without credentials, the body is not even read.
     let precheck = match &intake.auth {
         Some(auth) => Some(auth.precheck(&headers, chrono::Utc::now().timestamp()).map_err(unauthenticated)?),
-        None => None,
+        None if !intake.allow_unsigned_through_proxy && came_through_proxy(&headers) => {
+            intake.warn_about_proxy(peer);
+            return Err(ratelimit::failed(limiter, address, unsigned_through_proxy()));
+        }
+        None => {
+            // Without server.auth, every request is a sender's.
+            limiter.map(|limiter| limiter.admit(address, Spend::Sender)).transpose()?;
+            None
+        }
     };
+    check_content_type(&headers)?;
     let _room =
         intake.in_flight.admit(body::expected_size(&headers, intake.max_body_bytes), intake.request_timeout).await?;
     let bytes = body::read(&headers, body, intake.max_body_bytes, intake.request_timeout).await?;
-    if let (Some(auth), Some(Precheck::Signed(signed))) = (&intake.auth, &precheck) {
-        auth.verify(signed, &bytes).map_err(unauthenticated)?;
+    if let Some(auth) = &intake.auth {
+        if let Some(Precheck::Signed(signed)) = &precheck {
+            auth.verify(signed, &bytes).map_err(unauthenticated)?;
+        }
+        // Authenticated: from here on it spends the sender's bucket.
+        limiter.map(|limiter| limiter.admit(address, Spend::Sender)).transpose()?;
     }
     body::check_shape(&bytes, intake.shape)?;
     let members = body::members(&bytes)?;
@@ -125,6 +148,14 @@ pub async fn receive_event(
     // The bytes that arrived, journaled as they are (no copy: the body is
     // this request's alone). Parsing proved them UTF-8.
     let payload = String::from_utf8(Vec::from(bytes)).expect("parsed JSON is UTF-8");
+    intake.quota.admit(&event_type, status == Status::Unmapped, payload.len() as u64).map_err(|over| {
+        let code = match over {
+            Over::Journal { .. } => "journal_full",
+            Over::Unmapped { .. } => "unmapped_quota",
+        };
+        Refusal::new(StatusCode::INSUFFICIENT_STORAGE, code, format!("{over}; the event was not accepted"))
+            .retry_after(60)
+    })?;
     let journaled = NewEvent {
         event_type: event_type.clone(),
         payload,
@@ -236,6 +267,40 @@ fn event_type_of(members: &Members<'_>) -> Result<String, Refusal> {
         return Err(invalid("an empty string"));
     }
     Ok(event_type)
+}
+
+/// Headers that proxies add (ngrok adds `X-Forwarded-For`, a typical nginx
+/// site `X-Forwarded-For` or `X-Real-IP`).
+const PROXY_HEADERS: [&str; 4] = ["forwarded", "x-forwarded-for", "x-real-ip", "via"];
+
+fn came_through_proxy(headers: &HeaderMap) -> bool {
+    PROXY_HEADERS.iter().any(|name| headers.contains_key(*name))
+}
+
+fn unsigned_through_proxy() -> Refusal {
+    Refusal::new(
+        StatusCode::UNAUTHORIZED,
+        "unsigned_through_proxy",
+        "this request came through a proxy, so it may come from anyone on the internet, and server.auth is not \
+         set: configure signing (server.auth.webhook_secrets) before exposing the port",
+    )
+}
+
+impl Intake {
+    /// Logs an unsigned request through a proxy, at most once a minute.
+    fn warn_about_proxy(&self, peer: SocketAddr) {
+        let now = clock::now_ms();
+        let last = self.proxy_warned_ms.load(Ordering::Relaxed);
+        if now - last >= 60_000
+            && self.proxy_warned_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            tracing::warn!(
+                %peer,
+                "refused unsigned events that came through a proxy (it sends Forwarded, X-Forwarded-For, X-Real-IP \
+                 or Via): the port is exposed, and server.auth is not set. Configure signing; this is logged once a minute"
+            );
+        }
+    }
 }
 
 /// `application/json`, with or without parameters, or any `+json` type.

@@ -16,8 +16,8 @@ use axum::{
 use crate::{
     clock,
     http::refusal::Refused,
-    pipeline::journal,
-    telemetry::metrics::{JournalGauges, Metrics},
+    pipeline::{journal, quota::Quota},
+    telemetry::metrics::{JournalGauges, JournalSpace, Metrics},
 };
 
 /// What `GET /metrics` needs.
@@ -27,6 +27,8 @@ pub struct Scrape {
     pub metrics: Arc<Metrics>,
     /// The journal, read (on a connection of its own) for the gauges.
     pub journal_path: PathBuf,
+    /// How full the journal is.
+    pub quota: Arc<Quota>,
 }
 
 /// The middleware that counts refusals.
@@ -52,6 +54,13 @@ pub async fn serve(State(scrape): State<Scrape>) -> Response {
     .await
     .ok()
     .flatten();
-    let text = scrape.metrics.render(gauges.as_ref());
+    let usage = scrape.quota.usage();
+    let space = JournalSpace {
+        used_bytes: usage.used_bytes,
+        max_bytes: usage.limits.max_bytes,
+        unmapped_bytes: usage.unmapped_bytes,
+        max_unmapped_bytes: usage.limits.max_unmapped_bytes,
+    };
+    let text = scrape.metrics.render(gauges.as_ref(), Some(&space));
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }

@@ -2,6 +2,11 @@
 //! ([`intake`], [`admin`], [`ready`], [`metrics`]), and what guards them
 //! ([`auth`], [`ratelimit`]); every refusal is a [`refusal::Refusal`].
 //!
+//! Two listeners: intake (`server.listen`, what a proxy may expose) serves
+//! only `POST /receive-event` and `GET /health`; the operator's port
+//! (`server.admin_listen`, loopback by default) serves `/ready`,
+//! `/metrics` and `/admin`.
+//!
 //! Routes call down into the pipeline (the committer, the journal's
 //! operator queries) and read telemetry; nothing below imports them.
 
@@ -15,7 +20,7 @@ pub mod ready;
 pub mod refusal;
 pub mod server;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use axum::{
     Json, Router,
@@ -33,40 +38,91 @@ use self::{
     metrics::Scrape,
     refusal::{Refusal, method_not_allowed, not_found},
 };
+use crate::{
+    pipeline::quota::Quota,
+    telemetry::{health::Health, metrics::Metrics},
+};
 
-/// Every route: intake, `/health`, `/ready`, `/metrics`, and the admin routes under
-/// `/admin` when `admin` is given (that is, when `server.admin_token` is
-/// set). The rate limit, when set, guards intake and admin; every refusal
-/// is counted.
-pub fn router(intake: Intake, admin: Option<Admin>) -> Router {
+/// What the operator's routes need: `/ready`, `/metrics`, and `/admin`
+/// when `server.admin_token` is set.
+#[derive(Clone)]
+pub struct Operator {
+    /// The counters `/metrics` renders.
+    pub metrics: Arc<Metrics>,
+    /// What `/ready` reports.
+    pub health: Arc<Health>,
+    /// The journal, read by `/metrics` for its gauges.
+    pub journal_path: PathBuf,
+    /// How full the journal is (`/metrics`, `/ready`).
+    pub quota: Arc<Quota>,
+    /// `server.admin_token`: lets other machines read `/ready` and
+    /// `/metrics`, which otherwise answer only this one, and shows
+    /// `/ready`'s reasons in full.
+    pub admin_token: Option<Arc<str>>,
+    /// The `/admin` routes, when `server.admin_token` is set.
+    pub admin: Option<Admin>,
+}
+
+/// The intake port (`server.listen`): `POST /receive-event` and
+/// `GET /health`; and the operator's routes too when `operator` is given
+/// (`server.operator_routes_on_intake_port`). Every refusal is counted.
+pub fn intake_router(intake: Intake, operator: Option<Operator>) -> Router {
     let metrics = intake.metrics.clone();
-    let scrape = Scrape { metrics: metrics.clone(), journal_path: intake.journal_path.clone() };
-    let readiness = intake.health.clone();
-    let limiter = intake.rate_limiter.clone();
-    let admin_token = intake.admin_token.clone();
-    let mut guarded = Router::new()
+    let mut router = Router::new()
         .route("/receive-event", post(intake::receive_event).fallback(|m, u| method_not_allowed("POST", m, u)))
         // Shared, not cloned per request.
-        .with_state(Arc::new(intake));
-    if let Some(admin) = admin {
-        guarded = guarded.nest("/admin", admin::routes(admin));
+        .with_state(Arc::new(intake))
+        .route("/health", get(health).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)));
+    if let Some(operator) = operator {
+        router = router.merge(operator_routes(operator));
     }
-    if let Some(limiter) = limiter {
-        guarded = guarded.layer(from_fn_with_state(limiter, ratelimit::enforce));
-    }
+    router.fallback(not_found).layer(from_fn_with_state(metrics, metrics::count))
+}
+
+/// The operator's port (`server.admin_listen`): `/ready`, `/metrics`,
+/// `/admin` (with `server.admin_token`) and `/health`. Every refusal is
+/// counted.
+pub fn operator_router(operator: Operator) -> Router {
+    let metrics = operator.metrics.clone();
+    Router::new()
+        .route("/health", get(health).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)))
+        .merge(operator_routes(operator))
+        .fallback(not_found)
+        .layer(from_fn_with_state(metrics, metrics::count))
+}
+
+fn operator_routes(operator: Operator) -> Router {
+    let scrape = Scrape {
+        metrics: operator.metrics.clone(),
+        journal_path: operator.journal_path.clone(),
+        quota: operator.quota.clone(),
+    };
     let monitoring = Router::new()
-        .route("/ready", get(ready::ready).with_state(readiness).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)))
+        .route(
+            "/ready",
+            get(ready::ready)
+                .with_state((operator.health.clone(), operator.quota.clone()))
+                .fallback(|m, u| method_not_allowed("GET, HEAD", m, u)),
+        )
         .route(
             "/metrics",
             get(metrics::serve).with_state(scrape).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)),
         )
-        .route_layer(from_fn_with_state(admin_token, local_or_admin));
-    Router::new()
-        .route("/health", get(health).fallback(|m, u| method_not_allowed("GET, HEAD", m, u)))
-        .merge(monitoring)
-        .merge(guarded)
-        .fallback(not_found)
-        .layer(from_fn_with_state(metrics, metrics::count))
+        .route_layer(from_fn_with_state(operator.admin_token.clone(), local_or_admin));
+    match operator.admin {
+        Some(admin) => monitoring.nest("/admin", admin::routes(admin)),
+        None => monitoring,
+    }
+}
+
+/// Who asked for an operator's route: the admin (with
+/// `server.admin_token`), or someone on this machine without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// Sent the admin token.
+    Admin,
+    /// On this machine, without the token.
+    Local,
 }
 
 /// `/ready` and `/metrics` tell how the HIS is doing (its error messages
@@ -75,11 +131,12 @@ pub fn router(intake: Intake, admin: Option<Admin>) -> Router {
 async fn local_or_admin(
     State(admin_token): State<Option<Arc<str>>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: axum::extract::Request,
+    mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let admin = admin_token.as_deref().is_some_and(|token| auth::bearer_matches(request.headers(), token));
-    if peer.ip().to_canonical().is_loopback() || admin {
+    if admin || peer.ip().to_canonical().is_loopback() {
+        request.extensions_mut().insert(if admin { Caller::Admin } else { Caller::Local });
         return next.run(request).await;
     }
     Refusal::new(

@@ -20,12 +20,22 @@ pub struct Refusal {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// `Retry-After`, in seconds: when sending again may succeed.
+    retry_after_secs: Option<u64>,
 }
 
 impl Refusal {
     /// A refusal with its status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        // A 503 is always passing: say when to try again.
+        let retry_after_secs = (status == StatusCode::SERVICE_UNAVAILABLE).then_some(5);
+        Self { status, code, message: message.into(), retry_after_secs }
+    }
+
+    /// With `Retry-After: secs`.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 
     /// Its machine-readable code, such as `too_deep`.
@@ -38,10 +48,10 @@ impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let body = Json(json!({ "error": self.code, "message": self.message }));
         let refused = axum::Extension(Refused(self.code));
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            return (self.status, [(header::RETRY_AFTER, "5")], refused, body).into_response();
+        match self.retry_after_secs {
+            Some(secs) => (self.status, [(header::RETRY_AFTER, secs.to_string())], refused, body).into_response(),
+            None => (self.status, refused, body).into_response(),
         }
-        (self.status, refused, body).into_response()
     }
 }
 

@@ -37,7 +37,6 @@ use axum::{Router, extract::ConnectInfo};
 use hyper::server::conn::http1;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
 use tokio::{
@@ -60,9 +59,11 @@ use crate::config::TlsConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
     /// The address is taken or not ours.
-    #[error("cannot listen on {address} (server.listen): {}", bind_hint(.error))]
+    #[error("cannot listen on {address} ({setting}): {}", bind_hint(.error))]
     Bind {
-        /// `server.listen`.
+        /// `server.listen` or `server.admin_listen`.
+        setting: &'static str,
+        /// Its address.
         address: SocketAddr,
         /// Why (not a `source`: the message already says it).
         error: std::io::Error,
@@ -82,11 +83,16 @@ pub enum ListenError {
 /// What a connection is held to.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
-    /// `server.request_timeout_secs`: the TLS handshake, then each
-    /// request's headers, must arrive within this.
+    /// `server.request_timeout_secs`: a write of an answer waits at most
+    /// this (the body's own deadline is intake's).
     pub request_timeout: Duration,
-    /// `server.max_connections`: beyond this, new connections wait in the
-    /// kernel's backlog until one closes.
+    /// `server.idle_timeout_secs`: the TLS handshake, then each request's
+    /// headers, must arrive within this of the connection opening or of
+    /// its last answer.
+    pub idle_timeout: Duration,
+    /// `server.max_connections`: beyond this, a new connection takes the
+    /// place of the connection idle longest, or waits in the kernel's
+    /// backlog until one closes.
     pub max_connections: usize,
     /// `server.max_connections_per_client`: beyond this, a client's new
     /// connections are closed at once (loopback excepted).
@@ -157,10 +163,12 @@ impl Server {
     /// Binds `address`; with `tls`, connections are served over HTTPS.
     pub async fn bind(
         address: SocketAddr,
+        setting: &'static str,
         tls: Option<TlsAcceptor>,
         limits: ConnectionLimits,
     ) -> Result<Self, ListenError> {
-        let listener = TcpListener::bind(address).await.map_err(|error| ListenError::Bind { address, error })?;
+        let listener =
+            TcpListener::bind(address).await.map_err(|error| ListenError::Bind { setting, address, error })?;
         Ok(Self { listener, tls, limits })
     }
 
@@ -179,11 +187,20 @@ impl Server {
     /// close at once). The caller bounds that wait.
     pub async fn serve(self, app: Router, shutdown: impl Future<Output = ()>) {
         let Self { listener, tls, limits } = self;
-        let graceful = GracefulShutdown::new();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        // Each connection's task holds a clone; when the last is dropped,
+        // every connection has ended.
+        let (alive, mut all_ended) = tokio::sync::mpsc::channel::<()>(1);
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         let clients = Arc::new(PerClient::default());
+        let open = Arc::new(Open::default());
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
+            if slots.available_permits() == 0 {
+                // Full: the connection idle longest gives its place up
+                // (idle sockets must not keep a real request waiting).
+                open.evict_idlest();
+            }
             let slot = tokio::select! {
                 () = &mut shutdown => break,
                 slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
@@ -207,14 +224,87 @@ impl Server {
             };
             let app = app.clone();
             let tls = tls.clone();
-            let watcher = graceful.watcher();
+            let (stopped, alive, entry) = (stopped.clone(), alive.clone(), open.clone().enter());
             tokio::spawn(async move {
-                let _slots = (slot, client_slot);
-                serve_connection(stream, peer, tls, limits.request_timeout, app, watcher).await;
+                let _held = (slot, client_slot, alive);
+                serve_connection(stream, peer, tls, limits, app, entry, stopped).await;
             });
         }
         drop(listener);
-        graceful.shutdown().await;
+        let _ = stop.send(true);
+        drop(alive);
+        let _ = all_ended.recv().await;
+    }
+}
+
+/// The open connections, and whether each is between requests: when every
+/// place is taken, the one idle longest is asked to close.
+#[derive(Debug, Default)]
+struct Open {
+    next_id: std::sync::atomic::AtomicU64,
+    connections: std::sync::Mutex<std::collections::HashMap<u64, Arc<Connection>>>,
+}
+
+#[derive(Debug)]
+struct Connection {
+    /// Requests being handled now.
+    busy: std::sync::atomic::AtomicUsize,
+    /// Since when it has had no request (its opening, or its last answer).
+    idle_since: std::sync::Mutex<tokio::time::Instant>,
+    /// Told to close once idle.
+    evict: tokio::sync::Notify,
+}
+
+/// A connection's entry in [`Open`], removed when dropped.
+struct OpenEntry {
+    open: Arc<Open>,
+    id: u64,
+    connection: Arc<Connection>,
+}
+
+impl Open {
+    fn enter(self: Arc<Self>) -> OpenEntry {
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let connection = Arc::new(Connection {
+            busy: Default::default(),
+            idle_since: std::sync::Mutex::new(tokio::time::Instant::now()),
+            evict: tokio::sync::Notify::new(),
+        });
+        self.connections.lock().unwrap_or_else(|p| p.into_inner()).insert(id, connection.clone());
+        OpenEntry { open: self, id, connection }
+    }
+
+    /// Asks the connection idle longest to close; false when none is idle.
+    fn evict_idlest(&self) -> bool {
+        let connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let idlest = connections
+            .values()
+            .filter(|c| c.busy.load(std::sync::atomic::Ordering::Acquire) == 0)
+            .min_by_key(|c| *c.idle_since.lock().unwrap_or_else(|p| p.into_inner()));
+        match idlest {
+            Some(connection) => {
+                connection.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for OpenEntry {
+    fn drop(&mut self) {
+        self.open.connections.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+    }
+}
+
+impl Connection {
+    fn started(&self) {
+        self.busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    fn finished(&self) {
+        *self.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+        self.busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -327,28 +417,39 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
-    request_timeout: Duration,
+    limits: ConnectionLimits,
     app: Router,
-    watcher: hyper_util::server::graceful::Watcher,
+    entry: OpenEntry,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let stream = WriteDeadline::new(stream, request_timeout);
-    let service = TowerToHyperService::new(app.map_request(move |mut request: axum::extract::Request<_>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
-        request.map(axum::body::Body::new)
-    }));
+    let stream = WriteDeadline::new(stream, limits.request_timeout);
+    let (starts, ends) = (entry.connection.clone(), entry.connection.clone());
+    let service = app
+        .map_request(move |mut request: axum::extract::Request<_>| {
+            starts.started();
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request.map(axum::body::Body::new)
+        })
+        .map_response(move |response| {
+            ends.finished();
+            response
+        });
+    let service = TowerToHyperService::new(service);
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(request_timeout);
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.idle_timeout);
     let served = match tls {
-        None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
-        Some(acceptor) => match tokio::time::timeout(request_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+        None => serve_until_told(builder.serve_connection(TokioIo::new(stream), service), &entry, &mut stopped).await,
+        Some(acceptor) => match tokio::time::timeout(limits.idle_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => {
+                serve_until_told(builder.serve_connection(TokioIo::new(stream), service), &entry, &mut stopped).await
+            }
             Ok(Err(e)) => {
                 tracing::debug!(%peer, "TLS handshake failed: {e}");
                 return;
             }
             Err(_) => {
-                tracing::debug!(%peer, "TLS handshake did not finish within {}s", request_timeout.as_secs());
+                tracing::debug!(%peer, "TLS handshake did not finish within {}s", limits.idle_timeout.as_secs());
                 return;
             }
         },
@@ -357,6 +458,35 @@ async fn serve_connection(
         // Malformed HTTP, a header deadline, a reset: the client's doing.
         tracing::debug!(%peer, "connection ended: {e}");
     }
+}
+
+/// Serves `connection` until it ends; when the server stops, or the
+/// connection is evicted for a newer one, it finishes the request in
+/// progress (an idle one closes at once).
+async fn serve_until_told<I, S>(
+    connection: http1::Connection<I, S>,
+    entry: &OpenEntry,
+    stopped: &mut tokio::sync::watch::Receiver<bool>,
+) -> hyper::Result<()>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut connection = std::pin::pin!(connection);
+    let stop = async {
+        if !*stopped.borrow() {
+            let _ = stopped.changed().await;
+        }
+    };
+    tokio::select! {
+        served = connection.as_mut() => return served,
+        () = stop => {},
+        () = entry.connection.evict.notified() => {},
+    }
+    connection.as_mut().graceful_shutdown();
+    connection.await
 }
 
 #[cfg(test)]

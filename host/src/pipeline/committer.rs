@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     pipeline::{
         journal::{self, Appended, NewEvent, Settlement, Status},
+        quota::Quota,
         wakeup::Wakeup,
     },
     telemetry::{health::Health, metrics::Metrics},
@@ -53,6 +54,9 @@ pub struct Observers {
     pub metrics: Option<Arc<Metrics>>,
     /// Whether the journal takes writes, for `/ready`.
     pub health: Option<Arc<Health>>,
+    /// How much the journal holds: measured after rounds that appended,
+    /// recounted after housekeeping.
+    pub quota: Option<Arc<Quota>>,
 }
 
 /// A handle for sending writes to the committer thread. Cheap to clone.
@@ -141,6 +145,11 @@ fn run(
     wal: bool,
 ) {
     let mut round = Vec::with_capacity(MAX_ROUND);
+    if let Some(quota) = &observers.quota
+        && let Err(e) = quota.recount(&connection)
+    {
+        tracing::warn!("cannot measure the journal for its limits (journal.max_bytes): {e}");
+    }
     // The connection opens with synchronous=FULL (journal::open).
     let mut synchronous = Synchronous::Full;
     while let Some(first) = receiver.blocking_recv() {
@@ -166,6 +175,9 @@ fn run(
         let count = round.len();
         match outcome {
             Ok(outcomes) => {
+                if let Some(quota) = &observers.quota {
+                    account(quota, &connection, &round, &outcomes);
+                }
                 for (command, outcome) in round.drain(..).zip(outcomes) {
                     match (command, outcome) {
                         (Command::Append(_, reply), Outcome::Appended(appended)) => drop(reply.send(Ok(appended))),
@@ -193,6 +205,33 @@ fn run(
                 }
             }
         }
+    }
+}
+
+/// Keeps `quota` up to date after a committed round: unmapped events it
+/// stored, the journal's size after appends, a recount after housekeeping.
+fn account(quota: &Quota, connection: &Connection, round: &[Command], outcomes: &[Outcome]) {
+    let mut appended = false;
+    let mut pruned = false;
+    for (command, outcome) in round.iter().zip(outcomes) {
+        match (command, outcome) {
+            (Command::Append(event, _), Outcome::Appended(Appended::New(_))) => {
+                appended = true;
+                if event.status == Status::Unmapped {
+                    quota.unmapped_appended(&event.event_type, event.payload.len() as u64);
+                }
+            }
+            (Command::Prune(..), _) => pruned = true,
+            _ => {}
+        }
+    }
+    let measured = match (pruned, appended) {
+        (true, _) => quota.recount(connection),
+        (false, true) => quota.measure(connection),
+        (false, false) => Ok(()),
+    };
+    if let Err(e) = measured {
+        tracing::warn!("cannot measure the journal for its limits (journal.max_bytes): {e}");
     }
 }
 

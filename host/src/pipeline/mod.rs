@@ -9,6 +9,9 @@
 //!    maps the next window while the plugin writes; [`retry`] is the one
 //!    backoff.
 //!
+//! [`quota`] is how much the journal may hold; intake asks it before it
+//! journals an event, the committer keeps it up to date.
+//!
 //! The journal's operator queries (`events`, `replay`, `prune`) live in
 //! [`journal::operations`], used by the commands and the admin routes.
 
@@ -16,6 +19,7 @@ pub mod committer;
 pub mod journal;
 pub mod lookahead;
 pub mod mapping;
+pub mod quota;
 pub mod retry;
 pub mod wakeup;
 pub mod worker;

@@ -55,6 +55,22 @@ impl Health {
         *lock(&self.his) = His::Failed(error.to_string());
     }
 
+    /// The kinds of [`Health::reasons`], which tell nothing of the HIS's
+    /// host, user or schema: `journal_unwritable`, `his_not_answered_yet`,
+    /// `his_unreachable`.
+    pub fn reason_kinds(&self) -> Vec<&'static str> {
+        let mut kinds = Vec::new();
+        if lock(&self.journal).is_some() {
+            kinds.push("journal_unwritable");
+        }
+        match &*lock(&self.his) {
+            His::Answered => {}
+            His::NotYet => kinds.push("his_not_answered_yet"),
+            His::Failed(_) => kinds.push("his_unreachable"),
+        }
+        kinds
+    }
+
     /// Why the middleware is not ready; empty when it is.
     pub fn reasons(&self) -> Vec<String> {
         let mut reasons = Vec::new();

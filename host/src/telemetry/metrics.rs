@@ -185,7 +185,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition, with the journal's gauges as given.
-    pub fn render(&self, journal: Option<&JournalGauges>) -> String {
+    pub fn render(&self, journal: Option<&JournalGauges>, space: Option<&JournalSpace>) -> String {
         let mut text = String::new();
         let family = |text: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -240,6 +240,22 @@ impl Metrics {
             );
             let _ = writeln!(text, "buktor_oldest_pending_age_seconds {}", journal.oldest_pending_age_secs);
         }
+        if let Some(space) = space {
+            let gauges = [
+                ("buktor_journal_used_bytes", "Bytes the journal holds.", space.used_bytes),
+                ("buktor_journal_max_bytes", "journal.max_bytes: at it, every event is refused.", space.max_bytes),
+                ("buktor_journal_unmapped_bytes", "Payload bytes of unmapped events.", space.unmapped_bytes),
+                (
+                    "buktor_journal_max_unmapped_bytes",
+                    "journal.max_unmapped_bytes: at it, unmapped events are refused.",
+                    space.max_unmapped_bytes,
+                ),
+            ];
+            for (name, help, value) in gauges {
+                family(&mut text, name, "gauge", help);
+                let _ = writeln!(text, "{name} {value}");
+            }
+        }
         family(
             &mut text,
             "buktor_delivery_latency_seconds",
@@ -268,6 +284,19 @@ fn escape_label(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// How full the journal is, against its limits (`journal.max_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct JournalSpace {
+    /// Bytes the journal holds.
+    pub used_bytes: u64,
+    /// `journal.max_bytes`.
+    pub max_bytes: u64,
+    /// Payload bytes of unmapped events.
+    pub unmapped_bytes: u64,
+    /// `journal.max_unmapped_bytes`.
+    pub max_unmapped_bytes: u64,
+}
+
 /// The gauges read from the journal at scrape time.
 #[derive(Debug, Clone, Copy)]
 pub struct JournalGauges {
@@ -289,7 +318,7 @@ mod tests {
         metrics.received("another-one", Received::Unmapped);
         metrics.journal_commit(Duration::from_micros(700));
         metrics.journal_commit(Duration::from_secs(5));
-        let text = metrics.render(None);
+        let text = metrics.render(None, None);
         assert!(text.contains("buktor_events_received_total{event_type=\"appointment\",outcome=\"accepted\"} 1"));
         assert!(text.contains("buktor_events_received_total{event_type=\"other\",outcome=\"unmapped\"} 2"), "{text}");
         assert!(!text.contains("made-up"), "{text}");

@@ -33,6 +33,7 @@ impl SqliteWriter {
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         if settings.create_missing {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
+            create_private(&settings.path);
         }
         let connection = Connection::open_with_flags(&settings.path, flags).map_err(|e| {
             let hint = if settings.create_missing {
@@ -243,4 +244,17 @@ impl Writer for SqliteWriter {
             unique_keys: unique_keys.into(),
         }))
     }
+}
+
+/// Creates `path` empty and readable by its owner only (0600), unless it
+/// exists: it will hold patient data, and a hand-run middleware's umask
+/// (022) would otherwise make it readable by every user of the server.
+/// SQLite gives its -wal and -shm files the same mode. Failing here is
+/// not an error: opening the database says what is wrong.
+fn create_private(path: &std::path::Path) {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let _ = options.open(path);
 }

@@ -23,7 +23,10 @@ mod print;
 
 use buktor_middleware::{
     clock, config,
-    pipeline::journal::{self, Status},
+    pipeline::{
+        journal::{self, Status},
+        quota::{Quota, QuotaLimits},
+    },
 };
 
 /// The journal's state, as `status` prints it.
@@ -46,6 +49,40 @@ pub struct JournalStatus {
     /// The newest event that carries an error: failed, or pending and
     /// retrying.
     pub last_error: Option<LastError>,
+    /// How full the journal is against its limits (`journal.max_*`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub space: Option<Space>,
+}
+
+/// The journal against its limits.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Space {
+    /// Bytes in use (pages holding data).
+    pub used_bytes: u64,
+    /// `journal.max_bytes`.
+    pub max_bytes: u64,
+    /// Payload bytes of unmapped events.
+    pub unmapped_bytes: u64,
+    /// `journal.max_unmapped_bytes`.
+    pub max_unmapped_bytes: u64,
+}
+
+/// The journal of `connection` against the limits of `journal`.
+fn space(connection: &Connection, journal: &config::JournalConfig) -> rusqlite::Result<Space> {
+    let quota = Quota::new(QuotaLimits {
+        max_bytes: journal.max_bytes,
+        max_unmapped_bytes: journal.max_unmapped_bytes,
+        max_unmapped_bytes_per_type: journal.max_unmapped_bytes_per_type,
+        max_event_bytes: 0,
+    });
+    quota.recount(connection)?;
+    let usage = quota.usage();
+    Ok(Space {
+        used_bytes: usage.used_bytes,
+        max_bytes: journal.max_bytes,
+        unmapped_bytes: usage.unmapped_bytes,
+        max_unmapped_bytes: journal.max_unmapped_bytes,
+    })
 }
 
 /// The journal file.
@@ -286,6 +323,7 @@ pub fn gather(connection: &Connection, path: &Path, now_ms: i64) -> rusqlite::Re
         oldest_pending,
         last_delivery,
         last_error,
+        space: None,
     })
 }
 
@@ -324,7 +362,8 @@ pub fn command(config_path: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
     let loaded = config::load(&config::locate(config_path.as_deref())?)?;
     let path = loaded.journal_path();
     let connection = journal::open_read_only(&path)?;
-    let status = gather(&connection, &path, clock::now_ms())?;
+    let mut status = gather(&connection, &path, clock::now_ms())?;
+    status.space = Some(space(&connection, &loaded.config.journal)?);
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {

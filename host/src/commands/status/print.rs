@@ -58,6 +58,17 @@ impl fmt::Display for JournalStatus {
             ));
         }
         writeln!(f, "{:<11} {} ({size})", "journal", printable(&file.path, usize::MAX))?;
+        if let Some(space) = &self.space {
+            writeln!(
+                f,
+                "{:<11} {} of {} (journal.max_bytes); unmapped events {} of {} (journal.max_unmapped_bytes)",
+                "space",
+                human_size(space.used_bytes),
+                human_size(space.max_bytes),
+                human_size(space.unmapped_bytes),
+                human_size(space.max_unmapped_bytes)
+            )?;
+        }
         writeln!(f, "{:<11} {}", "events", self.events.total)?;
 
         let mut pending = self.events.pending.to_string();

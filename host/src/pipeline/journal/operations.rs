@@ -11,6 +11,18 @@ use crate::pipeline::{
     mapping::{Mappings, Members},
 };
 
+/// A `since` as the journal compares it (UTC, milliseconds, `Z`): an RFC
+/// 3339 time in any zone, or a date (its midnight, UTC). `None` for
+/// anything else, which the caller refuses: a `since` that matched nothing
+/// would look like an empty journal.
+pub fn parse_since(text: &str) -> Option<String> {
+    let time = match chrono::DateTime::parse_from_rfc3339(text.trim()) {
+        Ok(time) => time.to_utc(),
+        Err(_) => chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0)?.and_utc(),
+    };
+    Some(time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
 /// Which events to list or replay.
 #[derive(Debug, Clone)]
 pub struct Filter {
@@ -217,6 +229,16 @@ pub fn parse_status(text: &str) -> Option<Status> {
 mod tests {
     use super::*;
     use crate::pipeline::journal::{self, NewEvent, Settlement};
+
+    #[test]
+    fn since_is_a_time_or_a_date_in_the_journals_form_and_anything_else_is_refused() {
+        assert_eq!(parse_since("2026-01-02T03:04:05Z").as_deref(), Some("2026-01-02T03:04:05.000Z"));
+        assert_eq!(parse_since("2026-01-02T04:04:05.5+01:00").as_deref(), Some("2026-01-02T03:04:05.500Z"));
+        assert_eq!(parse_since("2026-01-02").as_deref(), Some("2026-01-02T00:00:00.000Z"));
+        for garbage in ["garbage", "';DROP TABLE events", "2026-13-01", "", "yesterday"] {
+            assert_eq!(parse_since(garbage), None, "{garbage}");
+        }
+    }
 
     #[test]
     fn a_replayed_event_counts_as_retrying_so_that_its_row_waits_for_it() {

@@ -52,6 +52,7 @@ pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 pub fn open(path: &Path) -> Result<Connection, JournalError> {
     let shown = path.display().to_string();
     let open_error = |source| JournalError::Open { path: shown.clone(), source };
+    create_private(path);
     let mut connection = Connection::open(path).map_err(open_error)?;
     connection.busy_timeout(Duration::from_secs(5)).map_err(open_error)?;
     // WAL with synchronous=FULL: every commit is fsynced before it returns,
@@ -78,6 +79,19 @@ pub fn open(path: &Path) -> Result<Connection, JournalError> {
         other => other,
     })?;
     Ok(connection)
+}
+
+/// Creates the journal empty and readable by its owner only (0600),
+/// unless it exists: it holds patient data, and a hand-run middleware's
+/// umask (022) would otherwise make it readable by every user of the
+/// server. SQLite gives the -wal and -shm files the same mode. Failing
+/// here is not an error: opening the journal says what is wrong.
+fn create_private(path: &Path) {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let _ = options.open(path);
 }
 
 fn migrate(connection: &mut Connection) -> Result<(), JournalError> {
