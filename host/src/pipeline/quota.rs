@@ -187,7 +187,7 @@ mod tests {
     use super::*;
 
     const LIMITS: QuotaLimits =
-        QuotaLimits { max_bytes: 1000, max_unmapped_bytes: 300, max_unmapped_bytes_per_type: 200 };
+        QuotaLimits { max_bytes: 1000, max_unmapped_bytes: 300, max_unmapped_bytes_per_type: 200, max_event_bytes: 50 };
 
     #[test]
     fn unmapped_events_fill_their_own_allowance_and_mapped_ones_still_fit() {
