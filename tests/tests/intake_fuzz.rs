@@ -47,6 +47,7 @@ const ADMIN: &str = "fuzz-admin-token-0123456789";
 const MAX_BODY: usize = 16 * 1024;
 const MAX_DEPTH: usize = 32;
 const MAX_MEMBERS: usize = 200;
+const MAX_NODES: usize = 400;
 /// Wide, so that valid signatures (made when the cases are generated)
 /// are still valid when a slow machine gets round to sending them.
 const TOLERANCE_SECS: i64 = 3600;
@@ -79,6 +80,7 @@ fn hostile_requests_are_refused_harmlessly_and_nothing_refused_is_journaled() {
         "max_body_bytes": MAX_BODY,
         "max_json_depth": MAX_DEPTH,
         "max_json_members": MAX_MEMBERS,
+        "max_json_nodes": MAX_NODES,
         "delivery_id_field": "event_id",
         "admin_token": ADMIN,
         "auth": {
@@ -901,6 +903,12 @@ const HOSTILE_TEXT: &[&str] = &[
 /// Raw JSON values, valid for serde_json.
 const RAW_VALUES: &[&str] = &[
     "1500",
+    // Exponents: written out exactly, or the event fails naming the field.
+    "1e-7",
+    "1e-400",
+    "1E400000000000",
+    "-0.0e-5",
+    "12.5e-1",
     "\"1500\"",
     "15.00",
     "1e3",
@@ -950,6 +958,9 @@ const ODD_KEYS: &[&str] = &[
 /// Event types with no mapping: stored as unmapped.
 const UNMAPPED_TYPES: &[&str] = &[
     "payment_refunded",
+    // A forged log line, a terminal title, a bell: the text log escapes them.
+    "x\nINFO buktor_middleware: forged\r",
+    "\u{1b}]0;owned\u{7}\u{1b}[2J",
     "Appointment",
     "APPOINTMENT",
     "appointment ",
@@ -1039,6 +1050,7 @@ const CLASSES: &[(u32, Make)] = &[
     (28, Generator::bad_key),
     (25, Generator::too_deep),
     (20, Generator::too_many_members),
+    (20, Generator::array_bomb),
     (25, Generator::bad_delivery_id),
     // Not signed, or wrongly.
     (35, Generator::missing_credentials),
@@ -1713,6 +1725,19 @@ impl Generator {
             return self.too_large(index);
         }
         self.signed("too_many_members", index, body, refused(400, "too_many_members"))
+    }
+
+    /// Many values in little nesting: arrays of empty arrays or numbers,
+    /// which the member count does not see.
+    fn array_bomb(&mut self, index: usize) -> Case {
+        let count = self.rng.between(MAX_NODES, 4000);
+        let element = *self.rng.pick(&["[]", "0", "{}", "\"\"", "[[]]"]);
+        let elements = vec![element; count].join(",");
+        let body = format!(r#"{{"event_type": "appointment", "appointment_id": 1, "x": [{elements}]}}"#).into_bytes();
+        if body.len() > MAX_BODY {
+            return self.too_large(index);
+        }
+        self.signed("array_bomb", index, body, refused(400, "too_many_nodes"))
     }
 
     fn bad_delivery_id(&mut self, index: usize) -> Case {
