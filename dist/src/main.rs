@@ -15,9 +15,15 @@
 //! - `bench [SCENARIO…] [--quick]`: the benchmark suite
 //!   (`tests/benches/suite/`) in release mode; BENCHMARKS.md says how to
 //!   read it.
+//! - `test [--strict] [-- CARGO-TEST-ARGS…]`: the whole test suite with what
+//!   it needs (see [`test`]), ending in a table of passed, failed and
+//!   skipped tests.
 //! - `clippy --target x86_64-pc-windows-gnu`: clippy on the host's
 //!   Windows-only code, which the Linux clippy never compiles.
 
+mod machine;
+mod services;
+mod test;
 mod windows;
 
 use std::{
@@ -29,6 +35,7 @@ use anyhow::{Context, bail};
 
 const USAGE: &str = "usage: cargo xtask run [ARGS…] | cargo xtask dist [--target x86_64-pc-windows-gnu] | \
                      cargo xtask bench [intake] [drain] [latency] [footprint] [--quick] | \
+                     cargo xtask test [--strict] [-- CARGO-TEST-ARGS…] | \
                      cargo xtask clippy --target x86_64-pc-windows-gnu";
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +48,7 @@ fn main() -> anyhow::Result<()> {
             _ => bail!("{USAGE}"),
         },
         Some("bench") => bench(args.collect()),
+        Some("test") => test::run(args.collect()),
         Some("clippy") => match (args.next().as_deref(), args.next(), args.next()) {
             (Some("--target"), Some(target), None) => {
                 let root = repo_root();
