@@ -336,7 +336,10 @@ impl Report {
             }
         }
         if total.ignored > 0 {
-            out.push_str(&format!("\n{} ignored (#[ignore], run by hand: cargo test -- --ignored)\n", total.ignored));
+            out.push_str(&format!(
+                "\n{} ignored: #[ignore] tests (run by hand: cargo test -- --ignored) and doc examples marked ignore\n",
+                total.ignored
+            ));
         }
         out.push_str(&format!("\n{} passed, {} failed, {} skipped\n", total.passed, total.failed, total.skipped));
         out
@@ -450,7 +453,7 @@ skipped, by reason:
 not run here, and why:
   - a real SQL Server: HIS_TEST_SQLSERVER_URL is not set
 
-1 ignored (#[ignore], run by hand: cargo test -- --ignored)
+1 ignored: #[ignore] tests (run by hand: cargo test -- --ignored) and doc examples marked ignore
 
 2 passed, 2 failed, 2 skipped
 "
