@@ -22,10 +22,7 @@ fn python_sign(id: &str, timestamp: i64, body: &str) -> Option<String> {
         return Some(String::from_utf8_lossy(&output.stdout).trim().to_string());
     }
     let why = String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("").to_string();
-    assert!(
-        !buktor_tests::strict(),
-        "CI must have the standardwebhooks library (.ci/run installs it): {why}"
-    );
+    assert!(!buktor_tests::strict(), "CI must have the standardwebhooks library (.ci/run installs it): {why}");
     None
 }
 
