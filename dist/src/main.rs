@@ -19,11 +19,17 @@
 //!   (see [`links`]).
 //! - `layers`: the host's modules import one way, with no loops (see
 //!   [`layers`]).
+//! - `test [--strict] [-- CARGO-TEST-ARGS…]`: the whole test suite with what
+//!   it needs (see [`test`]), ending in a table of passed, failed and
+//!   skipped tests.
 //! - `clippy --target x86_64-pc-windows-gnu`: clippy on the host's
 //!   Windows-only code, which the Linux clippy never compiles.
 
 mod layers;
 mod links;
+mod machine;
+mod services;
+mod test;
 mod windows;
 
 use std::{
@@ -34,7 +40,8 @@ use std::{
 use anyhow::{Context, bail};
 
 const USAGE: &str = "usage: cargo xtask run [ARGS…] | cargo xtask dist [--target x86_64-pc-windows-gnu] | \
-                     cargo xtask bench [intake] [drain] [latency] [footprint] [--quick] | cargo xtask links | cargo xtask layers | \
+                     cargo xtask bench [intake] [drain] [latency] [footprint] [--quick] | cargo xtask links | \
+                     cargo xtask layers | cargo xtask test [--strict] [-- CARGO-TEST-ARGS…] | \
                      cargo xtask clippy --target x86_64-pc-windows-gnu";
 
 fn main() -> anyhow::Result<()> {
@@ -49,6 +56,7 @@ fn main() -> anyhow::Result<()> {
         Some("bench") => bench(args.collect()),
         Some("links") => links::check(&repo_root()),
         Some("layers") => layers::check(&repo_root()),
+        Some("test") => test::run(args.collect()),
         Some("clippy") => match (args.next().as_deref(), args.next(), args.next()) {
             (Some("--target"), Some(target), None) => {
                 let root = repo_root();

@@ -46,6 +46,12 @@ const BUILD: [Package; 4] = [
 /// What `clippy` needs besides.
 const CLIPPY: Package = Package { name: "rust-web-clippy", present: || Path::new("/usr/bin/clippy-driver").is_file() };
 
+/// The Debian packages the build needs and this machine lacks (the build
+/// installs them, as root).
+pub fn missing_for_build() -> Vec<&'static str> {
+    missing_packages(&BUILD)
+}
+
 /// Builds the host and every plugin for `target`; returns the folder that
 /// holds them.
 pub fn build(root: &Path, target_dir: &Path, target: &str) -> anyhow::Result<PathBuf> {
