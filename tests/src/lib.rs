@@ -13,9 +13,13 @@
 //!   server named by `HIS_TEST_MYSQL_URL`; [`proxy`] stands between the
 //!   middleware and that server, to cut the connection.
 //! - [`seed`]: the original documentation's curl events and their rows.
+//! - [`audit`]: triggers that keep every state an HIS row went through.
+//! - [`python`] runs the official Python library of a format (Standard
+//!   Webhooks, Prometheus) against the middleware.
 //! - [`signing`]: Standard Webhooks signatures for signed requests.
 //! - [`wine`]: the Windows release `.zip`, unpacked and run under Wine.
 
+pub mod audit;
 pub mod http;
 pub mod mysql;
 pub mod proxy;
@@ -158,6 +162,11 @@ impl Setup {
     pub fn journal(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.path("journal.db")).expect("open journal")
     }
+
+    /// `[status, count]` of the journal's events, by status.
+    pub fn journal_statuses(&self) -> Vec<Vec<serde_json::Value>> {
+        query(&self.journal(), "SELECT status, COUNT(*) FROM events GROUP BY status ORDER BY status")
+    }
 }
 
 impl Default for Setup {
@@ -216,9 +225,12 @@ impl Middleware {
 
     /// Starts `command` (any build of the middleware: the release archive's,
     /// say) and waits for its startup line, as [`Middleware::start`] does.
+    /// Logs at `info` unless `command` sets `BUKTOR_LOG` itself.
     pub fn start_command(mut command: Command) -> Result<Self, StartError> {
+        if !command.get_envs().any(|(name, _)| name == "BUKTOR_LOG") {
+            command.env("BUKTOR_LOG", "info");
+        }
         let mut child = command
-            .env("BUKTOR_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -387,6 +399,44 @@ pub fn skipped(test: &str, why: &str) {
 pub fn skipped_unless_strict(test: &str, why: &str) {
     assert!(!strict(), "CI=true (strict), and {test} cannot run: {why}");
     skipped(test, why);
+}
+
+/// Runs a Python 3 `script` with `stdin` and returns what it printed: for
+/// the official library of a format (`module`: `standardwebhooks`,
+/// `prometheus_client`), so that the middleware is proved to speak it.
+/// When python3 cannot be run or lacks `module`, says that `test` was
+/// skipped and returns `None`; under [`strict`] (CI, whose `.ci/run`
+/// installs both) that fails the test instead. Any other failure of the
+/// script fails the test.
+pub fn python(test: &str, module: &str, script: &str, stdin: &[u8]) -> Option<String> {
+    use std::io::Write;
+    let spawned = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            skipped_unless_strict(
+                test,
+                &format!("python3 cannot be run ({e}); install it, then python3 -m pip install {module}"),
+            );
+            return None;
+        }
+    };
+    // A script that stops early (a missing module) closes its stdin: its
+    // exit status and stderr below say why.
+    let _ = child.stdin.take().expect("piped stdin").write_all(stdin);
+    let output = child.wait_with_output().expect("wait for python3");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() && stderr.contains(&format!("No module named '{module}'")) {
+        skipped_unless_strict(test, &format!("python3 has no {module}: python3 -m pip install {module} to run it"));
+        return None;
+    }
+    assert!(output.status.success(), "{test}: the Python script failed ({}):\n{stderr}", output.status);
+    Some(String::from_utf8(output.stdout).expect("UTF-8 from python3"))
 }
 
 /// Unpacks a release `archive` (`.tar.gz` with tar, `.zip` with unzip, as

@@ -1,14 +1,16 @@
 //! A TCP proxy a test can cut and restore, to play a network outage
-//! between the middleware and its HIS database.
+//! between the middleware and its HIS database, or slow down, to play a
+//! distant one.
 
 use std::{
     io::{Read, Write},
     net::{Shutdown, TcpListener, TcpStream},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread,
+    time::Duration,
 };
 
 /// Forwards `127.0.0.1:<port>` to a target address.
@@ -21,6 +23,8 @@ pub struct Proxy {
 struct State {
     cut: AtomicBool,
     open: Mutex<Vec<TcpStream>>,
+    /// Microseconds each chunk waits before it is passed on.
+    delay_us: AtomicU64,
 }
 
 impl Proxy {
@@ -28,7 +32,8 @@ impl Proxy {
     pub fn start(target: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let address = listener.local_addr().unwrap().to_string();
-        let state = Arc::new(State { cut: AtomicBool::new(false), open: Mutex::new(Vec::new()) });
+        let state =
+            Arc::new(State { cut: AtomicBool::new(false), open: Mutex::new(Vec::new()), delay_us: AtomicU64::new(0) });
         let shared = state.clone();
         let target = target.to_string();
         thread::spawn(move || {
@@ -46,8 +51,8 @@ impl Proxy {
                 };
                 open.push(client.try_clone().unwrap());
                 open.push(server.try_clone().unwrap());
-                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
-                pipe(server, client);
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), shared.clone());
+                pipe(server, client, shared.clone());
             }
         });
         Self { address, state }
@@ -66,6 +71,12 @@ impl Proxy {
     pub fn restore(&self) {
         self.state.cut.store(false, Ordering::SeqCst);
     }
+
+    /// Holds every chunk, either way, for `delay` before passing it on: each
+    /// round trip to the server takes at least twice that.
+    pub fn delay(&self, delay: Duration) {
+        self.state.delay_us.store(delay.as_micros().try_into().unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
 }
 
 impl Drop for Proxy {
@@ -74,13 +85,17 @@ impl Drop for Proxy {
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, state: Arc<State>) {
     thread::spawn(move || {
         let mut buffer = [0u8; 16 * 1024];
         loop {
             match from.read(&mut buffer) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    let delay = state.delay_us.load(Ordering::SeqCst);
+                    if delay > 0 {
+                        thread::sleep(Duration::from_micros(delay));
+                    }
                     if to.write_all(&buffer[..n]).is_err() {
                         break;
                     }

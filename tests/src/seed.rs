@@ -4,7 +4,24 @@
 
 use serde_json::json;
 
-/// The seed's three curl bodies, verbatim.
+/// The seed documentation, which is not in the repository: `shared/` sits
+/// beside the clone in CI (and on the machines the project is built on).
+pub fn documentation_path() -> std::path::PathBuf {
+    crate::repo_root().join("../shared/seed/buktor-middleware-user-docs.txt")
+}
+
+/// The bodies of the seed documentation's three curl commands (its section
+/// 4), byte for byte: a copy, so that the README can be held to them where
+/// the documentation is not at hand. A test compares the two where it is.
+pub const CURL_BODIES: [&str; 3] = [
+    r#"{"event_type": "appointment", "appointment_id": 123, "status": "confirmed"}"#,
+    r#"{"event_type": "schedule_change", "schedule_id": 456, "new_time": "2025-03-03T09:00:00"}"#,
+    r#"{"event_type": "payment", "payment_id": 789, "amount": "1500", "status": "paid", "paid_at": "2025-03-02T11:00:00"}"#,
+];
+
+/// Three events of the seed's types as Buktor sends them, with fields the
+/// mapping does not name (`patient_id`, `doctor_id`) beside the mapped
+/// ones. (Not the seed's curl bodies: those are [`CURL_BODIES`].)
 pub const EVENTS: [&str; 3] = [
     r#"{"event_type": "appointment", "appointment_id": 123, "patient_id": 456, "doctor_id": 789, "status": "confirmed"}"#,
     r#"{"event_type": "schedule_change", "schedule_id": 321, "doctor_id": 789, "new_time": "2025-03-03T09:00:00"}"#,

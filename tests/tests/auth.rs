@@ -3,27 +3,34 @@
 //! not assumed), bearer tokens, and the refusal to listen publicly without
 //! either.
 
-use buktor_tests::{Setup, query, skipped};
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
+use buktor_tests::{Setup, query, signing::signature};
 use serde_json::json;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// Another well-formed secret, held by nobody the middleware trusts.
+const OTHER_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const BODY: &str = r#"{"event_type": "appointment", "appointment_id": 123, "status": "confirmed"}"#;
 
-/// Signs `body` with the official library; `None` if it is not installed
-/// (a failure in CI, where `.ci/run` installs it).
-fn python_sign(id: &str, timestamp: i64, body: &str) -> Option<String> {
+/// Signs `body` with the official library; `None` if python3 or the
+/// library is missing here (a failure in CI, where `.ci/run` installs it).
+fn python_sign(test: &str, id: &str, timestamp: i64, body: &str) -> Option<String> {
     let script = format!(
         "import standardwebhooks, datetime\n\
          wh = standardwebhooks.Webhook({SECRET:?})\n\
          print(wh.sign({id:?}, datetime.datetime.fromtimestamp({timestamp}, tz=datetime.timezone.utc), {body:?}))"
     );
-    let output = std::process::Command::new("python3").args(["-c", &script]).output().ok()?;
-    if output.status.success() {
-        return Some(String::from_utf8_lossy(&output.stdout).trim().to_string());
-    }
-    let why = String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("").to_string();
-    assert!(!buktor_tests::strict(), "CI must have the standardwebhooks library (.ci/run installs it): {why}");
-    None
+    buktor_tests::python(test, "standardwebhooks", &script, b"").map(|out| out.trim().to_string())
+}
+
+/// Headers of a request signed with `signature`.
+fn signed<'a>(id: &'a str, timestamp: &'a str, signature: &'a str) -> [(&'a str, &'a str); 4] {
+    [
+        ("Content-Type", "application/json"),
+        ("webhook-id", id),
+        ("webhook-timestamp", timestamp),
+        ("webhook-signature", signature),
+    ]
 }
 
 fn signed_setup() -> Setup {
@@ -34,29 +41,21 @@ fn signed_setup() -> Setup {
 
 #[test]
 fn signatures_made_by_the_official_library_are_accepted_and_everything_else_refused() {
+    let test = "signatures_made_by_the_official_library_are_accepted_and_everything_else_refused";
     let now = chrono::Utc::now().timestamp();
-    let Some(signature) = python_sign("msg_1", now, BODY) else {
-        skipped("signatures_made_by_the_official_library…", "python3 -m pip install standardwebhooks to run it");
-        return;
-    };
+    let Some(signature) = python_sign(test, "msg_1", now, BODY) else { return };
     let setup = signed_setup();
     let middleware = setup.start();
     let post = |id: &str, timestamp: i64, signature: &str, body: &str| {
         let timestamp = timestamp.to_string();
-        let headers = [
-            ("Content-Type", "application/json"),
-            ("webhook-id", id),
-            ("webhook-timestamp", timestamp.as_str()),
-            ("webhook-signature", signature),
-        ];
-        middleware.request("POST", "/receive-event", &headers, body.as_bytes())
+        middleware.request("POST", "/receive-event", &signed(id, &timestamp, signature), body.as_bytes())
     };
     let accepted = post("msg_1", now, &signature, BODY);
     assert_eq!((accepted.status, accepted.json()["status"].clone()), (200, json!("accepted")), "{}", accepted.body);
 
     let tampered = BODY.replace("confirmed", "cancelled");
     let old = now - 3600;
-    let old_signature = python_sign("msg_2", old, BODY).unwrap();
+    let old_signature = python_sign(test, "msg_2", old, BODY).expect("python signed once already");
     for (what, response, code) in [
         ("unsigned", middleware.post_event(BODY), "missing_credentials"),
         ("tampered body", post("msg_1", now, &signature, &tampered), "bad_signature"),
@@ -129,7 +128,20 @@ fn secrets_come_from_the_environment_and_a_readable_literal_is_warned_about() {
     );
     setup.env.push(("BUKTOR_WEBHOOK_SECRET".into(), SECRET.into()));
     let middleware = setup.start();
-    assert_eq!(middleware.post_event(BODY).status, 401, "the secret from the environment is in force");
+    assert_eq!(middleware.post_event(BODY).status, 401, "unsigned events are refused");
+    // Signed with the secret the variable holds (and the file does not):
+    // accepted. Signed with another secret: refused.
+    let now = chrono::Utc::now().timestamp().to_string();
+    let send = |id: &str, secret: &str| {
+        let key = BASE64.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+        let signature = signature(&key, id, now.parse().unwrap(), BODY.as_bytes());
+        middleware.request("POST", "/receive-event", &signed(id, &now, &signature), BODY.as_bytes())
+    };
+    let accepted = send("msg_env_1", SECRET);
+    assert_eq!((accepted.status, accepted.json()["status"].clone()), (200, json!("accepted")), "{}", accepted.body);
+    let other = send("msg_env_2", OTHER_SECRET);
+    assert_eq!((other.status, other.json()["error"].clone()), (401, json!("bad_signature")), "{}", other.body);
+    assert_eq!(query(&setup.journal(), "SELECT COUNT(*) FROM events"), [vec![json!(1)]]);
     assert!(!middleware.logs().contains("other users on this server can read it"), "no literal secret in the file");
     drop(middleware);
 

@@ -3,7 +3,7 @@
 //! HIS row receives its updates in the order they arrived.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashSet},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -11,18 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use buktor_tests::{Setup, http, mysql, proxy::Proxy, query, wait_for};
+use buktor_tests::{Setup, audit, http, mysql, proxy::Proxy, query, wait_for};
 use serde_json::json;
-
-/// The HIS table, and a log of every write to it (by triggers), so that a
-/// test sees each applied state in order, not only the last.
-const AUDITED_TABLE: &str = "
-    CREATE TABLE HIS_appointments (HIS_appointment_id BIGINT PRIMARY KEY, HIS_status VARCHAR(32), HIS_created_at DATETIME(3));
-    CREATE TABLE applied (seq BIGINT AUTO_INCREMENT PRIMARY KEY, k BIGINT, v VARCHAR(32));
-    CREATE TRIGGER applied_insert AFTER INSERT ON HIS_appointments FOR EACH ROW
-        INSERT INTO applied (k, v) VALUES (NEW.HIS_appointment_id, NEW.HIS_status);
-    CREATE TRIGGER applied_update AFTER UPDATE ON HIS_appointments FOR EACH ROW
-        INSERT INTO applied (k, v) VALUES (NEW.HIS_appointment_id, NEW.HIS_status);";
 
 /// A port free now, for a middleware that restarts on the same address.
 fn free_port() -> u16 {
@@ -56,21 +46,26 @@ fn post_until_acknowledged(address: &str, n: usize, rows: usize) -> i64 {
 
 /// The states each row went through, with repeats in a row collapsed
 /// (a batch written again after a crash writes the same state again).
-fn applied_states(db: &mysql::Database) -> HashMap<i64, Vec<usize>> {
-    let mut states: HashMap<i64, Vec<usize>> = HashMap::new();
-    for row in db.rows("SELECT k, v FROM applied ORDER BY seq") {
-        let key: i64 = row[0].as_deref().unwrap().parse().unwrap();
-        let n: usize = row[1].as_deref().unwrap()[1..].parse().unwrap();
-        let list = states.entry(key).or_default();
-        if list.last() != Some(&n) {
-            list.push(n);
-        }
-    }
-    states
+fn applied_states(db: &mysql::Database) -> BTreeMap<i64, Vec<usize>> {
+    audit::mysql(db).into_iter().map(|(key, history)| (key, audit::collapsed(&history))).collect()
+}
+
+/// A fresh database with the audited appointments table, behind a proxy
+/// that is cut, and a setup that writes to it through the proxy in windows
+/// (`sync.batch_size`) of 100 events: for a backlog.
+fn cut_off_in_windows_of_100(server: &mysql::Server) -> (mysql::Database, Proxy, Setup) {
+    let db = server.database();
+    db.execute(audit::MYSQL);
+    let proxy = Proxy::start(&server.address());
+    proxy.cut();
+    let mut setup = Setup::new();
+    setup.config["database"] = db.config_via(&proxy.address);
+    setup.config["sync"]["batch_size"] = json!(100);
+    (db, proxy, setup)
 }
 
 fn wait_until_drained(setup: &Setup) {
-    wait_for(Duration::from_secs(60), "the journal to drain", || {
+    wait_for(Duration::from_secs(120), "the journal to drain", || {
         let rows = query(&setup.journal(), "SELECT COUNT(*) FROM events WHERE status <> 'delivered'");
         (rows == [vec![json!(0)]]).then_some(())
     });
@@ -78,9 +73,9 @@ fn wait_until_drained(setup: &Setup) {
 
 #[test]
 fn crash_test_nothing_acknowledged_is_lost_doubled_or_reordered() {
-    let Some(server) = mysql::server("crash_test") else { return };
+    let Some(server) = mysql::server("crash_test_nothing_acknowledged_is_lost_doubled_or_reordered") else { return };
     let db = server.database();
-    db.execute(AUDITED_TABLE);
+    db.execute(audit::MYSQL);
     let port = free_port();
     let setup = setup_for(&db, port);
     let address = format!("127.0.0.1:{port}");
@@ -122,11 +117,10 @@ fn crash_test_nothing_acknowledged_is_lost_doubled_or_reordered() {
     let acknowledged = acknowledged.lock().unwrap().clone();
     let delivered: i64 =
         query(&setup.journal(), "SELECT COUNT(*) FROM events WHERE status = 'delivered'")[0][0].as_i64().unwrap();
-    let journal_ids: std::collections::HashSet<i64> =
-        query(&setup.journal(), "SELECT id FROM events WHERE status = 'delivered'")
-            .iter()
-            .map(|r| r[0].as_i64().unwrap())
-            .collect();
+    let journal_ids: HashSet<i64> = query(&setup.journal(), "SELECT id FROM events WHERE status = 'delivered'")
+        .iter()
+        .map(|r| r[0].as_i64().unwrap())
+        .collect();
     let lost = acknowledged.iter().filter(|(id, _)| !journal_ids.contains(id)).count();
     println!(
         "crash test: sent {events}, acknowledged {}, delivered {delivered}, kills {kills}, lost {lost}",
@@ -135,7 +129,7 @@ fn crash_test_nothing_acknowledged_is_lost_doubled_or_reordered() {
     assert_eq!(acknowledged.len(), events);
     assert_eq!(lost, 0);
     assert_eq!(delivered, events as i64, "each delivery id journaled once, despite resends after kills");
-    assert_eq!(db.count("SELECT COUNT(*) FROM HIS_appointments"), rows as i64, "one row per key, no duplicates");
+    assert_eq!(db.count("SELECT COUNT(*) FROM HIS_appointments"), rows as i64, "every row arrived");
 
     let states = applied_states(&db);
     for key in 0..rows {
@@ -153,11 +147,91 @@ fn crash_test_nothing_acknowledged_is_lost_doubled_or_reordered() {
     }
 }
 
+/// The crash test above kills while events come in at the intake rate, so
+/// a pass rarely holds two states of one row. Here every kill lands while a
+/// backlog drains: each pass holds several states of each row, and a kill
+/// can fall between a pass's commit in the HIS and the record of its
+/// outcomes in the journal.
+#[test]
+fn drain_crash_test_kills_while_a_backlog_drains_lose_nothing_and_keep_each_rows_states_in_order() {
+    const ROWS: usize = 30;
+    let test = "drain_crash_test_kills_while_a_backlog_drains_lose_nothing_and_keep_each_rows_states_in_order";
+    let Some(server) = mysql::server(test) else { return };
+    // Windows of 100 events: three or four states of every row in each.
+    let (db, proxy, setup) = cut_off_in_windows_of_100(&server);
+    let (events, kills) = (3_000, 6);
+
+    // The backlog, built while the HIS is cut off: 100 states of each row.
+    // Sender s sends n ≡ s (mod 6) and rows are n mod 30, so each row's
+    // events come from one sender, in order: row n % 30 receives state v<n>
+    // in the order of n.
+    let mut middleware = setup.start();
+    let mut acknowledged = middleware.post_concurrently(6, events, |n| {
+        json!({"event_type": "appointment", "appointment_id": n % ROWS, "status": format!("v{n}")}).to_string()
+    });
+    acknowledged.sort();
+    assert_eq!(setup.journal_statuses(), [vec![json!("pending"), json!(events)]], "the backlog waits in the journal");
+    assert_eq!(db.count("SELECT COUNT(*) FROM applied"), 0);
+
+    // The HIS back, a few milliseconds away (so that the drain takes long
+    // enough to be caught in the middle): kill -9 each time it has gone
+    // another seventh of the way, and restart.
+    proxy.delay(Duration::from_millis(5));
+    proxy.restore();
+    let mut with_a_backlog_left = 0;
+    for kill in 1..=kills {
+        let writes = (kill * events / (kills + 1)) as i64;
+        wait_for(Duration::from_secs(120), &format!("{writes} writes before kill {kill}"), || {
+            (db.count("SELECT COUNT(*) FROM applied") >= writes).then_some(())
+        });
+        middleware.kill();
+        let left = query(&setup.journal(), "SELECT COUNT(*) FROM events WHERE status <> 'delivered'");
+        if left[0][0].as_i64().unwrap() > 0 {
+            with_a_backlog_left += 1;
+        }
+        middleware = setup.start();
+    }
+    wait_until_drained(&setup);
+    drop(middleware);
+
+    let delivered: Vec<i64> = query(&setup.journal(), "SELECT id FROM events WHERE status = 'delivered' ORDER BY id")
+        .iter()
+        .map(|r| r[0].as_i64().unwrap())
+        .collect();
+    assert_eq!(delivered, acknowledged, "every acknowledged event delivered, each journaled once");
+    assert_eq!(db.count("SELECT COUNT(*) FROM HIS_appointments"), ROWS as i64, "every row arrived");
+    let histories = audit::mysql(&db);
+    let mut reversals = 0;
+    for key in 0..ROWS {
+        let expected: Vec<usize> = (key..events).step_by(ROWS).collect();
+        let last = db.rows(&format!("SELECT HIS_status FROM HIS_appointments WHERE HIS_appointment_id = {key}"));
+        assert_eq!(last[0][0], Some(format!("v{}", expected.last().unwrap())), "row {key} ends in its last state");
+        let history = &histories[&(key as i64)];
+        assert!(history.iter().all(|n| n % ROWS == key), "row {key} took only its own states: {history:?}");
+        assert!(
+            audit::holds_in_order(history, &expected),
+            "row {key} went through every one of its states, in receive order: {history:?}"
+        );
+        reversals += audit::reversals(&audit::collapsed(history));
+    }
+    // Issue 20 (item 4): a kill between a pass's commit in the HIS and the
+    // record of its outcomes has the restarted middleware write that pass
+    // again, behind the later passes that did commit, so a row may go back
+    // for a moment (s2 → s1 → s2). Counted and printed, not asserted, until
+    // issue 20 makes it zero.
+    let writes = db.count("SELECT COUNT(*) FROM applied");
+    println!(
+        "drain crash test: {events} events over {ROWS} rows, {kills} kills ({with_a_backlog_left} with a backlog left), \
+         {writes} HIS writes, {reversals} reversals"
+    );
+    assert_eq!(with_a_backlog_left, kills, "every kill landed while the backlog drained");
+}
+
 #[test]
 fn outage_test_intake_keeps_accepting_through_a_20_second_cut() {
-    let Some(server) = mysql::server("outage_test") else { return };
+    let Some(server) = mysql::server("outage_test_intake_keeps_accepting_through_a_20_second_cut") else { return };
     let db = server.database();
-    db.execute(AUDITED_TABLE);
+    db.execute(audit::MYSQL);
     let proxy = Proxy::start(&server.address());
     let mut setup = Setup::new();
     setup.config["database"] = db.config_via(&proxy.address);
@@ -201,11 +275,13 @@ fn outage_test_intake_keeps_accepting_through_a_20_second_cut() {
     assert_eq!(refused, 0, "intake answered 2xx throughout the cut");
     assert!(sent > 500, "steady load: {sent}");
     assert_eq!(arrived, sent as i64, "everything acknowledged arrived once");
-    // A cut can fall between MariaDB's commit and its answer: the batch is
-    // then written again (an upsert of the same state). Every row is still
-    // written with one state only: effectively once.
-    assert_eq!(db.count("SELECT COUNT(DISTINCT k, v) FROM applied"), sent as i64, "one state per row");
-    assert!(db.count("SELECT COUNT(*) FROM applied") >= sent as i64);
+    // A cut can fall between MariaDB's commit and its answer: that batch
+    // (at most sync.batch_size, 500, events) is then written again, an
+    // upsert of the same state. Nothing else is: effectively once.
+    let written_again =
+        db.count("SELECT COUNT(*) FROM (SELECT k FROM applied GROUP BY k HAVING COUNT(*) > 1) AS again");
+    println!("outage test: {written_again} rows written twice");
+    assert!(written_again <= 500, "{written_again} rows written more than once: more than the batch the cut hit");
     let logs = middleware.logs();
     assert_eq!(logs.matches("the HIS is not reachable (").count(), 1, "one line when it goes:\n{logs}");
     assert_eq!(logs.matches("the HIS is reachable again").count(), 1, "one line when it is back");
@@ -213,9 +289,9 @@ fn outage_test_intake_keeps_accepting_through_a_20_second_cut() {
 
 #[test]
 fn poison_test_one_refused_event_holds_only_its_row() {
-    let Some(server) = mysql::server("poison_test") else { return };
+    let Some(server) = mysql::server("poison_test_one_refused_event_holds_only_its_row") else { return };
     let db = server.database();
-    db.execute(AUDITED_TABLE);
+    db.execute(audit::MYSQL);
     let setup = setup_for(&db, free_port());
     let middleware = setup.start();
     let mut poison = 0;
@@ -257,15 +333,11 @@ fn poison_test_one_refused_event_holds_only_its_row() {
 /// everything else arrives.
 #[test]
 fn backlog_test_reading_ahead_keeps_each_rows_order_around_a_refused_event() {
-    let Some(server) = mysql::server("backlog_test") else { return };
-    let db = server.database();
-    db.execute(AUDITED_TABLE);
-    let proxy = Proxy::start(&server.address());
-    proxy.cut();
-    let mut setup = Setup::new();
-    setup.config["database"] = db.config_via(&proxy.address);
+    let Some(server) = mysql::server("backlog_test_reading_ahead_keeps_each_rows_order_around_a_refused_event") else {
+        return;
+    };
     // 30 full windows, so that every pass but the last reads ahead.
-    setup.config["sync"]["batch_size"] = json!(100);
+    let (db, proxy, setup) = cut_off_in_windows_of_100(&server);
     let middleware = setup.start();
     let (events, rows, refused) = (3_000, 50, 1_234);
     for n in 0..events {
@@ -299,9 +371,11 @@ fn backlog_test_reading_ahead_keeps_each_rows_order_around_a_refused_event() {
 
 #[test]
 fn resend_test_the_same_webhook_id_three_times_is_one_entry_and_one_write() {
-    let Some(server) = mysql::server("resend_test") else { return };
+    let Some(server) = mysql::server("resend_test_the_same_webhook_id_three_times_is_one_entry_and_one_write") else {
+        return;
+    };
     let db = server.database();
-    db.execute(AUDITED_TABLE);
+    db.execute(audit::MYSQL);
     let setup = setup_for(&db, free_port());
     let middleware = setup.start();
     let headers = [("Content-Type", "application/json"), ("webhook-id", "msg_resent_three_times")];
@@ -344,10 +418,10 @@ fn a_full_disk_gets_503_with_retry_after_and_loses_nothing_accepted() {
     let mut setup = Setup::new();
     let disk = match SmallDisk::mount(&setup.path("small"), "2m") {
         Ok(disk) => disk,
-        Err(why) if buktor_tests::strict() => panic!("CI must be able to mount a small tmpfs (it runs as root): {why}"),
         Err(why) => {
-            buktor_tests::skipped(
-                "a_full_disk_gets_503…",
+            // CI runs as root, so there it is a failure.
+            buktor_tests::skipped_unless_strict(
+                "a_full_disk_gets_503_with_retry_after_and_loses_nothing_accepted",
                 &format!("cannot mount a small tmpfs here (needs root): {why}"),
             );
             return;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use buktor_tests::{Setup, mysql, proxy::Proxy, query, wait_for};
+use buktor_tests::{Setup, audit, mysql, proxy::Proxy, query, wait_for};
 use serde_json::json;
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -71,7 +71,9 @@ fn the_seed_events_land_in_realistic_tables() {
 
 #[test]
 fn an_update_by_key_changes_the_row_and_timestamps_follow_the_his_time_zone() {
-    let Some(server) = mysql::server("an_update_by_key_changes_the_row") else { return };
+    let Some(server) = mysql::server("an_update_by_key_changes_the_row_and_timestamps_follow_the_his_time_zone") else {
+        return;
+    };
     let db = server.database();
     db.execute(SEED_TABLES);
     let mut setup = setup_for(&db, None);
@@ -117,17 +119,27 @@ fn a_burst_of_ten_thousand_events_arrives_completely() {
     let Some(server) = mysql::server("a_burst_of_ten_thousand_events_arrives_completely") else { return };
     let db = server.database();
     db.execute(SEED_TABLES);
+    // Every write to HIS_payments, counted.
+    db.execute(
+        "CREATE TABLE writes (payment_id BIGINT);
+         CREATE TRIGGER count_inserts AFTER INSERT ON HIS_payments FOR EACH ROW INSERT INTO writes VALUES (NEW.HIS_payment_id);
+         CREATE TRIGGER count_updates AFTER UPDATE ON HIS_payments FOR EACH ROW INSERT INTO writes VALUES (NEW.HIS_payment_id);",
+    );
     let setup = setup_for(&db, None);
     let middleware = setup.start();
-    middleware.post_concurrently(8, 10_000, |id| {
+    let mut ids = middleware.post_concurrently(8, 10_000, |id| {
         json!({"event_type": "payment", "payment_id": id, "amount": format!("{id}.25"), "status": "paid"}).to_string()
     });
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 10_000, "each answer names its own journal id");
     wait_for(Duration::from_secs(120), "10,000 rows", || {
         (db.count("SELECT COUNT(*) FROM HIS_payments") == 10_000).then_some(())
     });
     // Sum of id + 0.25 over 0..10000, exactly: 49,995,000 + 2,500.
     assert_eq!(db.rows("SELECT CAST(SUM(HIS_amount) AS CHAR) FROM HIS_payments"), [strings(&["49997500.00"])]);
-    assert_eq!(db.count("SELECT COUNT(DISTINCT HIS_payment_id) FROM HIS_payments"), 10_000);
+    // Nothing crashed or was cut: each event was written once, no batch twice.
+    assert_eq!(db.count("SELECT COUNT(*) FROM writes"), 10_000, "one write per event");
     assert_eq!(
         db.rows("SELECT CAST(HIS_amount AS CHAR) FROM HIS_payments WHERE HIS_payment_id = 9999"),
         [strings(&["9999.25"])]
@@ -141,24 +153,34 @@ fn a_burst_of_ten_thousand_events_arrives_completely() {
 
 #[test]
 fn events_wait_while_mariadb_is_unreachable_and_arrive_once_it_is_back() {
-    let Some(server) = mysql::server("events_wait_while_mariadb_is_unreachable") else { return };
+    let Some(server) = mysql::server("events_wait_while_mariadb_is_unreachable_and_arrive_once_it_is_back") else {
+        return;
+    };
     let db = server.database();
-    db.execute(SEED_TABLES);
+    // The appointments table, and every write to it in `applied`.
+    db.execute(audit::MYSQL);
     let proxy = Proxy::start(&server.address());
     proxy.cut();
     let setup = setup_for(&db, Some(&proxy.address));
 
-    // Unreachable at startup: the middleware starts anyway and journals.
+    // Unreachable at startup: the middleware starts anyway, journals every
+    // event, and says on /ready that the HIS does not answer.
     let middleware = setup.start();
     assert!(middleware.logs().contains("not reachable yet"), "{}", middleware.logs());
     for i in 0..50 {
         let body = json!({"event_type": "appointment", "appointment_id": i, "status": "booked"});
         assert_eq!(middleware.post_event(&body.to_string()).status, 200);
     }
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(db.count("SELECT COUNT(*) FROM HIS_appointments"), 0);
+    assert_eq!(setup.journal_statuses(), [vec![json!("pending"), json!(50)]], "every event waits in the journal");
+    assert_his_unreachable_on_ready(&middleware);
     proxy.restore();
     wait_for_count(&db, "SELECT COUNT(*) FROM HIS_appointments", 50);
+    // Recorded as delivered before the next cut, so that nothing of theirs
+    // may rightly be written again.
+    wait_for(PATIENCE, "the 50 recorded as delivered", || {
+        (setup.journal_statuses() == [vec![json!("delivered"), json!(50)]]).then_some(())
+    });
+    assert_eq!(middleware.request("GET", "/ready", &[], b"").status, 200);
 
     // Unreachable during a run: a lost connection, then retries.
     proxy.cut();
@@ -170,9 +192,13 @@ fn events_wait_while_mariadb_is_unreachable_and_arrive_once_it_is_back() {
         let rows = query(&setup.journal(), "SELECT COUNT(*) FROM events WHERE status = 'pending' AND attempts > 0");
         (rows[0][0].as_i64().unwrap_or(0) > 0).then_some(())
     });
+    assert_his_unreachable_on_ready(&middleware);
     proxy.restore();
     wait_for_count(&db, "SELECT COUNT(*) FROM HIS_appointments", 100);
-    assert_eq!(db.count("SELECT COUNT(DISTINCT HIS_appointment_id) FROM HIS_appointments"), 100);
+    // The retries after the outage wrote only the events still waiting:
+    // those delivered before it were written once, never again.
+    let again = db.rows("SELECT k, COUNT(*) FROM applied WHERE k < 50 GROUP BY k HAVING COUNT(*) > 1");
+    assert_eq!(db.count("SELECT COUNT(*) FROM applied WHERE k < 50"), 50, "written again: {again:?}");
     assert!(middleware.logs().contains("the HIS is not reachable ("), "one line when it goes:\n{}", middleware.logs());
     // Logged once the pass that wrote the rows has returned: shortly after
     // they are visible, not before.
@@ -185,9 +211,28 @@ fn events_wait_while_mariadb_is_unreachable_and_arrive_once_it_is_back() {
     });
 }
 
+/// `/ready` says the HIS does not answer (once the worker has tried it).
+fn assert_his_unreachable_on_ready(middleware: &buktor_tests::Middleware) {
+    let not_ready = wait_for(PATIENCE, "/ready to say the HIS does not answer", || {
+        let ready = middleware.request("GET", "/ready", &[], b"");
+        (ready.status == 503).then_some(ready)
+    });
+    let reasons = not_ready.json()["reasons"].clone();
+    assert!(
+        reasons
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with("the HIS database did not answer: ")),
+        "{reasons}"
+    );
+}
+
 #[test]
 fn an_unknown_column_fails_with_the_servers_message_while_others_flow() {
-    let Some(server) = mysql::server("an_unknown_column_fails") else { return };
+    let Some(server) = mysql::server("an_unknown_column_fails_with_the_servers_message_while_others_flow") else {
+        return;
+    };
     let db = server.database();
     db.execute(SEED_TABLES);
     let mut setup = setup_for(&db, None);
@@ -213,7 +258,7 @@ fn an_unknown_column_fails_with_the_servers_message_while_others_flow() {
 
 #[test]
 fn hostile_values_are_stored_literally_or_refused_cleanly() {
-    let Some(server) = mysql::server("hostile_values_are_stored_literally") else { return };
+    let Some(server) = mysql::server("hostile_values_are_stored_literally_or_refused_cleanly") else { return };
     let db = server.database();
     db.execute("CREATE TABLE HIS_notes (HIS_note_id BIGINT PRIMARY KEY, HIS_text LONGTEXT, HIS_code VARCHAR(10))");
     let mut setup = setup_for(&db, None);
@@ -255,7 +300,7 @@ fn hostile_values_are_stored_literally_or_refused_cleanly() {
 
 #[test]
 fn a_wrong_password_stops_at_startup_with_the_servers_message() {
-    let Some(server) = mysql::server("a_wrong_password_stops_at_startup") else { return };
+    let Some(server) = mysql::server("a_wrong_password_stops_at_startup_with_the_servers_message") else { return };
     let db = server.database();
     let mut setup = setup_for(&db, None);
     setup.config["database"]["password"] = json!("not-the-password");

@@ -4,15 +4,15 @@
 
 use std::time::Duration;
 
-use buktor_tests::{Middleware, Setup, mysql, proxy::Proxy, skipped, wait_for};
+use buktor_tests::{Middleware, Setup, mysql, proxy::Proxy, wait_for};
 use serde_json::{Value, json};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The samples of a scrape, parsed by `prometheus_client.parser`: one
-/// `[name, labels, value]` per sample. `None` when the library is missing
-/// (a failure in CI, where `.ci/run` installs it).
-fn parse_with_prometheus(text: &str) -> Option<Vec<(String, Value, f64)>> {
+/// `[name, labels, value]` per sample. `None` when python3 or the library
+/// is missing here (a failure in CI, where `.ci/run` installs it).
+fn parse_with_prometheus(test: &str, text: &str) -> Option<Vec<(String, Value, f64)>> {
     let script = "import sys, json\n\
                   from prometheus_client.parser import text_string_to_metric_families\n\
                   out = []\n\
@@ -20,24 +20,8 @@ fn parse_with_prometheus(text: &str) -> Option<Vec<(String, Value, f64)>> {
                   \x20   for s in family.samples:\n\
                   \x20       out.append([s.name, s.labels, s.value])\n\
                   print(json.dumps(out))";
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .ok()?;
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if stderr.contains("No module named 'prometheus_client'") {
-        assert!(!buktor_tests::strict(), "CI must have prometheus_client (.ci/run installs it)");
-        return None;
-    }
-    assert!(output.status.success(), "the Prometheus parser refused the scrape: {stderr}\n{text}");
-    let samples: Vec<(String, Value, f64)> = serde_json::from_slice(&output.stdout).unwrap();
-    Some(samples)
+    let parsed = buktor_tests::python(test, "prometheus_client", script, text.as_bytes())?;
+    Some(serde_json::from_str(&parsed).unwrap_or_else(|e| panic!("{e}: {parsed}")))
 }
 
 fn sample(samples: &[(String, Value, f64)], name: &str, labels: Value) -> Option<f64> {
@@ -89,8 +73,7 @@ fn metrics_count_what_happened_and_parse_as_prometheus_text() {
             && text.contains("buktor_events_pending 0"))
         .then_some(text)
     });
-    let Some(samples) = parse_with_prometheus(&text) else {
-        skipped("metrics_…_parse_as_prometheus_text", "python3 -m pip install prometheus_client to run it");
+    let Some(samples) = parse_with_prometheus("metrics_count_what_happened_and_parse_as_prometheus_text", &text) else {
         return;
     };
     let value = |name: &str, labels: Value| {
@@ -161,7 +144,7 @@ fn behind_a_proxy(server: &mysql::Server) -> (mysql::Database, Proxy, Setup) {
 
 #[test]
 fn ready_says_why_while_the_his_is_cut_off_and_recovers() {
-    let Some(server) = mysql::server("ready_says_why") else { return };
+    let Some(server) = mysql::server("ready_says_why_while_the_his_is_cut_off_and_recovers") else { return };
     let (db, proxy, setup) = behind_a_proxy(&server);
     let middleware = setup.start();
     let ready = || middleware.request("GET", "/ready", &[], b"");
@@ -216,7 +199,10 @@ fn json_logs_are_one_object_per_line_with_the_event_id_and_type() {
 
 #[test]
 fn after_an_outage_writing_resumes_at_the_next_ping_not_after_the_retry_delay() {
-    let Some(server) = mysql::server("after_an_outage_ready_recovers") else { return };
+    let Some(server) = mysql::server("after_an_outage_writing_resumes_at_the_next_ping_not_after_the_retry_delay")
+    else {
+        return;
+    };
     let (db, proxy, mut setup) = behind_a_proxy(&server);
     // The worker's back-off after the outage: 5 minutes.
     setup.config["sync"] = json!({"retry_initial_delay_ms": 300_000, "retry_max_delay_secs": 300});

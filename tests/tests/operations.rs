@@ -3,7 +3,7 @@
 
 use std::{path::Path, process::Output, time::Duration};
 
-use buktor_tests::{Setup, artifacts, query, wait_for};
+use buktor_tests::{Setup, artifacts, audit, query, wait_for};
 use serde_json::json;
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -26,19 +26,17 @@ fn a_failed_event_is_listed_holds_its_row_and_arrives_once_replayed() {
     let mut setup = Setup::new();
     setup.config["database"]["create_missing"] = json!(false);
     setup.config["mapping"]["appointment"]["fields"]["room"] = json!("HIS_room");
-    setup
-        .his()
-        .execute_batch("CREATE TABLE HIS_appointments (HIS_appointment_id INTEGER PRIMARY KEY, HIS_status TEXT, HIS_created_at TEXT)")
-        .unwrap();
+    // The appointments table, with every write to it kept in `applied`.
+    setup.his().execute_batch(audit::SQLITE).unwrap();
     let middleware = setup.start();
     let config = setup.write_config();
 
-    let first =
-        middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 1, "status": "booked", "room": "7"}"#);
+    let first = middleware
+        .post_event(r#"{"event_type": "appointment", "appointment_id": 1, "status": "booked-1", "room": "7"}"#);
     let first = first.json()["id"].as_i64().unwrap();
     wait_for(PATIENCE, "the first event to fail", || (status_of(&setup, first) == json!("failed")).then_some(()));
-    let later =
-        middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 1, "status": "moved", "room": "8"}"#);
+    let later = middleware
+        .post_event(r#"{"event_type": "appointment", "appointment_id": 1, "status": "moved-2", "room": "8"}"#);
     let later = later.json()["id"].as_i64().unwrap();
 
     let failed: Vec<serde_json::Value> = stdout(&run(&config, &["events", "--status", "failed", "--json"]))
@@ -62,9 +60,10 @@ fn a_failed_event_is_listed_holds_its_row_and_arrives_once_replayed() {
     });
     assert_eq!(
         query(&setup.his(), "SELECT HIS_status, HIS_room FROM HIS_appointments"),
-        [vec![json!("moved"), json!("8")]],
+        [vec![json!("moved-2"), json!("8")]],
         "the later state wins"
     );
+    assert_eq!(audit::sqlite(&setup.his())[&1], [1, 2], "the replayed state once, then the one held behind it");
 }
 
 #[test]

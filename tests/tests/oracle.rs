@@ -25,7 +25,10 @@ fn instant_client_installed() -> bool {
 #[test]
 fn without_instant_client_the_plugin_loads_and_says_how_to_install_it() {
     if instant_client_installed() {
-        skipped("without_instant_client…", "Oracle Instant Client is installed on this machine");
+        skipped(
+            "without_instant_client_the_plugin_loads_and_says_how_to_install_it",
+            "Oracle Instant Client is installed on this machine",
+        );
         return;
     }
     let mut setup = Setup::new();

@@ -49,10 +49,6 @@ fn counts(pending: i64, delivered: i64, failed: i64, unmapped: i64) -> Value {
     })
 }
 
-fn journal_counts(setup: &Setup) -> Vec<Vec<Value>> {
-    query(&setup.journal(), "SELECT status, COUNT(*) FROM events GROUP BY status ORDER BY status")
-}
-
 fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
@@ -152,7 +148,7 @@ fn delivered_failed_held_and_unmapped_events_are_counted_while_running_and_after
         ),
     ];
     wait_for(PATIENCE, "three delivered", || {
-        (journal_counts(&setup) == [vec![json!("delivered"), json!(3)]]).then_some(())
+        (setup.journal_statuses() == [vec![json!("delivered"), json!(3)]]).then_some(())
     });
     let failed = [
         post(&middleware, json!({"event_type": "appointment", "appointment_id": 1, "status": "booked"})),
@@ -169,7 +165,7 @@ fn delivered_failed_held_and_unmapped_events_are_counted_while_running_and_after
         post(&middleware, json!({"event_type": "refund", "refund_id": 2})),
     ];
     assert_eq!(
-        journal_counts(&setup),
+        setup.journal_statuses(),
         [
             vec![json!("delivered"), json!(3)],
             vec![json!("failed"), json!(2)],
@@ -345,9 +341,25 @@ fn a_retrying_event_is_the_last_error_until_it_is_delivered() {
 
 #[test]
 fn numbers_agree_with_each_other_while_events_flow() {
-    let setup = Setup::new();
+    let mut setup = Setup::new();
+    setup.config["database"]["create_missing"] = json!(false);
+    setup.config["database"]["busy_timeout_ms"] = json!(50);
+    setup
+        .his()
+        .execute_batch(
+            "CREATE TABLE HIS_appointments (HIS_appointment_id INTEGER PRIMARY KEY, HIS_status TEXT, HIS_created_at TEXT);
+             CREATE TABLE HIS_payments (HIS_payment_id INTEGER PRIMARY KEY, HIS_amount TEXT, HIS_payment_status TEXT, HIS_paid_at TEXT);",
+        )
+        .unwrap();
+    // The HIS stays locked until the first 100 events are in: they wait.
+    let lock = setup.his();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let middleware = setup.start();
     let config = setup.write_config();
+    // 300 events, 100 at a time: after each hundred the sender waits until
+    // the test has looked, so that a look sees exactly what was answered.
+    let (sent_tx, sent) = std::sync::mpsc::channel::<i64>();
+    let (go, go_rx) = std::sync::mpsc::channel::<()>();
     let sender = {
         let address = middleware.address.clone();
         std::thread::spawn(move || {
@@ -359,12 +371,19 @@ fn numbers_agree_with_each_other_while_events_flow() {
                 let response =
                     buktor_tests::http::request(&address, "POST", "/receive-event", &headers, body.as_bytes()).unwrap();
                 assert_eq!(response.status, 200, "{}", response.body);
+                if n % 100 == 99 {
+                    sent_tx.send(n + 1).unwrap();
+                    go_rx.recv().unwrap();
+                }
             }
         })
     };
+    let mut lock = Some(lock);
     let mut looks = 0;
-    while !sender.is_finished() || looks == 0 {
+    loop {
+        let answered = sent.try_recv();
         let status = status_json(&config);
+        looks += 1;
         let events = &status["events"];
         let sum: i64 = ["pending", "delivered", "failed", "unmapped"].iter().map(|s| events[s].as_i64().unwrap()).sum();
         assert_eq!(events["total"].as_i64().unwrap(), sum, "{status:#}");
@@ -374,7 +393,23 @@ fn numbers_agree_with_each_other_while_events_flow() {
         }
         assert_eq!(events["pending"] == json!(0), status["oldest_pending"].is_null(), "{status:#}");
         assert_eq!(events["delivered"] == json!(0), status["last_delivery"].is_null(), "{status:#}");
-        looks += 1;
+        assert!(status["retrying"].as_i64().unwrap() <= events["pending"].as_i64().unwrap(), "{status:#}");
+        match answered {
+            Ok(answered) => {
+                // The sender waits: every event answered 200 is counted.
+                assert_eq!(events["total"], json!(answered), "{status:#}");
+                if let Some(lock) = lock.take() {
+                    // None could be written yet: all pending, the oldest first.
+                    assert_eq!(*events, counts(100, 0, 0, 0), "{status:#}");
+                    assert_eq!(status["by_type"]["payment"], counts(34, 0, 0, 0));
+                    assert_eq!(status["oldest_pending"]["id"], json!(1), "{status:#}");
+                    lock.execute_batch("ROLLBACK").unwrap();
+                }
+                go.send(()).unwrap();
+            }
+            Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+        }
     }
     sender.join().unwrap();
     let status = wait_for(PATIENCE, "all 300 delivered", || {
@@ -383,5 +418,5 @@ fn numbers_agree_with_each_other_while_events_flow() {
     });
     assert_eq!(status["by_type"]["payment"], counts(0, 100, 0, 0));
     assert_eq!(status["by_type"]["appointment"], counts(0, 200, 0, 0));
-    assert!(looks > 0);
+    println!("status agreed with itself in {looks} looks while events flowed");
 }

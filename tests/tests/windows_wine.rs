@@ -143,7 +143,10 @@ fn read_logs(log_dir: &Path) -> String {
 
 #[test]
 fn as_a_windows_service_it_installs_starts_takes_events_stops_gracefully_and_uninstalls() {
-    let Some(wine) = Wine::new("as_a_windows_service_it_installs_starts_stops_and_uninstalls") else { return };
+    let Some(wine) = Wine::new("as_a_windows_service_it_installs_starts_takes_events_stops_gracefully_and_uninstalls")
+    else {
+        return;
+    };
     keep_only_plugin(&wine.folder, Some("sqlite"));
     listen_on_any_port(&wine.folder);
     let log_dir = wine.folder.join("logs");
