@@ -189,7 +189,7 @@ fn init_logging(format: LogFormat, log_dir: Option<&std::path::Path>) -> anyhow:
     let Some(log_dir) = log_dir else {
         let builder = builder.with_writer(std::io::stderr);
         match format {
-            LogFormat::Text => builder.fmt_fields(text_fields()).with_ansi(std::io::stderr().is_terminal()).init(),
+            LogFormat::Text => builder.fmt_fields(EscapedFields).with_ansi(std::io::stderr().is_terminal()).init(),
             LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
         }
         return Ok(());
@@ -210,28 +210,58 @@ fn init_logging(format: LogFormat, log_dir: Option<&std::path::Path>) -> anyhow:
         default_hook(info);
     }));
     match format {
-        LogFormat::Text => builder.fmt_fields(text_fields()).init(),
+        LogFormat::Text => builder.fmt_fields(EscapedFields).init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
     }
     Ok(())
 }
 
-/// How the text format writes an event's message and fields: each value
+/// How the text format writes an event's message and fields: as the
+/// default formatter does (the message, then `name=value` pairs), but each
 /// with its control characters escaped, whoever wrote it. Event types,
 /// keys, database messages and plugin log lines carry text a sender chose;
 /// a newline in one must not forge a log line, nor an escape sequence
 /// drive the terminal of the operator reading it. The one place this is
 /// done (JSON logs escape as JSON does).
-fn text_fields() -> impl for<'writer> tracing_subscriber::fmt::FormatFields<'writer> + 'static {
-    use tracing_subscriber::field::MakeExt;
-    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
-        let value = escape_controls(&format!("{value:?}"));
+struct EscapedFields;
+
+impl<'writer> tracing_subscriber::fmt::FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: tracing_subscriber::fmt::format::Writer<'writer>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut collected = Collected::default();
+        fields.record(&mut collected);
+        let message = collected.message.map(|m| escape_controls(&m));
+        let pairs = collected.pairs.iter().map(|(name, value)| format!("{name}={}", escape_controls(value)));
+        let parts: Vec<String> = message.into_iter().chain(pairs).collect();
+        write!(writer, "{}", parts.join(" "))
+    }
+}
+
+/// An event's fields as text, the message apart.
+#[derive(Default)]
+struct Collected {
+    message: Option<String>,
+    pairs: Vec<(&'static str, String)>,
+}
+
+impl tracing::field::Visit for Collected {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
         match field.name() {
-            "message" => write!(writer, "{value}"),
-            name => write!(writer, "{name}={value}"),
+            "message" => self.message = Some(value.to_string()),
+            name => self.pairs.push((name, format!("{value:?}"))),
         }
-    })
-    .delimited(" ")
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "message" => self.message = Some(format!("{value:?}")),
+            name if name.starts_with("log.") => {}
+            name => self.pairs.push((name, format!("{value:?}"))),
+        }
+    }
 }
 
 /// Daily log files kept in `--log-dir`: a month.

@@ -96,6 +96,9 @@ pub fn artifacts() -> &'static Artifacts {
     })
 }
 
+/// The admin token [`Setup::with_admin_token`] sets.
+pub const ADMIN_TOKEN: &str = "an-admin-token-for-the-tests";
+
 /// A temporary folder with a config file for one test.
 pub struct Setup {
     /// The folder; removed when dropped.
@@ -118,6 +121,13 @@ impl Setup {
         // Short delays, so retries happen within a test's patience.
         config["sync"] = serde_json::json!({ "retry_initial_delay_ms": 100, "retry_max_delay_secs": 1 });
         Self { dir: tempfile::tempdir().expect("temp dir"), config, env: Vec::new() }
+    }
+
+    /// Turns on `server.admin_token` ([`ADMIN_TOKEN`]): the `/admin`
+    /// routes, and `/ready`'s reasons in full ([`Middleware::ready_in_full`]).
+    pub fn with_admin_token(mut self) -> Self {
+        self.config["server"]["admin_token"] = ADMIN_TOKEN.into();
+        self
     }
 
     /// A path inside the folder.
@@ -321,6 +331,13 @@ impl Middleware {
             })
             .collect();
         threads.into_iter().flat_map(|t| t.join().expect("sender thread")).collect()
+    }
+
+    /// `GET /ready` with the admin token ([`Setup::with_admin_token`]):
+    /// its reasons in full, naming the HIS (others get their kinds).
+    pub fn ready_in_full(&self) -> Response {
+        let bearer = format!("Bearer {ADMIN_TOKEN}");
+        self.request("GET", "/ready", &[("Authorization", &bearer)], b"")
     }
 
     /// Any request: to the operator's port for `/ready`, `/metrics` and

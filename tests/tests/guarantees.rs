@@ -415,7 +415,7 @@ impl Drop for SmallDisk {
 
 #[test]
 fn a_full_disk_gets_503_with_retry_after_and_loses_nothing_accepted() {
-    let mut setup = Setup::new();
+    let mut setup = Setup::new().with_admin_token();
     let disk = match SmallDisk::mount(&setup.path("small"), "2m") {
         Ok(disk) => disk,
         Err(why) => {
@@ -452,7 +452,7 @@ fn a_full_disk_gets_503_with_retry_after_and_loses_nothing_accepted() {
                 assert_eq!(response.json()["error"], json!("journal_unavailable"));
                 assert_eq!(response.header("retry-after"), Some("5"));
                 // /ready says so (unless another commit got through since).
-                let ready = middleware.request("GET", "/ready", &[], b"");
+                let ready = middleware.ready_in_full();
                 if ready.status == 503 {
                     let reason = ready.json()["reasons"][0].as_str().unwrap_or_default().to_string();
                     assert!(reason.starts_with("the journal cannot be written"), "{}", ready.body);

@@ -20,7 +20,7 @@ fn wait_for_count(db: &mysql::Database, sql: &str, expected: i64) {
 
 /// A setup whose `database` is `db`, reached at `address` if given (a proxy).
 fn setup_for(db: &mysql::Database, address: Option<&str>) -> Setup {
-    let mut setup = Setup::new();
+    let mut setup = Setup::new().with_admin_token();
     setup.config["database"] = address.map_or_else(|| db.config(), |address| db.config_via(address));
     setup
 }
@@ -214,9 +214,12 @@ fn events_wait_while_mariadb_is_unreachable_and_arrive_once_it_is_back() {
 /// `/ready` says the HIS does not answer (once the worker has tried it).
 fn assert_his_unreachable_on_ready(middleware: &buktor_tests::Middleware) {
     let not_ready = wait_for(PATIENCE, "/ready to say the HIS does not answer", || {
-        let ready = middleware.request("GET", "/ready", &[], b"");
+        let ready = middleware.ready_in_full();
         (ready.status == 503).then_some(ready)
     });
+    // Without the admin token, only the reason's kind.
+    let local = middleware.request("GET", "/ready", &[], b"");
+    assert_eq!(local.json()["reasons"], serde_json::json!(["his_unreachable"]), "{}", local.body);
     let reasons = not_ready.json()["reasons"].clone();
     assert!(
         reasons

@@ -146,8 +146,8 @@ fn behind_a_proxy(server: &mysql::Server) -> (mysql::Database, Proxy, Setup) {
 fn ready_says_why_while_the_his_is_cut_off_and_recovers() {
     let Some(server) = mysql::server("ready_says_why_while_the_his_is_cut_off_and_recovers") else { return };
     let (db, proxy, setup) = behind_a_proxy(&server);
-    let middleware = setup.start();
-    let ready = || middleware.request("GET", "/ready", &[], b"");
+    let middleware = setup.with_admin_token().start();
+    let ready = || middleware.ready_in_full();
     wait_for(PATIENCE, "ready", || (ready().status == 200).then_some(()));
     assert_eq!(ready().json(), json!({"status": "ready"}));
 

@@ -196,15 +196,6 @@ impl Server {
         let open = Arc::new(Open::default());
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            if slots.available_permits() == 0 {
-                // Full: the connection idle longest gives its place up
-                // (idle sockets must not keep a real request waiting).
-                open.evict_idlest();
-            }
-            let slot = tokio::select! {
-                () = &mut shutdown => break,
-                slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-            };
             let (stream, peer) = tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
@@ -218,13 +209,26 @@ impl Server {
                     }
                 },
             };
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    // Full: the connection idle longest gives its place to
+                    // this one (idle sockets must not keep a real request
+                    // waiting); with none idle, this one waits for a place.
+                    open.evict_idlest();
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                    }
+                }
+            };
             let Some(client_slot) = clients.clone().enter(peer.ip(), limits.max_connections_per_client) else {
                 tracing::debug!(%peer, "closed: the client has {} connections open", limits.max_connections_per_client);
                 continue;
             };
             let app = app.clone();
             let tls = tls.clone();
-            let (stopped, alive, entry) = (stopped.clone(), alive.clone(), open.clone().enter());
+            let (stopped, alive, entry) = (stopped.clone(), alive.clone(), open.clone().enter(peer));
             tokio::spawn(async move {
                 let _held = (slot, client_slot, alive);
                 serve_connection(stream, peer, tls, limits, app, entry, stopped).await;
@@ -249,6 +253,8 @@ struct Open {
 struct Connection {
     /// Requests being handled now.
     busy: std::sync::atomic::AtomicUsize,
+    /// Whether an answer waits to be written (the client is not reading).
+    writing: std::sync::atomic::AtomicBool,
     /// Since when it has had no request (its opening, or its last answer).
     idle_since: std::sync::Mutex<tokio::time::Instant>,
     /// Told to close once idle.
@@ -260,18 +266,20 @@ struct OpenEntry {
     open: Arc<Open>,
     id: u64,
     connection: Arc<Connection>,
+    peer: SocketAddr,
 }
 
 impl Open {
-    fn enter(self: Arc<Self>) -> OpenEntry {
+    fn enter(self: Arc<Self>, peer: SocketAddr) -> OpenEntry {
         let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let connection = Arc::new(Connection {
             busy: Default::default(),
+            writing: Default::default(),
             idle_since: std::sync::Mutex::new(tokio::time::Instant::now()),
             evict: tokio::sync::Notify::new(),
         });
         self.connections.lock().unwrap_or_else(|p| p.into_inner()).insert(id, connection.clone());
-        OpenEntry { open: self, id, connection }
+        OpenEntry { open: self, id, connection, peer }
     }
 
     /// Asks the connection idle longest to close; false when none is idle.
@@ -279,7 +287,10 @@ impl Open {
         let connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         let idlest = connections
             .values()
-            .filter(|c| c.busy.load(std::sync::atomic::Ordering::Acquire) == 0)
+            .filter(|c| {
+                c.busy.load(std::sync::atomic::Ordering::Acquire) == 0
+                    && !c.writing.load(std::sync::atomic::Ordering::Acquire)
+            })
             .min_by_key(|c| *c.idle_since.lock().unwrap_or_else(|p| p.into_inner()));
         match idlest {
             Some(connection) => {
@@ -360,15 +371,25 @@ struct WriteDeadline<S> {
     limit: Duration,
     /// Running while a write waits; reset by every write that goes through.
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Told whether an answer is waiting to be written: such a connection
+    /// is not idle, and is not evicted.
+    connection: Arc<Connection>,
 }
 
 impl<S> WriteDeadline<S> {
-    fn new(inner: S, limit: Duration) -> Self {
-        Self { inner, limit, stalled: None }
+    fn new(inner: S, limit: Duration, connection: Arc<Connection>) -> Self {
+        Self { inner, limit, stalled: None, connection }
+    }
+
+    fn went_through(&mut self) {
+        if self.stalled.take().is_some() {
+            self.connection.writing.store(false, std::sync::atomic::Ordering::Release);
+        }
     }
 
     /// After `inner` said Pending: an error once the deadline has passed.
     fn check_stall(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.connection.writing.store(true, std::sync::atomic::Ordering::Release);
         let limit = self.limit;
         let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
         match stalled.as_mut().poll(cx) {
@@ -391,7 +412,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         match Pin::new(&mut self.inner).poll_write(cx, buf) {
             Poll::Ready(result) => {
-                self.stalled = None;
+                self.went_through();
                 Poll::Ready(result)
             }
             Poll::Pending => self.check_stall(cx).map(|r| r.map(|()| 0)),
@@ -401,7 +422,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match Pin::new(&mut self.inner).poll_flush(cx) {
             Poll::Ready(result) => {
-                self.stalled = None;
+                self.went_through();
                 Poll::Ready(result)
             }
             Poll::Pending => self.check_stall(cx),
@@ -423,7 +444,7 @@ async fn serve_connection(
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let stream = WriteDeadline::new(stream, limits.request_timeout);
+    let stream = WriteDeadline::new(stream, limits.request_timeout, entry.connection.clone());
     let (starts, ends) = (entry.connection.clone(), entry.connection.clone());
     let service = app
         .map_request(move |mut request: axum::extract::Request<_>| {
@@ -483,7 +504,9 @@ where
     tokio::select! {
         served = connection.as_mut() => return served,
         () = stop => {},
-        () = entry.connection.evict.notified() => {},
+        () = entry.connection.evict.notified() => {
+            tracing::debug!(peer = %entry.peer, "closing: idle, it gives its place to a new connection");
+        },
     }
     connection.as_mut().graceful_shutdown();
     connection.await
