@@ -79,10 +79,11 @@ fn request_text_cannot_forge_log_lines_or_drive_the_terminal() {
 
 // -- 2. memory amplification --------------------------------------------------
 
-/// How far above its idle RSS the process may peak while 64 worst-case
-/// bodies arrive at once (a body is at most 1 MiB; `max_bytes_in_flight`
-/// admits 32 of them at a time).
-const PEAK_ABOVE_IDLE: u64 = 200 << 20;
+/// The most RSS the process may reach while 64 worst-case bodies arrive at
+/// once (a body is at most 1 MiB; `max_bytes_in_flight` admits 32 of them
+/// at a time). Before the value count and the top-level parse, 100 such
+/// bodies took it from 0.4 GB to 2.6 GB.
+const PEAK_RSS: u64 = 200 << 20;
 /// How far above idle it may stay once they are answered.
 const AFTER_ABOVE_IDLE: u64 = 64 << 20;
 
@@ -132,7 +133,7 @@ fn array_bombs_are_refused_before_they_grow_and_memory_stays_bounded() {
         "array_bombs_are_refused_before_they_grow_and_memory_stays_bounded",
         &format!("RSS idle {} MiB, peak {} MiB, after {} MiB", idle >> 20, peak >> 20, after >> 20),
     );
-    assert!(peak < idle + PEAK_ABOVE_IDLE, "peak RSS {} MiB, idle {} MiB", peak >> 20, idle >> 20);
+    assert!(peak < PEAK_RSS, "peak RSS {} MiB, idle {} MiB", peak >> 20, idle >> 20);
     assert!(after < idle + AFTER_ABOVE_IDLE, "RSS {} MiB after, idle {} MiB", after >> 20, idle >> 20);
     assert_eq!(journal_count(&setup, "event_key = '[\"HIS_appointments\",\"2\"]'"), 0, "no bomb was journaled");
 }

@@ -8,9 +8,9 @@
 //! checks what serde cannot, [`secrets`] finds the secrets to scrub and
 //! decodes webhook secrets.
 
-mod load;
-mod secrets;
-mod validate;
+pub mod load;
+pub mod secrets;
+pub mod validate;
 
 pub use load::{ConfigError, LoadedConfig, load, locate, parse, without_comments};
 pub use secrets::{Secrets, decode_secret};

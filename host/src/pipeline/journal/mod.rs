@@ -7,7 +7,7 @@
 //! (WAL lets readers and the writer work side by side).
 
 pub mod operations;
-mod schema;
+pub mod schema;
 
 pub use self::schema::{OpenError, SCHEMA_VERSION, open, open_read_only};
 

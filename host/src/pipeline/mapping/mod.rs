@@ -8,9 +8,9 @@
 //! [`key`](mod@key) makes the row key that orders events, [`value`] each
 //! column's typed value.
 
-mod key;
-mod members;
-mod value;
+pub mod key;
+pub mod members;
+pub mod value;
 
 use his_plugin_api::Value;
 use indexmap::IndexMap;
