@@ -31,11 +31,8 @@ fn operator_journal(config_path: Option<PathBuf>) -> anyhow::Result<(LoadedConfi
 fn since_of(since: Option<String>) -> anyhow::Result<Option<String>> {
     since
         .map(|text| {
-            operations::parse_since(&text).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--since {text:?}: expected a time such as 2026-01-01T00:00:00Z, or a date such as 2026-01-01"
-                )
-            })
+            operations::parse_since(&text)
+                .ok_or_else(|| anyhow::anyhow!("--since {text:?}: expected {}", operations::SINCE_FORMS))
         })
         .transpose()
 }

@@ -52,12 +52,7 @@ pub fn run(config_path: Option<PathBuf>, control: Control) -> anyhow::Result<()>
     let wakeup = Arc::new(Wakeup::default());
     let metrics = Arc::new(metrics::Metrics::new(mappings.event_types().map(str::to_string)));
     let health = Arc::new(health::Health::default());
-    let quota = Arc::new(Quota::new(QuotaLimits {
-        max_bytes: config.journal.max_bytes,
-        max_unmapped_bytes: config.journal.max_unmapped_bytes,
-        max_unmapped_bytes_per_type: config.journal.max_unmapped_bytes_per_type,
-        max_event_bytes: config.server.max_body_bytes as u64,
-    }));
+    let quota = Arc::new(Quota::new(QuotaLimits::of(&config.journal, config.server.max_body_bytes as u64)));
     let observers = committer::Observers {
         metrics: Some(metrics.clone()),
         health: Some(health.clone()),

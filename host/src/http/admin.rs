@@ -106,7 +106,7 @@ fn since(text: Option<String>) -> Result<Option<String>, Refusal> {
             Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "bad_since",
-                format!("since {text:?}: expected a time such as 2026-01-01T00:00:00Z, or a date such as 2026-01-01"),
+                format!("since {text:?}: expected {}", operations::SINCE_FORMS),
             )
         })
     })

@@ -38,20 +38,22 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct InFlight {
     kib: Arc<Semaphore>,
+    /// All of it, in KiB: no one body asks for more.
+    capacity_kib: u32,
     limit_bytes: usize,
 }
 
 impl InFlight {
     /// Room for `limit_bytes` of bodies at once.
     pub fn new(limit_bytes: usize) -> Self {
-        let kib = u32::try_from(limit_bytes.div_ceil(1024)).unwrap_or(u32::MAX).max(1);
-        Self { kib: Arc::new(Semaphore::new(kib as usize)), limit_bytes }
+        let capacity_kib = u32::try_from(limit_bytes.div_ceil(1024)).unwrap_or(u32::MAX).max(1);
+        Self { kib: Arc::new(Semaphore::new(capacity_kib as usize)), capacity_kib, limit_bytes }
     }
 
     /// Waits, at most `timeout`, for room for a body of `bytes`; the room
     /// is given back when the permit is dropped (after the answer).
     pub async fn admit(&self, bytes: usize, timeout: Duration) -> Result<OwnedSemaphorePermit, Refusal> {
-        let wanted = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.capacity_kib());
+        let wanted = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.capacity_kib);
         let acquired = tokio::time::timeout(timeout, self.kib.clone().acquire_many_owned(wanted)).await;
         match acquired {
             Ok(Ok(permit)) => Ok(permit),
@@ -64,10 +66,6 @@ impl InFlight {
                 ),
             )),
         }
-    }
-
-    fn capacity_kib(&self) -> u32 {
-        u32::try_from(self.limit_bytes.div_ceil(1024)).unwrap_or(u32::MAX).max(1)
     }
 }
 

@@ -282,8 +282,8 @@ impl Open {
         OpenEntry { open: self, id, connection, peer }
     }
 
-    /// Asks the connection idle longest to close; false when none is idle.
-    fn evict_idlest(&self) -> bool {
+    /// Asks the connection idle longest to close, if one is idle.
+    fn evict_idlest(&self) {
         let connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         let idlest = connections
             .values()
@@ -292,12 +292,8 @@ impl Open {
                     && !c.writing.load(std::sync::atomic::Ordering::Acquire)
             })
             .min_by_key(|c| *c.idle_since.lock().unwrap_or_else(|p| p.into_inner()));
-        match idlest {
-            Some(connection) => {
-                connection.evict.notify_one();
-                true
-            }
-            None => false,
+        if let Some(connection) = idlest {
+            connection.evict.notify_one();
         }
     }
 }

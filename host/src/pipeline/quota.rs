@@ -29,7 +29,7 @@ use std::{
 
 use rusqlite::Connection;
 
-use crate::sync::lock;
+use crate::{config::JournalConfig, sync::lock};
 
 /// The limits (from `journal`).
 #[derive(Debug, Clone, Copy)]
@@ -95,6 +95,19 @@ pub struct Usage {
     pub unmapped_bytes: u64,
     /// The limits.
     pub limits: QuotaLimits,
+}
+
+impl QuotaLimits {
+    /// The limits `journal` sets; the journal is full once an event of
+    /// `max_event_bytes` (`server.max_body_bytes`) would not fit.
+    pub fn of(journal: &JournalConfig, max_event_bytes: u64) -> Self {
+        Self {
+            max_bytes: journal.max_bytes,
+            max_unmapped_bytes: journal.max_unmapped_bytes,
+            max_unmapped_bytes_per_type: journal.max_unmapped_bytes_per_type,
+            max_event_bytes,
+        }
+    }
 }
 
 impl Quota {

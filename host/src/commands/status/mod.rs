@@ -69,12 +69,7 @@ pub struct Space {
 
 /// The journal of `connection` against the limits of `journal`.
 fn space(connection: &Connection, journal: &config::JournalConfig) -> rusqlite::Result<Space> {
-    let quota = Quota::new(QuotaLimits {
-        max_bytes: journal.max_bytes,
-        max_unmapped_bytes: journal.max_unmapped_bytes,
-        max_unmapped_bytes_per_type: journal.max_unmapped_bytes_per_type,
-        max_event_bytes: 0,
-    });
+    let quota = Quota::new(QuotaLimits::of(journal, 0));
     quota.recount(connection)?;
     let usage = quota.usage();
     Ok(Space {

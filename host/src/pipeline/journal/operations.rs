@@ -11,6 +11,9 @@ use crate::pipeline::{
     mapping::{Mappings, Members},
 };
 
+/// What [`parse_since`] takes, for the message that refuses anything else.
+pub const SINCE_FORMS: &str = "a time such as 2026-01-01T00:00:00Z, or a date such as 2026-01-01";
+
 /// A `since` as the journal compares it (UTC, milliseconds, `Z`): an RFC
 /// 3339 time in any zone, or a date (its midnight, UTC). `None` for
 /// anything else, which the caller refuses: a `since` that matched nothing
