@@ -16,3 +16,20 @@ pub fn age_secs(rfc3339: &str, now_ms: i64) -> Option<f64> {
     let at = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?;
     Some((now_ms.saturating_sub(at.timestamp_millis()) as f64 / 1000.0).max(0.0))
 }
+
+/// The time as the sync worker sees it: the system's in the middleware,
+/// a virtual one that the simulator moves (`pipeline::simulation`).
+pub trait Clock: Send + Sync {
+    /// Now, as unix milliseconds.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        now_ms()
+    }
+}

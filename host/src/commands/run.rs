@@ -6,6 +6,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context;
 
 use buktor_middleware::{
+    clock::SystemClock,
     config::{self, LoadedConfig},
     http::{
         self, admin, auth,
@@ -15,13 +16,14 @@ use buktor_middleware::{
     },
     pipeline::{
         committer::{self, Committer},
+        hooks::NoHooks,
         journal,
         lookahead::Lookahead,
         mapping::Mappings,
         quota::{Quota, QuotaLimits},
         retry,
         wakeup::Wakeup,
-        worker::{Opened, Worker},
+        worker::{Opened, PluginWriters, Worker},
     },
     plugins,
     service::lifecycle::Control,
@@ -57,6 +59,7 @@ pub fn run(config_path: Option<PathBuf>, control: Control) -> anyhow::Result<()>
         metrics: Some(metrics.clone()),
         health: Some(health.clone()),
         quota: Some(quota.clone()),
+        ..committer::Observers::default()
     };
     let (committer, committer_thread) =
         Committer::start(writer_connection, wakeup.clone(), observers).context("cannot start the journal committer")?;
@@ -76,9 +79,11 @@ pub fn run(config_path: Option<PathBuf>, control: Control) -> anyhow::Result<()>
         plugin_abi_version: plugin.abi_version.to_string(),
     });
     let worker = Worker {
-        plugin,
-        settings_json: loaded.database_settings_json(),
-        config_dir: loaded.dir.clone(),
+        writers: Box::new(PluginWriters {
+            plugin,
+            settings_json: loaded.database_settings_json(),
+            config_dir: loaded.dir.clone(),
+        }),
         mappings: mappings.clone(),
         reader,
         lookahead: Lookahead::new(journal::open(&journal_path)?, mappings.clone(), config.sync.batch_size),
@@ -90,6 +95,8 @@ pub fn run(config_path: Option<PathBuf>, control: Control) -> anyhow::Result<()>
         duplicate_window: Duration::from_secs(u64::from(config.server.duplicate_window_days) * 24 * 3600),
         metrics: metrics.clone(),
         health: health.clone(),
+        clock: Arc::new(SystemClock),
+        hooks: Arc::new(NoHooks),
     };
     let (worker_thread, opened) =
         worker.start().map_err(|e| anyhow::anyhow!("cannot open the {database_type} HIS database: {e}"))?;

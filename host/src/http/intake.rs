@@ -156,6 +156,7 @@ pub async fn receive_event(
         Refusal::new(StatusCode::INSUFFICIENT_STORAGE, code, format!("{over}; the event was not accepted"))
             .retry_after(60)
     })?;
+    let received_ms = clock::now_ms();
     let journaled = NewEvent {
         event_type: event_type.clone(),
         payload,
@@ -163,7 +164,8 @@ pub async fn receive_event(
         status,
         event_key,
         delivery_id,
-        duplicates_since_ms: clock::now_ms() - intake.duplicate_window_ms,
+        received_ms,
+        duplicates_since_ms: received_ms - intake.duplicate_window_ms,
     };
     let appended = intake.committer.append(journaled).await.map_err(|e| {
         Refusal::new(

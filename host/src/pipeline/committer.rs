@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     pipeline::{
+        hooks::Hooks,
         journal::{self, Appended, NewEvent, Settlement, Status},
         quota::Quota,
         wakeup::Wakeup,
@@ -48,7 +49,7 @@ pub struct Housekeeping {
 }
 
 /// Who hears how each round went: its time, and whether it committed.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Observers {
     /// Commit latency.
     pub metrics: Option<Arc<Metrics>>,
@@ -57,12 +58,40 @@ pub struct Observers {
     /// How much the journal holds: measured after rounds that appended,
     /// recounted after housekeeping.
     pub quota: Option<Arc<Quota>>,
+    /// The simulator's hooks around each commit; none in the middleware.
+    pub hooks: Arc<dyn Hooks>,
+    /// Called if the thread panics (a bug): the middleware exits with 70,
+    /// so that its service manager starts a fresh process. Without this,
+    /// intake would answer 503 for ever while the process lived on.
+    pub on_crash: fn(),
+}
+
+impl Default for Observers {
+    fn default() -> Self {
+        Self {
+            metrics: None,
+            health: None,
+            quota: None,
+            hooks: Arc::new(crate::pipeline::hooks::NoHooks),
+            on_crash: exit_after_crash,
+        }
+    }
+}
+
+/// What the committer thread's crash does in the middleware: every event
+/// acknowledged is in the journal, so exiting loses nothing.
+fn exit_after_crash() {
+    tracing::error!("the journal committer crashed; exiting so that the service restarts it");
+    std::process::exit(70);
 }
 
 /// A handle for sending writes to the committer thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Committer {
     sender: mpsc::Sender<Command>,
+    /// Whether [`Committer::settle`] waits for the commit (the simulator's,
+    /// so that its threads take turns in one order).
+    synchronous: bool,
 }
 
 impl Committer {
@@ -77,12 +106,15 @@ impl Committer {
     ) -> std::io::Result<(Self, JoinHandle<()>)> {
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new().name("journal-committer".into()).spawn(move || {
-            let wal = connection
-                .pragma_query_value(None, "journal_mode", |row| row.get::<_, String>(0))
-                .is_ok_and(|mode| mode.eq_ignore_ascii_case("wal"));
-            run(connection, receiver, &wakeup, &observers, wal)
+            let on_crash = observers.on_crash;
+            let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run(connection, receiver, &wakeup, &observers)
+            }));
+            if crashed.is_err() {
+                on_crash();
+            }
         })?;
-        Ok((Self { sender }, thread))
+        Ok((Self { sender, synchronous: false }, thread))
     }
 
     /// Stores one event durably and returns its journal id (or, for a
@@ -93,12 +125,31 @@ impl Committer {
         answer.await.map_err(|_| stopped())?
     }
 
+    /// [`Committer::append`] for a thread that is not async (the simulator's).
+    pub fn append_blocking(&self, event: NewEvent) -> Result<Appended, Unavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.sender.blocking_send(Command::Append(event, reply)).map_err(|_| stopped())?;
+        answer.blocking_recv().map_err(|_| stopped())?
+    }
+
     /// Sends delivery outcomes to be recorded, without waiting for the
     /// commit; [`Pending::wait`] does. Blocking: for the sync worker's thread.
     pub fn settle(&self, settlements: Vec<Settlement>) -> Result<Pending, Unavailable> {
         let (reply, answer) = oneshot::channel();
         self.sender.blocking_send(Command::Settle(settlements, reply)).map_err(|_| stopped())?;
-        Ok(Pending(answer))
+        if !self.synchronous {
+            return Ok(Pending(answer));
+        }
+        let (reply, answer_now) = oneshot::channel();
+        let _ = reply.send(answer.blocking_recv().unwrap_or_else(|_| Err(stopped())));
+        Ok(Pending(answer_now))
+    }
+
+    /// This handle, but its [`Committer::settle`] returns only after the
+    /// commit: for the simulator, whose schedules must not depend on how
+    /// the committer's thread and the worker's overlap.
+    pub fn synchronous(self) -> Self {
+        Self { synchronous: true, ..self }
     }
 }
 
@@ -142,7 +193,6 @@ fn run(
     mut receiver: mpsc::Receiver<Command>,
     wakeup: &Wakeup,
     observers: &Observers,
-    wal: bool,
 ) {
     let mut round = Vec::with_capacity(MAX_ROUND);
     if let Some(quota) = &observers.quota
@@ -150,8 +200,6 @@ fn run(
     {
         tracing::warn!("cannot measure the journal for its limits (journal.max_bytes): {e}");
     }
-    // The connection opens with synchronous=FULL (journal::open).
-    let mut synchronous = Synchronous::Full;
     while let Some(first) = receiver.blocking_recv() {
         round.push(first);
         while round.len() < MAX_ROUND {
@@ -162,7 +210,7 @@ fn run(
         }
         let appended = round.iter().any(|c| matches!(c, Command::Append(..)));
         let started = Instant::now();
-        let outcome = commit_round(&mut connection, &round, wal, &mut synchronous);
+        let outcome = commit_round(&mut connection, &round, observers.hooks.as_ref());
         if let Some(metrics) = &observers.metrics {
             metrics.journal_commit(started.elapsed());
         }
@@ -235,24 +283,6 @@ fn account(quota: &Quota, connection: &Connection, round: &[Command], outcomes: 
     }
 }
 
-/// The journal connection's `synchronous` setting, as last set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Synchronous {
-    /// Every commit is fsynced before it returns.
-    Full,
-    /// Commits are fsynced at checkpoints only (WAL mode).
-    Normal,
-}
-
-impl Synchronous {
-    fn as_str(self) -> &'static str {
-        match self {
-            Synchronous::Full => "FULL",
-            Synchronous::Normal => "NORMAL",
-        }
-    }
-}
-
 /// What one command did, in its round.
 enum Outcome {
     Appended(Appended),
@@ -264,25 +294,13 @@ enum Outcome {
 /// Writes one round in one transaction. Returns, per command, what it did.
 /// All or nothing: on error, nothing was stored.
 ///
-/// A round with new events is fsynced before it returns (synchronous=FULL).
-/// In WAL mode, a round of delivery outcomes only is not (NORMAL): a power
-/// cut may undo it, and those events are then written to the HIS again, an
-/// upsert that changes nothing; WAL recovery keeps commits in order, and the
-/// next FULL commit makes it durable anyway. Outside WAL mode, NORMAL could
-/// corrupt the file on power loss, so every round is FULL.
-fn commit_round(
-    connection: &mut Connection,
-    round: &[Command],
-    wal: bool,
-    synchronous: &mut Synchronous,
-) -> rusqlite::Result<Vec<Outcome>> {
-    let appends = round.iter().any(|c| matches!(c, Command::Append(..)));
-    let wanted = if appends || !wal { Synchronous::Full } else { Synchronous::Normal };
-    // A PRAGMA is a statement of its own: issued only when it changes.
-    if wanted != *synchronous {
-        connection.pragma_update(None, "synchronous", wanted.as_str())?;
-        *synchronous = wanted;
-    }
+/// Every round is fsynced before it returns (`synchronous=FULL`), delivery
+/// outcomes too: the sync worker writes a row's next state to the HIS only
+/// after the outcome of its previous one is on disk. Were that outcome
+/// lost to a power cut, the restarted worker would write the previous state
+/// again, after the newer one (the row would move back, and HIS triggers
+/// would see it).
+fn commit_round(connection: &mut Connection, round: &[Command], hooks: &dyn Hooks) -> rusqlite::Result<Vec<Outcome>> {
     // The write lock from the start: appends choose their ids (journal::append_all).
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = crate::clock::now_rfc3339();
@@ -319,6 +337,10 @@ fn commit_round(
             }
         }
     }
+    hooks.before_journal_commit().map_err(|e| {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR), Some(e))
+    })?;
     transaction.commit()?;
+    hooks.after_journal_commit();
     Ok(outcomes)
 }

@@ -16,7 +16,6 @@ use his_plugin_api::Value;
 use rusqlite::Connection;
 
 use crate::{
-    clock,
     pipeline::{
         journal::{self, Holds, PendingEvent},
         mapping::{MappingError, Mappings},
@@ -84,11 +83,12 @@ impl Lookahead {
 
     /// Starts reading the window of due events after `after_id`, on a
     /// thread of its own. `None` if it cannot.
-    pub fn start(&mut self, after_id: i64) -> Option<InFlight> {
+    /// `now_ms` is the time of the pass it reads for.
+    pub fn start(&mut self, after_id: i64, now_ms: i64) -> Option<InFlight> {
         let connection = self.connection.take()?;
         let (mappings, limit) = (self.mappings.clone(), self.limit);
         let spawned = std::thread::Builder::new().name("sync-lookahead".into()).spawn(move || {
-            let window = read(&connection, &mappings, after_id, limit);
+            let window = read(&connection, &mappings, after_id, now_ms, limit);
             (connection, window)
         });
         match spawned {
@@ -115,8 +115,18 @@ impl Lookahead {
     }
 }
 
-fn read(connection: &Connection, mappings: &Mappings, after_id: i64, limit: usize) -> rusqlite::Result<Window> {
-    let holds = journal::holds(connection)?;
-    let events = journal::due_events(connection, clock::now_ms(), after_id, holds.any(), limit)?;
+/// Reads the window after `after_id`: its holds and its events in one
+/// snapshot, as the worker reads its own.
+fn read(
+    connection: &Connection,
+    mappings: &Mappings,
+    after_id: i64,
+    now_ms: i64,
+    limit: usize,
+) -> rusqlite::Result<Window> {
+    let snapshot = connection.unchecked_transaction()?;
+    let holds = journal::holds(&snapshot)?;
+    let events = journal::due_events(&snapshot, now_ms, after_id, holds.any(), limit)?;
+    drop(snapshot);
     Ok(Window { holds, after_id, events: prepare(mappings, events) })
 }

@@ -16,10 +16,13 @@
 //! [`journal::operations`], used by the commands and the admin routes.
 
 pub mod committer;
+pub mod hooks;
 pub mod journal;
 pub mod lookahead;
 pub mod mapping;
 pub mod quota;
 pub mod retry;
+#[cfg(feature = "simulation")]
+pub mod simulation;
 pub mod wakeup;
 pub mod worker;

@@ -22,6 +22,10 @@ pub struct Backoff {
     pub max: Duration,
     /// Each delay is the previous one times this (2 doubles).
     pub factor: f64,
+    /// Where the ±20% comes from: `None` draws it at random (the
+    /// middleware); `Some(seed)` derives it from the seed and the attempt,
+    /// so that the simulator replays the same delays from the same seed.
+    pub jitter_seed: Option<u64>,
 }
 
 impl Backoff {
@@ -32,6 +36,7 @@ impl Backoff {
             initial: Duration::from_millis(sync.retry_initial_delay_ms),
             max: Duration::from_secs(sync.retry_max_delay_secs),
             factor: sync.retry_factor,
+            jitter_seed: None,
         }
     }
 
@@ -40,7 +45,10 @@ impl Backoff {
         let growth = self.factor.powi(attempt.saturating_sub(1).min(200) as i32);
         let base = Duration::from_secs_f64((self.initial.as_secs_f64() * growth).min(self.max.as_secs_f64()));
         // A random factor in [0.8, 1.2), from the std hasher's random keys.
-        let random = RandomState::new().hash_one(attempt) % 1000;
+        let random = match self.jitter_seed {
+            None => RandomState::new().hash_one(attempt),
+            Some(seed) => seed.wrapping_add(u64::from(attempt)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 7,
+        } % 1000;
         let factor = 0.8 + random as f64 * 0.0004;
         base.mul_f64(factor).min(self.max)
     }
@@ -52,7 +60,7 @@ mod tests {
 
     #[test]
     fn delays_grow_and_stay_within_bounds() {
-        let backoff = Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(300), factor: 2.0 };
+        let backoff = Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(300), factor: 2.0, jitter_seed: None };
         for attempt in 1..60 {
             let expected = (1u64 << (attempt - 1).min(20)).min(300) as f64;
             let delay = backoff.delay(attempt).as_secs_f64();

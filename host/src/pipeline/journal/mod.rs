@@ -87,6 +87,9 @@ pub struct NewEvent {
     pub event_key: Option<String>,
     /// The sender's delivery id, if it gave one.
     pub delivery_id: Option<String>,
+    /// When the middleware received it, as unix ms: its delivery id's time,
+    /// for the duplicate window.
+    pub received_ms: i64,
     /// Unix ms: a delivery id seen at or after this is a duplicate.
     pub duplicates_since_ms: i64,
 }
@@ -142,13 +145,6 @@ pub enum Settlement {
         /// Why, for `last_error`.
         error: String,
     },
-    /// Its type is no longer mapped.
-    Unmapped {
-        /// The journal id.
-        id: i64,
-        /// Why.
-        reason: String,
-    },
 }
 
 /// Appends `events` in order, as if one by one: an event whose delivery id
@@ -168,15 +164,15 @@ pub fn append_all(transaction: &Transaction<'_>, events: &[&NewEvent]) -> rusqli
                         COALESCE((SELECT MAX(id) FROM events), 0)) + 1",
         )?
         .query_row([], |row| row.get(0))?;
-    let now_ms = crate::clock::now_ms();
     let mut outcomes = Vec::with_capacity(events.len());
     let mut stored: Vec<(i64, &NewEvent)> = Vec::with_capacity(events.len());
-    // Delivery ids stored by this call, and the id each was stored under.
-    let mut delivery_ids: HashMap<&str, i64> = HashMap::new();
+    // Delivery ids stored by this call, the id each was stored under, and
+    // when it was received.
+    let mut delivery_ids: HashMap<&str, (i64, i64)> = HashMap::new();
     for &event in events {
         if let Some(delivery_id) = &event.delivery_id {
             let seen = match delivery_ids.get(delivery_id.as_str()) {
-                Some(&id) => Some(id),
+                Some(&(id, _)) => Some(id),
                 None => transaction
                     .prepare_cached("SELECT event_id FROM deliveries WHERE delivery_id = ?1 AND received_ms >= ?2")?
                     .query_row(params![delivery_id, event.duplicates_since_ms], |row| row.get(0))
@@ -186,7 +182,7 @@ pub fn append_all(transaction: &Transaction<'_>, events: &[&NewEvent]) -> rusqli
                 outcomes.push(Appended::Duplicate(id));
                 continue;
             }
-            delivery_ids.insert(delivery_id, next_id);
+            delivery_ids.insert(delivery_id, (next_id, event.received_ms));
         }
         stored.push((next_id, event));
         outcomes.push(Appended::New(next_id));
@@ -200,7 +196,7 @@ pub fn append_all(transaction: &Transaction<'_>, events: &[&NewEvent]) -> rusqli
     let payload_rows: Vec<[&dyn ToSql; 2]> = stored.iter().map(|(id, e)| [id as &dyn ToSql, &e.payload]).collect();
     insert_rows(transaction, "INSERT INTO payloads (event_id, body)", &payload_rows)?;
     let delivery_rows: Vec<[&dyn ToSql; 3]> =
-        delivery_ids.iter().map(|(delivery_id, id)| [delivery_id as &dyn ToSql, id, &now_ms]).collect();
+        delivery_ids.iter().map(|(delivery_id, (id, at_ms))| [delivery_id as &dyn ToSql, id, at_ms]).collect();
     // A delivery id older than the window is replaced.
     insert_rows(transaction, "INSERT OR REPLACE INTO deliveries (delivery_id, event_id, received_ms)", &delivery_rows)?;
     Ok(outcomes)
@@ -266,9 +262,6 @@ pub fn settle(transaction: &Transaction<'_>, settlements: &[Settlement], now: &s
                      WHERE id = ?1 AND status = 'pending'",
                 )?
                 .execute(params![id, error, Status::Failed.as_str()])?,
-            Settlement::Unmapped { id, reason } => transaction
-                .prepare_cached("UPDATE events SET status = ?3, last_error = ?2 WHERE id = ?1 AND status = 'pending'")?
-                .execute(params![id, reason, Status::Unmapped.as_str()])?,
         };
     }
     Ok(())
@@ -440,6 +433,7 @@ mod tests {
             status: Status::Pending,
             event_key: Some(key.into()),
             delivery_id: None,
+            received_ms: 0,
             duplicates_since_ms: 0,
         };
         let appended = append_all(&transaction, &[&event]).unwrap();
@@ -527,6 +521,7 @@ mod tests {
             status: Status::Pending,
             event_key: Some("K".into()),
             delivery_id: delivery_id.map(str::to_string),
+            received_ms: 0,
             duplicates_since_ms: 0,
         };
         // 70 events, one of them a repeat: 69 rows, in statements of 64, 4 and 1 rows.

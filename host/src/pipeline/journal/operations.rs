@@ -255,6 +255,7 @@ mod tests {
             status: Status::Pending,
             event_key: Some(r#"["HIS_appointments","1"]"#.into()),
             delivery_id: None,
+            received_ms: 0,
             duplicates_since_ms: 0,
         };
         let [journal::Appended::New(id)] = journal::append_all(&transaction, &[&event]).unwrap()[..] else {

@@ -93,6 +93,15 @@ pub enum MappingError {
         /// What is wrong with the number.
         error: InexactNumber,
     },
+    /// The event was mapped when it arrived, but its type is not mapped in
+    /// the current config.
+    #[error(
+        "no mapping for event_type {event_type:?} in the current config: add mapping.{event_type} back, then replay the event"
+    )]
+    Unmapped {
+        /// The event type.
+        event_type: String,
+    },
     /// The journaled payload is not a JSON object (never happens for
     /// payloads that intake accepted).
     #[error("the journaled payload is not a JSON object: {0}")]

@@ -25,13 +25,14 @@ use rusqlite::Connection;
 
 mod pass;
 
-use self::pass::PassEnd;
+use self::pass::{PassEnd, Passed};
 use crate::{
-    clock,
+    clock::Clock,
     pipeline::{
         committer::{Committer, Housekeeping, Pending},
-        journal::{self, Settlement},
-        lookahead::{self, InFlight, Lookahead, Window},
+        hooks::Hooks,
+        journal,
+        lookahead::{self, InFlight, Lookahead, Prepared, Window},
         mapping::Mappings,
         retry::Backoff,
         wakeup::Wakeup,
@@ -40,18 +41,43 @@ use crate::{
     telemetry::{health::Health, metrics::Metrics},
 };
 
-/// The longest the worker sleeps with nothing due: also how soon it sees
-/// events that `replay` (a separate process) put back to pending.
-const IDLE_WAIT: Duration = Duration::from_secs(5);
+/// Where the worker gets its writer: the loaded plugin in the middleware,
+/// a fake HIS in the simulator.
+pub trait OpenWriter: Send {
+    /// The database type, for the log (`mysql`).
+    fn name(&self) -> &str;
+    /// Opens a writer. Blocking.
+    fn open(&self) -> Result<WriterBox, PluginError>;
+}
 
-/// Everything the worker needs, built once at startup.
-pub struct Worker {
+/// The loaded plugin, and what it opens its writer with.
+pub struct PluginWriters {
     /// The loaded plugin.
     pub plugin: Plugin,
     /// The config's `database` section, as JSON, for the plugin.
     pub settings_json: String,
     /// The config file's folder, for the plugin's relative paths.
     pub config_dir: PathBuf,
+}
+
+impl OpenWriter for PluginWriters {
+    fn name(&self) -> &str {
+        &self.plugin.name
+    }
+
+    fn open(&self) -> Result<WriterBox, PluginError> {
+        self.plugin.open_writer(&self.settings_json, &self.config_dir)
+    }
+}
+
+/// The longest the worker sleeps with nothing due: also how soon it sees
+/// events that `replay` (a separate process) put back to pending.
+const IDLE_WAIT: Duration = Duration::from_secs(5);
+
+/// Everything the worker needs, built once at startup.
+pub struct Worker {
+    /// Opens the writer.
+    pub writers: Box<dyn OpenWriter>,
     /// Event type → table, columns, key.
     pub mappings: Arc<Mappings>,
     /// The worker's own read connection to the journal.
@@ -74,6 +100,10 @@ pub struct Worker {
     pub metrics: Arc<Metrics>,
     /// Whether the HIS answered the last contact, for `/ready`.
     pub health: Arc<Health>,
+    /// The time: the system's, or the simulator's.
+    pub clock: Arc<dyn Clock>,
+    /// The simulator's points of control; none in the middleware.
+    pub hooks: Arc<dyn Hooks>,
 }
 
 /// Error kinds that mean the HIS cannot be used now, whatever the events:
@@ -82,13 +112,13 @@ const UNUSABLE: [ErrorKind; 4] = [ErrorKind::CONNECTION, ErrorKind::TIMEOUT, Err
 
 /// How long the worker may go without hearing from the HIS before it pings
 /// it, so that `/ready` tells the truth on a quiet day too.
-const PING_EVERY: Duration = Duration::from_secs(30);
+const PING_EVERY_MS: i64 = 30_000;
 
 /// How often the worker removes old delivered events and delivery ids: at
 /// the first quiet moment after startup, then every so often.
-const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
+const HOUSEKEEPING_EVERY_MS: i64 = 600_000;
 /// How late housekeeping may get while the worker is never quiet.
-const HOUSEKEEPING_OVERDUE: Duration = Duration::from_secs(3600);
+const HOUSEKEEPING_OVERDUE_MS: i64 = 3_600_000;
 
 /// How long startup waits for the first attempt to open the writer before
 /// it listens anyway: a slow or unreachable HIS must not hold up intake.
@@ -115,15 +145,9 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name("sync-worker".into())
             .spawn(move || {
-                let database_type = self.plugin.name.clone();
-                let mut state = State {
-                    worker: self,
-                    writer: None,
-                    failures: 0,
-                    reachable: true,
-                    next_housekeeping: Instant::now(),
-                    last_contact: Instant::now(),
-                };
+                let database_type = self.writers.name().to_string();
+                let wakeup = self.wakeup.clone();
+                let mut state = State::new(self);
                 let opened = state.open_writer();
                 let outcome = opened.as_ref().map(|_| ()).map_err(|e| (e.retryable, e.to_string()));
                 if report.send(opened).is_err()
@@ -133,12 +157,25 @@ impl Worker {
                     eprintln!("error: cannot open the {database_type} HIS database: {message}");
                     std::process::exit(1);
                 }
-                match outcome {
+                let mut next = match outcome {
                     Err((false, _)) => return,
-                    Err((true, _)) if !state.back_off() => return,
-                    _ => {}
-                }
-                let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.run()));
+                    Err((true, _)) => state.back_off(),
+                    Ok(()) => Next::Go,
+                };
+                let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    while !wakeup.stopping() {
+                        let went_on = match next {
+                            Next::Go => true,
+                            Next::Idle(wait) => wakeup.wait(wait),
+                            Next::Sleep(wait) => wakeup.sleep(wait),
+                        };
+                        if !went_on {
+                            break;
+                        }
+                        next = state.step();
+                    }
+                    state.finish();
+                }));
                 if crashed.is_err() {
                     // A bug in the host. Every event is safe in the journal:
                     // exit, so that the service manager starts a fresh process.
@@ -162,7 +199,20 @@ impl Worker {
     }
 }
 
-struct State {
+/// What the worker does after a [`State::step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Step again at once.
+    Go,
+    /// Nothing is due: wait this long, or until new events ring.
+    Idle(Duration),
+    /// Backing off: wait this long; new events do not end the wait.
+    Sleep(Duration),
+}
+
+/// The worker's state between steps. The thread in [`Worker::start`] steps
+/// it and waits as each step says; the simulator steps it on a virtual clock.
+pub(crate) struct State {
     worker: Worker,
     /// `None` until opened, and after the plugin panicked (a poisoned
     /// writer is dropped, never called again).
@@ -172,11 +222,26 @@ struct State {
     failures: u32,
     /// Whether the last pass reached the HIS: the log says when this changes.
     reachable: bool,
-    /// When to prune next.
-    next_housekeeping: Instant,
-    /// When the HIS last answered or failed to: a ping is due after
-    /// [`PING_EVERY`] of silence.
-    last_contact: Instant,
+    /// When to prune next (unix ms).
+    next_housekeeping_ms: i64,
+    /// When the HIS last answered or failed to (unix ms): a ping is due
+    /// after [`PING_EVERY_MS`] of silence.
+    last_contact_ms: i64,
+    /// The last pass's outcomes, on their way into the journal.
+    recording: Option<Recording>,
+    /// The next window, read while the last one was written.
+    ahead: Option<Window>,
+    /// Set while the worker waits out a failure.
+    backing_off: Option<BackingOff>,
+}
+
+/// A back-off in progress.
+#[derive(Debug, Clone, Copy)]
+struct BackingOff {
+    /// When it ends (unix ms).
+    until_ms: i64,
+    /// While the HIS is unreachable: when to ping it next (unix ms).
+    next_probe_ms: i64,
 }
 
 /// A pass's outcomes on their way into the journal.
@@ -188,10 +253,37 @@ struct Recording {
     keys: HashSet<String>,
 }
 
+/// What reading a window found.
+enum Read {
+    /// Events are retrying: wait for the last pass's record, then read from
+    /// the start.
+    WaitForRecord,
+    /// The window (maybe empty).
+    Events(Vec<Prepared>),
+}
+
 impl State {
-    fn open_writer(&mut self) -> Result<(), PluginError> {
-        let w = &self.worker;
-        let opened = w.plugin.open_writer(&w.settings_json, &w.config_dir);
+    pub(crate) fn new(worker: Worker) -> Self {
+        let now = worker.clock.now_ms();
+        Self {
+            worker,
+            writer: None,
+            failures: 0,
+            reachable: true,
+            next_housekeeping_ms: now,
+            last_contact_ms: now,
+            recording: None,
+            ahead: None,
+            backing_off: None,
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.worker.clock.now_ms()
+    }
+
+    pub(crate) fn open_writer(&mut self) -> Result<(), PluginError> {
+        let opened = self.worker.writers.open();
         self.heard(opened.as_ref().err());
         self.writer = Some(opened?);
         Ok(())
@@ -201,7 +293,7 @@ impl State {
     /// error about the data (a wrong value, a missing column) is still an
     /// answer; one about the connection, the login or the settings is not.
     fn heard(&mut self, error: Option<&PluginError>) {
-        self.last_contact = Instant::now();
+        self.last_contact_ms = self.now_ms();
         match error {
             // A panic says nothing about the HIS, and a writer that panics
             // on every call is not ready.
@@ -218,8 +310,8 @@ impl State {
     }
 
     /// Pings the HIS when nothing was heard from it for a while.
-    fn ping_if_quiet(&mut self) {
-        if self.last_contact.elapsed() >= PING_EVERY
+    fn ping_if_quiet(&mut self, now: i64) {
+        if now - self.last_contact_ms >= PING_EVERY_MS
             && let Err(e) = self.ping()
         {
             tracing::warn!("the HIS did not answer a ping: {e}");
@@ -239,169 +331,150 @@ impl State {
         pinged
     }
 
-    /// The worker's loop. Recording a pass's outcomes (a journal commit)
-    /// overlaps with the next pass when every event of the pass was
-    /// delivered: the next pass then reads only events after the last one
-    /// being recorded. After any failure the worker waits for the record
-    /// first, so that an event held back is seen as held.
-    fn run(&mut self) {
-        let mut recording: Option<Recording> = None;
-        // The next window, read while the last one was written.
-        let mut ahead: Option<Window> = None;
-        while !self.worker.wakeup.stopping() {
-            if self.writer.is_none() {
-                if let Err(e) = self.open_writer() {
-                    tracing::warn!("cannot open the {} writer: {e}", self.worker.plugin.name);
-                    if !self.back_off() {
-                        break;
-                    }
-                    continue;
-                }
-                tracing::info!("{} writer open", self.worker.plugin.name);
-            }
-            // Housekeeping waits for a quiet moment (below), unless it is an
-            // hour overdue: it must not slow a backlog's drain.
-            if Instant::now() >= self.next_housekeeping + HOUSEKEEPING_OVERDUE {
-                self.housekeeping();
-            }
-            let now = clock::now_ms();
-            let started = Instant::now();
-            // While any pending event is retrying, order per row needs the
-            // whole picture: no overlap, read from the start, hold back
-            // later events of a row behind its retrying one. A failed event
-            // holds back its row's later events too, but never becomes due,
-            // so overlap stays safe.
-            let holds = match journal::holds(&self.worker.reader) {
-                Ok(holds) => holds,
-                Err(e) => {
-                    tracing::error!("cannot read the journal: {e}");
-                    if !self.back_off() {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            if holds.retrying
-                && let Some(previous) = recording.take()
-            {
-                if !self.recorded(previous) && !self.back_off() {
-                    break;
-                }
-                continue;
-            }
-            let after_id = recording.as_ref().map_or(0, |r| r.last_id);
-            let events = match ahead.take().filter(|window| window.fits(after_id, holds)) {
-                Some(window) => window.events,
-                None => {
-                    match journal::due_events(&self.worker.reader, now, after_id, holds.any(), self.worker.batch_size) {
-                        Ok(events) => lookahead::prepare(&self.worker.mappings, events),
-                        Err(e) => {
-                            tracing::error!("cannot read the journal: {e}");
-                            if !self.back_off() {
-                                break;
-                            }
-                            continue;
-                        }
-                    }
-                }
-            };
-            if events.is_empty() {
-                if let Some(previous) = recording.take() {
-                    // Nothing after the batch being recorded: wait for the
-                    // record, then look again from the start.
-                    if !self.recorded(previous) && !self.back_off() {
-                        break;
-                    }
-                    continue;
-                }
-                if Instant::now() >= self.next_housekeeping {
-                    self.housekeeping();
-                }
-                self.ping_if_quiet();
-                let next = journal::next_due_ms(&self.worker.reader, now).ok().flatten();
-                let wait = next.map_or(IDLE_WAIT, |at| Duration::from_millis((at - now).max(1) as u64).min(IDLE_WAIT));
-                if !self.worker.wakeup.wait(wait) {
-                    break;
-                }
-                continue;
-            }
-            let (count, last_id) = (events.len(), events.last().map_or(0, |e| e.event.id));
-            let keys: HashSet<String> = events.iter().filter_map(|e| e.event.event_key.clone()).collect();
-            // If this pass writes a row that the pass being recorded wrote,
-            // wait for that record first. Otherwise a crash between the two
-            // would replay the older state over the newer one on restart.
-            if recording.as_ref().is_some_and(|r| !r.keys.is_disjoint(&keys))
-                && let Some(previous) = recording.take()
-                && !self.recorded(previous)
-            {
-                if !self.back_off() {
-                    break;
-                }
-                continue;
-            }
-            let read = started.elapsed();
-            // A full window means more may wait: read the next one meanwhile.
-            let in_flight: Option<InFlight> =
-                if count == self.worker.batch_size { self.worker.lookahead.start(last_id) } else { None };
-            let (settlements, end) = self.pass(events);
-            let written = started.elapsed();
-            let next = in_flight.and_then(|in_flight| self.worker.lookahead.finish(in_flight));
-            let previous_ok = recording.take().is_none_or(|previous| self.recorded(previous));
-            if !previous_ok {
-                // This pass was written after the previous one, whose record
-                // failed. Record neither: both are written again, in order.
-                if !self.back_off() {
-                    break;
-                }
-                continue;
-            }
-            let all_delivered =
-                matches!(end, PassEnd::Done) && settlements.iter().all(|s| matches!(s, Settlement::Delivered { .. }));
-            let current = match self.worker.committer.settle(settlements) {
-                Ok(reply) => Recording { reply, last_id, keys },
-                Err(e) => {
-                    tracing::error!("cannot record delivery outcomes: {e}");
-                    if !self.back_off() {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            tracing::debug!(
-                events = count,
-                read_ms = read.as_secs_f64() * 1e3,
-                write_ms = (written - read).as_secs_f64() * 1e3,
-                "sync pass"
-            );
-            self.note_reachability(&end);
-            if all_delivered {
-                recording = Some(current);
-                self.failures = 0;
-                // Read after this pass's last event: it fits the next pass
-                // unless the holds changed meanwhile.
-                ahead = next;
-                continue;
-            }
-            let current_ok = self.recorded(current);
-            let healthy = matches!(end, PassEnd::Done) && current_ok;
-            if !healthy && !self.back_off() {
-                break;
-            }
+    /// One step of the worker: usually one pass. Recording a pass's
+    /// outcomes (a journal commit) overlaps with the next pass when every
+    /// event of the pass was delivered: the next pass then reads only
+    /// events after the last one being recorded. After any failure the
+    /// worker waits for the record first, so that an event held back is
+    /// seen as held.
+    pub(crate) fn step(&mut self) -> Next {
+        let now = self.now_ms();
+        if let Some(next) = self.backing_off(now) {
+            return next;
         }
-        if let Some(previous) = recording.take() {
+        if self.writer.is_none() {
+            if let Err(e) = self.open_writer() {
+                tracing::warn!("cannot open the {} writer: {e}", self.worker.writers.name());
+                return self.back_off();
+            }
+            tracing::info!("{} writer open", self.worker.writers.name());
+        }
+        // Housekeeping waits for a quiet moment (below), unless it is an
+        // hour overdue: it must not slow a backlog's drain.
+        if now >= self.next_housekeeping_ms + HOUSEKEEPING_OVERDUE_MS {
+            self.housekeeping(now);
+        }
+        let started = Instant::now();
+        let events = match self.read_window(now) {
+            Ok(Read::Events(events)) => events,
+            Ok(Read::WaitForRecord) => {
+                let previous = self.recording.take().expect("only while recording");
+                return if self.recorded(previous) { Next::Go } else { self.back_off() };
+            }
+            Err(e) => {
+                tracing::error!("cannot read the journal: {e}");
+                return self.back_off();
+            }
+        };
+        if events.is_empty() {
+            if let Some(previous) = self.recording.take() {
+                // Nothing after the batch being recorded: wait for the
+                // record, then look again from the start.
+                return if self.recorded(previous) { Next::Go } else { self.back_off() };
+            }
+            if now >= self.next_housekeeping_ms {
+                self.housekeeping(now);
+            }
+            self.ping_if_quiet(now);
+            let next = journal::next_due_ms(&self.worker.reader, now).ok().flatten();
+            let wait = next.map_or(IDLE_WAIT, |at| Duration::from_millis((at - now).max(1) as u64).min(IDLE_WAIT));
+            return Next::Idle(wait);
+        }
+        let (count, last_id) = (events.len(), events.last().map_or(0, |e| e.event.id));
+        let keys: HashSet<String> = events.iter().filter_map(|e| e.event.event_key.clone()).collect();
+        // If this pass writes a row that the pass being recorded wrote,
+        // wait for that record first. Otherwise a crash between the two
+        // would replay the older state over the newer one on restart.
+        if self.recording.as_ref().is_some_and(|r| !r.keys.is_disjoint(&keys))
+            && let Some(previous) = self.recording.take()
+            && !self.recorded(previous)
+        {
+            return self.back_off();
+        }
+        let read = started.elapsed();
+        // A full window means more may wait: read the next one meanwhile.
+        let in_flight: Option<InFlight> =
+            if count == self.worker.batch_size { self.worker.lookahead.start(last_id, now) } else { None };
+        let Passed { unrecorded, end, all_delivered } = self.pass(events);
+        let written = started.elapsed();
+        let next = in_flight.and_then(|in_flight| self.worker.lookahead.finish(in_flight));
+        let previous = self.recording.take();
+        if !previous.is_none_or(|previous| self.recorded(previous)) {
+            // This pass was written after the previous one, whose record
+            // failed. Record neither: both are written again, in order.
+            return self.back_off();
+        }
+        if matches!(end, PassEnd::JournalFailed) {
+            // Part of the pass could not be recorded: the rest waits too.
+            return self.back_off();
+        }
+        let current = match self.worker.committer.settle(unrecorded) {
+            Ok(reply) => Recording { reply, last_id, keys },
+            Err(e) => {
+                tracing::error!("cannot record delivery outcomes: {e}");
+                return self.back_off();
+            }
+        };
+        tracing::debug!(
+            events = count,
+            read_ms = read.as_secs_f64() * 1e3,
+            write_ms = (written - read).as_secs_f64() * 1e3,
+            "sync pass"
+        );
+        self.note_reachability(&end);
+        if all_delivered && matches!(end, PassEnd::Done) {
+            self.recording = Some(current);
+            self.failures = 0;
+            // Read after this pass's last event: it fits the next pass
+            // unless the holds changed meanwhile.
+            self.ahead = next;
+            return Next::Go;
+        }
+        let current_ok = self.recorded(current);
+        if matches!(end, PassEnd::Done) && current_ok { Next::Go } else { self.back_off() }
+    }
+
+    /// Reads the next window: the holds and the due events in one snapshot
+    /// of the journal, so that a `replay` committing in between cannot make
+    /// the two disagree (a replayed event seen as failed by the one and as
+    /// due by the other would let a newer event of its row go first).
+    fn read_window(&mut self, now: i64) -> rusqlite::Result<Read> {
+        let snapshot = self.worker.reader.unchecked_transaction()?;
+        let holds = journal::holds(&snapshot)?;
+        self.worker.hooks.window_read();
+        // While any pending event is retrying, order per row needs the
+        // whole picture: no overlap, read from the start, hold back later
+        // events of a row behind its retrying one. A failed event holds
+        // back its row's later events too, but never becomes due, so
+        // overlap stays safe.
+        if holds.retrying && self.recording.is_some() {
+            return Ok(Read::WaitForRecord);
+        }
+        let after_id = self.recording.as_ref().map_or(0, |r| r.last_id);
+        if let Some(window) = self.ahead.take().filter(|window| window.fits(after_id, holds)) {
+            return Ok(Read::Events(window.events));
+        }
+        let events = journal::due_events(&snapshot, now, after_id, holds.any(), self.worker.batch_size)?;
+        drop(snapshot);
+        Ok(Read::Events(lookahead::prepare(&self.worker.mappings, events)))
+    }
+
+    /// Ends the worker: waits for the last record, closes the writer.
+    pub(crate) fn finish(&mut self) {
+        if let Some(previous) = self.recording.take() {
             self.recorded(previous);
         }
         if let Some(mut writer) = self.writer.take()
             && let Err(e) = writer.close().into_result()
         {
-            tracing::warn!("closing the {} writer: {e}", self.worker.plugin.name);
+            tracing::warn!("closing the {} writer: {e}", self.worker.writers.name());
         }
     }
 
     /// One log line when the HIS stops answering, one when it is back, each
     /// with how many events wait.
     fn note_reachability(&mut self, end: &PassEnd) {
-        let reachable = matches!(end, PassEnd::Done);
+        let reachable = !matches!(end, PassEnd::Unreachable(_));
         if reachable == self.reachable {
             return;
         }
@@ -411,19 +484,20 @@ impl State {
             PassEnd::Unreachable(e) => tracing::warn!(
                 "the HIS is not reachable ({e}); {waiting} events wait in the journal and are written when it is back"
             ),
-            PassEnd::Done => tracing::info!("the HIS is reachable again; {waiting} events waiting"),
+            _ => tracing::info!("the HIS is reachable again; {waiting} events waiting"),
         }
     }
 
     /// Removes delivered events past their retention and delivery ids past
     /// the duplicate window, a bounded batch at a time.
-    fn housekeeping(&mut self) {
-        self.next_housekeeping = Instant::now() + HOUSEKEEPING_EVERY;
-        let ago = |d: Duration| chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or_default();
-        let housekeeping = Housekeeping {
-            delivered_before: ago(self.worker.retention).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            delivery_ids_before_ms: ago(self.worker.duplicate_window).timestamp_millis(),
-        };
+    fn housekeeping(&mut self, now: i64) {
+        self.next_housekeeping_ms = now + HOUSEKEEPING_EVERY_MS;
+        let ago = |d: Duration| now - i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let delivered_before = chrono::DateTime::from_timestamp_millis(ago(self.worker.retention))
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let housekeeping =
+            Housekeeping { delivered_before, delivery_ids_before_ms: ago(self.worker.duplicate_window) };
         let mut removed = 0;
         for _ in 0..10 {
             match self.worker.committer.prune(housekeeping.clone()) {
@@ -455,33 +529,46 @@ impl State {
         }
     }
 
-    /// Waits out the worker-wide backoff. Returns false when stopping.
-    ///
-    /// While the HIS is unreachable, a ping every [`PING_EVERY`] ends the
-    /// wait as soon as it answers: after an outage, writing resumes (and
-    /// `/ready` recovers) within half a minute, not after the longest delay.
-    fn back_off(&mut self) -> bool {
+    /// Starts waiting out the worker-wide backoff.
+    pub(crate) fn back_off(&mut self) -> Next {
         self.failures = self.failures.saturating_add(1);
         let delay = self.worker.backoff.delay(self.failures);
         tracing::info!("sync worker waits {:.1}s before trying again", delay.as_secs_f64());
-        let until = Instant::now() + delay;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return true;
-            }
-            let probing = !self.reachable && self.writer.is_some();
-            if !self.worker.wakeup.sleep(if probing { left.min(PING_EVERY) } else { left }) {
-                return false;
-            }
-            if probing && Instant::now() < until && self.ping().is_ok() {
+        let now = self.now_ms();
+        self.backing_off = Some(BackingOff {
+            until_ms: now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
+            next_probe_ms: now + PING_EVERY_MS,
+        });
+        self.backing_off(now).unwrap_or(Next::Go)
+    }
+
+    /// While backing off: how long to wait yet, or `None` when the wait is
+    /// over.
+    ///
+    /// While the HIS is unreachable, a ping every [`PING_EVERY_MS`] ends the
+    /// wait as soon as it answers: after an outage, writing resumes (and
+    /// `/ready` recovers) within half a minute, not after the longest delay.
+    fn backing_off(&mut self, now: i64) -> Option<Next> {
+        let mut backing_off = self.backing_off?;
+        if now >= backing_off.until_ms {
+            self.backing_off = None;
+            return None;
+        }
+        let probing = !self.reachable && self.writer.is_some();
+        if probing && now >= backing_off.next_probe_ms {
+            if self.ping().is_ok() {
                 // Events set aside for the outage need not wait out their own delays.
-                match self.worker.committer.make_due(clock::now_ms()) {
+                match self.worker.committer.make_due(now) {
                     Ok(count) => tracing::info!("the HIS answers again: writing now ({count} events were waiting)"),
                     Err(e) => tracing::warn!("the HIS answers again, but the journal did not take it: {e}"),
                 }
-                return true;
+                self.backing_off = None;
+                return None;
             }
+            backing_off.next_probe_ms = now + PING_EVERY_MS;
+            self.backing_off = Some(backing_off);
         }
+        let until = if probing { backing_off.until_ms.min(backing_off.next_probe_ms) } else { backing_off.until_ms };
+        Some(Next::Sleep(Duration::from_millis((until - now).max(1) as u64)))
     }
 }

@@ -2,6 +2,11 @@
 //! which no HIS row appears twice, each segment written as one batch per
 //! event type, and every event's outcome (delivered, retry later, set
 //! aside) decided from what the writer said.
+//!
+//! A segment's outcomes are in the journal before the next segment is
+//! written: the next segment writes a newer state of one of its rows, and a
+//! crash between the two must not make the restarted worker write the
+//! older state again after the newer one.
 
 use std::{collections::HashSet, time::Instant};
 
@@ -11,11 +16,10 @@ use indexmap::IndexMap;
 
 use super::{State, UNUSABLE};
 use crate::{
-    clock,
     pipeline::{
         journal::{PendingEvent, Settlement},
         lookahead::Prepared,
-        mapping::EventMapping,
+        mapping::{EventMapping, MappingError},
     },
 };
 
@@ -31,59 +35,92 @@ pub(super) enum PassEnd {
     Done,
     /// The HIS is unreachable (or the writer broke): stop and back off.
     Unreachable(PluginError),
+    /// A segment's outcomes could not be recorded: the pass stopped there,
+    /// and nothing after it was written.
+    JournalFailed,
+}
+
+/// What a pass did.
+pub(super) struct Passed {
+    /// Outcomes not yet sent to the journal (those of the last segment).
+    pub(super) unrecorded: Vec<Settlement>,
+    /// How it ended.
+    pub(super) end: PassEnd,
+    /// Whether every event of the window was delivered.
+    pub(super) all_delivered: bool,
 }
 
 impl State {
     /// Delivers one window of due events; returns their outcomes.
-    pub(super) fn pass(&mut self, events: Vec<Prepared>) -> (Vec<Settlement>, PassEnd) {
+    pub(super) fn pass(&mut self, events: Vec<Prepared>) -> Passed {
         let mut settlements = Vec::with_capacity(events.len());
         let mut items = Vec::with_capacity(events.len());
+        // Keys whose earlier event failed in this pass: later events for the
+        // same row wait behind it.
+        let mut held: HashSet<String> = HashSet::new();
         for Prepared { event, row } in events {
-            let Some(row) = row else {
-                let reason = format!("no mapping for event_type {:?} in the current config", event.event_type);
-                tracing::warn!(event_id = event.id, event_type = %event.event_type, "{reason}; kept as unmapped");
-                settlements.push(Settlement::Unmapped { id: event.id, reason });
-                continue;
-            };
+            let row = row.unwrap_or_else(|| {
+                // Mapped when it arrived (it has a key), not any more: it
+                // fails like a wrong value would, and holds its row.
+                Err(MappingError::Unmapped { event_type: event.event_type.clone() })
+            });
             match row {
                 Ok(row) => items.push(Item { event, row }),
                 Err(e) => {
                     tracing::error!(event_id = event.id, event_type = %event.event_type, "event cannot be mapped: {e}");
                     self.worker.metrics.failed(&event.event_type);
+                    if let Some(key) = &event.event_key {
+                        held.insert(key.clone());
+                    }
                     settlements.push(Settlement::Failed { id: event.id, error: e.to_string() });
                 }
             }
         }
-
-        // Keys whose earlier event failed in this pass: later events for the
-        // same row wait behind it.
-        let mut held: HashSet<String> = HashSet::new();
-        for segment in segments(items) {
+        let mut all_delivered = settlements.is_empty();
+        let segments = segments(items);
+        let last = segments.len().saturating_sub(1);
+        for (index, segment) in segments.into_iter().enumerate() {
             for (event_type, batch) in segment {
                 let batch: Vec<Item> = batch.into_iter().filter(|i| !is_held(&held, i)).collect();
                 if batch.is_empty() {
+                    all_delivered = false;
                     continue;
                 }
                 let mapping = self.worker.mappings.get(&event_type).expect("only mapped events are batched").clone();
-                if let PassEnd::Unreachable(e) = self.deliver(&mapping, batch, &mut settlements, &mut held) {
-                    return (settlements, PassEnd::Unreachable(e));
+                let before = settlements.len();
+                let end = self.deliver(&mapping, batch, &mut settlements, &mut held);
+                all_delivered &= settlements[before..].iter().all(|s| matches!(s, Settlement::Delivered { .. }));
+                if let PassEnd::Unreachable(e) = end {
+                    return Passed { unrecorded: settlements, end: PassEnd::Unreachable(e), all_delivered: false };
                 }
             }
+            if index < last && !self.record_segment(&mut settlements) {
+                return Passed { unrecorded: Vec::new(), end: PassEnd::JournalFailed, all_delivered: false };
+            }
         }
-        (settlements, PassEnd::Done)
+        Passed { unrecorded: settlements, end: PassEnd::Done, all_delivered }
+    }
+
+    /// Records the outcomes so far, and waits until they are on disk.
+    fn record_segment(&mut self, settlements: &mut Vec<Settlement>) -> bool {
+        let recorded = self.worker.committer.settle(std::mem::take(settlements)).and_then(|reply| reply.wait());
+        if let Err(e) = &recorded {
+            tracing::error!("cannot record delivery outcomes: {e}");
+        }
+        recorded.is_ok()
     }
 
     /// Writes one batch, and decides what its failure means:
     /// - the connection, a timeout, the login or the settings: the HIS is
     ///   unusable now, so the pass ends and the worker backs off as a whole
     ///   (one probe per back-off, not a storm);
-    /// - another retryable error (a deadlock, a lock timeout): the whole
-    ///   batch waits for a retry, other tables go on;
     /// - a wrong table or column: the whole batch fails (every row has the
     ///   same columns), other tables go on;
-    /// - anything else is about a row: that row fails (the plugin may say
-    ///   which; otherwise each row is tried alone) and the others are
-    ///   written.
+    /// - anything else is about a row, retryable (a lock timeout, a
+    ///   deadlock) or not: that row waits for a retry or fails (the plugin
+    ///   may say which row; otherwise each row is tried alone), and the
+    ///   others are written. One row locked by another HIS session holds
+    ///   back that row's events only.
     ///
     /// Failed events are kept, with the database's message, for replay.
     fn deliver(
@@ -114,7 +151,7 @@ impl State {
             self.set_aside(&batch, &systemic, mapping, settlements, held);
             return PassEnd::Unreachable(error);
         }
-        if error.retryable || error.kind == ErrorKind::SCHEMA || batch.len() == 1 {
+        if error.kind == ErrorKind::SCHEMA || batch.len() == 1 {
             self.set_aside(&batch, &error, mapping, settlements, held);
             return PassEnd::Done;
         }
@@ -142,7 +179,7 @@ impl State {
     fn write(&mut self, mapping: &EventMapping, items: &mut [Item]) -> Result<(), PluginError> {
         if self.writer.is_none() {
             self.open_writer()?;
-            tracing::info!("{} writer reopened", self.worker.plugin.name);
+            tracing::info!("{} writer reopened", self.worker.writers.name());
         }
         let writer = self.writer.as_mut().expect("opened above");
         let widths: Vec<usize> = items.iter().map(|i| i.row.len()).collect();
@@ -173,7 +210,7 @@ impl State {
         {
             tracing::error!(
                 "the {} plugin panicked: {e}; its writer is discarded and will be reopened",
-                self.worker.plugin.name
+                self.worker.writers.name()
             );
             self.writer = None;
         }
@@ -222,7 +259,7 @@ impl State {
         Settlement::RetryLater {
             id: item.event.id,
             error: recorded,
-            next_attempt_at_ms: clock::now_ms() + delay.as_millis() as i64,
+            next_attempt_at_ms: self.now_ms() + delay.as_millis() as i64,
         }
     }
 }

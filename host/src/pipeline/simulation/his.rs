@@ -1,0 +1,165 @@
+//! The fake HIS: an in-process writer that keeps every row in memory,
+//! records every write it commits, and fails on the simulator's schedule.
+//!
+//! It is handed to the worker as a [`WriterBox`], exactly as a plugin's
+//! writer is, so the worker cannot tell it from one. Each batch is one
+//! transaction: every row commits, or none does.
+
+// `#[sabi_trait]`'s generated impls, as in the plugin API.
+#![allow(non_local_definitions)]
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, atomic::Ordering},
+};
+
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{ROption, RResult, RStr},
+};
+use his_plugin_api::{
+    AbiWriter, AbiWriter_TO, ErrorKind, PluginError, TableDescription, UpsertBatch, ValueRef, WriterBox,
+};
+
+use super::{Shared, rng::Rng};
+
+/// One row as the fake HIS stores it: which event's state it holds.
+pub type RowId = (String, String);
+
+/// What the fake HIS holds, and how it may fail.
+#[derive(Debug)]
+pub struct His {
+    /// Table (folded) and row id → the `seq` of the event whose state the
+    /// row holds.
+    pub rows: HashMap<RowId, i64>,
+    /// Every row write committed, in commit order: the row and the `seq`.
+    pub history: Vec<(RowId, i64)>,
+    /// Row ids locked by "another HIS session": a batch that writes one
+    /// fails with a lock timeout, as a real HIS's would.
+    pub locked: HashSet<String>,
+    /// Events (`seq`) that the HIS refuses for good (a value that does not
+    /// fit, say).
+    pub poison: HashSet<i64>,
+    /// Whether writes fail, hang or lose their answers at random.
+    pub faults: bool,
+    /// This part's draws.
+    pub rng: Rng,
+}
+
+impl His {
+    /// An empty HIS, with faults on.
+    pub fn new(rng: Rng) -> Self {
+        Self {
+            rows: HashMap::new(),
+            history: Vec::new(),
+            locked: HashSet::new(),
+            poison: HashSet::new(),
+            faults: true,
+            rng,
+        }
+    }
+}
+
+/// A writer onto the shared fake HIS.
+pub struct FakeWriter {
+    pub shared: Arc<Shared>,
+}
+
+/// Opens writers onto the fake HIS.
+pub fn writer(shared: Arc<Shared>) -> WriterBox {
+    AbiWriter_TO::from_value(FakeWriter { shared }, TD_Opaque)
+}
+
+fn dead() -> PluginError {
+    PluginError::retryable(ErrorKind::CONNECTION, "the simulated process has crashed")
+}
+
+impl FakeWriter {
+    fn upsert(&self, batch: &UpsertBatch) -> Result<(), PluginError> {
+        if self.shared.dead.load(Ordering::SeqCst) {
+            return Err(dead());
+        }
+        let column = |name: &str| batch.columns.iter().position(|c| c.as_str().eq_ignore_ascii_case(name));
+        let (Some(id_at), Some(seq_at)) = (column("id"), column("seq")) else {
+            return Err(PluginError::permanent(ErrorKind::SCHEMA, "the fake HIS has columns id and seq only"));
+        };
+        let table = batch.table.as_str().to_ascii_lowercase();
+        let mut rows = Vec::with_capacity(batch.row_count());
+        for row in batch.rows() {
+            let id = match row[id_at].get() {
+                ValueRef::Text(text) => text.to_string(),
+                other => return Err(PluginError::permanent(ErrorKind::DATA, format!("id: {other:?}"))),
+            };
+            let ValueRef::Int(seq) = row[seq_at].get() else {
+                return Err(PluginError::permanent(ErrorKind::DATA, "seq is not an integer"));
+            };
+            rows.push(((table.clone(), id), seq));
+        }
+        let mut his = self.shared.his.lock().unwrap_or_else(|e| e.into_inner());
+        let mut after = After::Answer;
+        if his.faults {
+            match his.rng.below(100) {
+                0..2 => {
+                    drop(his);
+                    self.shared.crash("in the HIS write, before it committed");
+                    return Err(dead());
+                }
+                2..4 => after = After::Crash,
+                4..7 => return Err(PluginError::retryable(ErrorKind::CONNECTION, "connection reset")),
+                7..10 => after = After::Lose(ErrorKind::TIMEOUT),
+                10..12 => return Err(PluginError::retryable(ErrorKind::CONFLICT, "deadlock; batch rolled back")),
+                12..14 => return Err(PluginError::retryable(ErrorKind::TIMEOUT, "statement timeout; rolled back")),
+                _ => {}
+            }
+        }
+        if let Some(at) = rows.iter().position(|((_, id), _)| his.locked.contains(id)) {
+            let error = PluginError::retryable(ErrorKind::CONFLICT, "lock wait timeout exceeded");
+            return Err(if his.rng.chance(50) { error.with_row(at) } else { error });
+        }
+        if let Some(at) = rows.iter().position(|(_, seq)| his.poison.contains(seq)) {
+            let error = PluginError::permanent(ErrorKind::DATA, "value too long for its column");
+            return Err(if his.rng.chance(50) { error.with_row(at) } else { error });
+        }
+        for (row, seq) in rows {
+            his.history.push((row.clone(), seq));
+            his.rows.insert(row, seq);
+        }
+        drop(his);
+        match after {
+            After::Answer => Ok(()),
+            After::Crash => {
+                self.shared.crash("in the HIS write, after it committed");
+                Err(dead())
+            }
+            After::Lose(kind) => Err(PluginError::retryable(kind, "committed, but the answer was lost")),
+        }
+    }
+}
+
+/// What happens after a batch commits.
+enum After {
+    /// The writer answers.
+    Answer,
+    /// The process dies before the answer.
+    Crash,
+    /// The answer is lost; the writer reports this error instead.
+    Lose(ErrorKind),
+}
+
+impl AbiWriter for FakeWriter {
+    fn upsert(&mut self, batch: &UpsertBatch) -> RResult<(), PluginError> {
+        FakeWriter::upsert(self, batch).into()
+    }
+
+    fn ping(&mut self) -> RResult<(), PluginError> {
+        if self.shared.dead.load(Ordering::SeqCst) { RResult::RErr(dead()) } else { RResult::ROk(()) }
+    }
+
+    fn describe_table(&mut self, _table: RStr<'_>) -> RResult<ROption<TableDescription>, PluginError> {
+        RResult::ROk(ROption::RNone)
+    }
+
+    fn close(&mut self) -> RResult<(), PluginError> {
+        RResult::ROk(())
+    }
+}

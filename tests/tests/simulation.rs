@@ -1,0 +1,114 @@
+//! The deterministic simulation of the sync worker
+//! (`host/src/pipeline/simulation/`): the real worker, committer and
+//! journal against a fake HIS, with crashes, faults, replays, prunes and
+//! resends on a seeded schedule. One seed is one history; a failure names
+//! its seed, and `cargo xtask simulate --seed N` replays it with its trace.
+//!
+//! CI runs [`CI_SCHEDULES`] schedules; `cargo xtask simulate --seeds N`
+//! runs as many as asked, on every core ([`by_hand`]).
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
+
+use buktor_middleware::pipeline::simulation::{self, Violation};
+
+/// How many schedules CI runs.
+const CI_SCHEDULES: u64 = 2_000;
+
+/// Runs `count` schedules from seed `first` on `threads` threads; returns
+/// the violations (at most a few are kept) and how many schedules ran.
+fn schedules(first: u64, count: u64, threads: usize, progress: bool) -> (Vec<Violation>, u64) {
+    let next = Arc::new(AtomicU64::new(first));
+    let violations = Arc::new(Mutex::new(Vec::new()));
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::SeqCst);
+                    if seed >= first + count {
+                        break;
+                    }
+                    if let Err(violation) = simulation::run(seed) {
+                        let mut violations = violations.lock().unwrap();
+                        if violations.len() < 5 {
+                            violations.push(violation);
+                        }
+                    }
+                    let finished = done.fetch_add(1, Ordering::SeqCst) + 1;
+                    if progress && finished % 10_000 == 0 {
+                        let secs = started.elapsed().as_secs_f64();
+                        eprintln!("{finished} schedules in {secs:.0}s ({:.0}/s)", finished as f64 / secs);
+                    }
+                }
+            });
+        }
+    });
+    let violations = Arc::try_unwrap(violations).unwrap().into_inner().unwrap();
+    (violations, done.load(Ordering::SeqCst))
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+fn report(violations: &[Violation], ran: u64) {
+    for violation in violations {
+        eprintln!("{violation}\n");
+    }
+    assert!(
+        violations.is_empty(),
+        "{} schedule(s) of {ran} broke an invariant (seeds {:?}); each is replayed with `cargo xtask simulate --seed N`",
+        violations.len(),
+        violations.iter().map(|v| v.seed).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn thousands_of_schedules_keep_every_invariant() {
+    let (violations, ran) = schedules(0, CI_SCHEDULES, threads(), false);
+    report(&violations, ran);
+    assert_eq!(ran, CI_SCHEDULES);
+}
+
+#[test]
+fn one_seed_replays_one_history() {
+    let first = simulation::run(42).map_err(|v| v.to_string()).unwrap();
+    let again = simulation::run(42).map_err(|v| v.to_string()).unwrap();
+    assert_eq!(format!("{first:?}"), format!("{again:?}"));
+    assert!(first.crashes > 0 || first.his_writes > 0, "the schedule did something: {first:?}");
+}
+
+/// `cargo xtask simulate`: `BUKTOR_SIMULATE_SEED` replays one seed and
+/// prints its trace; `BUKTOR_SIMULATE_SEEDS` (and `BUKTOR_SIMULATE_FROM`)
+/// runs that many schedules on every core.
+#[test]
+#[ignore = "by hand: cargo xtask simulate --seeds N, or --seed N"]
+fn by_hand() {
+    let number = |name: &str| std::env::var(name).ok().map(|v| v.parse::<u64>().expect("a number"));
+    if let Some(seed) = number("BUKTOR_SIMULATE_SEED") {
+        match simulation::run(seed) {
+            Ok(summary) => println!("seed {seed}: every invariant held: {summary:?}"),
+            Err(violation) => panic!("{violation}"),
+        }
+        return;
+    }
+    let count = number("BUKTOR_SIMULATE_SEEDS").unwrap_or(10_000);
+    let first = number("BUKTOR_SIMULATE_FROM").unwrap_or(0);
+    let started = Instant::now();
+    let (violations, ran) = schedules(first, count, threads(), true);
+    println!(
+        "{ran} schedules (seeds {first}..{}) on {} threads in {:.1}s: {} broke an invariant",
+        first + count,
+        threads(),
+        started.elapsed().as_secs_f64(),
+        violations.len()
+    );
+    report(&violations, ran);
+}
