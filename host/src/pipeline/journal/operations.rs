@@ -252,7 +252,8 @@ fn replay_with(
     let mut up_to = None;
     loop {
         let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        // Events that fail while the replay runs are not part of it.
+        // Only events journaled before the replay started (as one
+        // transaction would see them): it ends even while new ones keep failing.
         let last_id: i64 = match up_to {
             Some(last_id) => last_id,
             None => *up_to.insert(transaction.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?),
