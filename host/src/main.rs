@@ -134,6 +134,8 @@ enum Command {
     },
     /// Remove failed, unmapped or delivered events received before a time.
     /// (Delivered events are also removed after journal.retention_days.)
+    /// Their delivery ids stay for server.duplicate_window_days: a resend
+    /// is still a duplicate.
     Prune {
         /// failed, unmapped or delivered.
         #[arg(long)]

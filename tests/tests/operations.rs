@@ -87,6 +87,53 @@ fn unmapped_events_are_delivered_once_the_mapping_knows_them_and_they_are_replay
     );
 }
 
+/// An unmapped event holds nothing back: once its type is mapped, newer
+/// events of its row are written. Replaying the old one then would move the
+/// row back to an older state, so replay leaves it, and says why.
+#[test]
+fn replay_leaves_an_unmapped_event_that_a_newer_delivered_event_of_its_row_supersedes() {
+    let mut setup = Setup::new();
+    let mut middleware = setup.start();
+    let old = middleware.post_event(r#"{"event_type": "refund", "refund_id": 5, "amount": "20.00"}"#);
+    assert_eq!(old.json()["status"], json!("unmapped"));
+    let old = old.json()["id"].as_i64().unwrap();
+    middleware.terminate();
+
+    setup.config["mapping"]["refund"] =
+        json!({"table": "HIS_refunds", "fields": {"refund_id": "HIS_refund_id", "amount": "HIS_amount"}});
+    let middleware = setup.start();
+    let newer = middleware.post_event(r#"{"event_type": "refund", "refund_id": 5, "amount": "30.00"}"#).json()["id"]
+        .as_i64()
+        .unwrap();
+    wait_for(PATIENCE, "the newer refund delivered", || (status_of(&setup, newer) == json!("delivered")).then_some(()));
+
+    let config = setup.write_config();
+    let replayed = stdout(&run(&config, &["replay", "--status", "unmapped"]));
+    assert!(replayed.contains("replayed 0 event(s)"), "{replayed}");
+    assert!(
+        replayed.contains(
+            "1 unmapped event(s) left as they were, superseded: a newer event of the same HIS row is already delivered"
+        ),
+        "{replayed}"
+    );
+    assert!(replayed.contains("prune --status unmapped"), "what to do about it: {replayed}");
+    assert_eq!(status_of(&setup, old), json!("unmapped"));
+    let listed: serde_json::Value =
+        serde_json::from_str(stdout(&run(&config, &["events", "--status", "unmapped", "--json"])).trim()).unwrap();
+    assert!(listed["last_error"].as_str().unwrap().contains(&format!("event {newer}, received later")), "{listed}");
+
+    // Nothing more reaches row 5: a later event of another row is written,
+    // and row 5 still holds the newer state.
+    let later = middleware.post_event(r#"{"event_type": "refund", "refund_id": 6, "amount": "1.00"}"#).json()["id"]
+        .as_i64()
+        .unwrap();
+    wait_for(PATIENCE, "the later refund delivered", || (status_of(&setup, later) == json!("delivered")).then_some(()));
+    assert_eq!(
+        query(&setup.his(), "SELECT HIS_refund_id, HIS_amount FROM HIS_refunds ORDER BY 1"),
+        [vec![json!(5), json!("30.00")], vec![json!(6), json!("1.00")]]
+    );
+}
+
 #[test]
 fn replay_says_what_it_cannot_do() {
     let setup = Setup::new();
@@ -163,7 +210,10 @@ fn the_admin_routes_are_off_without_a_token_and_guarded_with_one() {
         &[("Authorization", &bearer), ("Content-Type", "application/json")],
         br#"{"status": "failed"}"#,
     );
-    assert_eq!((replayed.status, replayed.json()), (200, json!({"replayed": 1, "still_unmapped": 0})));
+    assert_eq!(
+        (replayed.status, replayed.json()),
+        (200, json!({"replayed": 1, "still_unmapped": 0, "superseded": 0, "notes": []}))
+    );
     wait_for(PATIENCE, "delivered after the replay", || {
         (status_of(&setup, id.as_i64().unwrap()) == json!("delivered")).then_some(())
     });
@@ -212,4 +262,43 @@ fn prune_removes_old_events_of_one_status_and_retention_removes_old_deliveries()
     wait_for(PATIENCE, "the housekeeping log line", || {
         middleware.logs().contains("removed 1 delivered events older than the retention").then_some(())
     });
+}
+
+/// A delivery id is remembered for the whole duplicate window, whatever is
+/// pruned: a resend after its event was pruned (by `prune`, or by a
+/// `journal.retention_days` shorter than `server.duplicate_window_days`)
+/// is still a duplicate, and never writes its old state over newer ones.
+#[test]
+fn a_resend_after_its_event_was_pruned_is_still_a_duplicate() {
+    let setup = Setup::new();
+    let middleware = setup.start();
+    let send = |status: &str| {
+        let body = format!(r#"{{"event_type": "appointment", "appointment_id": 3, "status": "{status}"}}"#);
+        let headers = [("Content-Type", "application/json"), ("webhook-id", "msg_pruned_then_resent")];
+        middleware.request("POST", "/receive-event", &headers, body.as_bytes())
+    };
+    let first = send("booked");
+    assert_eq!((first.status, first.json()["status"].clone()), (200, json!("accepted")));
+    let id = first.json()["id"].as_i64().unwrap();
+    wait_for(PATIENCE, "delivered", || (status_of(&setup, id) == json!("delivered")).then_some(()));
+
+    let config = setup.write_config();
+    let before = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let pruned = stdout(&run(&config, &["prune", "--status", "delivered", "--before", &before]));
+    assert!(pruned.contains("removed 1 delivered event(s)"), "{pruned}");
+    assert_eq!(query(&setup.journal(), "SELECT COUNT(*) FROM events"), [vec![json!(0)]]);
+
+    let again = send("cancelled");
+    assert_eq!((again.status, again.json()), (200, json!({"id": id, "status": "duplicate"})));
+    assert_eq!(query(&setup.journal(), "SELECT COUNT(*) FROM events"), [vec![json!(0)]], "nothing new stored");
+    // Had the resend been stored, the worker would write it before (or
+    // with) a later event: once the later one is delivered, row 3 still
+    // holds its one state.
+    let later = middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 4, "status": "booked"}"#);
+    let later = later.json()["id"].as_i64().unwrap();
+    wait_for(PATIENCE, "the later event delivered", || (status_of(&setup, later) == json!("delivered")).then_some(()));
+    assert_eq!(
+        query(&setup.his(), "SELECT HIS_appointment_id, HIS_status FROM HIS_appointments ORDER BY 1"),
+        [vec![json!(3), json!("booked")], vec![json!(4), json!("booked")]]
+    );
 }

@@ -108,13 +108,10 @@ pub fn replay(
         (None, None) => anyhow::bail!("replay needs --id N or --status failed|unmapped"),
     };
     let mappings = Mappings::new(&loaded.config.mapping);
-    let report = operations::replay(&mut connection, &selection, &mappings)?;
+    let report = operations::replay(&mut connection, &selection, &mappings, clock::now_ms())?;
     println!("replayed {} event(s)", report.replayed);
-    if report.still_unmapped > 0 {
-        println!(
-            "{} unmapped event(s) left as they were: their event_type is still not in the mapping (or they lack its key)",
-            report.still_unmapped
-        );
+    for note in report.notes() {
+        println!("{note}");
     }
     Ok(())
 }

@@ -181,7 +181,7 @@ async fn replay(
     let wakeup = admin.wakeup.clone();
     let report = tokio::task::spawn_blocking(move || {
         let mut connection = journal::open(&admin.journal_path).map_err(journal_error)?;
-        operations::replay(&mut connection, &selection, &admin.mappings).map_err(|e| match e {
+        operations::replay(&mut connection, &selection, &admin.mappings, clock::now_ms()).map_err(|e| match e {
             operations::ReplayError::Journal(e) => journal_error(e),
             other => Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, "not_replayable", other.to_string()),
         })
@@ -189,5 +189,8 @@ async fn replay(
     .await
     .map_err(journal_error)??;
     wakeup.ring();
-    Ok(Json(report).into_response())
+    // The counts, and what the operator should know about them.
+    let mut answer = serde_json::to_value(report).expect("counts serialize");
+    answer["notes"] = json!(report.notes());
+    Ok(Json(answer).into_response())
 }

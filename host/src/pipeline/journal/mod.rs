@@ -272,8 +272,10 @@ pub fn settle(transaction: &Transaction<'_>, settlements: &[Settlement], now: &s
 pub const PRUNE_BATCH: usize = 10_000;
 
 /// Removes up to [`PRUNE_BATCH`] events with `status` received before
-/// `before` (RFC 3339), with their payloads and delivery ids; returns how
-/// many.
+/// `before` (RFC 3339), with their payloads; returns how many. Their
+/// delivery ids stay until [`prune_delivery_ids`] removes them at the end of
+/// the duplicate window, whatever is pruned: a resend within the window is
+/// still answered as a duplicate of the (removed) event, never stored again.
 pub fn prune(transaction: &Transaction<'_>, status: Status, before: &str) -> rusqlite::Result<usize> {
     let ids: Vec<i64> = transaction
         .prepare_cached("SELECT id FROM events WHERE status = ?1 AND received_at < ?2 ORDER BY id LIMIT ?3")?
@@ -285,7 +287,6 @@ pub fn prune(transaction: &Transaction<'_>, status: Status, before: &str) -> rus
     let ids_json = serde_json::to_string(&ids).expect("integers serialize");
     for sql in [
         "DELETE FROM payloads WHERE event_id IN (SELECT value FROM json_each(?1))",
-        "DELETE FROM deliveries WHERE event_id IN (SELECT value FROM json_each(?1))",
         "DELETE FROM events WHERE id IN (SELECT value FROM json_each(?1))",
     ] {
         transaction.prepare_cached(sql)?.execute([&ids_json])?;
@@ -495,7 +496,9 @@ mod tests {
         // events behind it in receive order.
         let config = crate::config::parse(include_str!("../../../../his-config.json")).unwrap();
         let mappings = crate::pipeline::mapping::Mappings::new(&config.mapping);
-        let replayed = operations::replay(&mut connection, &operations::Selection::Id(k1), &mappings).unwrap();
+        let replayed =
+            operations::replay(&mut connection, &operations::Selection::Id(k1), &mappings, crate::clock::now_ms())
+                .unwrap();
         assert_eq!(replayed.replayed, 1);
         assert_eq!(holds(&connection).unwrap(), Holds { retrying: true, failed: false });
         let later = crate::clock::now_ms() + 1_000;
