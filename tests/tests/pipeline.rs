@@ -447,3 +447,83 @@ fn a_resent_delivery_is_journaled_and_written_once() {
     let too_long = send(&middleware, &"x".repeat(300));
     assert_eq!((too_long.status, too_long.json()["error"].clone()), (422, json!("invalid_delivery_id")));
 }
+
+/// One HIS row has one event key, whichever mapping writes it (issue 20,
+/// race 5). Two mappings of one table, the table spelled in another case
+/// and the key's fields listed in another order, alternate on one row; the
+/// first event fails for good. Every later event of that row, of either
+/// type, must wait behind it, not only those of the failed event's type.
+#[test]
+fn a_failed_event_holds_its_rows_later_events_of_every_mapping_of_its_table() {
+    let mut setup = Setup::new();
+    setup.config["database"]["create_missing"] = json!(false);
+    setup
+        .his()
+        .execute_batch(
+            "CREATE TABLE his_appointments (HIS_clinic_id INTEGER, HIS_appointment_id INTEGER,
+                                            HIS_status TEXT NOT NULL, PRIMARY KEY (HIS_clinic_id, HIS_appointment_id))",
+        )
+        .unwrap();
+    let mapping = setup.config["mapping"].as_object_mut().unwrap();
+    mapping.remove("appointment");
+    mapping.insert(
+        "appointment_created".into(),
+        json!({
+            "table": "HIS_Appointments",
+            "fields": {"appointment_id": "HIS_appointment_id", "clinic_id": "HIS_clinic_id", "status": "HIS_status"},
+            "key": ["appointment_id", "clinic_id"]
+        }),
+    );
+    mapping.insert(
+        "appointment_updated".into(),
+        json!({
+            "table": "his_appointments",
+            "fields": {"clinic_id": "HIS_clinic_id", "appointment_id": "HIS_appointment_id", "status": "HIS_status"},
+            "key": ["clinic_id", "appointment_id"]
+        }),
+    );
+    let middleware = setup.start();
+    let post = |event_type: &str, appointment_id: i64, status: Option<&str>| {
+        let mut body = json!({"event_type": event_type, "appointment_id": appointment_id, "clinic_id": 7});
+        if let Some(status) = status {
+            body["status"] = json!(status);
+        }
+        let response = middleware.post_event(&body.to_string());
+        assert_eq!(response.status, 200, "{body}: {}", response.body);
+        response.json()["id"].as_i64().unwrap()
+    };
+    // No status: HIS_status is NOT NULL, so the HIS refuses it for good.
+    let failed = post("appointment_created", 1, None);
+    wait_for(PATIENCE, "the first event set aside", || {
+        let rows = query(&setup.journal(), &format!("SELECT status FROM events WHERE id = {failed}"));
+        (rows == [vec![json!("failed")]]).then_some(())
+    });
+    // The row's later events, alternating between the two types, and
+    // other rows' events of both types among them.
+    let mut later = Vec::new();
+    for (n, event_type) in ["appointment_updated", "appointment_created", "appointment_updated"].iter().enumerate() {
+        later.push(post(event_type, 1, Some(&format!("state-{n}"))));
+        post(event_type, 10 + n as i64, Some("ok"));
+    }
+    wait_for_rows(&setup, "SELECT * FROM his_appointments WHERE HIS_status = 'ok'", 3);
+    // Give the worker passes to (wrongly) write them; they stay held.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        query(&setup.his(), "SELECT HIS_status FROM his_appointments WHERE HIS_appointment_id = 1"),
+        Vec::<Vec<Value>>::new(),
+        "no later state of the failed event's row was written"
+    );
+    let keys = query(&setup.journal(), "SELECT DISTINCT event_key FROM events WHERE event_key LIKE '%\"1\"%'");
+    assert_eq!(keys.len(), 1, "one row, one key: {keys:?}");
+    let listing = std::process::Command::new(&buktor_tests::artifacts().binary)
+        .args(["events", "--status", "pending", "--json", "--config"])
+        .arg(setup.write_config())
+        .output()
+        .unwrap();
+    assert!(listing.status.success(), "{}", String::from_utf8_lossy(&listing.stderr));
+    let pending: Vec<Value> =
+        String::from_utf8_lossy(&listing.stdout).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let held: Vec<(Value, Value)> = pending.iter().map(|e| (e["id"].clone(), e["held_by"].clone())).collect();
+    assert_eq!(held, later.iter().map(|id| (json!(id), json!(failed))).collect::<Vec<_>>(), "{pending:#?}");
+}
+
