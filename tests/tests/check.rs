@@ -201,6 +201,30 @@ fn a_config_that_does_not_parse_is_one_finding_with_its_json_path() {
 }
 
 #[test]
+fn two_mappings_of_one_table_with_other_key_columns_are_one_finding_naming_both() {
+    let mut setup = Setup::new();
+    setup.config["mapping"]["appointment_moved"] = json!({
+        "table": "HIS_appointments",
+        "fields": {"appointment_id": "HIS_appointment_id", "room": "HIS_room"},
+        "key": ["appointment_id", "room"]
+    });
+    let (ok, report) = json_report(&setup);
+    assert!(!ok);
+    assert_eq!(findings(&report), pairs(&[("error", "mapping.appointment_moved.key")]), "{report:#}");
+    let message = message(&report, "mapping.appointment_moved.key");
+    assert!(
+        message.starts_with(
+            "keys the table HIS_appointments by [HIS_appointment_id, HIS_room], but mapping.appointment writes that \
+             table too, keyed by [HIS_appointment_id] (no key set: the first mapped field ending in _id). Every \
+             mapping of one table must use the same key columns"
+        ),
+        "{message}"
+    );
+    assert!(message.ends_with("set mapping.appointment_moved.key to the field(s) mapped to HIS_appointment_id"));
+    assert_every_finding_has_a_fix(&report);
+}
+
+#[test]
 fn a_secret_in_a_config_that_does_not_parse_is_not_printed() {
     let mut setup = Setup::new();
     // A token written as a number: serde's message would quote it.

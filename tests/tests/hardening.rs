@@ -135,7 +135,7 @@ fn array_bombs_are_refused_before_they_grow_and_memory_stays_bounded() {
     );
     assert!(peak < PEAK_RSS, "peak RSS {} MiB, idle {} MiB", peak >> 20, idle >> 20);
     assert!(after < idle + AFTER_ABOVE_IDLE, "RSS {} MiB after, idle {} MiB", after >> 20, idle >> 20);
-    assert_eq!(journal_count(&setup, "event_key = '[\"HIS_appointments\",\"2\"]'"), 0, "no bomb was journaled");
+    assert_eq!(journal_count(&setup, "event_key = '[\"his_appointments\",\"2\"]'"), 0, "no bomb was journaled");
 }
 
 // -- 3. the journal's quota ----------------------------------------------------
@@ -310,7 +310,7 @@ fn one_his_row_is_one_key_so_a_failed_event_holds_its_aliases() {
         assert_eq!(middleware.post_event(&later).status, 200);
     }
     let keys = query(&setup.journal(), "SELECT DISTINCT event_key FROM events");
-    assert_eq!(keys, [vec![json!(r#"["HIS_appointments","123"]"#)]], "one row, one key");
+    assert_eq!(keys, [vec![json!(r#"["his_appointments","123"]"#)]], "one row, one key");
     // Give the worker passes to (wrongly) write them; they stay held.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(journal_count(&setup, "status = 'pending'"), 3, "held behind the failed event of their row");

@@ -447,3 +447,147 @@ fn a_resent_delivery_is_journaled_and_written_once() {
     let too_long = send(&middleware, &"x".repeat(300));
     assert_eq!((too_long.status, too_long.json()["error"].clone()), (422, json!("invalid_delivery_id")));
 }
+
+/// One HIS row has one event key, whichever mapping writes it (issue 20,
+/// race 5). Two mappings of one table, the table spelled in another case
+/// and the key's fields listed in another order, alternate on one row; the
+/// first event fails for good. Every later event of that row, of either
+/// type, must wait behind it, not only those of the failed event's type.
+#[test]
+fn a_failed_event_holds_its_rows_later_events_of_every_mapping_of_its_table() {
+    let mut setup = Setup::new();
+    setup.config["database"]["create_missing"] = json!(false);
+    setup
+        .his()
+        .execute_batch(
+            "CREATE TABLE his_appointments (HIS_clinic_id INTEGER, HIS_appointment_id INTEGER,
+                                            HIS_status TEXT NOT NULL, PRIMARY KEY (HIS_clinic_id, HIS_appointment_id))",
+        )
+        .unwrap();
+    let mapping = setup.config["mapping"].as_object_mut().unwrap();
+    mapping.remove("appointment");
+    mapping.insert(
+        "appointment_created".into(),
+        json!({
+            "table": "HIS_Appointments",
+            "fields": {"appointment_id": "HIS_appointment_id", "clinic_id": "HIS_clinic_id", "status": "HIS_status"},
+            "key": ["appointment_id", "clinic_id"]
+        }),
+    );
+    mapping.insert(
+        "appointment_updated".into(),
+        json!({
+            "table": "his_appointments",
+            "fields": {"clinic_id": "HIS_clinic_id", "appointment_id": "HIS_appointment_id", "status": "HIS_status"},
+            "key": ["clinic_id", "appointment_id"]
+        }),
+    );
+    let middleware = setup.start();
+    let post = |event_type: &str, appointment_id: i64, status: Option<&str>| {
+        let mut body = json!({"event_type": event_type, "appointment_id": appointment_id, "clinic_id": 7});
+        if let Some(status) = status {
+            body["status"] = json!(status);
+        }
+        let response = middleware.post_event(&body.to_string());
+        assert_eq!(response.status, 200, "{body}: {}", response.body);
+        response.json()["id"].as_i64().unwrap()
+    };
+    // No status: HIS_status is NOT NULL, so the HIS refuses it for good.
+    let failed = post("appointment_created", 1, None);
+    wait_for(PATIENCE, "the first event set aside", || {
+        let rows = query(&setup.journal(), &format!("SELECT status FROM events WHERE id = {failed}"));
+        (rows == [vec![json!("failed")]]).then_some(())
+    });
+    // The row's later events, alternating between the two types, and
+    // other rows' events of both types among them.
+    let mut later = Vec::new();
+    for (n, event_type) in ["appointment_updated", "appointment_created", "appointment_updated"].iter().enumerate() {
+        later.push(post(event_type, 1, Some(&format!("state-{n}"))));
+        post(event_type, 10 + n as i64, Some("ok"));
+    }
+    wait_for_rows(&setup, "SELECT * FROM his_appointments WHERE HIS_status = 'ok'", 3);
+    // Give the worker passes to (wrongly) write them; they stay held.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        query(&setup.his(), "SELECT HIS_status FROM his_appointments WHERE HIS_appointment_id = 1"),
+        Vec::<Vec<Value>>::new(),
+        "no later state of the failed event's row was written"
+    );
+    let keys = query(&setup.journal(), "SELECT DISTINCT event_key FROM events WHERE event_key LIKE '%\"1\"%'");
+    assert_eq!(keys.len(), 1, "one row, one key: {keys:?}");
+    let listing = std::process::Command::new(&buktor_tests::artifacts().binary)
+        .args(["events", "--status", "pending", "--json", "--config"])
+        .arg(setup.write_config())
+        .output()
+        .unwrap();
+    assert!(listing.status.success(), "{}", String::from_utf8_lossy(&listing.stderr));
+    let pending: Vec<Value> =
+        String::from_utf8_lossy(&listing.stdout).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let held: Vec<(Value, Value)> = pending.iter().map(|e| (e["id"].clone(), e["held_by"].clone())).collect();
+    assert_eq!(held, later.iter().map(|id| (json!(id), json!(failed))).collect::<Vec<_>>(), "{pending:#?}");
+}
+
+/// The journal's schema as the release before issue 20 left it (schema
+/// version 1), whose event keys held the table as written and the key
+/// values in key-field order.
+const JOURNAL_SCHEMA_1: &str = "
+    CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, event_type TEXT NOT NULL, received_at TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'unmapped')), event_key TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, next_attempt_at INTEGER NOT NULL DEFAULT 0, delivered_at TEXT);
+    CREATE TABLE deliveries (delivery_id TEXT PRIMARY KEY, event_id INTEGER NOT NULL, received_ms INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE payloads (event_id INTEGER PRIMARY KEY REFERENCES events (id), body TEXT NOT NULL);
+    CREATE INDEX events_pending ON events (id) WHERE status = 'pending';
+    CREATE INDEX events_waiting ON events (event_key, id) WHERE status = 'pending' AND next_attempt_at > 0;
+    CREATE INDEX events_failed ON events (event_key, id) WHERE status = 'failed';
+    PRAGMA user_version = 1;";
+
+/// After an upgrade, the first start gives the journal's undelivered
+/// events this release's keys before it accepts anything: a failed event
+/// from before the upgrade still holds back its row's new events.
+#[test]
+fn an_upgrade_re_keys_the_undelivered_events_so_that_a_failed_one_still_holds_its_row() {
+    let setup = Setup::new();
+    let old_key = r#"["HIS_appointments","123"]"#;
+    let journal = setup.journal();
+    journal.execute_batch(JOURNAL_SCHEMA_1).unwrap();
+    for (id, status, body) in [
+        (1, "delivered", r#"{"event_type": "appointment", "appointment_id": 123, "status": "booked"}"#),
+        (2, "failed", r#"{"event_type": "appointment", "appointment_id": "0123", "status": "refused"}"#),
+    ] {
+        journal
+            .execute(
+                "INSERT INTO events (id, event_type, received_at, status, event_key, attempts)
+                 VALUES (?1, 'appointment', '2026-01-01T00:00:00.000Z', ?2, ?3, 1)",
+                rusqlite::params![id, status, old_key],
+            )
+            .unwrap();
+        journal.execute("INSERT INTO payloads (event_id, body) VALUES (?1, ?2)", rusqlite::params![id, body]).unwrap();
+    }
+    drop(journal);
+
+    let mut middleware = setup.start();
+    assert!(
+        middleware.logs().contains("event keys: the key format or a mapping's table or key changed since the journal's undelivered events arrived; re-keyed 1 of 1"),
+        "{}",
+        middleware.logs()
+    );
+    let keys = query(&setup.journal(), "SELECT id, event_key FROM events ORDER BY id");
+    assert_eq!(keys, [vec![json!(1), json!(old_key)], vec![json!(2), json!(r#"["his_appointments","123"]"#)]]);
+
+    let held = middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 123, "status": "later"}"#);
+    let held = held.json()["id"].as_i64().unwrap();
+    middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 124, "status": "other row"}"#);
+    wait_for_rows(&setup, "SELECT * FROM HIS_appointments WHERE HIS_appointment_id = 124", 1);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        query(&setup.his(), "SELECT COUNT(*) FROM HIS_appointments WHERE HIS_appointment_id = 123"),
+        [vec![json!(0)]]
+    );
+    let status = query(&setup.journal(), &format!("SELECT status, attempts FROM events WHERE id = {held}"));
+    assert_eq!(status, [vec![json!("pending"), json!(0)]], "held behind the failed event of before the upgrade");
+
+    // The next start finds the keys made with the same mappings: no re-keying.
+    assert!(middleware.terminate().success());
+    let middleware = setup.start();
+    assert!(!middleware.logs().contains("event keys:"), "{}", middleware.logs());
+}

@@ -81,7 +81,7 @@ fn without_a_journal_it_says_the_middleware_has_not_run() {
     let output = run_status(&config, false);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("has schema version 0, older than this buktor-middleware's 1"), "{stderr}");
+    assert!(stderr.contains("has schema version 0, older than this buktor-middleware's "), "{stderr}");
     assert_eq!(file_len(&setup.path("journal.db")), 0, "and it is left as it was");
 }
 

@@ -49,7 +49,8 @@ pub fn run(config_path: Option<PathBuf>, control: Control) -> anyhow::Result<()>
     }
 
     let journal_path = loaded.journal_path();
-    let writer_connection = journal::open(&journal_path)?;
+    let mut writer_connection = journal::open(&journal_path)?;
+    rekey(&mut writer_connection, &mappings)?;
     let reader = journal::open(&journal_path)?;
     let wakeup = Arc::new(Wakeup::default());
     let metrics = Arc::new(metrics::Metrics::new(mappings.event_types().map(str::to_string)));
@@ -228,6 +229,37 @@ pub fn run(config_path: Option<PathBuf>, control: Control) -> anyhow::Result<()>
     join_within(committer_thread, SHUTDOWN_GRACE, "the journal committer");
     tracing::info!(target: LOG_TARGET, "stopped");
     served
+}
+
+/// Before anything else writes the journal: if the key format or a
+/// mapping's table or key changed since the undelivered events were
+/// journaled, gives them their keys under the current mappings, so that
+/// they hold back, and wait behind, their rows' new events
+/// (`journal/rekey.rs`).
+fn rekey(connection: &mut rusqlite::Connection, mappings: &Mappings) -> anyhow::Result<()> {
+    let Some(report) = journal::rekey::rekey(connection, mappings).context("cannot re-key the journal's events")?
+    else {
+        return Ok(());
+    };
+    if report.examined == 0 {
+        // A new journal, or nothing undelivered: nothing to say.
+        return Ok(());
+    }
+    tracing::info!(target: LOG_TARGET,
+        "event keys: the key format or a mapping's table or key changed since the journal's undelivered events \
+         arrived; re-keyed {} of {} (pending, failed, and unmapped with a key)",
+        report.rekeyed,
+        report.examined
+    );
+    if report.kept > 0 {
+        tracing::warn!(target: LOG_TARGET,
+            "{} undelivered event(s) keep the key they had: their mapping's key fields are now missing from them \
+             (or not strings or integers), so they may not be held with their HIS row's new events, nor hold them \
+             back. See them with `buktor-middleware events --status failed` (and pending)",
+            report.kept
+        );
+    }
+    Ok(())
 }
 
 /// The startup warnings about who can reach what.

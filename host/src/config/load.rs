@@ -321,4 +321,48 @@ mod tests {
             assert_eq!(error(text).0, expected, "{text}");
         }
     }
+
+    #[test]
+    fn every_mapping_of_one_table_uses_the_same_key_columns() {
+        let config = |created: &str, updated: &str| {
+            format!(r#"{{"database":{{"type":"sqlite"}},"mapping":{{"created":{created},"updated":{updated}}}}}"#)
+        };
+        // Default keys inferred from different _id fields.
+        let (path, message) = error(&config(
+            r#"{"table":"his_appointments","fields":{"appointment_id":"HIS_appointment_id","patient_id":"HIS_patient_id"}}"#,
+            r#"{"table":"HIS_Appointments","fields":{"patient_id":"HIS_patient_id","appointment_id":"HIS_appointment_id","status":"HIS_status"}}"#,
+        ));
+        assert_eq!(path, "mapping.updated.key");
+        assert_eq!(
+            message,
+            "keys the table HIS_Appointments by [HIS_patient_id] (no key set: the first mapped field ending in \
+             _id), but mapping.created writes that table too (as his_appointments), keyed by [HIS_appointment_id] \
+             (no key set: the first mapped field ending in _id). Every mapping of one table must use the same key \
+             columns, or one HIS row gets two event keys and its events may be written out of order: set \
+             mapping.updated.key to the field(s) mapped to HIS_appointment_id"
+        );
+        // One column more or less is another key too.
+        let (path, message) = error(&config(
+            r#"{"table":"T","fields":{"a":"A","b":"B"},"key":["a","b"]}"#,
+            r#"{"table":"T","fields":{"a":"A","b":"B"},"key":["a"]}"#,
+        ));
+        assert_eq!(path, "mapping.updated.key");
+        assert!(
+            message
+                .starts_with("keys the table T by [A], but mapping.created writes that table too, keyed by [A, B]. "),
+            "{message}"
+        );
+
+        // The same columns in another order, case or field name, or another table: fine.
+        for (created, updated) in [
+            (
+                r#"{"table":"T","fields":{"a":"A","b":"B"},"key":["a","b"]}"#,
+                r#"{"table":" t","fields":{"y":"b","x":"a"},"key":["y","x"]}"#,
+            ),
+            (r#"{"table":"T","fields":{"a_id":"A"}}"#, r#"{"table":"T","fields":{"c":"C","a":"A"},"key":["a"]}"#),
+            (r#"{"table":"T","fields":{"a_id":"A"}}"#, r#"{"table":"U","fields":{"b_id":"B"}}"#),
+        ] {
+            parse(&config(created, updated)).unwrap_or_else(|e| panic!("{created} {updated}: {e:?}"));
+        }
+    }
 }

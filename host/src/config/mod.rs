@@ -291,3 +291,22 @@ pub struct MappingConfig {
     /// mapped field whose name ends in `_id`.
     pub key: Option<Vec<String>>,
 }
+
+/// A table or column name as event keys, and the rule that every mapping
+/// of one table uses the same key columns, compare it: trimmed and
+/// lowercased (`HIS_Appointments` is `his_appointments`), as the HIS's
+/// default collations do, on the side of caution.
+pub fn fold_name(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+impl MappingConfig {
+    /// The event fields that identify the HIS row: `key`, or else the
+    /// first mapped field whose name ends in `_id` (none if no field does:
+    /// validation refuses that).
+    pub fn key_fields(&self) -> Vec<String> {
+        self.key
+            .clone()
+            .unwrap_or_else(|| self.fields.keys().find(|f| f.ends_with("_id")).cloned().into_iter().collect())
+    }
+}

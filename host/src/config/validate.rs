@@ -1,7 +1,9 @@
 //! What serde cannot check: plugin names, identifiers, keys and ranges.
 //! Each finding names its JSON path.
 
-use super::Config;
+use std::collections::{BTreeSet, HashMap, hash_map::Entry};
+
+use super::{Config, MappingConfig, fold_name};
 
 fn invalid(path: impl Into<String>, message: impl Into<String>) -> (String, String) {
     (path.into(), message.into())
@@ -141,6 +143,8 @@ pub(super) fn validate(config: &Config) -> Result<(), (String, String)> {
     if !(1..=86_400).contains(&config.sync.retry_max_delay_secs) {
         return Err(invalid("sync.retry_max_delay_secs", "must be between 1 and 86400 (one day)"));
     }
+    // The mappings seen so far by folded table, with their key columns.
+    let mut tables: HashMap<String, (&str, &MappingConfig, BTreeSet<String>)> = HashMap::new();
     for (event_type, mapping) in &config.mapping {
         let at = format!("mapping.{event_type}");
         check_identifier(&format!("{at}.table"), &mapping.table)?;
@@ -176,8 +180,47 @@ pub(super) fn validate(config: &Config) -> Result<(), (String, String)> {
             }
             None => {}
         }
+        // An event's row key is its table and its key's values
+        // (mapping/key.rs): two mappings of one table with other key
+        // columns would give one HIS row two keys, and a held event would
+        // not hold the other mapping's events for that row.
+        let columns: BTreeSet<String> = key_columns(mapping).iter().map(|column| fold_name(column)).collect();
+        match tables.entry(fold_name(&mapping.table)) {
+            Entry::Vacant(entry) => {
+                entry.insert((event_type, mapping, columns));
+            }
+            Entry::Occupied(entry) if entry.get().2 != columns => {
+                let (first_type, first, _) = entry.get();
+                return Err(invalid(format!("{at}.key"), other_key_columns(event_type, mapping, first_type, first)));
+            }
+            Entry::Occupied(_) => {}
+        }
     }
     Ok(())
+}
+
+/// The HIS columns of a mapping's key, as written.
+fn key_columns(mapping: &MappingConfig) -> Vec<&str> {
+    mapping.key_fields().iter().filter_map(|field| mapping.fields.get(field).map(String::as_str)).collect()
+}
+
+/// Why `event_type`'s mapping may not key `mapping.table` otherwise than
+/// `first_type`'s does, and what to set.
+fn other_key_columns(event_type: &str, mapping: &MappingConfig, first_type: &str, first: &MappingConfig) -> String {
+    let listed = |m: &MappingConfig| {
+        let default = if m.key.is_none() { " (no key set: the first mapped field ending in _id)" } else { "" };
+        format!("[{}]{default}", key_columns(m).join(", "))
+    };
+    let spelled = if first.table == mapping.table { String::new() } else { format!(" (as {})", first.table) };
+    format!(
+        "keys the table {} by {}, but mapping.{first_type} writes that table too{spelled}, keyed by {}. \
+         Every mapping of one table must use the same key columns, or one HIS row gets two event keys and its events \
+         may be written out of order: set mapping.{event_type}.key to the field(s) mapped to {}",
+        mapping.table,
+        listed(mapping),
+        listed(first),
+        key_columns(first).join(", ")
+    )
 }
 
 fn is_plugin_name(name: &str) -> bool {

@@ -71,8 +71,15 @@ fn check(mapping: &EventMapping, event_type: &str, event: &Members<'_>, payload:
     // What intake checks before it journals the event as pending.
     let Ok(key) = mapping.key_of(event_type, event) else { return };
     let parts: Vec<String> = serde_json::from_str(&key).expect("a key is a JSON array of strings");
-    assert_eq!(parts.len(), 1 + mapping.key_fields.len(), "the table, then one part per key field");
-    assert_eq!(parts[0], mapping.table);
+    // The key names the row, not the mapping: the table folded, then one
+    // part per key column, in the order of the columns' folded names.
+    let mut key_fields: Vec<(String, &String)> = (mapping.key_columns.iter().map(|c| config::fold_name(c)))
+        .zip(&mapping.key_fields)
+        .collect();
+    key_fields.sort();
+    key_fields.dedup_by(|a, b| a.0 == b.0);
+    assert_eq!(parts.len(), 1 + key_fields.len(), "the table, then one part per key column");
+    assert_eq!(parts[0], config::fold_name(&mapping.table));
 
     // The sync worker must be able to write every event intake accepted
     // (or refuse it, naming the field, for a number it cannot write
@@ -83,8 +90,8 @@ fn check(mapping: &EventMapping, event_type: &str, event: &Members<'_>, payload:
         Err(e) => panic!("intake would accept this {event_type} event, but the worker cannot map it: {e}"),
     };
     // ...into the row its key names: the journal orders events by that key.
-    for (field, part) in mapping.key_fields.iter().zip(&parts[1..]) {
-        let column = mapping.fields.iter().position(|f| f == field).expect("a key field is a mapped field");
+    for ((_, field), part) in key_fields.iter().zip(&parts[1..]) {
+        let column = mapping.fields.iter().position(|f| f == *field).expect("a key field is a mapped field");
         let written = match row[column].get() {
             ValueRef::Int(i) => i.to_string(),
             ValueRef::Decimal(s) | ValueRef::Text(s) | ValueRef::Timestamp(s) => s.to_string(),

@@ -7,6 +7,7 @@
 //! (WAL lets readers and the writer work side by side).
 
 pub mod operations;
+pub mod rekey;
 pub mod schema;
 
 pub use self::schema::{OpenError, SCHEMA_VERSION, open, open_read_only};

@@ -43,6 +43,16 @@ const MIGRATIONS: &[&str] = &[
     -- Failed events, by HIS row: each holds back later events for its row
     -- until it is replayed.
     CREATE INDEX events_failed ON events (event_key, id) WHERE status = 'failed';",
+    // 2 (event keys name the HIS row, not the mapping; issue 20): what the
+    // journal keeps about itself, by name. `event_key_fingerprint` is the
+    // key format and the mappings' keys that the stored event keys were
+    // made with (rekey.rs); at startup, when the running config's differs,
+    // the undelivered events are given their keys anew. No row yet: the
+    // first start of this version re-keys the journal.
+    "CREATE TABLE meta (
+        name  TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.
@@ -106,6 +116,18 @@ fn migrate(connection: &mut Connection) -> Result<(), JournalError> {
         transaction.commit()?;
     }
     Ok(())
+}
+
+/// A journal as the release with schema `version` left it: migrated up to
+/// `version` only, for tests of what a later start does with it.
+#[cfg(test)]
+pub(crate) fn create_at_version(path: &Path, version: usize) -> Connection {
+    let connection = Connection::open(path).unwrap();
+    for migration in &MIGRATIONS[..version] {
+        connection.execute_batch(migration).unwrap();
+    }
+    connection.pragma_update(None, "user_version", version).unwrap();
+    connection
 }
 
 /// Why the journal could not be opened read only (`status`, `/metrics`).

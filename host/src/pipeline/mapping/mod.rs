@@ -16,7 +16,7 @@ use his_plugin_api::Value;
 use indexmap::IndexMap;
 
 pub use self::{
-    key::{MAX_KEY_CHARS, canonical_key_value},
+    key::{KEY_FORMAT, MAX_KEY_CHARS, canonical_key_value},
     members::{Members, kind_of},
     value::{InexactNumber, MAX_PLAIN_DIGITS, is_timestamp, value_of},
 };
@@ -44,6 +44,8 @@ pub struct EventMapping {
     pub key_fields: Vec<String>,
     /// The HIS columns of `key_fields`.
     pub key_columns: Vec<String>,
+    /// What its events' row keys are made of (see [`key`](mod@key)).
+    row_key: key::RowKey,
 }
 
 /// Why an event cannot be turned into a row.
@@ -114,12 +116,10 @@ impl Mappings {
         let by_type = config
             .iter()
             .map(|(event_type, m)| {
-                let key_fields = m
-                    .key
-                    .clone()
-                    .unwrap_or_else(|| m.fields.keys().find(|f| f.ends_with("_id")).cloned().into_iter().collect());
-                let key_columns = key_fields.iter().map(|f| m.fields[f].clone()).collect();
+                let key_fields = m.key_fields();
+                let key_columns: Vec<String> = key_fields.iter().map(|f| m.fields[f].clone()).collect();
                 let mapping = EventMapping {
+                    row_key: key::RowKey::new(&m.table, &key_fields, &key_columns),
                     table: m.table.clone(),
                     fields: m.fields.keys().cloned().collect(),
                     columns: m.fields.values().cloned().collect(),
