@@ -114,8 +114,11 @@ pub struct Replayed {
     /// that lack its key): left as they were.
     pub still_unmapped: usize,
     /// Unmapped events left as they were because a newer event of their HIS
-    /// row (same key, higher id) is already delivered: writing them would
-    /// move the row back to an older state. Their data stays in the journal.
+    /// row (same key, higher id) may already be in the HIS: delivered,
+    /// pending (the worker may be writing it at this moment) or failed (its
+    /// write may have committed before the answer was lost). Writing them
+    /// could move the row back to an older state. Their data stays in the
+    /// journal.
     pub superseded: usize,
 }
 
@@ -133,7 +136,7 @@ impl Replayed {
         }
         if self.superseded > 0 {
             notes.push(format!(
-                "{} unmapped event(s) left as they were, superseded: a newer event of the same HIS row is already delivered, and writing them would put an older state over it. Their data stays in the journal (events --status unmapped, where last_error names the newer event); prune them when no longer needed (prune --status unmapped --before TIME)",
+                "{} unmapped event(s) left as they were, superseded: a newer event of the same HIS row is already delivered (or pending or failed, so it may be), and writing them would put an older state over it. Their data stays in the journal (events --status unmapped, where last_error names the newer event); prune them when no longer needed (prune --status unmapped --before TIME)",
                 self.superseded
             ));
         }
@@ -315,10 +318,13 @@ fn put_back(
             None => report.still_unmapped += 1,
         }
     }
-    // The newest delivered event of each of those keys, in one query: an
-    // unmapped event older than it is superseded. (Unmapped events hold
-    // nothing back while unmapped, so a newer event of their row may have
-    // been written; writing the old one now would move the row back.)
+    // The newest event of each of those keys that may have reached the
+    // HIS, in one query: delivered, pending (the worker may be writing it at
+    // this moment), failed (its write may have committed before its answer
+    // was lost) or pruned after delivery. An unmapped event older than it is
+    // superseded. (Unmapped events hold nothing back while unmapped, so a
+    // newer event of their row may have been written; writing the old one
+    // now could move the row back.)
     let keys: Vec<&str> = keyed.iter().filter_map(|(_, key)| key.as_deref()).collect();
     let newest_delivered: HashMap<String, i64> = if keys.is_empty() {
         HashMap::new()
@@ -326,8 +332,11 @@ fn put_back(
         let keys = serde_json::to_string(&keys).expect("strings serialize");
         transaction
             .prepare(
-                "SELECT event_key, MAX(id) FROM events
-                 WHERE status = 'delivered' AND event_key IN (SELECT value FROM json_each(?1))
+                "SELECT event_key, MAX(id) FROM (
+                     SELECT event_key, id FROM events
+                     WHERE status != 'unmapped' AND event_key IN (SELECT value FROM json_each(?1))
+                     UNION ALL
+                     SELECT event_key, last_id FROM pruned_keys WHERE event_key IN (SELECT value FROM json_each(?1)))
                  GROUP BY event_key",
             )?
             .query_map([keys], |row| Ok((row.get(0)?, row.get(1)?)))?
@@ -345,7 +354,7 @@ fn put_back(
                 params![
                     id,
                     format!(
-                        "not replayed: event {newer}, received later for the same HIS row, is already delivered, and this older state would overwrite it; prune this event when its data is no longer needed"
+                        "not replayed: event {newer}, received later for the same HIS row, is already delivered (or pending or failed, so it may be), and this older state would overwrite it; prune this event when its data is no longer needed"
                     )
                 ],
             )?;
@@ -456,6 +465,7 @@ mod tests {
             status,
             event_key,
             delivery_id: None,
+            received_ms: 0,
             duplicates_since_ms: 0,
         }
     }
@@ -585,13 +595,14 @@ mod tests {
             Selection::Matching(Filter { status: Status::Unmapped, event_type: None, since: None, limit: 0 });
         // A clock at 0 (a simulation's) still makes them count as retrying.
         let report = replay(&mut connection, &unmapped, &mappings(), 0).unwrap();
-        assert_eq!(report, Replayed { replayed: 3, still_unmapped: 1, superseded: 1 });
+        assert_eq!(report, Replayed { replayed: 2, still_unmapped: 1, superseded: 2 });
         // Row 1's older state stays unmapped; the one received after the
-        // delivered event is replayed, as are rows whose newer events are
-        // not delivered yet (the worker writes those in id order).
+        // delivered event is replayed. So is row 2's. Row 3's newer event
+        // is pending: the worker may be writing it while replay runs (its
+        // window was read before), so the older one is superseded too.
         assert_eq!(
             statuses(&connection, &[old, newer, after, other_row, pending_row, pending_newer, unknown]),
-            ["unmapped", "delivered", "pending", "pending", "pending", "pending", "unmapped"]
+            ["unmapped", "delivered", "pending", "pending", "unmapped", "pending", "unmapped"]
         );
         let (error, key): (String, Option<String>) = connection
             .query_row("SELECT last_error, event_key FROM events WHERE id = ?1", [old], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -604,14 +615,14 @@ mod tests {
         let due: Vec<i64> = connection
             .prepare("SELECT DISTINCT next_attempt_at FROM events WHERE id IN (?1, ?2, ?3)")
             .unwrap()
-            .query_map([after, other_row, pending_row], |r| r.get(0))
+            .query_map([after, other_row, other_row], |r| r.get(0))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(due, [1]);
         let notes = report.notes();
         assert_eq!(notes.len(), 2, "{notes:?}");
-        assert!(notes[1].starts_with("1 unmapped event(s) left as they were, superseded"), "{notes:?}");
+        assert!(notes[1].starts_with("2 unmapped event(s) left as they were, superseded"), "{notes:?}");
         assert!(notes[1].contains("prune --status unmapped"), "{notes:?}");
 
         // By id, the same.

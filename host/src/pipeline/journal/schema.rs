@@ -53,6 +53,16 @@ const MIGRATIONS: &[&str] = &[
         name  TEXT PRIMARY KEY,
         value TEXT NOT NULL
     ) WITHOUT ROWID;",
+    // 3 (issue 20): events the worker found unmapped are failed events now,
+    // so that they hold back their row's later events (journal.rs, Holds);
+    // and the newest pruned event of each HIS row that an older unmapped
+    // event may still be replayed into, so that `replay` still sees that
+    // the row has a newer state after the newer event was pruned.
+    "UPDATE events SET status = 'failed' WHERE status = 'unmapped' AND event_key IS NOT NULL;
+    CREATE TABLE pruned_keys (
+        event_key TEXT PRIMARY KEY,
+        last_id   INTEGER NOT NULL                          -- the newest pruned event of that row
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -103,14 +103,21 @@ fn latest_and_held(
     statuses: &Statuses,
     his: &His,
 ) -> Result<(), String> {
-    let status = |id: i64| statuses.get(&id).map_or("delivered (pruned)", String::as_str);
-    let first_failed = events.iter().find(|(id, _)| status(*id) == "failed").map(|&(id, _)| id);
+    let status_of = |id: i64| statuses.get(&id).map_or("delivered (pruned)", String::as_str);
+    let first_failed = events.iter().find(|(id, _)| status_of(*id) == "failed").map(|&(id, _)| id);
     let mut expected = None;
     for &(id, seq) in events {
-        let status = status(id);
+        let status = status_of(id);
         match (first_failed, status) {
             (_, "failed") if !his.poison.contains(&seq) => {
                 return Err(format!("event {id} (seq {seq}) of row {row:?} failed, but the HIS never refused it"));
+            }
+            (_, "unmapped") => {
+                // Superseded: replay found a newer event of its row
+                // delivered or on its way.
+                if !events.iter().any(|&(newer, _)| newer > id && status_of(newer) != "unmapped") {
+                    return Err(format!("event {id} of row {row:?} is still unmapped, and no newer event superseded it"));
+                }
             }
             (Some(failed), "pending") if id > failed => {}
             (Some(failed), other) if id > failed => {
@@ -125,14 +132,6 @@ fn latest_and_held(
                      older of its row failed"
                 ));
             }
-            (_, "unmapped") => {
-                let superseded = events.iter().any(|&(newer, _)| {
-                    newer > id && first_failed.is_none_or(|f| newer < f) && status_written(statuses, newer)
-                });
-                if !superseded {
-                    return Err(format!("event {id} of row {row:?} is still unmapped, and no newer event superseded it"));
-                }
-            }
             (_, "failed") => {}
             _ => expected = Some((id, seq)),
         }
@@ -144,8 +143,4 @@ fn latest_and_held(
         ));
     }
     Ok(())
-}
-
-fn status_written(statuses: &Statuses, id: i64) -> bool {
-    statuses.get(&id).is_none_or(|s| s == "delivered")
 }

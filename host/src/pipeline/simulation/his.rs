@@ -101,37 +101,51 @@ impl FakeWriter {
             match his.rng.below(100) {
                 0..2 => {
                     drop(his);
+                    self.shared.note(format!("HIS: crash before committing {table} seqs {:?}", rows.iter().map(|r| r.1).collect::<Vec<_>>()));
                     self.shared.crash("in the HIS write, before it committed");
                     return Err(dead());
                 }
                 2..4 => after = After::Crash,
-                4..7 => return Err(PluginError::retryable(ErrorKind::CONNECTION, "connection reset")),
+                4..7 => {
+                    drop(his);
+                    self.shared.note(format!("HIS: connection reset, {table} seqs {:?}", rows.iter().map(|r| r.1).collect::<Vec<_>>()));
+                    return Err(PluginError::retryable(ErrorKind::CONNECTION, "connection reset"));
+                }
                 7..10 => after = After::Lose(ErrorKind::TIMEOUT),
                 10..12 => return Err(PluginError::retryable(ErrorKind::CONFLICT, "deadlock; batch rolled back")),
                 12..14 => return Err(PluginError::retryable(ErrorKind::TIMEOUT, "statement timeout; rolled back")),
                 _ => {}
             }
         }
+        let seqs: Vec<i64> = rows.iter().map(|(_, seq)| *seq).collect();
         if let Some(at) = rows.iter().position(|((_, id), _)| his.locked.contains(id)) {
             let error = PluginError::retryable(ErrorKind::CONFLICT, "lock wait timeout exceeded");
-            return Err(if his.rng.chance(50) { error.with_row(at) } else { error });
+            drop(his);
+            self.shared.note(format!("HIS: lock wait on seq {} of {table} seqs {seqs:?}", rows[at].1));
+            return Err(if self.shared.his().rng.chance(50) { error.with_row(at) } else { error });
         }
         if let Some(at) = rows.iter().position(|(_, seq)| his.poison.contains(seq)) {
             let error = PluginError::permanent(ErrorKind::DATA, "value too long for its column");
-            return Err(if his.rng.chance(50) { error.with_row(at) } else { error });
+            drop(his);
+            self.shared.note(format!("HIS: refuses seq {} of {table} seqs {seqs:?}", rows[at].1));
+            return Err(if self.shared.his().rng.chance(50) { error.with_row(at) } else { error });
         }
         for (row, seq) in rows {
             his.history.push((row.clone(), seq));
             his.rows.insert(row, seq);
         }
         drop(his);
+        self.shared.note(format!("HIS: commits {table} seqs {seqs:?}"));
         match after {
             After::Answer => Ok(()),
             After::Crash => {
                 self.shared.crash("in the HIS write, after it committed");
                 Err(dead())
             }
-            After::Lose(kind) => Err(PluginError::retryable(kind, "committed, but the answer was lost")),
+            After::Lose(kind) => {
+                self.shared.note("HIS: ... and its answer is lost".into());
+                Err(PluginError::retryable(kind, "committed, but the answer was lost"))
+            }
         }
     }
 }

@@ -169,6 +169,10 @@ impl Shared {
         self.chaos() && self.journal_rng.lock().unwrap_or_else(|e| e.into_inner()).chance(percent)
     }
 
+    fn his(&self) -> std::sync::MutexGuard<'_, His> {
+        self.his.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn world(&self) -> std::sync::MutexGuard<'_, World> {
         self.world.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -261,7 +265,7 @@ impl World {
         let status = if self.rng.chance(50) { Status::Failed } else { Status::Unmapped };
         let filter = Filter { status, event_type: None, since: None, limit: usize::MAX };
         let Some(operator) = self.operator.as_mut() else { return };
-        let replayed = operations::replay(operator, &Selection::Matching(filter), &self.mappings);
+        let replayed = operations::replay(operator, &Selection::Matching(filter), &self.mappings, shared.clock.now_ms());
         shared.note(format!("replay --status {}: {replayed:?}", status.as_str()));
     }
 
@@ -367,8 +371,10 @@ impl Setup {
             on_crash: || panic!("the committer crashed"),
             ..Observers::default()
         };
+        let mut writer = open(&self.path);
+        journal::rekey::rekey(&mut writer, &mappings).expect("the journal's events are re-keyed");
         let (committer, committer_thread) =
-            Committer::start(open(&self.path), wakeup.clone(), observers).expect("the committer starts");
+            Committer::start(writer, wakeup.clone(), observers).expect("the committer starts");
         let committer = committer.synchronous();
         let metrics = Arc::new(Metrics::new(mappings.event_types().map(str::to_string)));
         let worker = Worker {
@@ -500,7 +506,7 @@ pub fn run(seed: u64) -> Result<Summary, Violation> {
     let violation = |message: String| Violation {
         seed,
         message,
-        trace: trace.iter().rev().take(80).rev().cloned().collect(),
+        trace: trace.iter().rev().take(if std::env::var_os("BUKTOR_SIMULATE_FULL_TRACE").is_some() { usize::MAX } else { 80 }).rev().cloned().collect(),
     };
     outcome.map_err(violation)?;
     let journal = journal::open(&setup.path).map_err(|e| violation(format!("cannot read the journal: {e}")))?;
@@ -572,7 +578,7 @@ impl World {
         for status in [Status::Unmapped, Status::Failed] {
             let filter = Filter { status, event_type: None, since: None, limit: usize::MAX };
             let Some(operator) = self.operator.as_mut() else { return };
-            let replayed = operations::replay(operator, &Selection::Matching(filter), &self.mappings);
+            let replayed = operations::replay(operator, &Selection::Matching(filter), &self.mappings, shared.clock.now_ms());
             shared.note(format!("replay --status {}: {replayed:?}", status.as_str()));
         }
     }
