@@ -22,6 +22,8 @@
 //! - `test [--strict] [-- CARGO-TEST-ARGS…]`: the whole test suite with what
 //!   it needs (see [`test`]), ending in a table of passed, failed and
 //!   skipped tests.
+//! - `simulate [--seeds N] [--from S] | --seed S`: the deterministic
+//!   simulation of the sync worker (see [`simulate`]).
 //! - `clippy --target x86_64-pc-windows-gnu`: clippy on the host's
 //!   Windows-only code, which the Linux clippy never compiles.
 
@@ -29,6 +31,7 @@ mod layers;
 mod links;
 mod machine;
 mod services;
+mod simulate;
 mod test;
 mod windows;
 
@@ -42,6 +45,7 @@ use anyhow::{Context, bail};
 const USAGE: &str = "usage: cargo xtask run [ARGS…] | cargo xtask dist [--target x86_64-pc-windows-gnu] | \
                      cargo xtask bench [intake] [drain] [latency] [footprint] [--quick] | cargo xtask links | \
                      cargo xtask layers | cargo xtask test [--strict] [-- CARGO-TEST-ARGS…] | \
+                     cargo xtask simulate [--seeds N] [--from S] | cargo xtask simulate --seed S | \
                      cargo xtask clippy --target x86_64-pc-windows-gnu";
 
 fn main() -> anyhow::Result<()> {
@@ -57,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         Some("links") => links::check(&repo_root()),
         Some("layers") => layers::check(&repo_root()),
         Some("test") => test::run(args.collect()),
+        Some("simulate") => simulate::run(args.collect()),
         Some("clippy") => match (args.next().as_deref(), args.next(), args.next()) {
             (Some("--target"), Some(target), None) => {
                 let root = repo_root();

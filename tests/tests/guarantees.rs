@@ -214,17 +214,19 @@ fn drain_crash_test_kills_while_a_backlog_drains_lose_nothing_and_keep_each_rows
         );
         reversals += audit::reversals(&audit::collapsed(history));
     }
-    // Issue 20 (item 4): a kill between a pass's commit in the HIS and the
-    // record of its outcomes has the restarted middleware write that pass
-    // again, behind the later passes that did commit, so a row may go back
-    // for a moment (s2 → s1 → s2). Counted and printed, not asserted, until
-    // issue 20 makes it zero.
+    // A kill between a segment's commit in the HIS and the record of its
+    // outcomes used to have the restarted middleware write that segment
+    // again, behind the later ones that did commit: the row went back for a
+    // moment (s2 → s1 → s2), which HIS triggers saw. Each segment's
+    // outcomes are now on disk before the next segment is written (issue
+    // 20, item 4), so a restart repeats at most the newest state.
     let writes = db.count("SELECT COUNT(*) FROM applied");
     println!(
         "drain crash test: {events} events over {ROWS} rows, {kills} kills ({with_a_backlog_left} with a backlog left), \
          {writes} HIS writes, {reversals} reversals"
     );
     assert_eq!(with_a_backlog_left, kills, "every kill landed while the backlog drained");
+    assert_eq!(reversals, 0, "no row ever moved back to an older state, even for a moment");
 }
 
 #[test]

@@ -15,11 +15,9 @@ use std::{sync::Arc, thread::JoinHandle};
 use his_plugin_api::Value;
 use rusqlite::Connection;
 
-use crate::{
-    pipeline::{
-        journal::{self, Holds, PendingEvent},
-        mapping::{MappingError, Mappings},
-    },
+use crate::pipeline::{
+    journal::{self, Holds, PendingEvent},
+    mapping::{MappingError, Mappings},
 };
 
 /// An event, and its row as its mapping makes it.

@@ -60,7 +60,8 @@ mod tests {
 
     #[test]
     fn delays_grow_and_stay_within_bounds() {
-        let backoff = Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(300), factor: 2.0, jitter_seed: None };
+        let backoff =
+            Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(300), factor: 2.0, jitter_seed: None };
         for attempt in 1..60 {
             let expected = (1u64 << (attempt - 1).min(20)).min(300) as f64;
             let delay = backoff.delay(attempt).as_secs_f64();

@@ -116,7 +116,9 @@ fn latest_and_held(
                 // Superseded: replay found a newer event of its row
                 // delivered or on its way.
                 if !events.iter().any(|&(newer, _)| newer > id && status_of(newer) != "unmapped") {
-                    return Err(format!("event {id} of row {row:?} is still unmapped, and no newer event superseded it"));
+                    return Err(format!(
+                        "event {id} of row {row:?} is still unmapped, and no newer event superseded it"
+                    ));
                 }
             }
             (Some(failed), "pending") if id > failed => {}

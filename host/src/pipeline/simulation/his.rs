@@ -101,14 +101,20 @@ impl FakeWriter {
             match his.rng.below(100) {
                 0..2 => {
                     drop(his);
-                    self.shared.note(format!("HIS: crash before committing {table} seqs {:?}", rows.iter().map(|r| r.1).collect::<Vec<_>>()));
+                    self.shared.note(format!(
+                        "HIS: crash before committing {table} seqs {:?}",
+                        rows.iter().map(|r| r.1).collect::<Vec<_>>()
+                    ));
                     self.shared.crash("in the HIS write, before it committed");
                     return Err(dead());
                 }
                 2..4 => after = After::Crash,
                 4..7 => {
                     drop(his);
-                    self.shared.note(format!("HIS: connection reset, {table} seqs {:?}", rows.iter().map(|r| r.1).collect::<Vec<_>>()));
+                    self.shared.note(format!(
+                        "HIS: connection reset, {table} seqs {:?}",
+                        rows.iter().map(|r| r.1).collect::<Vec<_>>()
+                    ));
                     return Err(PluginError::retryable(ErrorKind::CONNECTION, "connection reset"));
                 }
                 7..10 => after = After::Lose(ErrorKind::TIMEOUT),

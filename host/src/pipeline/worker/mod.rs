@@ -496,8 +496,7 @@ impl State {
         let delivered_before = chrono::DateTime::from_timestamp_millis(ago(self.worker.retention))
             .unwrap_or_default()
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let housekeeping =
-            Housekeeping { delivered_before, delivery_ids_before_ms: ago(self.worker.duplicate_window) };
+        let housekeeping = Housekeeping { delivered_before, delivery_ids_before_ms: ago(self.worker.duplicate_window) };
         let mut removed = 0;
         for _ in 0..10 {
             match self.worker.committer.prune(housekeeping.clone()) {

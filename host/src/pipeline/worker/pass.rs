@@ -15,12 +15,10 @@ use his_plugin_api::{ErrorKind, PluginError, UpsertBatch, Value};
 use indexmap::IndexMap;
 
 use super::{State, UNUSABLE};
-use crate::{
-    pipeline::{
-        journal::{PendingEvent, Settlement},
-        lookahead::Prepared,
-        mapping::{EventMapping, MappingError},
-    },
+use crate::pipeline::{
+    journal::{PendingEvent, Settlement},
+    lookahead::Prepared,
+    mapping::{EventMapping, MappingError},
 };
 
 /// One event and its row.
