@@ -87,6 +87,12 @@
 //!   dialect even though they come from the operator's config.
 //! - Classify every error as retryable or permanent, and keep the
 //!   database's own message and code in it ([`PluginError`]).
+//! - Wait for another session's lock at most `database.lock_timeout_secs`
+//!   (default 5, below the statement timeout; `check_lock_timeout`, feature
+//!   `settings`, checks it), and report that wait, a deadlock or a busy
+//!   file as a retryable [`ErrorKind::CONFLICT`]: the host holds back only
+//!   the rows involved. Never let a lock wait run into the statement
+//!   timeout: [`ErrorKind::TIMEOUT`] makes the host back off as a whole.
 //! - Own your runtime: if your driver is async, start your own runtime in
 //!   `open` and block on it in the writer's methods.
 //! - Log through [`Logger`]; your own `log`/`tracing` globals reach nobody.
@@ -159,7 +165,7 @@ pub use error::{ErrorKind, PluginError};
 pub use host::{HostServices, HostServicesRef, LogLevel, Logger};
 pub use module::{ABI_VERSION, OpenContext, Plugin, PluginModule, PluginModuleRef, library_file_name, root_module_for};
 #[cfg(feature = "settings")]
-pub use settings::parse_settings;
+pub use settings::{DEFAULT_LOCK_TIMEOUT_SECS, check_lock_timeout, parse_settings};
 pub use timestamp::Timestamp;
 pub use value::{Value, ValueKind, ValueRef};
 pub use writer::{AbiWriter, AbiWriter_TO, Writer, WriterBox, guard};

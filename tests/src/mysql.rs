@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sqlx::{
-    Executor, MySqlPool, Row,
+    Connection, Executor, MySqlConnection, MySqlPool, Row,
     mysql::{MySqlConnectOptions, MySqlPoolOptions},
 };
 
@@ -182,9 +182,54 @@ impl Database {
             .collect()
     }
 
+    /// Opens a session of its own, begins a transaction and runs `sql` in it
+    /// (say `SELECT … FOR UPDATE`): the locks it takes are held, as an HIS
+    /// user's unfinished edit holds them, until [`Locks::release`] (a
+    /// rollback) or the value is dropped.
+    pub fn lock(&self, sql: &str) -> Locks<'_> {
+        let connection = self.runtime.block_on(async {
+            let mut connection = MySqlConnection::connect_with(&self.connect_options()).await?;
+            connection.execute("BEGIN").await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).fetch_all(&mut connection).await?;
+            Ok::<_, sqlx::Error>(connection)
+        });
+        Locks { connection: Some(connection.unwrap_or_else(|e| panic!("{sql}: {e}"))), database: self }
+    }
+
     /// One number from a query such as `SELECT COUNT(*) …`.
     pub fn count(&self, sql: &str) -> i64 {
         self.rows(sql)[0][0].as_deref().unwrap_or("0").parse().expect("a number")
+    }
+}
+
+/// Locks held by a session of their own: see [`Database::lock`]. Borrows
+/// its database, so that it is released before the database is dropped
+/// (dropping it would wait for the locks).
+pub struct Locks<'a> {
+    connection: Option<MySqlConnection>,
+    database: &'a Database,
+}
+
+impl Locks<'_> {
+    /// Rolls the session's transaction back, which releases its locks, and
+    /// closes it.
+    pub fn release(mut self) {
+        self.end().expect("roll the locking session back");
+    }
+
+    fn end(&mut self) -> Result<(), sqlx::Error> {
+        let Some(mut connection) = self.connection.take() else { return Ok(()) };
+        self.database.runtime.block_on(async {
+            connection.execute("ROLLBACK").await?;
+            connection.close().await
+        })
+    }
+}
+
+impl Drop for Locks<'_> {
+    fn drop(&mut self) {
+        // Closing the connection releases the locks too, if the rollback failed.
+        let _ = self.end();
     }
 }
 

@@ -82,8 +82,8 @@ fn against_a_real_oracle() {
         oracle.execute(ddl, &[]).unwrap();
     }
     let mut setup = Setup::new();
-    setup.config["database"] =
-        json!({"type": "oracle", "user": user, "password": password, "connect_string": connect_string});
+    setup.config["database"] = json!({"type": "oracle", "user": user, "password": password,
+        "connect_string": connect_string, "lock_timeout_secs": 1});
     let middleware = setup.start();
     for body in [
         r#"{"event_type": "appointment", "appointment_id": 123, "status": "confirmed"}"#,
@@ -108,4 +108,28 @@ fn against_a_real_oracle() {
         text("SELECT TO_CHAR(HIS_amount, 'FM99990.00') FROM HIS_payments WHERE HIS_payment_id = 789"),
         "1500.75"
     );
+
+    // Another session locks appointment 123 (kept until its rollback): its
+    // event waits lock_timeout_secs, fails as a conflict (ORA-30006), and
+    // another table's event is written meanwhile.
+    drop(oracle.query("SELECT 1 FROM HIS_appointments WHERE HIS_appointment_id = 123 FOR UPDATE", &[]).unwrap());
+    let locked = middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 123, "status": "moved"}"#);
+    let locked = locked.json()["id"].as_i64().unwrap();
+    middleware.post_event(
+        r#"{"event_type": "payment", "payment_id": 790, "amount": "1", "status": "paid", "paid_at": "2025-03-02T11:00:00"}"#,
+    );
+    let error = wait_for(Duration::from_secs(30), "the locked appointment's error", || {
+        query(&setup.journal(), &format!("SELECT last_error FROM events WHERE id = {locked}"))[0][0]
+            .as_str()
+            .map(str::to_string)
+    });
+    assert!(error.starts_with("conflict error (retryable): ") && error.contains("ORA-30006"), "{error}");
+    wait_for(Duration::from_secs(30), "the payment written while the row is locked", || {
+        (oracle.query_row_as::<i64>("SELECT COUNT(*) FROM HIS_payments WHERE HIS_payment_id = 790", &[]).unwrap() == 1)
+            .then_some(())
+    });
+    oracle.rollback().unwrap();
+    wait_for(Duration::from_secs(30), "the appointment written once the lock is released", || {
+        (text("SELECT HIS_status FROM HIS_appointments WHERE HIS_appointment_id = 123") == "moved").then_some(())
+    });
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use buktor_tests::{
     Setup, query,
-    tds::{Failure, Param, ParamValue, Statement, StatementKind, TdsServer},
+    tds::{Failure, LOCK_TIMEOUT_MESSAGE, Param, ParamValue, Statement, StatementKind, TdsServer},
     wait_for,
 };
 use serde_json::json;
@@ -130,7 +130,9 @@ fn the_seed_events_become_exact_merges_with_typed_parameters() {
         server.statements().into_iter().filter(|s| s.kind == StatementKind::Batch).map(|s| s.sql).collect();
     assert_eq!(batches.iter().filter(|s| s.as_str() == "BEGIN TRANSACTION").count(), 3, "{batches:?}");
     assert_eq!(batches.iter().filter(|s| s.as_str() == "COMMIT TRANSACTION").count(), 3, "{batches:?}");
-    assert!(batches.contains(&"SET XACT_ABORT ON".to_string()), "{batches:?}");
+    // Each connection rolls back a whole transaction on any error, and
+    // waits at most lock_timeout_secs (default 5) for another session's lock.
+    assert!(batches.contains(&"SET XACT_ABORT ON; SET LOCK_TIMEOUT 5000".to_string()), "{batches:?}");
     let login = &server.logins()[0];
     assert_eq!(
         (login.user.as_str(), login.password.as_str(), login.database.as_str()),
@@ -333,6 +335,81 @@ fn a_dropped_connection_is_replaced_and_nothing_is_lost() {
     assert!(server.connection_count() > connections, "a new connection was opened");
     let last = merges(&server).pop().unwrap();
     assert_eq!(last.params[0].value, ParamValue::Int(2));
+}
+
+/// The session batches that set the lock timeout, as the server received them.
+fn lock_timeout_batches(server: &TdsServer) -> Vec<String> {
+    server
+        .statements()
+        .into_iter()
+        .filter(|s| s.kind == StatementKind::Batch && s.sql.contains("LOCK_TIMEOUT"))
+        .map(|s| s.sql)
+        .collect()
+}
+
+fn delivered(setup: &Setup) -> i64 {
+    query(&setup.journal(), "SELECT COUNT(*) FROM events WHERE status = 'delivered'")[0][0].as_i64().unwrap_or(0)
+}
+
+#[test]
+fn every_new_connection_sets_the_configured_lock_timeout() {
+    let server = TdsServer::start();
+    let mut setup = setup_for(&server);
+    setup.config["database"]["lock_timeout_secs"] = json!(2);
+    let middleware = setup.start();
+    middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 1, "status": "a"}"#);
+    wait_for(PATIENCE, "the first event delivered", || (delivered(&setup) == 1).then_some(()));
+    assert_eq!(lock_timeout_batches(&server), ["SET XACT_ABORT ON; SET LOCK_TIMEOUT 2000"]);
+    // A replaced connection is set up again, before its first write.
+    server.drop_connections();
+    middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 2, "status": "b"}"#);
+    wait_for(PATIENCE, "the second event delivered", || (delivered(&setup) == 2).then_some(()));
+    let batches = lock_timeout_batches(&server);
+    assert!(batches.len() >= 2, "{batches:?}");
+    assert!(batches.iter().all(|b| b == "SET XACT_ABORT ON; SET LOCK_TIMEOUT 2000"), "{batches:?}");
+    let statements = server.statements();
+    let set_again = statements.iter().rposition(|s| s.sql.contains("LOCK_TIMEOUT")).unwrap();
+    let last_merge = statements.iter().rposition(|s| s.sql.starts_with("MERGE")).unwrap();
+    assert!(set_again < last_merge, "set before the new connection's write: {statements:?}");
+}
+
+#[test]
+fn a_locked_row_is_a_retryable_conflict_not_a_timeout() {
+    let server = TdsServer::start();
+    let mut setup = setup_for(&server);
+    // Were the lock waited for until the statement timeout, the error
+    // would be a timeout, which stops every table.
+    setup.config["database"]["lock_timeout_secs"] = json!(1);
+    setup.config["database"]["statement_timeout_secs"] = json!(5);
+    // Another session holds the appointment's row (SQL Server locks it for
+    // the MERGE into its table).
+    server.hold_lock("[HIS_appointments]");
+    let middleware = setup.start();
+    let appointment = middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 1, "status": "a"}"#);
+    let appointment = appointment.json()["id"].as_i64().unwrap();
+    let error = wait_for(PATIENCE, "the locked appointment's error", || {
+        let rows = query(&setup.journal(), &format!("SELECT last_error FROM events WHERE id = {appointment}"));
+        rows[0][0].as_str().map(str::to_string)
+    });
+    assert_eq!(
+        error,
+        format!("conflict error (retryable): {LOCK_TIMEOUT_MESSAGE} (state 51, class 16) (code 1222)"),
+        "a lock wait is a conflict on its rows"
+    );
+    // Meanwhile another table is written.
+    middleware.post_event(
+        r#"{"event_type": "payment", "payment_id": 7, "amount": "10", "status": "paid", "paid_at": "2025-03-02T11:00:00"}"#,
+    );
+    wait_for(PATIENCE, "the payment delivered while the appointment is locked", || {
+        (delivered(&setup) == 1).then_some(())
+    });
+    assert_eq!(lock_timeout_batches(&server), ["SET XACT_ABORT ON; SET LOCK_TIMEOUT 1000"]);
+    // Released: the appointment follows.
+    server.release_locks();
+    wait_for(PATIENCE, "the appointment delivered once released", || (delivered(&setup) == 2).then_some(()));
+    let errors = query(&setup.journal(), "SELECT last_error FROM events WHERE last_error LIKE 'timeout%'");
+    assert!(errors.is_empty(), "no lock wait became a timeout: {errors:?}");
+    assert!(server.lock_waits() >= 1);
 }
 
 /// Against a real SQL Server: `HIS_TEST_SQLSERVER_URL=sqlserver://user:password@host:port/database`,

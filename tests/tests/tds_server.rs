@@ -1,8 +1,11 @@
 //! The TDS test server, driven by the real tiberius client.
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
 
-use buktor_tests::tds::{Failure, Login, Param, ParamValue, Statement, StatementKind, TdsServer};
+use buktor_tests::tds::{Failure, LOCK_TIMEOUT_MESSAGE, Login, Param, ParamValue, Statement, StatementKind, TdsServer};
 use chrono::{FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
 use tiberius::{AuthMethod, Client, Config, EncryptionLevel, Uuid, error::Error, numeric::Numeric};
 use tokio::net::TcpStream;
@@ -339,4 +342,80 @@ fn dropped_connections_fail_the_next_query_and_reconnecting_works() {
     assert_eq!(server.connection_count(), 3);
     let sql: Vec<String> = server.statements().into_iter().map(|s| s.sql).collect();
     assert_eq!(sql, ["SELECT 1", "DELETE FROM t", "DELETE FROM t"]);
+}
+
+/// A batch, tolerating a failure that arrives with the first answer.
+async fn batch_result(client: &mut Connection, sql: &str) -> tiberius::Result<()> {
+    match client.simple_query(sql).await {
+        Ok(stream) => stream.into_results().await.map(drop),
+        Err(e) => Err(e),
+    }
+}
+
+#[test]
+fn a_held_lock_waits_for_the_sessions_lock_timeout_then_fails_with_1222() {
+    let server = TdsServer::start();
+    server.hold_lock("[HIS_appointments]");
+    run(async {
+        let mut client = connect(&server).await;
+        batch_result(&mut client, "SET XACT_ABORT ON; SET LOCK_TIMEOUT 300").await.expect("set the lock timeout");
+        let started = Instant::now();
+        let failed = client.execute("MERGE INTO [HIS_appointments] AS t USING s ON 1 = 1", &[]).await;
+        assert_eq!(server_error(failed), (1222, 51, 16, LOCK_TIMEOUT_MESSAGE.into()));
+        assert!(started.elapsed() >= Duration::from_millis(300), "it waited the session's lock timeout first");
+        // Only what the lock covers waits; the session is still usable.
+        let done = client.execute("MERGE INTO [HIS_payments] AS t USING s ON 1 = 1", &[]).await.expect("not locked");
+        assert_eq!(done.total(), 1);
+        // LOCK_TIMEOUT 0: no wait at all.
+        batch_result(&mut client, "SET LOCK_TIMEOUT 0").await.unwrap();
+        let failed = client.execute("UPDATE [HIS_appointments] SET a = 1", &[]).await;
+        assert_eq!(server_error(failed).0, 1222);
+        // Released: it goes through.
+        server.release_locks();
+        client.execute("UPDATE [HIS_appointments] SET a = 1", &[]).await.expect("released");
+    });
+    assert_eq!(server.lock_waits(), 2);
+}
+
+#[test]
+fn without_a_lock_timeout_a_held_lock_waits_until_it_is_released() {
+    let server = TdsServer::start();
+    server.hold_lock("[T]");
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // Released once the statement is waiting for it.
+            while server.lock_waits() == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            server.release_locks();
+        });
+        run(async {
+            let mut client = connect(&server).await;
+            let started = Instant::now();
+            let done = client.execute("UPDATE [T] SET a = 1", &[]).await.expect("goes on once released");
+            assert_eq!(done.total(), 1);
+            assert!(started.elapsed() >= Duration::from_millis(200), "it waited for the release");
+        });
+    });
+    assert_eq!(server.lock_waits(), 1);
+}
+
+#[test]
+fn a_client_that_gives_up_on_a_lock_wait_frees_its_connection() {
+    let server = TdsServer::start();
+    server.hold_lock("[T]");
+    run(async {
+        let mut client = connect(&server).await;
+        // The client's own timeout, as the plugin's statement timeout does.
+        let waited =
+            tokio::time::timeout(Duration::from_millis(200), client.execute("UPDATE [T] SET a = 1", &[])).await;
+        assert!(waited.is_err(), "SQL Server's default lock timeout waits forever");
+        drop(client);
+        let mut client = connect(&server).await;
+        client.execute("UPDATE [U] SET a = 1", &[]).await.expect("a new connection works");
+    });
+    buktor_tests::wait_for(Duration::from_secs(5), "the waiting connection to end", || {
+        (server.open_connections() == 0).then_some(())
+    });
 }

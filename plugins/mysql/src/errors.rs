@@ -2,7 +2,11 @@
 
 use his_plugin_api::{ErrorKind, PluginError};
 
-/// Server error numbers that a later retry can get past.
+/// Server error numbers that a later retry can get past. Another session's
+/// lock (1205: a wait past `lock_timeout_secs`, the session's
+/// `innodb_lock_wait_timeout` or `lock_wait_timeout`; 1213: a deadlock) is a
+/// CONFLICT: only the rows involved wait. Never TIMEOUT, which would make
+/// the host treat the whole HIS as unusable.
 const RETRYABLE: &[(u16, ErrorKind)] = &[
     (1205, ErrorKind::CONFLICT),   // lock wait timeout
     (1213, ErrorKind::CONFLICT),   // deadlock

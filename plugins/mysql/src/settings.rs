@@ -46,6 +46,11 @@ struct RawSettings {
     /// given up as hung and the batch retried.
     #[serde(default = "default_statement_timeout_secs")]
     statement_timeout_secs: u64,
+    /// The longest one statement waits for a row or table another session
+    /// has locked (the session's `innodb_lock_wait_timeout` and
+    /// `lock_wait_timeout`): then it fails with 1205, a retryable conflict
+    /// on its rows only. Below `statement_timeout_secs`.
+    lock_timeout_secs: Option<u64>,
 }
 
 fn default_statement_timeout_secs() -> u64 {
@@ -88,6 +93,8 @@ pub struct Settings {
     pub max_statement_bytes: usize,
     /// The longest one batch's write may take.
     pub statement_timeout: Duration,
+    /// The longest one statement waits for another session's lock.
+    pub lock_timeout: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -137,6 +144,7 @@ impl Settings {
         if !(1..=3600).contains(&raw.statement_timeout_secs) {
             return Err(PluginError::setting("statement_timeout_secs", "must be between 1 and 3600"));
         }
+        let lock_timeout = his_plugin_api::check_lock_timeout(raw.lock_timeout_secs, Some(raw.statement_timeout_secs))?;
         if raw.max_statement_bytes < 16 * 1024 {
             return Err(PluginError::setting("max_statement_bytes", "must be at least 16384"));
         }
@@ -174,6 +182,7 @@ impl Settings {
             connect_timeout: Duration::from_secs(raw.connect_timeout_secs),
             max_statement_bytes: raw.max_statement_bytes,
             statement_timeout: Duration::from_secs(raw.statement_timeout_secs),
+            lock_timeout,
         })
     }
 }
@@ -193,7 +202,34 @@ mod tests {
         assert_eq!(s.connect.get_port(), 3306);
         assert!(matches!(s.connect.get_ssl_mode(), MySqlSslMode::Preferred));
         assert_eq!(s.zone.to_string(), "+00:00");
+        assert_eq!((s.statement_timeout.as_secs(), s.lock_timeout.as_secs()), (60, 5));
         assert!(!format!("{s:?}").contains("your-password"));
+    }
+
+    #[test]
+    fn the_lock_timeout_is_below_the_statement_timeout() {
+        let with = |extra: &str| SEED.replace('}', &format!(", {extra}}}"));
+        let s = Settings::parse(&with(r#""lock_timeout_secs": 1, "statement_timeout_secs": 2"#), "/").unwrap();
+        assert_eq!((s.lock_timeout.as_secs(), s.statement_timeout.as_secs()), (1, 2));
+        // Left out, it stays below a short statement timeout.
+        let s = Settings::parse(&with(r#""statement_timeout_secs": 3"#), "/").unwrap();
+        assert_eq!(s.lock_timeout.as_secs(), 2);
+        for (json, expected) in [
+            (
+                with(r#""lock_timeout_secs": 90"#),
+                "database.lock_timeout_secs: must be less than database.statement_timeout_secs (60), found 90",
+            ),
+            (
+                with(r#""lock_timeout_secs": 10, "statement_timeout_secs": 10"#),
+                "database.lock_timeout_secs: must be less than database.statement_timeout_secs (10), found 10",
+            ),
+            (with(r#""lock_timeout_secs": 0"#), "database.lock_timeout_secs: must be at least 1, found 0"),
+            (with(r#""lock_timeout_secs": 1.5"#), "database.lock_timeout_secs: invalid type: floating point"),
+        ] {
+            let e = Settings::parse(&json, "/").unwrap_err();
+            assert_eq!(e.kind, ErrorKind::CONFIG);
+            assert!(e.message.starts_with(expected), "{json}: {e}");
+        }
     }
 
     #[test]

@@ -15,6 +15,20 @@ pub fn quote(identifier: &str) -> String {
     format!("`{}`", identifier.replace('`', "``"))
 }
 
+/// What each new connection runs first, in one statement:
+/// - strict mode, so that a value that does not fit its column is an
+///   error, never a silent truncation, whatever the server's default;
+/// - the lock timeout, for row locks (`innodb_lock_wait_timeout`) and for
+///   a table locked whole or being altered (`lock_wait_timeout`, metadata
+///   locks): a write waits that long for another session, then fails with
+///   1205, a retryable conflict, well before the statement timeout.
+pub fn session_setup(lock_timeout_secs: u64) -> String {
+    format!(
+        "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',STRICT_ALL_TABLES'), \
+         SESSION innodb_lock_wait_timeout = {lock_timeout_secs}, SESSION lock_wait_timeout = {lock_timeout_secs}"
+    )
+}
+
 /// `INSERT INTO t (cols) ` — the part before `VALUES`.
 pub fn insert_head(table: &str, columns: &[&str]) -> String {
     let columns = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
@@ -89,6 +103,15 @@ mod tests {
              `HIS_payment_status` = VALUES(`HIS_payment_status`), `HIS_paid_at` = VALUES(`HIS_paid_at`)"
         );
         assert_eq!(on_duplicate_tail(&["k"], &["k"]), " ON DUPLICATE KEY UPDATE `k` = `k`");
+    }
+
+    #[test]
+    fn each_session_is_strict_and_waits_for_locks_at_most_the_lock_timeout() {
+        assert_eq!(
+            session_setup(5),
+            "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',STRICT_ALL_TABLES'), \
+             SESSION innodb_lock_wait_timeout = 5, SESSION lock_wait_timeout = 5"
+        );
     }
 
     #[test]

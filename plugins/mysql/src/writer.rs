@@ -61,16 +61,14 @@ impl MysqlWriter {
             })?;
         let pool = {
             let _context = runtime.enter();
+            let session = sql::session_setup(settings.lock_timeout.as_secs());
             MySqlPoolOptions::new()
                 .max_connections(settings.pool_size)
                 .acquire_timeout(settings.connect_timeout)
-                .after_connect(|connection, _| {
+                .after_connect(move |connection, _| {
+                    let session = session.clone();
                     Box::pin(async move {
-                        // A value that does not fit its column must be an error,
-                        // never a silent truncation, whatever the server's default.
-                        connection
-                            .execute("SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',STRICT_ALL_TABLES')")
-                            .await?;
+                        connection.execute(sqlx::AssertSqlSafe(session)).await?;
                         Ok(())
                     })
                 })

@@ -2,7 +2,11 @@
 
 use his_plugin_api::{ErrorKind, PluginError};
 
-/// ORA- numbers that a later retry can get past.
+/// ORA- numbers that a later retry can get past. Another session's lock
+/// (ORA-30006 after `lock_timeout_secs`, ORA-00054, a deadlock) is a
+/// CONFLICT: only the rows involved wait. The call timeout (ORA-03156,
+/// DPI-1067, after `statement_timeout_secs`) says nothing of locks: it is a
+/// TIMEOUT, an HIS that does not answer.
 const RETRYABLE: &[(i32, ErrorKind)] = &[
     (3113, ErrorKind::CONNECTION),  // end-of-file on communication channel
     (3114, ErrorKind::CONNECTION),  // not connected to Oracle
@@ -15,7 +19,9 @@ const RETRYABLE: &[(i32, ErrorKind)] = &[
     (1034, ErrorKind::CONNECTION),  // Oracle not available
     (1089, ErrorKind::CONNECTION),  // immediate shutdown in progress
     (60, ErrorKind::CONFLICT),      // deadlock detected
-    (54, ErrorKind::CONFLICT),      // resource busy (NOWAIT)
+    (54, ErrorKind::CONFLICT),      // resource busy (NOWAIT, or DDL_LOCK_TIMEOUT expired)
+    (30006, ErrorKind::CONFLICT),   // WAIT timeout expired (FOR UPDATE WAIT lock_timeout_secs)
+    (2049, ErrorKind::CONFLICT),    // timeout: distributed transaction waiting for lock
     (8177, ErrorKind::CONFLICT),    // cannot serialize access
     (1555, ErrorKind::CONFLICT),    // snapshot too old
     (4068, ErrorKind::CONFLICT),    // package state discarded (recompiled)
@@ -24,14 +30,14 @@ const RETRYABLE: &[(i32, ErrorKind)] = &[
     (20, ErrorKind::CONNECTION),    // maximum processes exceeded
     (1653, ErrorKind::OTHER),       // unable to extend table (tablespace full)
     (30036, ErrorKind::OTHER),      // unable to extend undo segment
-    (3156, ErrorKind::TIMEOUT),     // call timed out
+    (3156, ErrorKind::TIMEOUT),     // call timed out (statement_timeout_secs)
 ];
 
 /// ODPI-C errors (no ORA- number of their own) about the session.
 const DPI_RETRYABLE: &[(&str, ErrorKind)] = &[
     ("DPI-1080", ErrorKind::CONNECTION), // connection was closed by ORA-…
     ("DPI-1010", ErrorKind::CONNECTION), // not connected
-    ("DPI-1067", ErrorKind::TIMEOUT),    // call timed out
+    ("DPI-1067", ErrorKind::TIMEOUT),    // call timed out (statement_timeout_secs), see ORA-03156
 ];
 
 /// ORA- numbers that will not go away by retrying.
@@ -66,14 +72,21 @@ pub fn from_number(number: i32, message: &str) -> PluginError {
     error.with_code(format!("ORA-{number:05}"))
 }
 
+/// Classifies an ODPI-C error about the session (`DPI-1067: call timeout of
+/// 60000 ms exceeded with ORA-3156`), if `message` is one.
+pub fn from_dpi_message(message: &str) -> Option<PluginError> {
+    let (code, kind) = DPI_RETRYABLE.iter().find(|(code, _)| message.starts_with(code))?;
+    Some(PluginError::retryable(*kind, message).with_code(*code))
+}
+
 /// Turns an `oracle` crate error into a classified [`PluginError`].
 pub fn classify(error: oracle::Error) -> PluginError {
     let message = error.db_error().map_or_else(|| error.to_string(), |db| db.message().to_string());
     if message.contains("DPI-1047") {
         return instant_client_missing(&message);
     }
-    if let Some((code, kind)) = DPI_RETRYABLE.iter().find(|(code, _)| message.starts_with(code)) {
-        return PluginError::retryable(*kind, message).with_code(*code);
+    if let Some(classified) = from_dpi_message(&message) {
+        return classified;
     }
     match error.db_error() {
         Some(db) if error.kind() == oracle::ErrorKind::OciError => {
@@ -134,6 +147,9 @@ mod tests {
             (12170, true, ErrorKind::TIMEOUT),
             (60, true, ErrorKind::CONFLICT),
             (54, true, ErrorKind::CONFLICT),
+            (30006, true, ErrorKind::CONFLICT),
+            (2049, true, ErrorKind::CONFLICT),
+            (3156, true, ErrorKind::TIMEOUT),
             (942, false, ErrorKind::SCHEMA),
             (904, false, ErrorKind::SCHEMA),
             (12899, false, ErrorKind::DATA),
@@ -146,6 +162,21 @@ mod tests {
             assert_eq!((e.retryable, e.kind), (retryable, kind), "ORA-{number}");
         }
         assert_eq!(from_number(942, "m").code.as_str(), "ORA-00942");
+    }
+
+    #[test]
+    fn a_lock_wait_is_a_conflict_and_the_call_timeout_a_timeout() {
+        // FOR UPDATE WAIT n that expired: the batch's rows wait, others go on.
+        let e = from_number(30006, "ORA-30006: resource busy; acquire with WAIT timeout expired");
+        assert_eq!((e.kind, e.retryable, e.code.as_str()), (ErrorKind::CONFLICT, true, "ORA-30006"));
+        let e = from_number(54, "ORA-00054: resource busy and acquire with NOWAIT specified or timeout expired");
+        assert_eq!((e.kind, e.retryable), (ErrorKind::CONFLICT, true));
+        // The call timeout says nothing of locks: the HIS did not answer.
+        let e = from_dpi_message("DPI-1067: call timeout of 60000 ms exceeded with ORA-3156").unwrap();
+        assert_eq!((e.kind, e.retryable, e.code.as_str()), (ErrorKind::TIMEOUT, true, "DPI-1067"));
+        let e = from_dpi_message("DPI-1080: connection was closed by ORA-3113").unwrap();
+        assert_eq!((e.kind, e.retryable), (ErrorKind::CONNECTION, true));
+        assert!(from_dpi_message("ORA-30006: resource busy").is_none());
     }
 
     #[test]

@@ -30,6 +30,11 @@ struct RawSettings {
     /// is abandoned and retried: a dead link must not stall delivery.
     #[serde(default = "default_statement_timeout_secs")]
     statement_timeout_secs: u64,
+    /// The longest a batch waits for rows another session has locked
+    /// (`SELECT … FOR UPDATE WAIT n` before the MERGE): then it fails with
+    /// ORA-30006, a retryable conflict on its rows only. Below
+    /// `statement_timeout_secs`.
+    lock_timeout_secs: Option<u64>,
 }
 
 fn default_statement_timeout_secs() -> u64 {
@@ -56,6 +61,8 @@ pub struct Settings {
     pub zone: HisZone,
     /// The longest one call may take.
     pub statement_timeout: std::time::Duration,
+    /// The longest a batch waits for rows another session has locked.
+    pub lock_timeout: std::time::Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -91,12 +98,14 @@ impl Settings {
         if !(1..=3600).contains(&raw.statement_timeout_secs) {
             return Err(PluginError::setting("statement_timeout_secs", "must be between 1 and 3600"));
         }
+        let lock_timeout = his_plugin_api::check_lock_timeout(raw.lock_timeout_secs, Some(raw.statement_timeout_secs))?;
         Ok(Self {
             user: raw.user,
             password: raw.password,
             connect_string,
             zone,
             statement_timeout: std::time::Duration::from_secs(raw.statement_timeout_secs),
+            lock_timeout,
         })
     }
 
@@ -117,7 +126,33 @@ mod tests {
         let s = Settings::parse(SEED).unwrap();
         assert_eq!(s.connect_string, "//your-oracle-host:1521/his_database");
         assert_eq!(s.display(), "your-user@//your-oracle-host:1521/his_database");
+        assert_eq!((s.statement_timeout.as_secs(), s.lock_timeout.as_secs()), (60, 5));
         assert!(!format!("{s:?}").contains("your-password"));
+    }
+
+    #[test]
+    fn the_lock_timeout_is_below_the_statement_timeout() {
+        let with = |extra: &str| SEED.replace('}', &format!(", {extra}}}"));
+        let s = Settings::parse(&with(r#""lock_timeout_secs": 1, "statement_timeout_secs": 2"#)).unwrap();
+        assert_eq!((s.lock_timeout.as_secs(), s.statement_timeout.as_secs()), (1, 2));
+        // Left out, it stays below a short statement timeout.
+        let s = Settings::parse(&with(r#""statement_timeout_secs": 3"#)).unwrap();
+        assert_eq!(s.lock_timeout.as_secs(), 2);
+        for (json, expected) in [
+            (
+                with(r#""lock_timeout_secs": 90"#),
+                "database.lock_timeout_secs: must be less than database.statement_timeout_secs (60), found 90",
+            ),
+            (
+                with(r#""statement_timeout_secs": 3, "lock_timeout_secs": 5"#),
+                "database.lock_timeout_secs: must be less than database.statement_timeout_secs (3), found 5",
+            ),
+            (with(r#""lock_timeout_secs": 0"#), "database.lock_timeout_secs: must be at least 1, found 0"),
+            (with(r#""lock_timeout_secs": "5""#), "database.lock_timeout_secs: invalid type: string"),
+        ] {
+            let e = Settings::parse(&json).unwrap_err();
+            assert!(e.message.starts_with(expected), "{json}: {e}");
+        }
     }
 
     #[test]

@@ -34,9 +34,91 @@ pub fn merge(table: &str, columns: &[&str], key_columns: &[&str]) -> String {
     )
 }
 
+/// The most rows one [`lock_rows`] statement names: single-column `IN`
+/// lists take at most 1,000 expressions.
+pub const MAX_LOCKED_ROWS: usize = 512;
+
+/// `SELECT 1 FROM t WHERE k IN (:1, …) FOR UPDATE WAIT n` (with composite
+/// keys, `(k1, k2) IN ((:1, :2), …)`), for `row_count` rows: run in the
+/// batch's transaction before its MERGE, it locks the rows that exist, and
+/// waits at most `wait_secs` for those another session holds: then it
+/// fails with ORA-30006, a retryable conflict. The MERGE that follows finds
+/// them locked by its own transaction, so it does not wait for them (a DML
+/// statement has no WAIT clause: it would wait forever, until the call
+/// timeout, which the host must read as an HIS that is unusable).
+pub fn lock_rows(table: &str, key_columns: &[&str], row_count: usize, wait_secs: u64) -> String {
+    let keys: Vec<String> = key_columns.iter().map(|k| quote(k)).collect();
+    let tuple = |row: usize| {
+        let binds: Vec<String> = (0..keys.len()).map(|k| format!(":{}", row * keys.len() + k + 1)).collect();
+        binds.join(", ")
+    };
+    let (target, list): (String, Vec<String>) = match keys.len() {
+        1 => (keys[0].clone(), (0..row_count).map(tuple).collect()),
+        _ => (format!("({})", keys.join(", ")), (0..row_count).map(|row| format!("({})", tuple(row))).collect()),
+    };
+    format!("SELECT 1 FROM {} WHERE {target} IN ({}) FOR UPDATE WAIT {wait_secs}", quote(table), list.join(", "))
+}
+
+/// How [`lock_rows`] statements cover a batch of `row_count` rows: each
+/// range of rows is named by one statement of `size` rows, the last row
+/// repeated to fill it. Sizes are powers of two, so that a table has at
+/// most ten statement texts for the server to parse and keep, whatever the
+/// batches' sizes.
+pub fn lock_chunks(row_count: usize, key_count: usize) -> Vec<(std::ops::Range<usize>, usize)> {
+    // Oracle takes at most 65,535 binds in one statement.
+    let by_binds = (65_535 / key_count.max(1)).max(1);
+    let most = MAX_LOCKED_ROWS.min(1 << by_binds.ilog2());
+    (0..row_count)
+        .step_by(most)
+        .map(|start| {
+            let range = start..(start + most).min(row_count);
+            let size = range.len().next_power_of_two();
+            (range, size)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn existing_rows_are_locked_with_a_bounded_wait() {
+        assert_eq!(
+            lock_rows("HIS_APPOINTMENTS", &["HIS_APPOINTMENT_ID"], 3, 5),
+            "SELECT 1 FROM \"HIS_APPOINTMENTS\" WHERE \"HIS_APPOINTMENT_ID\" IN (:1, :2, :3) FOR UPDATE WAIT 5"
+        );
+        assert_eq!(
+            lock_rows("T", &["A", "B"], 2, 1),
+            "SELECT 1 FROM \"T\" WHERE (\"A\", \"B\") IN ((:1, :2), (:3, :4)) FOR UPDATE WAIT 1"
+        );
+        assert_eq!(lock_rows("a\"b", &["K"], 1, 5), "SELECT 1 FROM \"a\"\"b\" WHERE \"K\" IN (:1) FOR UPDATE WAIT 5");
+    }
+
+    #[test]
+    fn lock_statements_cover_every_row_in_few_shapes() {
+        assert_eq!(lock_chunks(1, 1), [(0..1, 1)]);
+        assert_eq!(lock_chunks(3, 1), [(0..3, 4)]);
+        assert_eq!(lock_chunks(500, 1), [(0..500, 512)]);
+        assert_eq!(lock_chunks(1000, 2), [(0..512, 512), (512..1000, 512)]);
+        assert_eq!(lock_chunks(513, 1), [(0..512, 512), (512..513, 1)]);
+        assert!(lock_chunks(0, 1).is_empty());
+        // Many key columns: still below 65,535 binds.
+        assert_eq!(
+            lock_chunks(1000, 300),
+            [
+                (0..128, 128),
+                (128..256, 128),
+                (256..384, 128),
+                (384..512, 128),
+                (512..640, 128),
+                (640..768, 128),
+                (768..896, 128),
+                (896..1000, 128)
+            ]
+        );
+        assert!(lock_chunks(5000, 7).iter().all(|(range, size)| range.len() <= *size && size * 7 <= 65_535));
+    }
 
     #[test]
     fn the_seed_merges_with_resolved_names() {

@@ -1,4 +1,5 @@
-//! The Oracle writer: one connection, one array-bound MERGE per batch.
+//! The Oracle writer: one connection; per batch, its existing rows locked
+//! with a bounded wait, then one array-bound MERGE.
 //!
 //! The `oracle` crate is synchronous, so it runs on the host's calling
 //! thread with no runtime. A broken connection is dropped and opened again
@@ -117,11 +118,29 @@ impl OracleWriter {
             .collect();
         let keys: Vec<&str> = key_positions.iter().map(|&p| columns[p]).collect();
         let text = sql::merge(&table.name, &columns, &keys);
+        let lock_wait = self.settings.lock_timeout.as_secs();
 
         let connection = self.connection()?;
         // Whatever fails from here on, nothing of this batch may stay
         // applied (and hold row locks) until some later commit.
         let written = (|| {
+            // The batch's existing rows first, waiting at most lock_timeout
+            // for another session's locks (ORA-30006, a conflict): the MERGE
+            // would wait for them without a limit.
+            let key_types: Vec<OracleType> = key_positions.iter().map(|&p| oracle_type(&table.columns[p])).collect();
+            for (range, size) in sql::lock_chunks(binds.len(), keys.len()) {
+                let lock = sql::lock_rows(&table.name, &keys, size, lock_wait);
+                let last = range.end - 1;
+                let mut values: Vec<Box<dyn ToSql + '_>> = Vec::with_capacity(size * keys.len());
+                for row in range.chain(std::iter::repeat(last)).take(size) {
+                    for (&position, ty) in key_positions.iter().zip(&key_types) {
+                        values.push(typed(&binds[row][position], ty));
+                    }
+                }
+                let values: Vec<&dyn ToSql> = values.iter().map(|v| v.as_ref()).collect();
+                // Oracle locks every selected row when it runs the query.
+                drop(connection.query(&lock, &values).map_err(classify)?);
+            }
             let mut statement = connection.batch(&text, binds.len().max(1)).build().map_err(classify)?;
             for (position, column) in table.columns.iter().enumerate() {
                 statement.set_type(position + 1, &oracle_type(column)).map_err(classify)?;
@@ -162,6 +181,18 @@ fn oracle_type(column: &DictionaryRow) -> OracleType {
             OracleType::NVarchar2(crate::binds::MAX_VARCHAR2_BYTES as u32 / 2)
         }
         ColumnBind::Text => OracleType::Varchar2(crate::binds::MAX_VARCHAR2_BYTES as u32),
+    }
+}
+
+/// `value` bound as `ty`, the type its column's MERGE bind has.
+fn typed<'a>(value: &'a Bind, ty: &'a OracleType) -> Box<dyn ToSql + 'a> {
+    const NULL: Option<&str> = None;
+    match value {
+        Bind::Null => Box::new((&NULL, ty)),
+        Bind::Int(i) => Box::new((i, ty)),
+        Bind::Float(f) => Box::new((f, ty)),
+        Bind::Number(s) | Bind::Text(s) => Box::new((s, ty)),
+        Bind::DateTime(dt) => Box::new((dt, ty)),
     }
 }
 

@@ -91,4 +91,18 @@ mod tests {
         drop(holder);
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    #[test]
+    fn locked_is_retryable() {
+        // A table another connection of the same shared cache is writing.
+        let uri = format!("file:his-sqlite-locked-{}?mode=memory&cache=shared", std::process::id());
+        let flags = rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+        let holder = rusqlite::Connection::open_with_flags(&uri, flags).unwrap();
+        holder.execute_batch("CREATE TABLE t (k); BEGIN; INSERT INTO t VALUES (1);").unwrap();
+        let other = rusqlite::Connection::open_with_flags(&uri, flags).unwrap();
+        let e = classify(other.execute_batch("INSERT INTO t VALUES (2)").unwrap_err());
+        assert_eq!((e.kind, e.retryable), (ErrorKind::CONFLICT, true), "{e:?}");
+        let extended: i32 = e.code.trim_start_matches("SQLITE ").parse().unwrap();
+        assert_eq!(extended & 0xFF, 6, "SQLITE_LOCKED (here SQLITE_LOCKED_SHAREDCACHE): {e:?}");
+    }
 }

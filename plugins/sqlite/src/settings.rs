@@ -1,6 +1,9 @@
 //! The `database` section for `"type": "sqlite"`.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use his_plugin_api::{ErrorKind, PluginError};
 use serde::Deserialize;
@@ -19,13 +22,11 @@ struct RawSettings {
     #[serde(default)]
     create_missing: bool,
     /// How long a write waits for another process's lock on the file before
-    /// it gives up with a retryable error.
-    #[serde(default = "default_busy_timeout_ms")]
-    busy_timeout_ms: u64,
-}
-
-fn default_busy_timeout_ms() -> u64 {
-    5_000
+    /// it gives up with a retryable conflict (SQLite's busy timeout), as
+    /// every writer's `lock_timeout_secs`. Default 5.
+    lock_timeout_secs: Option<u64>,
+    /// The same in milliseconds, the older name: for a wait below a second.
+    busy_timeout_ms: Option<u64>,
 }
 
 /// Checked settings, with the path made absolute.
@@ -35,8 +36,8 @@ pub struct Settings {
     pub path: PathBuf,
     /// See `create_missing` above.
     pub create_missing: bool,
-    /// See `busy_timeout_ms` above.
-    pub busy_timeout_ms: u64,
+    /// SQLite's busy timeout: `lock_timeout_secs`, or `busy_timeout_ms`.
+    pub lock_timeout: Duration,
 }
 
 impl Settings {
@@ -50,11 +51,17 @@ impl Settings {
                 "database.path: must name the SQLite HIS database file",
             ));
         }
-        Ok(Self {
-            path: Path::new(config_dir).join(raw.path),
-            create_missing: raw.create_missing,
-            busy_timeout_ms: raw.busy_timeout_ms,
-        })
+        let lock_timeout = match (raw.lock_timeout_secs, raw.busy_timeout_ms) {
+            (Some(_), Some(_)) => {
+                return Err(PluginError::setting(
+                    "busy_timeout_ms",
+                    "is the older name of database.lock_timeout_secs (in milliseconds): set only one of them",
+                ));
+            }
+            (None, Some(milliseconds)) => Duration::from_millis(milliseconds),
+            (seconds, None) => his_plugin_api::check_lock_timeout(seconds, None)?,
+        };
+        Ok(Self { path: Path::new(config_dir).join(raw.path), create_missing: raw.create_missing, lock_timeout })
     }
 }
 
@@ -67,6 +74,26 @@ mod tests {
         let s = Settings::parse(r#"{"type":"sqlite","path":"his.db"}"#, "/etc/buktor").unwrap();
         assert_eq!(s.path, Path::new("/etc/buktor/his.db"));
         assert!(!s.create_missing);
+        assert_eq!(s.lock_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_busy_timeout_is_the_lock_timeout() {
+        let parse = |extra: &str| Settings::parse(&format!(r#"{{"type":"sqlite","path":"x"{extra}}}"#), "/");
+        assert_eq!(parse(r#","lock_timeout_secs":2"#).unwrap().lock_timeout, Duration::from_secs(2));
+        // The older setting, in milliseconds, still works.
+        assert_eq!(parse(r#","busy_timeout_ms":50"#).unwrap().lock_timeout, Duration::from_millis(50));
+        for (extra, expected) in [
+            (r#","lock_timeout_secs":0"#, "database.lock_timeout_secs: must be at least 1, found 0"),
+            (
+                r#","lock_timeout_secs":2,"busy_timeout_ms":50"#,
+                "database.busy_timeout_ms: is the older name of database.lock_timeout_secs",
+            ),
+        ] {
+            let e = parse(extra).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::CONFIG);
+            assert!(e.message.starts_with(expected), "{extra}: {e}");
+        }
     }
 
     #[test]

@@ -1,9 +1,6 @@
 //! The SQLite writer: one connection, one transaction per batch.
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::Duration,
-};
+use std::collections::{HashMap, HashSet};
 
 use his_plugin_api::{
     ColumnDescription, ErrorKind, Logger, PluginError, TableDescription, UpsertBatch, Value, ValueRef, Writer,
@@ -46,7 +43,9 @@ impl SqliteWriter {
                 format!("database.path: cannot open SQLite HIS database {}: {e}; {hint}", settings.path.display()),
             )
         })?;
-        connection.busy_timeout(Duration::from_millis(settings.busy_timeout_ms)).map_err(classify)?;
+        // Another program's lock on the file is waited for this long, then
+        // SQLITE_BUSY: a retryable conflict.
+        connection.busy_timeout(settings.lock_timeout).map_err(classify)?;
         log.info(format_args!(
             "writing to SQLite HIS database {} (create_missing: {})",
             settings.path.display(),

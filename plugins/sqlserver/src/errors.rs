@@ -2,10 +2,13 @@
 
 use his_plugin_api::{ErrorKind, PluginError};
 
-/// Error numbers that a later retry can get past.
+/// Error numbers that a later retry can get past. Another session's lock
+/// (1222: a wait past `lock_timeout_secs`, the session's `SET LOCK_TIMEOUT`;
+/// 1205: a deadlock) is a CONFLICT: only the rows involved wait. Never
+/// TIMEOUT, which would make the host treat the whole HIS as unusable.
 const RETRYABLE: &[(u32, ErrorKind)] = &[
     (1205, ErrorKind::CONFLICT),    // chosen as deadlock victim
-    (1222, ErrorKind::CONFLICT),    // lock request time out
+    (1222, ErrorKind::CONFLICT),    // lock request time out (SET LOCK_TIMEOUT)
     (40613, ErrorKind::CONNECTION), // Azure: database not currently available
     (40501, ErrorKind::CONNECTION), // Azure: service busy (throttling)
     (49918, ErrorKind::CONNECTION), // Azure: not enough resources
@@ -118,5 +121,16 @@ mod tests {
             let e = from_number(number, "m");
             assert_eq!((e.retryable, e.kind), (retryable, kind), "{number}");
         }
+    }
+
+    #[test]
+    fn a_lock_timeout_is_a_conflict_that_keeps_the_connection() {
+        // As SQL Server words it; class 16, so not a lost session.
+        let e = from_number(1222, "Lock request time out period exceeded. (state 51, class 16)");
+        assert_eq!((e.kind, e.retryable), (ErrorKind::CONFLICT, true));
+        assert!(!breaks_connection(&e), "the session stays usable after 1222");
+        let e = from_number(1205, "Transaction (Process ID 52) was deadlocked … (state 51, class 13)");
+        assert_eq!((e.kind, e.retryable), (ErrorKind::CONFLICT, true));
+        assert!(!breaks_connection(&e));
     }
 }

@@ -48,6 +48,11 @@ struct RawSettings {
     /// given up as hung and the batch retried.
     #[serde(default = "default_statement_timeout_secs")]
     statement_timeout_secs: u64,
+    /// The longest one statement waits for a row or table another session
+    /// has locked (`SET LOCK_TIMEOUT`; SQL Server's own default is to wait
+    /// forever): then it fails with 1222, a retryable conflict on its rows
+    /// only. Below `statement_timeout_secs`.
+    lock_timeout_secs: Option<u64>,
 }
 
 fn default_statement_timeout_secs() -> u64 {
@@ -89,6 +94,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// The longest one batch's write may take.
     pub statement_timeout: Duration,
+    /// The longest one statement waits for another session's lock.
+    pub lock_timeout: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -158,6 +165,7 @@ impl Settings {
         if !(1..=3600).contains(&raw.statement_timeout_secs) {
             return Err(PluginError::setting("statement_timeout_secs", "must be between 1 and 3600"));
         }
+        let lock_timeout = his_plugin_api::check_lock_timeout(raw.lock_timeout_secs, Some(raw.statement_timeout_secs))?;
         let place = match &raw.instance {
             Some(instance) => format!("{}\\{instance}", raw.host),
             None => format!("{}:{}", raw.host, raw.port),
@@ -168,6 +176,7 @@ impl Settings {
             zone,
             connect_timeout: Duration::from_secs(raw.connect_timeout_secs),
             statement_timeout: Duration::from_secs(raw.statement_timeout_secs),
+            lock_timeout,
         })
     }
 }
@@ -202,7 +211,34 @@ mod tests {
         let s = Settings::parse(SEED, "/etc/buktor").unwrap();
         assert_eq!(s.display, "your-user@your-sqlserver-host:1433/his_database");
         assert_eq!(s.config.get_addr(), "your-sqlserver-host:1433");
+        assert_eq!((s.statement_timeout.as_secs(), s.lock_timeout.as_secs()), (60, 5));
         assert!(!format!("{s:?}").contains("your-password"));
+    }
+
+    #[test]
+    fn the_lock_timeout_is_below_the_statement_timeout() {
+        let with = |extra: &str| SEED.replace('}', &format!(", {extra}}}"));
+        let s = Settings::parse(&with(r#""lock_timeout_secs": 1, "statement_timeout_secs": 2"#), "/").unwrap();
+        assert_eq!((s.lock_timeout.as_secs(), s.statement_timeout.as_secs()), (1, 2));
+        // Left out, it stays below a short statement timeout.
+        let s = Settings::parse(&with(r#""statement_timeout_secs": 3"#), "/").unwrap();
+        assert_eq!(s.lock_timeout.as_secs(), 2);
+        for (json, expected) in [
+            (
+                with(r#""lock_timeout_secs": 90"#),
+                "database.lock_timeout_secs: must be less than database.statement_timeout_secs (60), found 90",
+            ),
+            (
+                with(r#""lock_timeout_secs": 30, "statement_timeout_secs": 20"#),
+                "database.lock_timeout_secs: must be less than database.statement_timeout_secs (20), found 30",
+            ),
+            (with(r#""lock_timeout_secs": 0"#), "database.lock_timeout_secs: must be at least 1, found 0"),
+            (with(r#""lock_timeout_secs": -1"#), "database.lock_timeout_secs: invalid value: integer `-1`"),
+        ] {
+            let e = Settings::parse(&json, "/").unwrap_err();
+            assert_eq!(e.kind, ErrorKind::CONFIG);
+            assert!(e.message.starts_with(expected), "{json}: {e}");
+        }
     }
 
     #[test]

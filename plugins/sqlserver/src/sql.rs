@@ -15,6 +15,15 @@ pub fn quote(identifier: &str) -> String {
     format!("[{}]", identifier.replace(']', "]]"))
 }
 
+/// What each new connection runs first, in one batch:
+/// - `XACT_ABORT ON`: any error inside a transaction rolls all of it back;
+/// - `LOCK_TIMEOUT`: a statement waits at most this long for a lock another
+///   session holds (SQL Server's default, -1, waits forever), then fails
+///   with 1222, a retryable conflict, well before the statement timeout.
+pub fn session_setup(lock_timeout: std::time::Duration) -> String {
+    format!("SET XACT_ABORT ON; SET LOCK_TIMEOUT {}", lock_timeout.as_millis())
+}
+
 /// The most rows one statement can carry with `column_count` columns.
 pub fn max_rows_per_statement(column_count: usize) -> usize {
     (MAX_VALUE_PARAMETERS / column_count.max(1)).max(1)
@@ -60,6 +69,12 @@ pub fn merge(table: &str, columns: &[&str], key_columns: &[&str], row_count: usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_session_aborts_on_errors_and_waits_for_locks_at_most_the_lock_timeout() {
+        let setup = session_setup(std::time::Duration::from_secs(5));
+        assert_eq!(setup, "SET XACT_ABORT ON; SET LOCK_TIMEOUT 5000");
+    }
 
     #[test]
     fn brackets_inside_names_are_doubled() {

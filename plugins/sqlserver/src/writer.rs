@@ -64,8 +64,11 @@ impl SqlServerWriter {
     async fn connection(&mut self) -> Result<&mut Connection, PluginError> {
         if self.connection.is_none() {
             let mut connection = connect(&self.settings).await?;
-            // Any error inside a transaction rolls all of it back.
-            run_batch(&mut connection, "SET XACT_ABORT ON").await?;
+            // Any error inside a transaction rolls all of it back, and a
+            // lock another session holds is waited for at most
+            // lock_timeout_secs (1222, a conflict), never until the
+            // statement timeout (which would stop every table).
+            run_batch(&mut connection, &sql::session_setup(self.settings.lock_timeout)).await?;
             self.connection = Some(connection);
         }
         Ok(self.connection.as_mut().expect("connected above"))

@@ -22,6 +22,30 @@
 //! To start your own plugin: copy this folder, rename the package and the
 //! `[lib] name` (`his_<your type>`), then replace the file with your
 //! database's connection, one transaction per batch.
+//!
+//! ## Locks: wait a bounded time, then report a conflict
+//!
+//! A file has no row locks, so this plugin has no lock timeout. A plugin
+//! for a database has one, as every plugin in this repository does: a
+//! `lock_timeout_secs` setting (default 5, below `statement_timeout_secs`),
+//! checked by `his_plugin_api::check_lock_timeout`, which says what is wrong
+//! in one line naming both settings:
+//!
+//! ```text
+//! /// The longest one write waits for a row another session has locked.
+//! lock_timeout_secs: Option<u64>,
+//! …
+//! let lock_timeout = his_plugin_api::check_lock_timeout(raw.lock_timeout_secs, Some(raw.statement_timeout_secs))?;
+//! ```
+//!
+//! Set it on each new connection (MySQL `innodb_lock_wait_timeout`, SQL
+//! Server `SET LOCK_TIMEOUT`, SQLite's busy timeout; Oracle's DML has none,
+//! so plugins/oracle locks the batch's rows first with `SELECT … FOR UPDATE
+//! WAIT n`), and classify the error that ends the wait, and a deadlock, as
+//! `PluginError::retryable(ErrorKind::CONFLICT, …)`: the host then holds
+//! back only the rows involved, and the rest flows. A lock wait that runs
+//! into the statement timeout would be `ErrorKind::TIMEOUT`, which the host
+//! reads as "the HIS is unusable": it backs off and writes nothing at all.
 
 use std::{
     fs::OpenOptions,

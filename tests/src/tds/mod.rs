@@ -15,7 +15,12 @@
 //! - the answer is, in order of precedence: a failure scripted with
 //!   [`TdsServer::fail_next`], a result set scripted with
 //!   [`TdsServer::respond`], one row with `"1"` for any other statement
-//!   that starts with `SELECT`, or plain success.
+//!   that starts with `SELECT`, or plain success;
+//! - a lock held with [`TdsServer::hold_lock`], as another session's open
+//!   transaction would hold it, makes a statement that touches it wait as
+//!   SQL Server does: for the session's `SET LOCK_TIMEOUT` (milliseconds;
+//!   SQL Server's default, -1, waits until the lock is released), then fail
+//!   with error 1222.
 //!
 //! Successful answers look like SQL Server's. A batch ends with DONE; an
 //! RPC with DONEINPROC, RETURNSTATUS 0 and DONEPROC. A statement that
@@ -29,6 +34,7 @@
 //! COMMIT or ROLLBACK without a transaction is simply accepted.
 //!
 //! Not supported: TLS (any encryption level but `NotSupported`), MARS,
+//! deadlocks (script 1205 with [`TdsServer::fail_next`]),
 //! Windows/Azure AD authentication, bulk load (answered with an error),
 //! several RPCs in one request (only the first is read), table-valued and
 //! CLR-typed parameters, and real SQL: nothing is ever executed.
@@ -189,6 +195,10 @@ pub enum Failure {
     DropConnection,
 }
 
+/// SQL Server's answer when a lock is not granted within the session's
+/// `SET LOCK_TIMEOUT`: number 1222, state 51, class 16.
+pub const LOCK_TIMEOUT_MESSAGE: &str = "Lock request time out period exceeded.";
+
 /// A result set scripted with [`TdsServer::respond`].
 struct Scripted {
     matching: String,
@@ -202,6 +212,9 @@ struct Shared {
     failures: Mutex<VecDeque<(String, Failure)>>,
     login_failures: Mutex<VecDeque<Failure>>,
     results: Mutex<Vec<Scripted>>,
+    /// What [`TdsServer::hold_lock`] holds.
+    locks: Mutex<Vec<String>>,
+    lock_waits: AtomicUsize,
     open: Mutex<HashMap<usize, TcpStream>>,
     accepted: AtomicUsize,
     stopping: AtomicBool,
@@ -226,6 +239,8 @@ impl TdsServer {
             failures: Mutex::new(VecDeque::new()),
             login_failures: Mutex::new(VecDeque::new()),
             results: Mutex::new(Vec::new()),
+            locks: Mutex::new(Vec::new()),
+            lock_waits: AtomicUsize::new(0),
             open: Mutex::new(HashMap::new()),
             accepted: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
@@ -295,12 +310,46 @@ impl TdsServer {
         });
     }
 
+    /// Holds a lock on whatever a statement whose SQL text contains
+    /// `matching` touches (say `[HIS_appointments]`), as another session
+    /// with an open transaction would, until [`TdsServer::release_locks`].
+    /// Such a statement (a scripted failure aside) waits as on SQL Server:
+    /// - for the session's lock timeout, set by `SET LOCK_TIMEOUT n`
+    ///   (milliseconds) anywhere in an earlier batch of its connection; then
+    ///   it fails with number 1222, state 51, class 16,
+    ///   [`LOCK_TIMEOUT_MESSAGE`], and its connection stays usable;
+    /// - `SET LOCK_TIMEOUT 0`: it fails at once;
+    /// - without `SET LOCK_TIMEOUT` (or -1, SQL Server's default): until the
+    ///   lock is released, the client closes the connection, or the server
+    ///   stops;
+    /// - once the lock is released while it waits, it goes on as usual.
+    pub fn hold_lock(&self, matching: &str) {
+        lock(&self.shared.locks).push(matching.to_string());
+    }
+
+    /// Releases every lock [`TdsServer::hold_lock`] holds: waiting
+    /// statements go on.
+    pub fn release_locks(&self) {
+        lock(&self.shared.locks).clear();
+    }
+
+    /// How many statements found a held lock in their way so far (whether
+    /// they then timed out or went on).
+    pub fn lock_waits(&self) -> usize {
+        self.shared.lock_waits.load(Ordering::SeqCst)
+    }
+
     /// Closes every open client connection now, as a network failure
     /// would. New connections are accepted as before.
     pub fn drop_connections(&self) {
         for stream in lock(&self.shared.open).values() {
             let _ = stream.shutdown(Shutdown::Both);
         }
+    }
+
+    /// How many client connections are open now.
+    pub fn open_connections(&self) -> usize {
+        lock(&self.shared.open).len()
     }
 
     /// How many connections were accepted so far.
@@ -365,6 +414,18 @@ struct Connection<'a> {
     transactions: u32,
     /// The open transaction's descriptor.
     descriptor: u64,
+    /// `SET LOCK_TIMEOUT`, in milliseconds; negative waits forever.
+    lock_timeout_ms: i64,
+}
+
+/// How a statement's wait for a held lock ended.
+enum LockWait {
+    /// No lock was in its way, or it was released: answer as usual.
+    Granted,
+    /// The session's lock timeout passed: answer 1222.
+    TimedOut,
+    /// The client closed the connection, or the server is stopping.
+    Gone,
 }
 
 impl<'a> Connection<'a> {
@@ -379,7 +440,41 @@ impl<'a> Connection<'a> {
             wide: true,
             transactions: 0,
             descriptor: 0,
+            lock_timeout_ms: -1,
         }
+    }
+
+    /// Waits while a lock held with [`TdsServer::hold_lock`] is in the way
+    /// of `sql`, as long as the session's lock timeout allows.
+    fn wait_for_locks(&mut self, sql: &str) -> LockWait {
+        let held = |shared: &Shared| lock(&shared.locks).iter().any(|matching| sql.contains(matching.as_str()));
+        if !held(self.shared) {
+            return LockWait::Granted;
+        }
+        self.shared.lock_waits.fetch_add(1, Ordering::SeqCst);
+        let started = std::time::Instant::now();
+        let limit = u64::try_from(self.lock_timeout_ms).ok().map(std::time::Duration::from_millis);
+        let _ = self.stream.set_nonblocking(true);
+        let outcome = loop {
+            if !held(self.shared) {
+                break LockWait::Granted;
+            }
+            if limit.is_some_and(|limit| started.elapsed() >= limit) {
+                break LockWait::TimedOut;
+            }
+            // A client that gave up (its own timeout) closes the connection.
+            let closed = match self.stream.peek(&mut [0u8; 1]) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+            };
+            if closed || self.shared.stopping.load(Ordering::SeqCst) {
+                break LockWait::Gone;
+            }
+            thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let _ = self.stream.set_nonblocking(false);
+        outcome
     }
 
     fn serve(mut self) {
@@ -562,6 +657,16 @@ impl<'a> Connection<'a> {
         lock(&self.shared.statements).push(statement);
         let end = if rpc { DoneKind::Proc } else { DoneKind::Done };
         let mut tokens = Tokens::new(self.wide);
+        let failure = match failure {
+            Some(failure) => Some(failure),
+            None => match self.wait_for_locks(&sql) {
+                LockWait::Granted => None,
+                LockWait::TimedOut => {
+                    Some(Failure::Error { number: 1222, state: 51, class: 16, message: LOCK_TIMEOUT_MESSAGE.into() })
+                }
+                LockWait::Gone => return Ok(false),
+            },
+        };
         match failure {
             Some(Failure::DropConnection) => return Ok(false),
             Some(Failure::Error { number, state, class, message }) => {
@@ -574,6 +679,9 @@ impl<'a> Connection<'a> {
         }
         for transaction in transactions {
             self.transaction(&mut tokens, transaction);
+        }
+        if let Some(milliseconds) = lock_timeout_setting(&sql) {
+            self.lock_timeout_ms = milliseconds;
         }
         let rows = self.result_set(&mut tokens, &sql);
         let count = match rows {
@@ -722,6 +830,23 @@ fn sql_words(sql: &str) -> Vec<String> {
     words
 }
 
+/// The value of `SET LOCK_TIMEOUT n` in `sql` (milliseconds, -1 for no
+/// limit), if it sets one.
+fn lock_timeout_setting(sql: &str) -> Option<i64> {
+    let words = sql_words(sql);
+    if !words.windows(2).any(|w| w[0] == "SET" && w[1] == "LOCK_TIMEOUT") {
+        return None;
+    }
+    // sql_words drops a minus sign: read the number from the text.
+    let upper = sql.to_uppercase();
+    let rest = upper[upper.rfind("LOCK_TIMEOUT")? + "LOCK_TIMEOUT".len()..].trim_start();
+    let end = rest
+        .char_indices()
+        .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && c == '-')))
+        .map_or(rest.len(), |(i, _)| i);
+    rest[..end].parse().ok()
+}
+
 /// `BEGIN TRAN[SACTION]`, `BEGIN DISTRIBUTED TRAN…`, `COMMIT` and
 /// `ROLLBACK` in `sql`, in order.
 fn transaction_words(sql: &str) -> Vec<Transaction> {
@@ -863,6 +988,15 @@ mod tests {
         assert_eq!(transaction_words("IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION"), vec![Rollback]);
         assert_eq!(transaction_words("BEGIN TRY SELECT 1 END TRY -- COMMIT\n/* ROLLBACK */"), vec![]);
         assert_eq!(transaction_words("SELECT [commit] FROM t"), vec![]);
+    }
+
+    #[test]
+    fn lock_timeout_settings_are_read() {
+        assert_eq!(lock_timeout_setting("SET XACT_ABORT ON; SET LOCK_TIMEOUT 5000"), Some(5000));
+        assert_eq!(lock_timeout_setting("set lock_timeout -1;"), Some(-1));
+        assert_eq!(lock_timeout_setting("SET LOCK_TIMEOUT 0"), Some(0));
+        assert_eq!(lock_timeout_setting("SET XACT_ABORT ON"), None);
+        assert_eq!(lock_timeout_setting("SELECT @@LOCK_TIMEOUT"), None);
     }
 
     #[test]

@@ -1,0 +1,149 @@
+//! One HIS row locked by another session, against the real MariaDB
+//! (`HIS_TEST_MYSQL_URL`; see tests/src/mysql.rs): the writer waits for it
+//! at most `database.lock_timeout_secs`, reports a retryable conflict, and
+//! only that row's events wait. The other rows' events flow while the lock
+//! is held; the locked row's arrive, in order, once it is released.
+//!
+//! Nothing here is timed: every wait polls until its condition holds, with
+//! one generous give-up guard ([`GUARD`]) so that a failure ends the test.
+
+use std::time::{Duration, Instant};
+
+use buktor_tests::{Setup, audit, mysql, query, wait_for};
+use serde_json::json;
+
+/// How long any wait may take before the test gives up.
+const GUARD: Duration = Duration::from_secs(120);
+
+/// The row another session locks.
+const LOCKED: i64 = 1;
+/// The other rows: keys `OTHERS..OTHERS + OTHER_ROWS`, one event each.
+const OTHERS: i64 = 1_000;
+const OTHER_ROWS: usize = 1_000;
+/// How many of the other rows' events are sent among the locked row's
+/// (an equal share after each of them); the rest follow at once.
+const INTERLEAVED: usize = 30;
+
+/// The locked row's states before the lock (`v1`, `v2`); then s1, s2, s3
+/// are `v3`, `v4`, `v5`. A state's number is its place in the row's order,
+/// as the audit helper reads it.
+const BEFORE: [usize; 2] = [1, 2];
+const WHILE_LOCKED: [usize; 3] = [3, 4, 5];
+
+fn appointment(key: i64, state: usize) -> String {
+    json!({"event_type": "appointment", "appointment_id": key, "status": format!("v{state}")}).to_string()
+}
+
+/// The `n`th other row's one event.
+fn other(n: usize) -> String {
+    appointment(OTHERS + n as i64, 1)
+}
+
+/// The other rows' events sent after the interleaved ones.
+fn remaining_other(n: usize) -> String {
+    other(INTERLEAVED + n)
+}
+
+/// The locked row's state in the HIS (a plain read: InnoDB does not make
+/// it wait for the lock).
+fn state(db: &mysql::Database) -> Option<String> {
+    let rows = db.rows(&format!("SELECT HIS_status FROM HIS_appointments WHERE HIS_appointment_id = {LOCKED}"));
+    rows.first().and_then(|row| row[0].clone())
+}
+
+#[test]
+fn a_locked_row_holds_back_only_its_own_events() {
+    let Some(server) = mysql::server("a_locked_row_holds_back_only_its_own_events") else { return };
+    let db = server.database();
+    // The appointments table, and every state each row goes through.
+    db.execute(audit::MYSQL);
+    let mut setup = Setup::new();
+    setup.config["database"] = db.config();
+    setup.config["database"]["lock_timeout_secs"] = json!(1);
+    let middleware = setup.start();
+
+    for n in BEFORE {
+        assert_eq!(middleware.post_event(&appointment(LOCKED, n)).status, 200);
+    }
+    wait_for(GUARD, "the locked row's first states", || (state(&db) == Some("v2".into())).then_some(()));
+
+    // Another session holds the row, as an HIS user's unfinished edit does.
+    let lock = db.lock(&format!("SELECT * FROM HIS_appointments WHERE HIS_appointment_id = {LOCKED} FOR UPDATE"));
+
+    // s1, s2, s3 for the locked row, each followed by a few other rows'
+    // events; then the rest of the other rows, from 8 senders at once.
+    let sent = Instant::now();
+    let mut locked_ids = Vec::new();
+    let mut next_other = 0;
+    for n in WHILE_LOCKED {
+        let response = middleware.post_event(&appointment(LOCKED, n));
+        assert_eq!(response.status, 200, "{}", response.body);
+        locked_ids.push(response.json()["id"].as_i64().expect("a journal id"));
+        for _ in 0..INTERLEAVED / WHILE_LOCKED.len() {
+            assert_eq!(middleware.post_event(&other(next_other)).status, 200);
+            next_other += 1;
+        }
+    }
+    assert_eq!(next_other, INTERLEAVED);
+    middleware.post_concurrently(8, OTHER_ROWS - INTERLEAVED, remaining_other);
+
+    // The writer gave up on the lock after lock_timeout_secs and said so as
+    // a retryable conflict (MariaDB's 1205), not as a timeout.
+    let error = wait_for(GUARD, "the locked row's write to fail on the lock", || {
+        let rows = query(&setup.journal(), &format!("SELECT last_error FROM events WHERE id = {}", locked_ids[0]));
+        rows[0][0].as_str().map(str::to_string)
+    });
+    assert!(error.starts_with("conflict error (retryable): ") && error.ends_with("(code 1205)"), "{error}");
+
+    // Every other row arrives while the lock is still held.
+    let others = format!("SELECT COUNT(*) FROM HIS_appointments WHERE HIS_appointment_id >= {OTHERS}");
+    wait_for(GUARD, "the 1,000 other rows in the HIS while the row is locked", || {
+        (db.count(&others) == OTHER_ROWS as i64).then_some(())
+    });
+    assert_eq!(state(&db), Some("v2".into()), "the locked row keeps its old state while it is locked");
+    let others_arrived = sent.elapsed();
+
+    // Released: the locked row's events follow, up to s3.
+    lock.release();
+    let released = Instant::now();
+    let last = format!("v{}", WHILE_LOCKED[WHILE_LOCKED.len() - 1]);
+    wait_for(GUARD, "the locked row at s3 once released", || (state(&db) == Some(last.clone())).then_some(()));
+    let locked_arrived = released.elapsed();
+    wait_for(GUARD, "every event recorded as delivered", || {
+        let rows = query(&setup.journal(), "SELECT COUNT(*) FROM events WHERE status <> 'delivered'");
+        (rows == [vec![json!(0)]]).then_some(())
+    });
+
+    // The row never moved to an older state, and went through s1, s2, s3
+    // in order; each other row was written with its one state.
+    let histories = audit::mysql(&db);
+    let history = &histories[&LOCKED];
+    assert_eq!(audit::reversals(history), 0, "the locked row moved back: {history:?}");
+    let all: Vec<usize> = BEFORE.iter().chain(&WHILE_LOCKED).copied().collect();
+    assert!(audit::holds_in_order(history, &all), "the locked row's states, in order: {history:?}");
+    assert_eq!(histories.len(), 1 + OTHER_ROWS, "every row was written");
+    for (key, history) in histories.iter().filter(|(key, _)| **key != LOCKED) {
+        assert_eq!(audit::collapsed(history), [1], "row {key}");
+    }
+    // Said, not asserted: how long things took on this machine, and how
+    // many of the other rows' events were written only at a later attempt
+    // (a batch shared with the locked row, set aside with it).
+    let retried = query(
+        &setup.journal(),
+        &format!(
+            "SELECT COUNT(*) FROM events WHERE attempts > 1 AND id NOT IN ({})",
+            locked_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+        ),
+    );
+    buktor_tests::verified(
+        "a_locked_row_holds_back_only_its_own_events",
+        &format!(
+            "the 1,000 other rows were all in the HIS {:.1}s after the first was sent, while the row was locked \
+             ({} of their events took more than one attempt); the locked row reached s3 {:.1}s after the lock \
+             was released",
+            others_arrived.as_secs_f64(),
+            retried[0][0],
+            locked_arrived.as_secs_f64()
+        ),
+    );
+}
