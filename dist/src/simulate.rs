@@ -5,7 +5,7 @@
 //! `--seeds N` runs N schedules from seed `--from` (0), printing progress
 //! every 10,000 and, at the end, how many ran, in how long, and any broken
 //! invariant with its seed. `--seed S` replays one schedule and prints its
-//! whole trace if it breaks an invariant. CI runs a few thousand schedules
+//! whole trace. CI runs a few thousand schedules
 //! through `cargo xtask test` (tests/tests/simulation.rs).
 
 use std::process::Command;
@@ -28,9 +28,6 @@ pub fn run(args: Vec<String>) -> anyhow::Result<()> {
         let value = args.next().with_context(|| format!("{arg} needs a number; {USAGE}"))?;
         value.parse::<u64>().with_context(|| format!("{arg} {value:?} is not a whole number; {USAGE}"))?;
         env.push((name, value));
-    }
-    if env.iter().any(|(name, _)| *name == "BUKTOR_SIMULATE_SEED") {
-        env.push(("BUKTOR_SIMULATE_FULL_TRACE", "1".into()));
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)

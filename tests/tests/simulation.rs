@@ -93,9 +93,14 @@ fn one_seed_replays_one_history() {
 fn by_hand() {
     let number = |name: &str| std::env::var(name).ok().map(|v| v.parse::<u64>().expect("a number"));
     if let Some(seed) = number("BUKTOR_SIMULATE_SEED") {
-        match simulation::run(seed) {
+        let (result, trace) = simulation::run_traced(seed);
+        println!("seed {seed}, the whole schedule:");
+        for line in trace {
+            println!("  {line}");
+        }
+        match result {
             Ok(summary) => println!("seed {seed}: every invariant held: {summary:?}"),
-            Err(violation) => panic!("{violation}"),
+            Err(violation) => panic!("seed {}: {}", violation.seed, violation.message),
         }
         return;
     }

@@ -402,8 +402,7 @@ mod tests {
         let appended = commit_round(&mut connection, &[Command::Append(event(), reply)], &NoHooks).unwrap();
         let [Outcome::Appended(Appended::New(id))] = appended[..] else { panic!("one event appended") };
         let (reply, _answer) = oneshot::channel();
-        commit_round(&mut connection, &[Command::Settle(vec![Settlement::Delivered { id }], reply)], &NoHooks)
-            .unwrap();
+        commit_round(&mut connection, &[Command::Settle(vec![Settlement::Delivered { id }], reply)], &NoHooks).unwrap();
         let journal_mode: String = connection.pragma_query_value(None, "journal_mode", |row| row.get(0)).unwrap();
         let synchronous: i64 = connection.pragma_query_value(None, "synchronous", |row| row.get(0)).unwrap();
         assert_eq!((journal_mode.as_str(), synchronous), ("wal", 2), "FULL after a round of outcomes only");

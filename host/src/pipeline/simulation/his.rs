@@ -99,7 +99,7 @@ impl FakeWriter {
         let mut after = After::Answer;
         if his.faults {
             match his.rng.below(100) {
-                0..2 => {
+                0 => {
                     drop(his);
                     self.shared.note(format!(
                         "HIS: crash before committing {table} seqs {:?}",
@@ -108,8 +108,8 @@ impl FakeWriter {
                     self.shared.crash("in the HIS write, before it committed");
                     return Err(dead());
                 }
-                2..4 => after = After::Crash,
-                4..7 => {
+                1 => after = After::Crash,
+                2..6 => {
                     drop(his);
                     self.shared.note(format!(
                         "HIS: connection reset, {table} seqs {:?}",
@@ -117,7 +117,7 @@ impl FakeWriter {
                     ));
                     return Err(PluginError::retryable(ErrorKind::CONNECTION, "connection reset"));
                 }
-                7..10 => after = After::Lose(ErrorKind::TIMEOUT),
+                6..10 => after = After::Lose(ErrorKind::TIMEOUT),
                 10..12 => return Err(PluginError::retryable(ErrorKind::CONFLICT, "deadlock; batch rolled back")),
                 12..14 => return Err(PluginError::retryable(ErrorKind::TIMEOUT, "statement timeout; rolled back")),
                 _ => {}

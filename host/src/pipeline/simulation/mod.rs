@@ -80,7 +80,11 @@ pub struct Violation {
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "seed {}: {}", self.seed, self.message)?;
-        writeln!(f, "the schedule's last {} actions:", self.trace.len())?;
+        writeln!(
+            f,
+            "the schedule's last {} actions (`cargo xtask simulate --seed N` prints them all):",
+            self.trace.len()
+        )?;
         for line in &self.trace {
             writeln!(f, "  {line}")?;
         }
@@ -193,7 +197,10 @@ struct Sent {
 /// The senders, the operator and the chaos they make.
 struct World {
     rng: Rng,
-    /// The operator's own connection to the journal.
+    /// The journal file.
+    path: PathBuf,
+    /// The operator's own connection to the journal, opened when first
+    /// needed in each process.
     operator: Option<Connection>,
     committer: Option<Committer>,
     mappings: Arc<Mappings>,
@@ -204,6 +211,12 @@ struct World {
 }
 
 impl World {
+    /// The operator's connection (a command's, beside the process).
+    fn operator(&mut self) -> &mut Connection {
+        let path = &self.path;
+        self.operator.get_or_insert_with(|| journal::open(path).expect("the journal opens"))
+    }
+
     /// Sends a new event; the sender keeps it (and sends it again later) if
     /// it was not acknowledged.
     fn send_new(&mut self, shared: &Shared) {
@@ -263,16 +276,16 @@ impl World {
     fn replay(&mut self, shared: &Shared) {
         let status = if self.rng.chance(50) { Status::Failed } else { Status::Unmapped };
         let filter = Filter { status, event_type: None, since: None, limit: usize::MAX };
-        let Some(operator) = self.operator.as_mut() else { return };
+        let mappings = self.mappings.clone();
         let replayed =
-            operations::replay(operator, &Selection::Matching(filter), &self.mappings, shared.clock.now_ms());
+            operations::replay(self.operator(), &Selection::Matching(filter), &mappings, shared.clock.now_ms());
         shared.note(format!("replay --status {}: {replayed:?}", status.as_str()));
     }
 
     fn prune(&mut self, shared: &Shared) {
         let ago = self.rng.below(120_000) as i64;
         let before = rfc3339(shared.clock.now_ms() - ago);
-        let Some(operator) = self.operator.as_mut() else { return };
+        let operator = self.operator();
         let pruned = operations::prune(operator, Status::Delivered, &before);
         shared.note(format!("prune --status delivered --before now-{ago}ms: {pruned:?}"));
     }
@@ -306,7 +319,7 @@ impl Hooks for SimHooks {
     }
 
     fn before_journal_commit(&self) -> Result<(), String> {
-        if self.0.journal_crash(2) {
+        if self.0.journal_crash(1) {
             self.0.crash("at a journal commit, before it");
         }
         if self.0.dead.load(Ordering::SeqCst) {
@@ -316,7 +329,7 @@ impl Hooks for SimHooks {
     }
 
     fn after_journal_commit(&self) {
-        if self.0.journal_crash(2) {
+        if self.0.journal_crash(1) {
             self.0.crash("at a journal commit, after it");
         }
     }
@@ -399,7 +412,7 @@ impl Setup {
             hooks: Arc::new(SimHooks(self.shared.clone())),
         };
         let mut world = self.shared.world();
-        world.operator = Some(open(&self.path));
+        world.operator = None;
         world.committer = Some(committer);
         world.mappings = mappings;
         drop(world);
@@ -422,6 +435,11 @@ impl Setup {
 
 /// Runs the schedule of `seed`, then checks the invariants.
 pub fn run(seed: u64) -> Result<Summary, Violation> {
+    run_traced(seed).0
+}
+
+/// [`run`], and the schedule's whole trace.
+pub fn run_traced(seed: u64) -> (Result<Summary, Violation>, Vec<String>) {
     let dir = scratch_dir();
     let mut rng = Rng::new(seed);
     let clock = Arc::new(SimClock(AtomicI64::new(START_MS)));
@@ -435,6 +453,7 @@ pub fn run(seed: u64) -> Result<Summary, Violation> {
         trace: Mutex::new(Vec::new()),
         world: Mutex::new(World {
             rng: rng.fork(),
+            path: PathBuf::new(),
             operator: None,
             committer: None,
             mappings: Arc::new(Mappings::new(&Default::default())),
@@ -444,15 +463,16 @@ pub fn run(seed: u64) -> Result<Summary, Violation> {
         }),
     });
     let setup = Setup {
-        path: dir.path().join("journal.db"),
+        path: fresh_journal(dir.path()),
         shared: shared.clone(),
         clock: clock.clone(),
         batch_size: 1 + rng.below(8) as usize,
         jitter_seed: rng.next_u64(),
     };
+    shared.world().path = setup.path.clone();
     let mut summary = Summary::default();
     let mut process = setup.start(VARIANTS[0]);
-    let actions = 60 + rng.below(140);
+    let actions = 25 + rng.below(75);
     for _ in 0..actions {
         if shared.dead.load(Ordering::SeqCst) {
             process = restart(&setup, process, &mut rng, &mut summary);
@@ -473,7 +493,7 @@ pub fn run(seed: u64) -> Result<Summary, Violation> {
                 drop(his);
                 shared.note(format!("row {id} {locked} by another HIS session"));
             }
-            34..36 => {
+            34 => {
                 shared.crash("between two steps");
             }
             _ => {
@@ -506,22 +526,14 @@ pub fn run(seed: u64) -> Result<Summary, Violation> {
     summary.crashes = world.crashes;
     let his = shared.his.lock().unwrap_or_else(|e| e.into_inner());
     summary.his_writes = his.history.len();
-    let trace = shared.trace.lock().unwrap_or_else(|e| e.into_inner());
-    let violation = |message: String| Violation {
-        seed,
-        message,
-        trace: trace
-            .iter()
-            .rev()
-            .take(if std::env::var_os("BUKTOR_SIMULATE_FULL_TRACE").is_some() { usize::MAX } else { 80 })
-            .rev()
-            .cloned()
-            .collect(),
-    };
-    outcome.map_err(violation)?;
-    let journal = journal::open(&setup.path).map_err(|e| violation(format!("cannot read the journal: {e}")))?;
-    check::all(&journal, &world.sent, &his).map_err(violation)?;
-    Ok(summary)
+    let trace = std::mem::take(&mut *shared.trace.lock().unwrap_or_else(|e| e.into_inner()));
+    let violation =
+        |message: String| Violation { seed, message, trace: trace.iter().rev().take(80).rev().cloned().collect() };
+    let checked = outcome
+        .and_then(|()| journal::open(&setup.path).map_err(|e| format!("cannot read the journal: {e}")))
+        .and_then(|journal| check::all(&journal, &world.sent, &his));
+    let result = checked.map(|()| summary).map_err(violation);
+    (result, trace)
 }
 
 /// Crashes the process and starts a new one, sometimes with another mapping.
@@ -554,9 +566,8 @@ fn settle(shared: &Shared, clock: &SimClock, process: &mut Process, summary: &mu
             Next::Sleep(wait) => clock.advance(wait),
             Next::Idle(wait) => {
                 let waiting = {
-                    let world = shared.world();
-                    let operator = world.operator.as_ref().expect("a process runs");
-                    journal::next_due_ms(operator, clock.now_ms()).map_err(|e| e.to_string())?.is_some()
+                    let mut world = shared.world();
+                    journal::next_due_ms(world.operator(), clock.now_ms()).map_err(|e| e.to_string())?.is_some()
                 };
                 if waiting {
                     clock.advance(wait);
@@ -569,11 +580,7 @@ fn settle(shared: &Shared, clock: &SimClock, process: &mut Process, summary: &mu
             }
         }
     }
-    let pending = {
-        let world = shared.world();
-        let operator = world.operator.as_ref().expect("a process runs");
-        journal::pending_summary(operator).map_err(|e| e.to_string())?
-    };
+    let pending = { journal::pending_summary(shared.world().operator()).map_err(|e| e.to_string())? };
     Err(format!(
         "the schedule did not settle within 20,000 steps of the worker ({pending:?} pending; last step {:?})",
         process.worker.step()
@@ -584,12 +591,30 @@ impl World {
     fn replay_all(&mut self, shared: &Shared) {
         for status in [Status::Unmapped, Status::Failed] {
             let filter = Filter { status, event_type: None, since: None, limit: usize::MAX };
-            let Some(operator) = self.operator.as_mut() else { return };
+            let mappings = self.mappings.clone();
             let replayed =
-                operations::replay(operator, &Selection::Matching(filter), &self.mappings, shared.clock.now_ms());
+                operations::replay(self.operator(), &Selection::Matching(filter), &mappings, shared.clock.now_ms());
             shared.note(format!("replay --status {}: {replayed:?}", status.as_str()));
         }
     }
+}
+
+/// A new, empty journal in `dir`: a copy of one made (and migrated) once
+/// per thread, since migrating a journal costs more than a short schedule.
+fn fresh_journal(dir: &Path) -> PathBuf {
+    thread_local! {
+        static TEMPLATE: (tempfile::TempDir, PathBuf) = {
+            let dir = scratch_dir();
+            let path = dir.path().join("template.db");
+            let connection = journal::open(&path).expect("the template journal opens");
+            connection.pragma_update(None, "journal_mode", "DELETE").expect("one file");
+            drop(connection);
+            (dir, path)
+        };
+    }
+    let path = dir.join("journal.db");
+    TEMPLATE.with(|(_, template)| std::fs::copy(template, &path)).expect("the template journal is copied");
+    path
 }
 
 /// A folder for one schedule's journal: in memory where the system has

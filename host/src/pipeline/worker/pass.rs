@@ -92,7 +92,7 @@ impl State {
                     return Passed { unrecorded: settlements, end: PassEnd::Unreachable(e), all_delivered: false };
                 }
             }
-            if index < last && !self.record_segment(&mut settlements) {
+            if index < last && !settlements.is_empty() && !self.record_segment(&mut settlements) {
                 return Passed { unrecorded: Vec::new(), end: PassEnd::JournalFailed, all_delivered: false };
             }
         }
