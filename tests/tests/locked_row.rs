@@ -24,6 +24,9 @@ const GUARD: Duration = Duration::from_secs(120);
 
 /// The row another session locks.
 const LOCKED: i64 = 1;
+/// A row whose one event, sent first while the HIS is cut off, makes the
+/// worker fail once and back off: everything after it waits unattempted.
+const FIRST: i64 = 2;
 /// The other rows: keys `OTHERS..OTHERS + OTHER_ROWS`, one event each.
 const OTHERS: i64 = 1_000;
 const OTHER_ROWS: usize = 1_000;
@@ -68,7 +71,9 @@ fn a_locked_row_holds_back_only_its_own_events() {
     let mut setup = Setup::new();
     setup.config["database"] = db.config_via(&proxy.address);
     setup.config["database"]["lock_timeout_secs"] = json!(1);
-    setup.config["sync"]["retry_max_delay_secs"] = json!(2);
+    // A retry waits 8 to 12 s: long enough to see which events wait.
+    setup.config["sync"]["retry_initial_delay_ms"] = json!(10_000);
+    setup.config["sync"]["retry_max_delay_secs"] = json!(10);
     let middleware = setup.start();
 
     for n in BEFORE {
@@ -76,8 +81,18 @@ fn a_locked_row_holds_back_only_its_own_events() {
     }
     wait_for(GUARD, "the locked row's first states", || (state(&db) == Some("v2".into())).then_some(()));
 
-    // The HIS cut off: what follows waits in the journal.
+    // The HIS cut off: what follows waits in the journal. One event fails
+    // on the cut, and the worker backs off (8 to 12 s): the events after it
+    // are not even tried until the HIS is back, and then the first window
+    // holds them all, s1 in one batch with others.
     proxy.cut();
+    let first = middleware.post_event(&appointment(FIRST, 1));
+    assert_eq!(first.status, 200, "{}", first.body);
+    let first_id = first.json()["id"].as_i64().expect("a journal id");
+    wait_for(GUARD, "the worker to fail on the cut", || {
+        let rows = query(&setup.journal(), &format!("SELECT last_error FROM events WHERE id = {first_id}"));
+        rows[0][0].as_str().map(str::to_string)
+    });
 
     // s1, s2, s3 for the locked row, each followed by a few other rows'
     // events; then the rest of the other rows, from 8 senders at once.
@@ -110,9 +125,18 @@ fn a_locked_row_holds_back_only_its_own_events() {
     });
     assert!(error.starts_with("conflict error (retryable): ") && error.ends_with("(code 1205)"), "{error}");
 
-    // Every other row arrives while the lock is still held.
+    // Every other row arrives while the lock is still held, and none of
+    // their events is ever set aside for the lock: the ten that shared a
+    // batch with s1 were written one by one in the same pass (before issue
+    // 20 they waited for a retry with s1, their last error the conflict).
     let others = format!("SELECT COUNT(*) FROM HIS_appointments WHERE HIS_appointment_id >= {OTHERS}");
+    let locked_list = locked_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    let waiting_for_the_lock = format!(
+        "SELECT id FROM events WHERE last_error LIKE 'conflict%' AND id NOT IN ({locked_list}) ORDER BY id LIMIT 5"
+    );
     wait_for(GUARD, "the 1,000 other rows in the HIS while the row is locked", || {
+        let held = query(&setup.journal(), &waiting_for_the_lock);
+        assert!(held.is_empty(), "other rows' events wait for a retry because of the locked row: {held:?}");
         (db.count(&others) == OTHER_ROWS as i64).then_some(())
     });
     assert_eq!(state(&db), Some("v2".into()), "the locked row keeps its old state while it is locked");
@@ -136,26 +160,26 @@ fn a_locked_row_holds_back_only_its_own_events() {
     assert_eq!(audit::reversals(history), 0, "the locked row moved back: {history:?}");
     let all: Vec<usize> = BEFORE.iter().chain(&WHILE_LOCKED).copied().collect();
     assert!(audit::holds_in_order(history, &all), "the locked row's states, in order: {history:?}");
-    assert_eq!(histories.len(), 1 + OTHER_ROWS, "every row was written");
+    assert_eq!(histories.len(), 2 + OTHER_ROWS, "every row was written");
     for (key, history) in histories.iter().filter(|(key, _)| **key != LOCKED) {
         assert_eq!(audit::collapsed(history), [1], "row {key}");
     }
     // Said, not asserted: how long things took on this machine, and how
-    // many of the other rows' events were written only at a later attempt
-    // (a batch shared with the locked row, set aside with it).
+    // many of the other rows' events took more than one attempt (those the
+    // worker tried while the HIS was cut off, and the batch that shared a
+    // conflict with s1 before it was tried row by row).
     let retried = query(
         &setup.journal(),
         &format!(
-            "SELECT COUNT(*) FROM events WHERE attempts > 1 AND id NOT IN ({})",
-            locked_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+            "SELECT COUNT(*) FROM events WHERE attempts > 1 AND id NOT IN ({locked_list})"
         ),
     );
     buktor_tests::verified(
         "a_locked_row_holds_back_only_its_own_events",
         &format!(
             "the 1,000 other rows were all in the HIS {:.1}s after the HIS came back, while the row was locked \
-             ({} of their events took more than one attempt); the locked row reached s3 {:.1}s after the lock \
-             was released",
+             ({} of their events took more than one attempt, none set aside for the lock); the locked row \
+             reached s3 {:.1}s after the lock was released",
             others_arrived.as_secs_f64(),
             retried[0][0],
             locked_arrived.as_secs_f64()

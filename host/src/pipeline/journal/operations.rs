@@ -639,6 +639,7 @@ mod tests {
         let mut connection = journal::open(&dir.path().join("journal.db")).unwrap();
         let resend = |state: &str| NewEvent {
             delivery_id: Some("msg_1".into()),
+            received_ms: crate::clock::now_ms(),
             duplicates_since_ms: crate::clock::now_ms() - 7 * 24 * 3600 * 1000,
             ..appointment(1, state, Status::Pending)
         };
