@@ -170,9 +170,7 @@ fn a_locked_row_holds_back_only_its_own_events() {
     // conflict with s1 before it was tried row by row).
     let retried = query(
         &setup.journal(),
-        &format!(
-            "SELECT COUNT(*) FROM events WHERE attempts > 1 AND id NOT IN ({locked_list})"
-        ),
+        &format!("SELECT COUNT(*) FROM events WHERE attempts > 1 AND id NOT IN ({locked_list})"),
     );
     buktor_tests::verified(
         "a_locked_row_holds_back_only_its_own_events",
