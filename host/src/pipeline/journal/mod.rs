@@ -289,15 +289,16 @@ pub fn prune(transaction: &Transaction<'_>, status: Status, before: &str) -> rus
     if status == Status::Delivered {
         // Remember each pruned row's newest state, while an older unmapped
         // event could still be replayed into it (operations::replay).
-        for sql in ["INSERT INTO pruned_keys (event_key, last_id)
-             SELECT event_key, MAX(id) FROM events
-             WHERE id IN (SELECT value FROM json_each(?1)) AND event_key IS NOT NULL
-               AND id > (SELECT COALESCE(MIN(id), 9223372036854775807) FROM events WHERE status = 'unmapped')
-             GROUP BY event_key
-             ON CONFLICT (event_key) DO UPDATE SET last_id = MAX(last_id, excluded.last_id)"]
-        {
-            transaction.prepare_cached(sql)?.execute([&ids_json])?;
-        }
+        transaction
+            .prepare_cached(
+                "INSERT INTO pruned_keys (event_key, last_id)
+                 SELECT event_key, MAX(id) FROM events
+                 WHERE id IN (SELECT value FROM json_each(?1)) AND event_key IS NOT NULL
+                   AND id > (SELECT COALESCE(MIN(id), 9223372036854775807) FROM events WHERE status = 'unmapped')
+                 GROUP BY event_key
+                 ON CONFLICT (event_key) DO UPDATE SET last_id = MAX(last_id, excluded.last_id)",
+            )?
+            .execute([&ids_json])?;
         // Rows no unmapped event is older than are forgotten.
         transaction
             .prepare_cached(

@@ -488,7 +488,7 @@ pub fn run_traced(seed: u64) -> (Result<Summary, Violation>, Vec<String>) {
                 let locked = if his.locked.remove(&id) {
                     "unlocked"
                 } else {
-                    his.locked.insert(id.clone()).then_some("locked").unwrap_or("")
+                    if his.locked.insert(id.clone()) { "locked" } else { "" }
                 };
                 drop(his);
                 shared.note(format!("row {id} {locked} by another HIS session"));
