@@ -6,7 +6,7 @@
 //!
 //! Between writes that come quickly (a backlog draining), the writer keeps
 //! its connection instead of returning it to the pool: a checkout costs a
-//! ping, which with `BEGIN` was a fifth of each batch's time. A connection that sat idle for [`HELD_IDLE_LIMIT`] goes back, so
+//! ping, which with `BEGIN` was a fifth of each batch's time. A connection that sat idle for `HELD_IDLE_LIMIT` goes back, so
 //! that the pool pings it before it is used again.
 
 use std::time::{Duration, Instant};
