@@ -126,14 +126,21 @@ impl PluginError {
         Self { message: message.into(), ..self }
     }
 
-    /// A batch's write to `table` that took longer than `limit` (the
-    /// plugin's `database.statement_timeout_secs`) and was abandoned:
-    /// retryable, [`ErrorKind::TIMEOUT`].
-    pub fn write_timed_out(table: &str, limit: std::time::Duration) -> Self {
+    /// A call that ran out of its time: `what` (such as `the write to
+    /// HIS_payments`) took longer than `limit` and was abandoned and rolled
+    /// back. Retryable, [`ErrorKind::TIMEOUT`]. `limit` is the
+    /// [`crate::Deadline`]'s budget, or the plugin's own timeout if shorter.
+    pub fn deadline_exceeded(what: &str, limit: std::time::Duration) -> Self {
         Self::retryable(
             ErrorKind::TIMEOUT,
-            format!("the write to {table} took longer than {}s (database.statement_timeout_secs)", limit.as_secs()),
+            format!("{what} took longer than {} ms and was abandoned", limit.as_millis()),
         )
+    }
+
+    /// A batch's write to `table` that took longer than `limit` and was
+    /// abandoned: [`PluginError::deadline_exceeded`] for a write.
+    pub fn write_timed_out(table: &str, limit: std::time::Duration) -> Self {
+        Self::deadline_exceeded(&format!("the write to {table}"), limit)
     }
 
     /// Records which row of the batch caused the error.

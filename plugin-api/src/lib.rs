@@ -12,9 +12,13 @@
 //!   [`Plugin`] trait a plugin implements; [`export_plugin!`].
 //! - [`writer`]: [`Writer`], what a plugin implements to write rows;
 //!   [`AbiWriter`], its boundary form, and the panic guard.
-//! - [`batch`]: [`UpsertBatch`], rows for one table.
+//! - [`batch`]: [`WriteBatch`], rows for one table and the [`Action`] to
+//!   apply (upsert, insert, update, delete, soft-delete), with partial rows.
+//! - [`deadline`]: [`Deadline`], the bound on every call.
 //! - [`value`]: [`Value`], one typed field value; [`timestamp`]: the one
 //!   timestamp format the host sends, and its parser.
+//! - [`v1_0`]: plugin-api 1.0's boundary types, frozen, through which a
+//!   host loads 1.0 plugins and a 1.0 host loads newer ones.
 //! - [`error`]: [`PluginError`] and its [`ErrorKind`]s.
 //! - [`describe`]: [`TableDescription`], what a writer reports of a table.
 //! - [`host`]: [`HostServices`] and [`Logger`], the host's log for plugins.
@@ -42,7 +46,7 @@
 //!
 //! ```
 //! use his_plugin_api::{
-//!     OpenContext, Plugin, PluginError, TableDescription, UpsertBatch, Writer,
+//!     Actions, Deadline, OpenContext, Plugin, PluginError, TableDescription, WriteBatch, Writer,
 //! };
 //!
 //! pub struct CountingPlugin;
@@ -64,15 +68,18 @@
 //! }
 //!
 //! impl Writer for CountingWriter {
-//!     fn upsert(&mut self, batch: &UpsertBatch) -> Result<(), PluginError> {
+//!     fn write(&mut self, batch: &WriteBatch, _deadline: Deadline) -> Result<(), PluginError> {
 //!         self.rows += batch.row_count();
 //!         Ok(())
 //!     }
-//!     fn ping(&mut self) -> Result<(), PluginError> {
+//!     fn ping(&mut self, _deadline: Deadline) -> Result<(), PluginError> {
 //!         Ok(())
 //!     }
-//!     fn describe_table(&mut self, _table: &str) -> Result<Option<TableDescription>, PluginError> {
+//!     fn describe_table(&mut self, _table: &str, _deadline: Deadline) -> Result<Option<TableDescription>, PluginError> {
 //!         Ok(None)
+//!     }
+//!     fn actions(&self) -> Actions {
+//!         Actions::ALL_1_1 // counting works for every action
 //!     }
 //! }
 //!
@@ -93,6 +100,10 @@
 //!   file as a retryable [`ErrorKind::CONFLICT`]: the host holds back only
 //!   the rows involved. Never let a lock wait run into the statement
 //!   timeout: [`ErrorKind::TIMEOUT`] makes the host back off as a whole.
+//! - Keep every call's [`Deadline`]: bound your statements by it, and when
+//!   it runs out roll back and return [`PluginError::deadline_exceeded`].
+//! - Carry out every [`Action`] you list in [`Writer::actions`], and leave a
+//!   partial row's absent columns untouched ([`WriteBatch::column_sets`]).
 //! - Own your runtime: if your driver is async, start your own runtime in
 //!   `open` and block on it in the writer's methods.
 //! - Log through [`Logger`]; your own `log`/`tracing` globals reach nobody.
@@ -127,26 +138,38 @@
 //! every entry point, and the kit says so rather than claiming a test.
 //!
 //! ## Versioning: which host loads which plugin
-//! This crate's version is the ABI version. The host checks it when it
-//! loads a plugin, before anything else:
-//! - **Major** (2.0.0): a breaking change. A host loads only plugins of its
-//!   own major version.
-//! - **Minor** (1.1.0): additive. New fields go at the end of the prefix
-//!   types ([`PluginModule`], [`HostServices`]) and new methods at the end
-//!   of [`AbiWriter`]; new [`ValueKind`]/[`ErrorKind`]/[`LogLevel`] codes
-//!   may appear. abi_stable accepts a prefix type with *more* fields on the
-//!   plugin's side, never fewer, so **a host loads plugins built against
-//!   its own minor version or a newer one**, and refuses older ones with a
-//!   message that says to rebuild the plugin.
-//! - **Patch** (1.0.1): no change to any type that crosses the boundary.
+//! This crate's version is the ABI version. **Build your plugin against the
+//! oldest plugin-api that has what it needs; every newer 1.x host loads
+//! it.** A host also loads plugins built against a newer 1.x than its own,
+//! and uses what it knows of them. Only a new major version (2.0) breaks
+//! that, and a host says so in one line naming both versions.
 //!
-//! What must never happen within a major version: adding a field to a
-//! plain `#[repr(C)]` struct ([`UpsertBatch`], [`Value`], [`PluginError`],
-//! [`TableDescription`]), adding a variant to an enum, or changing a
-//! signature. A new parameter comes as a new method instead.
+//! How that holds, for whoever changes this crate:
+//! - Nothing that crosses the boundary ever changes in 1.x. abi_stable
+//!   compares a plugin's types with the host's, field by field, when it
+//!   loads: every type reachable from the root module of a released
+//!   version is frozen ([`v1_0`] keeps 1.0's).
+//! - A minor version (1.2) adds one field at the end of [`PluginModule`]:
+//!   an `open_writer_v1_2` returning a new writer trait, with new types for
+//!   whatever changed. Old fields stay, so an older host loads the plugin
+//!   through them.
+//! - The host keeps the root module type of each earlier minor version
+//!   and loads a plugin with the one of the plugin's version (1.0 plugins
+//!   through [`v1_0::PluginModuleRef`]). It adapts older writers to its
+//!   own calls, and refuses at startup a mapping that needs what the
+//!   plugin's version lacks, naming the mapping.
+//! - New codes ([`ValueKind`], [`ErrorKind`], [`LogLevel`], [`Action`]) may
+//!   appear in a minor version; a plugin meets them as `Unknown`. The host
+//!   never sends a plugin a kind or action its version lacks.
+//! - A patch version (1.1.1) changes no type that crosses the boundary.
+//!
+//! A plugin built with `panic = "abort"` does not compile
+//! ([`export_plugin!`] says why): the guard around every call needs
+//! unwinding.
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod deadline;
 pub mod describe;
 pub mod error;
 pub mod host;
@@ -154,12 +177,14 @@ pub mod module;
 #[cfg(feature = "settings")]
 pub mod settings;
 pub mod timestamp;
+pub mod v1_0;
 pub mod value;
 pub mod writer;
 #[cfg(feature = "chrono")]
 pub mod zone;
 
-pub use batch::UpsertBatch;
+pub use batch::{Action, Actions, ColumnSet, IfMissing, WriteAction, WriteBatch};
+pub use deadline::Deadline;
 pub use describe::{ColumnDescription, KeyColumns, TableDescription};
 pub use error::{ErrorKind, PluginError};
 pub use host::{HostServices, HostServicesRef, LogLevel, Logger};
@@ -167,7 +192,7 @@ pub use module::{ABI_VERSION, OpenContext, Plugin, PluginModule, PluginModuleRef
 #[cfg(feature = "settings")]
 pub use settings::{DEFAULT_LOCK_TIMEOUT_SECS, check_lock_timeout, parse_settings};
 pub use timestamp::Timestamp;
-pub use value::{Value, ValueKind, ValueRef};
+pub use value::{Value, ValueKind, ValueRef, is_date};
 pub use writer::{AbiWriter, AbiWriter_TO, Writer, WriterBox, guard};
 #[cfg(feature = "chrono")]
 pub use zone::HisZone;

@@ -3,37 +3,51 @@
 //! Two traits, one per side of the boundary:
 //! - [`Writer`] is what a plugin implements: plain Rust, `Result`s and `&str`.
 //! - [`AbiWriter`] is what crosses the boundary: the `#[sabi_trait]` form
-//!   the host calls. [`crate::export_plugin!`] wraps a `Writer` into it, with
-//!   every call inside `catch_unwind`, so a panic in a plugin comes back as
-//!   an [`ErrorKind::PANIC`] error instead of aborting the host.
+//!   the host calls. [`crate::export_plugin!`] wraps a `Writer` into it (and
+//!   into the frozen [`crate::v1_0::AbiWriter`], for 1.0 hosts), with every
+//!   call inside `catch_unwind`, so a panic in a plugin comes back as an
+//!   [`ErrorKind::PANIC`] error instead of aborting the host.
 
 // `#[sabi_trait]` expands to impls inside a const block, which rustc flags.
 #![allow(non_local_definitions)]
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::{
+    panic::{AssertUnwindSafe, catch_unwind},
+    time::Duration,
+};
 
 use abi_stable::{
     sabi_trait,
     std_types::{RBox, ROption, RResult, RStr},
 };
 
-use crate::{ErrorKind, PluginError, TableDescription, UpsertBatch};
+use crate::{Actions, Deadline, ErrorKind, PluginError, TableDescription, WriteBatch, v1_0};
 
 /// A connection (or pool) to one HIS database. Implement this in a plugin.
 ///
 /// The host calls a writer from one thread at a time, never from an async
 /// task, so methods may block. A plugin that uses async drivers owns its own
-/// runtime and blocks on it here.
+/// runtime and blocks on it here. Every call has a [`Deadline`]: keep it.
 pub trait Writer: Send + 'static {
-    /// Upserts every row of `batch` in one transaction: all rows commit, or
-    /// none do. Return only after the commit is durable in the HIS.
-    fn upsert(&mut self, batch: &UpsertBatch) -> Result<(), PluginError>;
+    /// Applies the batch's action to every row, in one transaction: all
+    /// rows commit, or none do. Return only after the commit is durable in
+    /// the HIS. A row at fault (a DATA error, an insert whose key exists)
+    /// fails the batch with [`PluginError::with_row`] naming it.
+    fn write(&mut self, batch: &WriteBatch, deadline: Deadline) -> Result<(), PluginError>;
 
     /// Checks that the database answers and the login still works.
-    fn ping(&mut self) -> Result<(), PluginError>;
+    fn ping(&mut self, deadline: Deadline) -> Result<(), PluginError>;
 
     /// Describes `table`, or returns `None` if it does not exist.
-    fn describe_table(&mut self, table: &str) -> Result<Option<TableDescription>, PluginError>;
+    fn describe_table(&mut self, table: &str, deadline: Deadline) -> Result<Option<TableDescription>, PluginError>;
+
+    /// The actions [`Writer::write`] carries out. The host refuses to start
+    /// with a mapping that needs another, naming the mapping. The default
+    /// is upsert only; a batch with an action outside the set is answered
+    /// with [`ErrorKind::UNSUPPORTED`] by the guard, without calling `write`.
+    fn actions(&self) -> Actions {
+        Actions::UPSERT
+    }
 
     /// Closes connections before the host exits. The default does nothing.
     fn close(&mut self) -> Result<(), PluginError> {
@@ -41,19 +55,28 @@ pub trait Writer: Send + 'static {
     }
 }
 
-/// The ABI form of [`Writer`]. Plugins do not implement this by hand.
+/// The ABI form of [`Writer`] (plugin-api 1.1). Plugins do not implement
+/// this by hand.
 ///
-/// New methods go after the last prefix method, in a minor ABI version.
+/// Frozen from 1.1 on: a new method means a new trait in a later minor
+/// version (see "Versioning" in the crate docs).
 #[sabi_trait]
 pub trait AbiWriter: Send {
-    /// See [`Writer::upsert`].
-    fn upsert(&mut self, batch: &UpsertBatch) -> RResult<(), PluginError>;
+    /// See [`Writer::write`].
+    fn write(&mut self, batch: &WriteBatch, deadline: Deadline) -> RResult<(), PluginError>;
 
     /// See [`Writer::ping`].
-    fn ping(&mut self) -> RResult<(), PluginError>;
+    fn ping(&mut self, deadline: Deadline) -> RResult<(), PluginError>;
 
     /// See [`Writer::describe_table`].
-    fn describe_table(&mut self, table: RStr<'_>) -> RResult<ROption<TableDescription>, PluginError>;
+    fn describe_table(
+        &mut self,
+        table: RStr<'_>,
+        deadline: Deadline,
+    ) -> RResult<ROption<TableDescription>, PluginError>;
+
+    /// See [`Writer::actions`].
+    fn actions(&self) -> Actions;
 
     /// See [`Writer::close`].
     #[sabi(last_prefix_field)]
@@ -88,6 +111,10 @@ pub(crate) struct Guarded<W: Writer> {
     inner: Option<W>,
 }
 
+/// The deadline of a call from a 1.0 host, which sends none: the plugin's
+/// own timeouts bound it, as they did in 1.0.
+const FROM_A_1_0_HOST: Duration = Duration::from_secs(3600);
+
 impl<W: Writer> Guarded<W> {
     pub(crate) fn new(writer: W) -> Self {
         Self { inner: Some(writer) }
@@ -99,23 +126,62 @@ impl<W: Writer> Guarded<W> {
             None => Err(PluginError::permanent(ErrorKind::OTHER, "the writer was already dropped")),
         })
     }
+
+    fn supported_actions(&self) -> Actions {
+        let actions = catch_unwind(AssertUnwindSafe(|| self.inner.as_ref().map(Writer::actions)));
+        actions.ok().flatten().unwrap_or(Actions::UPSERT)
+    }
 }
 
 impl<W: Writer> AbiWriter for Guarded<W> {
-    fn upsert(&mut self, batch: &UpsertBatch) -> RResult<(), PluginError> {
-        self.call("upsert", |w| w.upsert(batch))
+    fn write(&mut self, batch: &WriteBatch, deadline: Deadline) -> RResult<(), PluginError> {
+        if !self.supported_actions().contains(batch.action()) {
+            return RResult::RErr(PluginError::permanent(
+                ErrorKind::UNSUPPORTED,
+                format!("this plugin cannot {} rows (it does not list the action)", batch.action().name()),
+            ));
+        }
+        self.call("write", |w| w.write(batch, deadline))
     }
 
-    fn ping(&mut self) -> RResult<(), PluginError> {
-        self.call("ping", |w| w.ping())
+    fn ping(&mut self, deadline: Deadline) -> RResult<(), PluginError> {
+        self.call("ping", |w| w.ping(deadline))
     }
 
-    fn describe_table(&mut self, table: RStr<'_>) -> RResult<ROption<TableDescription>, PluginError> {
-        self.call("describe_table", |w| w.describe_table(table.as_str()).map(ROption::from))
+    fn describe_table(
+        &mut self,
+        table: RStr<'_>,
+        deadline: Deadline,
+    ) -> RResult<ROption<TableDescription>, PluginError> {
+        self.call("describe_table", |w| w.describe_table(table.as_str(), deadline).map(ROption::from))
+    }
+
+    fn actions(&self) -> Actions {
+        self.supported_actions()
     }
 
     fn close(&mut self) -> RResult<(), PluginError> {
         self.call("close", |w| w.close())
+    }
+}
+
+/// What a 1.0 host calls: the same writer, upserting.
+impl<W: Writer> v1_0::AbiWriter for Guarded<W> {
+    fn upsert(&mut self, batch: &v1_0::UpsertBatch) -> RResult<(), PluginError> {
+        let batch = v1_0::to_write_batch(batch);
+        AbiWriter::write(self, &batch, Deadline::after(FROM_A_1_0_HOST))
+    }
+
+    fn ping(&mut self) -> RResult<(), PluginError> {
+        AbiWriter::ping(self, Deadline::after(FROM_A_1_0_HOST))
+    }
+
+    fn describe_table(&mut self, table: RStr<'_>) -> RResult<ROption<TableDescription>, PluginError> {
+        AbiWriter::describe_table(self, table, Deadline::after(FROM_A_1_0_HOST))
+    }
+
+    fn close(&mut self) -> RResult<(), PluginError> {
+        AbiWriter::close(self)
     }
 }
 
@@ -137,10 +203,10 @@ mod tests {
 
     #[test]
     fn guard_turns_a_panic_into_a_panic_error() {
-        let result: RResult<(), PluginError> = guard("upsert", || panic!("boom {}", 42));
+        let result: RResult<(), PluginError> = guard("write", || panic!("boom {}", 42));
         let error = result.unwrap_err();
         assert_eq!((error.kind, error.retryable), (ErrorKind::PANIC, false));
-        assert_eq!(error.message.as_str(), "the plugin panicked in upsert: boom 42");
+        assert_eq!(error.message.as_str(), "the plugin panicked in write: boom 42");
 
         let result: RResult<u8, PluginError> = guard("ping", || Ok(7));
         assert_eq!(result.unwrap(), 7);

@@ -27,6 +27,13 @@ impl HisZone {
         HisZone::Fixed(FixedOffset::east_opt(0).expect("zero offset"))
     }
 
+    /// A DATE value (`YYYY-MM-DD`) at midnight, for drivers whose date
+    /// columns take a date and time. A calendar date has no zone: it is
+    /// never converted.
+    pub fn date_at_midnight(date: &str) -> Option<NaiveDateTime> {
+        NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0)
+    }
+
     /// The wall-clock time of `timestamp` in this zone. A timestamp with an
     /// offset (`Z`, `+05:30`) is converted; one without is already HIS
     /// wall-clock time and is taken as it is.

@@ -264,7 +264,7 @@ fn a_plugin_of_another_plugin_api_version_stops_the_check() {
     assert_eq!(findings(&report), pairs(&[("error", "database.type")]), "{report:#}");
     let text = message(&report, "database.type");
     assert!(text.contains("was built against plugin-api 2.0.0"), "{text}");
-    assert!(text.contains("this buktor-middleware uses plugin-api 1.0.0"), "{text}");
+    assert!(text.contains("this buktor-middleware uses plugin-api 1.1.0"), "{text}");
 }
 
 #[test]

@@ -73,7 +73,7 @@ fn a_library_that_is_not_a_plugin_is_refused() {
 fn a_plugin_of_another_major_version_names_both_versions() {
     let (_, line) = refusal("wrong_version", Some("wrong_version"));
     assert!(line.contains("was built against plugin-api 2.0.0"), "{line}");
-    assert!(line.contains("this buktor-middleware uses plugin-api 1.0.0"), "{line}");
+    assert!(line.contains("this buktor-middleware uses plugin-api 1.1.0"), "{line}");
 }
 
 #[test]
@@ -121,7 +121,7 @@ fn a_panicking_plugin_becomes_an_error_and_the_host_carries_on() {
     wait_for(Duration::from_secs(10), "the panic recorded on the bad event", || {
         let row = query(&setup.journal(), &format!("SELECT status, last_error FROM events WHERE id = {bad_id}"));
         let error = row[0][1].as_str().unwrap_or_default().to_string();
-        (row[0][0] == json!("failed") && error.contains("panic error: the plugin panicked in upsert: boom"))
+        (row[0][0] == json!("failed") && error.contains("panic error: the plugin panicked in write: boom"))
             .then_some(())
     });
     assert_eq!(middleware.request("GET", "/health", &[], b"").status, 200);

@@ -36,12 +36,22 @@ fn keep_only_plugin(folder: &Path, keep: Option<&str>) {
     }
 }
 
-/// The release's his-config.json, on a free port.
+/// Both listeners on free ports. The tests of this file run at once, and
+/// each would otherwise take the admin default 127.0.0.1:5001.
+fn any_ports() -> Value {
+    json!({ "listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0" })
+}
+
+/// The release's his-config.json (commented JSON, so edited as text), on
+/// free ports.
 fn listen_on_any_port(folder: &Path) {
-    let config = folder.join("his-config.json");
-    let text = std::fs::read_to_string(&config).unwrap();
-    assert!(text.contains("\"127.0.0.1:5000\""), "{text}");
-    std::fs::write(&config, text.replace("\"127.0.0.1:5000\"", "\"127.0.0.1:0\"")).unwrap();
+    let path = folder.join("his-config.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let listen = "\"listen\": \"127.0.0.1:5000\"";
+    assert!(text.contains(listen), "{text}");
+    let ports = any_ports();
+    let free = format!("\"listen\": {}, \"admin_listen\": {}", ports["listen"], ports["admin_listen"]);
+    std::fs::write(&path, text.replace(listen, &free)).unwrap();
 }
 
 /// Events by status in the journal beside the .exe.
@@ -89,7 +99,7 @@ fn the_mysql_plugin_dll_writes_the_seed_events_to_mariadb() {
         serde_json::from_str(&std::fs::read_to_string(buktor_tests::repo_root().join("his-config.json")).unwrap())
             .unwrap();
     config["database"] = db.config();
-    config["server"] = json!({ "listen": "127.0.0.1:0" });
+    config["server"] = any_ports();
     std::fs::write(wine.folder.join("his-config.json"), config.to_string()).unwrap();
 
     let mut middleware = Middleware::start_command(wine.middleware())

@@ -12,13 +12,12 @@ pub fn describe(config_path: Option<PathBuf>, table: &str) -> anyhow::Result<()>
     let plugin = plugins::load(&database_type, loaded.plugins_dir().as_deref())?;
     let settings = loaded.database_settings_json();
     let mut writer = plugin
-        .open_writer(&settings, &loaded.dir)
+        .open_writer(&settings, &loaded.dir, loaded.config.sync.plugin_deadline())
         .map_err(|e| anyhow::anyhow!("cannot open the {database_type} HIS database: {e}"))?;
-    let described = writer.describe_table(table.into()).into_result();
-    let _ = writer.close().into_result();
+    let described = writer.describe_table(table, loaded.config.sync.plugin_deadline());
+    let _ = writer.close();
     let description = described
         .map_err(|e| anyhow::anyhow!("cannot describe {table}: {e}"))?
-        .into_option()
         .ok_or_else(|| anyhow::anyhow!("table {table:?} not found in the {database_type} HIS database"))?;
     let strings = |list: &[abi_stable::std_types::RString]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let json = serde_json::json!({

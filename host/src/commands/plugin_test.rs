@@ -31,10 +31,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use abi_stable::std_types::{RResult, RStr, RString, RVec};
-use his_plugin_api::{ABI_VERSION, ErrorKind, PluginError, TableDescription, UpsertBatch, Value, ValueKind, WriterBox};
+use abi_stable::std_types::{RString, RVec};
+use his_plugin_api::{ABI_VERSION, Action, Deadline, ErrorKind, PluginError, Value, ValueKind, WriteBatch};
 
-use buktor_middleware::{config, plugins};
+use buktor_middleware::{
+    config,
+    plugins::{self, HisWriter},
+};
 
 /// The table the kit writes to, unless `--table` names another.
 pub const TABLE: &str = "buktor_conformance";
@@ -166,17 +169,24 @@ pub fn run(plugin: &Path, config: &Path, table: &str) -> KitReport {
         ),
     );
 
-    let writer = match plugin.open_writer(&loaded.database_settings_json(), &loaded.dir) {
+    let deadline = loaded.config.sync.plugin_deadline();
+    let writer = match plugin.open_writer(&loaded.database_settings_json(), &loaded.dir, deadline) {
         Ok(writer) => writer,
         Err(e) => {
-            let mut kit =
-                Kit { report, panics: 0, table: table.to_string(), missing: format!("{table}{MISSING_SUFFIX}") };
+            let mut kit = Kit {
+                report,
+                panics: 0,
+                table: table.to_string(),
+                missing: format!("{table}{MISSING_SUFFIX}"),
+                deadline,
+            };
             let detail = kit.error(&e);
             kit.report.record("open_writer", false, format!("{detail}; no other check ran"));
             return kit.report;
         }
     };
-    let mut kit = Kit { report, panics: 0, table: table.to_string(), missing: format!("{table}{MISSING_SUFFIX}") };
+    let mut kit =
+        Kit { report, panics: 0, table: table.to_string(), missing: format!("{table}{MISSING_SUFFIX}"), deadline };
     kit.report.record("open_writer", true, "opened with the config's database section");
     kit.checks(writer, &database_type, &plugin.abi_version);
     kit.report
@@ -191,17 +201,19 @@ struct Kit {
     table: String,
     /// A table that must not exist.
     missing: String,
+    /// The bound on each call.
+    deadline: Deadline,
 }
 
 impl Kit {
-    fn checks(&mut self, mut writer: WriterBox, database_type: &str, abi_version: &str) {
-        let result = writer.ping().into_result();
+    fn checks(&mut self, mut writer: HisWriter, database_type: &str, abi_version: &str) {
+        let result = writer.ping(self.deadline);
         self.outcome("ping", result, |()| "answered".into());
 
         let inserted = self.insert(&mut writer, database_type);
         if inserted {
             let second = batch(&self.table, &["id", "label"], &[vec![Value::int(1), Value::text("second")]]);
-            let result = writer.upsert(&second).into_result();
+            let result = writer.write(&second, self.deadline);
             let table = self.table.clone();
             self.outcome("upsert by key", result, |()| {
                 format!(
@@ -220,9 +232,9 @@ impl Kit {
         self.unknown_table(&mut writer);
         self.describe(&mut writer, inserted);
 
-        let result = writer.ping().into_result();
+        let result = writer.ping(self.deadline);
         self.outcome("ping after writes", result, |()| "the writer still answers after every write above".into());
-        let result = writer.close().into_result();
+        let result = writer.close();
         self.outcome("close", result, |()| "closed".into());
         drop(writer);
         self.panic_guard(abi_version);
@@ -230,9 +242,9 @@ impl Kit {
 
     /// Two new rows. Returns whether they were written: the next checks
     /// need the table.
-    fn insert(&mut self, writer: &mut WriterBox, database_type: &str) -> bool {
+    fn insert(&mut self, writer: &mut HisWriter, database_type: &str) -> bool {
         let rows = [vec![Value::int(1), Value::text("first")], vec![Value::int(2), Value::text("first")]];
-        match writer.upsert(&batch(&self.table, &["id", "label"], &rows)).into_result() {
+        match writer.write(&batch(&self.table, &["id", "label"], &rows), self.deadline) {
             Ok(()) => {
                 self.report.record("insert", true, format!("2 new rows (id 1 and 2) written to {}", self.table));
                 true
@@ -248,7 +260,7 @@ impl Kit {
         }
     }
 
-    fn value_types(&mut self, writer: &mut WriterBox) {
+    fn value_types(&mut self, writer: &mut HisWriter) {
         let columns = ["id", "flag", "quantity", "amount", "ratio", "label", "happened_at", "note"];
         let row = vec![
             Value::int(3),
@@ -271,16 +283,16 @@ impl Kit {
             ValueKind::TIMESTAMP,
         ];
         debug_assert!(every.iter().all(|k| row.iter().any(|v| v.kind() == *k)), "every kind is in the row");
-        let result = writer.upsert(&batch(&self.table, &columns, &[row])).into_result();
+        let result = writer.write(&batch(&self.table, &columns, &[row]), self.deadline);
         self.outcome("value types", result, |()| format!("one row (id 3) with {} values accepted", kinds.join(", ")));
     }
 
-    fn large_batch(&mut self, writer: &mut WriterBox) {
+    fn large_batch(&mut self, writer: &mut HisWriter) {
         let rows: Vec<Vec<Value>> = (0..BIG_BATCH_ROWS as i64)
             .map(|i| vec![Value::int(BIG_BATCH_FIRST_KEY + i), Value::text(format!("row {i}"))])
             .collect();
         let started = Instant::now();
-        let result = writer.upsert(&batch(&self.table, &["id", "label"], &rows)).into_result();
+        let result = writer.write(&batch(&self.table, &["id", "label"], &rows), self.deadline);
         let took = started.elapsed();
         self.outcome("large batch", result, |()| {
             format!(
@@ -292,9 +304,9 @@ impl Kit {
         });
     }
 
-    fn unknown_table(&mut self, writer: &mut WriterBox) {
+    fn unknown_table(&mut self, writer: &mut HisWriter) {
         const NAME: &str = "unknown table";
-        match describe(writer, &self.missing) {
+        match writer.describe_table(&self.missing, self.deadline) {
             Ok(None) => {}
             Ok(Some(_)) => {
                 let detail = format!(
@@ -311,7 +323,7 @@ impl Kit {
             }
         }
         let row = [vec![Value::int(1), Value::text("x")]];
-        match writer.upsert(&batch(&self.missing, &["id", "label"], &row)).into_result() {
+        match writer.write(&batch(&self.missing, &["id", "label"], &row), self.deadline) {
             Err(e) if e.kind == ErrorKind::SCHEMA && !e.retryable => {
                 let detail = format!("refused as a permanent schema error: {e}");
                 self.report.record(NAME, true, detail)
@@ -321,7 +333,7 @@ impl Kit {
                 self.report.record(NAME, false, detail)
             }
             Ok(()) => {
-                let detail = match describe(writer, &self.missing) {
+                let detail = match writer.describe_table(&self.missing, self.deadline) {
                     Ok(Some(_)) => format!(
                         "not applicable: the plugin created {} on the write (as database.create_missing \
                          does); drop it",
@@ -339,9 +351,9 @@ impl Kit {
         }
     }
 
-    fn describe(&mut self, writer: &mut WriterBox, inserted: bool) {
+    fn describe(&mut self, writer: &mut HisWriter, inserted: bool) {
         const NAME: &str = "describe_table";
-        match describe(writer, &self.table) {
+        match writer.describe_table(&self.table, self.deadline) {
             Ok(Some(table)) => {
                 let key_is_unique = table.primary_key.iter().map(RString::as_str).eq(["id"])
                     || table.unique_keys.iter().any(|key| key.iter().map(RString::as_str).eq(["id"]));
@@ -428,19 +440,15 @@ impl Kit {
     }
 }
 
-fn describe(writer: &mut WriterBox, table: &str) -> Result<Option<TableDescription>, PluginError> {
-    let result: RResult<_, _> = writer.describe_table(RStr::from_str(table));
-    result.into_result().map(|description| description.into_option())
-}
-
-/// A batch for `table`, keyed by its first column.
-fn batch(table: &str, columns: &[&str], rows: &[Vec<Value>]) -> UpsertBatch {
-    UpsertBatch {
-        table: table.into(),
-        columns: columns.iter().map(|&c| RString::from(c)).collect(),
-        key_columns: RVec::from(vec![RString::from(columns[0])]),
-        values: rows.iter().flatten().cloned().collect(),
-    }
+/// A batch that upserts `rows` into `table`, keyed by its first column.
+fn batch(table: &str, columns: &[&str], rows: &[Vec<Value>]) -> WriteBatch {
+    WriteBatch::new(
+        table,
+        Action::UPSERT,
+        columns.iter().map(|&c| RString::from(c)).collect(),
+        RVec::from(vec![RString::from(columns[0])]),
+        rows.iter().flatten().cloned().collect(),
+    )
 }
 
 fn seconds(duration: Duration) -> String {

@@ -79,6 +79,12 @@ pub fn run(config_path: Option<PathBuf>, control: Control) -> anyhow::Result<()>
         plugin_version: plugin.version.to_string(),
         plugin_abi_version: plugin.abi_version.to_string(),
     });
+    if let Some(actions) = plugin.fixed_abilities() {
+        let named = format!("{} (plugin-api {})", plugin.path.display(), plugin.abi_version);
+        if let Some(problem) = mappings.beyond(actions, false, &named) {
+            anyhow::bail!(problem);
+        }
+    }
     let worker = Worker {
         writers: Box::new(PluginWriters {
             plugin,
@@ -91,6 +97,7 @@ pub fn run(config_path: Option<PathBuf>, control: Control) -> anyhow::Result<()>
         committer: committer.clone(),
         wakeup: wakeup.clone(),
         batch_size: config.sync.batch_size,
+        deadline: config.sync.plugin_deadline(),
         backoff: retry::Backoff::from_config(&config.sync),
         retention: Duration::from_secs(u64::from(config.journal.retention_days) * 24 * 3600),
         duplicate_window: Duration::from_secs(u64::from(config.server.duplicate_window_days) * 24 * 3600),

@@ -271,11 +271,28 @@ pub struct SyncConfig {
     pub retry_max_delay_secs: u64,
     /// Each delay is the previous one times this.
     pub retry_factor: f64,
+    /// The deadline of each call into the plugin (a batch's write, a ping,
+    /// opening): the plugin bounds its statements by it, and a call that
+    /// fails after it counts as a timeout.
+    pub plugin_call_timeout_secs: u64,
 }
 
 impl Default for SyncConfig {
     fn default() -> Self {
-        Self { batch_size: 500, retry_initial_delay_ms: 1_000, retry_max_delay_secs: 300, retry_factor: 2.0 }
+        Self {
+            batch_size: 500,
+            retry_initial_delay_ms: 1_000,
+            retry_max_delay_secs: 300,
+            retry_factor: 2.0,
+            plugin_call_timeout_secs: 60,
+        }
+    }
+}
+
+impl SyncConfig {
+    /// The deadline of each call into the plugin.
+    pub fn plugin_deadline(&self) -> his_plugin_api::Deadline {
+        his_plugin_api::Deadline::after(std::time::Duration::from_secs(self.plugin_call_timeout_secs))
     }
 }
 
@@ -290,6 +307,75 @@ pub struct MappingConfig {
     /// The event fields that identify the HIS row. Without it, the first
     /// mapped field whose name ends in `_id`.
     pub key: Option<Vec<String>>,
+    /// What the event does to its row. Default: upsert.
+    #[serde(default)]
+    pub action: ActionConfig,
+    /// For `action: "update"`: what a key that matches no row means.
+    /// Default: error (the event fails, and can be replayed).
+    pub if_missing: Option<IfMissingConfig>,
+    /// A mapped field the event does not carry: `null` writes NULL (the
+    /// seed's behaviour, the default); `keep` leaves the column as it is.
+    #[serde(default)]
+    pub on_missing: OnMissing,
+}
+
+/// `mapping.<event_type>.action`.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionConfig {
+    /// Update the row if it exists, else insert it.
+    #[default]
+    Upsert,
+    /// Insert; a row that already exists fails the event.
+    Insert,
+    /// Update only (see `if_missing`).
+    Update,
+    /// Delete the row with the key; only the key fields are used.
+    Delete,
+    /// Set the mapped non-key columns (a status, a deletion time) on the
+    /// row with the key; no row, nothing to do.
+    SoftDelete,
+}
+
+/// `mapping.<event_type>.if_missing`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IfMissingConfig {
+    /// The event fails, and can be replayed.
+    Error,
+    /// Nothing is written; the event counts as delivered.
+    Ignore,
+    /// The row is inserted.
+    Insert,
+}
+
+/// `mapping.<event_type>.on_missing`.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnMissing {
+    /// Write NULL.
+    #[default]
+    Null,
+    /// Leave the column as it is (a partial row).
+    Keep,
+}
+
+impl MappingConfig {
+    /// The plugin-api action.
+    pub fn write_action(&self) -> his_plugin_api::Action {
+        use his_plugin_api::{Action, IfMissing};
+        match self.action {
+            ActionConfig::Upsert => Action::UPSERT,
+            ActionConfig::Insert => Action::INSERT,
+            ActionConfig::Delete => Action::DELETE,
+            ActionConfig::SoftDelete => Action::SOFT_DELETE,
+            ActionConfig::Update => Action::update(match self.if_missing.unwrap_or(IfMissingConfig::Error) {
+                IfMissingConfig::Error => IfMissing::Error,
+                IfMissingConfig::Ignore => IfMissing::Ignore,
+                IfMissingConfig::Insert => IfMissing::Insert,
+            }),
+        }
+    }
 }
 
 /// A table or column name as event keys, and the rule that every mapping

@@ -143,6 +143,9 @@ pub(super) fn validate(config: &Config) -> Result<(), (String, String)> {
     if !(1..=86_400).contains(&config.sync.retry_max_delay_secs) {
         return Err(invalid("sync.retry_max_delay_secs", "must be between 1 and 86400 (one day)"));
     }
+    if !(1..=86_400).contains(&config.sync.plugin_call_timeout_secs) {
+        return Err(invalid("sync.plugin_call_timeout_secs", "must be between 1 and 86400 (one day)"));
+    }
     // The mappings seen so far by folded table, with their key columns.
     let mut tables: HashMap<String, (&str, &MappingConfig, BTreeSet<String>)> = HashMap::new();
     for (event_type, mapping) in &config.mapping {
@@ -180,6 +183,7 @@ pub(super) fn validate(config: &Config) -> Result<(), (String, String)> {
             }
             None => {}
         }
+        check_action(&at, mapping)?;
         // An event's row key is its table and its key's values
         // (mapping/key.rs): two mappings of one table with other key
         // columns would give one HIS row two keys, and a held event would
@@ -197,6 +201,31 @@ pub(super) fn validate(config: &Config) -> Result<(), (String, String)> {
         }
     }
     Ok(())
+}
+
+/// `action`, `if_missing` and `on_missing` fit together.
+fn check_action(at: &str, mapping: &MappingConfig) -> Result<(), (String, String)> {
+    use super::{ActionConfig, OnMissing};
+    if mapping.if_missing.is_some() && mapping.action != ActionConfig::Update {
+        return Err(invalid(
+            format!("{at}.if_missing"),
+            "applies only to \"action\": \"update\"; remove it, or set the action to update",
+        ));
+    }
+    let keys = mapping.key_fields();
+    let others = mapping.fields.keys().filter(|f| !keys.contains(f)).count();
+    match mapping.action {
+        ActionConfig::SoftDelete if others == 0 => Err(invalid(
+            format!("{at}.fields"),
+            "a soft_delete sets the mapped columns other than the key (such as a status or a deletion time); \
+             map at least one field besides the key",
+        )),
+        ActionConfig::Delete if mapping.on_missing == OnMissing::Keep => Err(invalid(
+            format!("{at}.on_missing"),
+            "a delete uses the key fields only, so \"keep\" means nothing here; remove it",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The HIS columns of a mapping's key, as written.

@@ -12,12 +12,11 @@
 
 use std::{sync::Arc, thread::JoinHandle};
 
-use his_plugin_api::Value;
 use rusqlite::Connection;
 
 use crate::pipeline::{
     journal::{self, Holds, PendingEvent},
-    mapping::{MappingError, Mappings},
+    mapping::{MappingError, Mappings, Row},
 };
 
 /// An event, and its row as its mapping makes it.
@@ -25,7 +24,7 @@ pub struct Prepared {
     /// The event, as journaled.
     pub event: PendingEvent,
     /// Its row; `None` when no mapping knows its type.
-    pub row: Option<Result<Vec<Value>, MappingError>>,
+    pub row: Option<Result<Row, MappingError>>,
 }
 
 /// Maps each event to its row.

@@ -50,10 +50,33 @@ pub fn on_duplicate_tail(columns: &[&str], key_columns: &[&str]) -> String {
     }
 }
 
+/// `UPDATE t SET a = ?, … WHERE k = ? AND …`: the set columns' values
+/// first, then the keys'.
+pub fn update(table: &str, set_columns: &[&str], key_columns: &[&str]) -> String {
+    let set = set_columns.iter().map(|c| format!("{} = ?", quote(c))).collect::<Vec<_>>().join(", ");
+    format!("UPDATE {} SET {set} WHERE {}", quote(table), matching(key_columns))
+}
+
+/// `DELETE FROM t WHERE k = ? AND …`.
+pub fn delete(table: &str, key_columns: &[&str]) -> String {
+    format!("DELETE FROM {} WHERE {}", quote(table), matching(key_columns))
+}
+
+/// `SELECT 1 FROM t WHERE k = ? AND … FOR UPDATE`: whether the row exists,
+/// locked like an update would lock it.
+pub fn exists(table: &str, key_columns: &[&str]) -> String {
+    format!("SELECT 1 FROM {} WHERE {} FOR UPDATE", quote(table), matching(key_columns))
+}
+
+fn matching(key_columns: &[&str]) -> String {
+    key_columns.iter().map(|c| format!("{} = ?", quote(c))).collect::<Vec<_>>().join(" AND ")
+}
+
 /// About how many bytes a value adds to a statement's packet.
 fn value_bytes(value: &Value) -> usize {
     match value.get() {
-        ValueRef::Text(s) | ValueRef::Decimal(s) | ValueRef::Timestamp(s) => s.len() + 9,
+        ValueRef::Text(s) | ValueRef::Decimal(s) | ValueRef::Timestamp(s) | ValueRef::Date(s) => s.len() + 9,
+        ValueRef::Bytes(b) => b.len() + 9,
         _ => 9,
     }
 }

@@ -19,6 +19,8 @@ pub enum Bind<'a> {
     Text(&'a str),
     /// A wall-clock date and time in the HIS's time zone.
     DateTime(NaiveDateTime),
+    /// Raw bytes, for a BLOB or VARBINARY column.
+    Bytes(&'a [u8]),
 }
 
 /// The bind for `value`. Timestamps with an offset (`Z`, `+05:30`) are
@@ -30,7 +32,10 @@ pub fn bind(value: &Value, zone: HisZone) -> Result<Bind<'_>, PluginError> {
         ValueRef::Bool(b) => Bind::Bool(b),
         ValueRef::Int(i) => Bind::Int(i),
         ValueRef::Float(f) => Bind::Float(f),
-        ValueRef::Decimal(s) | ValueRef::Text(s) => Bind::Text(s),
+        // A date as text: MySQL reads `YYYY-MM-DD` into a DATE exactly, and
+        // a calendar date has no zone to convert.
+        ValueRef::Decimal(s) | ValueRef::Text(s) | ValueRef::Date(s) => Bind::Text(s),
+        ValueRef::Bytes(b) => Bind::Bytes(b),
         ValueRef::Timestamp(s) => {
             Bind::DateTime(Timestamp::parse(s).and_then(|t| zone.wall_clock(&t)).ok_or_else(|| {
                 PluginError::permanent(ErrorKind::DATA, format!("{s:?} is not an ISO 8601 timestamp"))

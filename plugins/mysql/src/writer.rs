@@ -12,7 +12,8 @@
 use std::time::{Duration, Instant};
 
 use his_plugin_api::{
-    ColumnDescription, ErrorKind, KeyColumns, Logger, PluginError, TableDescription, UpsertBatch, Value, Writer,
+    Actions, ColumnDescription, Deadline, ErrorKind, IfMissing, KeyColumns, Logger, PluginError, TableDescription,
+    Value, WriteAction, WriteBatch, Writer,
 };
 use sqlx::{
     Connection, Executor, MySql, MySqlPool, QueryBuilder, Row, mysql::MySqlPoolOptions, pool::PoolConnection,
@@ -108,11 +109,11 @@ impl MysqlWriter {
         }
     }
 
-    /// Writes `batch` in one transaction on `connection`. On error the
-    /// caller drops the connection: the pool pings it before lending it again.
-    async fn upsert_on(&self, connection: &mut PoolConnection<MySql>, batch: &UpsertBatch) -> Result<(), PluginError> {
-        let columns: Vec<&str> = batch.columns.iter().map(|c| c.as_str()).collect();
-        let keys: Vec<&str> = batch.key_columns.iter().map(|c| c.as_str()).collect();
+    /// Writes `batch` in one transaction on `connection`, one column set
+    /// (see [`WriteBatch::column_sets`]) after another. On error the caller
+    /// drops the connection: the pool pings it before lending it again.
+    async fn write_on(&self, connection: &mut PoolConnection<MySql>, batch: &WriteBatch) -> Result<(), PluginError> {
+        let keys: Vec<&str> = batch.key_columns().iter().map(|c| c.as_str()).collect();
         let rows: Vec<&[Value]> = batch.rows().collect();
         let zone = self.settings.zone;
         // Every value is checked before anything is sent.
@@ -121,23 +122,93 @@ impl MysqlWriter {
             .enumerate()
             .map(|(i, row)| row.iter().map(|v| bind(v, zone).map_err(|e| e.with_row(i))).collect())
             .collect::<Result<_, _>>()?;
-
-        let head = sql::insert_head(&batch.table, &columns);
-        let tail = sql::on_duplicate_tail(&columns, &keys);
         // Always in a transaction, even for one statement: a write abandoned
         // at the timeout must roll back with its connection, never commit
         // later behind a newer state of the same row.
         let mut transaction = connection.begin().await.map_err(|e| classify(e, 0))?;
-        for range in sql::statement_ranges(&rows, columns.len(), self.settings.max_statement_bytes) {
-            let first_row = range.start;
-            let mut query = QueryBuilder::<MySql>::new(&head);
-            query.push_values(&binds[range], |mut row, values| {
-                for value in values {
-                    push(&mut row, value);
+        for set in batch.column_sets() {
+            let columns: Vec<&str> = set.columns.iter().map(|&c| batch.columns()[c].as_str()).collect();
+            let pick = |row: usize, names: &[&str]| -> Vec<&Bind<'_>> {
+                names
+                    .iter()
+                    .map(|n| &binds[row][batch.columns().iter().position(|c| c.as_str() == *n).expect("a column")])
+                    .collect()
+            };
+            let set_columns: Vec<&str> = columns.iter().copied().filter(|c| !keys.contains(c)).collect();
+            match batch.action().get() {
+                WriteAction::Upsert => {
+                    let head = sql::insert_head(batch.table(), &columns);
+                    let tail = sql::on_duplicate_tail(&columns, &keys);
+                    let group: Vec<Vec<&Bind<'_>>> = set.rows.iter().map(|&r| pick(r, &columns)).collect();
+                    let group_rows: Vec<&[Value]> = set.rows.iter().map(|&r| rows[r]).collect();
+                    for range in sql::statement_ranges(&group_rows, columns.len(), self.settings.max_statement_bytes) {
+                        let first_row = set.rows[range.start];
+                        let mut query = QueryBuilder::<MySql>::new(&head);
+                        query.push_values(&group[range], |mut row, values| {
+                            for value in values {
+                                push(&mut row, value);
+                            }
+                        });
+                        query.push(&tail);
+                        query.build().execute(&mut *transaction).await.map_err(|e| classify(e, first_row))?;
+                    }
                 }
-            });
-            query.push(&tail);
-            query.build().execute(&mut *transaction).await.map_err(|e| classify(e, first_row))?;
+                WriteAction::Insert => {
+                    for &row in &set.rows {
+                        insert(&mut transaction, batch.table(), &columns, &pick(row, &columns), row).await?;
+                    }
+                }
+                WriteAction::Update(_) | WriteAction::SoftDelete => {
+                    let if_missing = match batch.action().get() {
+                        WriteAction::Update(policy) => policy,
+                        _ => IfMissing::Ignore,
+                    };
+                    for &row in &set.rows {
+                        // Whether the row exists, locked as the update
+                        // locks it (an UPDATE's affected rows would not
+                        // count a row that already has these values).
+                        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql::exists(batch.table(), &keys)));
+                        for value in pick(row, &keys) {
+                            query = bind_one(query, value);
+                        }
+                        let found =
+                            query.fetch_optional(&mut *transaction).await.map_err(|e| classify(e, row))?.is_some();
+                        if found && !set_columns.is_empty() {
+                            let text = sql::update(batch.table(), &set_columns, &keys);
+                            let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
+                            for value in pick(row, &set_columns).into_iter().chain(pick(row, &keys)) {
+                                query = bind_one(query, value);
+                            }
+                            query.execute(&mut *transaction).await.map_err(|e| classify(e, row))?;
+                        }
+                        match (found, if_missing) {
+                            (false, IfMissing::Error) => {
+                                return Err(PluginError::permanent(
+                                    ErrorKind::DATA,
+                                    format!("update: no row of {} has this key", batch.table()),
+                                )
+                                .with_row(row));
+                            }
+                            (false, IfMissing::Insert) => {
+                                insert(&mut transaction, batch.table(), &columns, &pick(row, &columns), row).await?;
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                WriteAction::Delete => {
+                    for &row in &set.rows {
+                        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql::delete(batch.table(), &keys)));
+                        for value in pick(row, &keys) {
+                            query = bind_one(query, value);
+                        }
+                        query.execute(&mut *transaction).await.map_err(|e| classify(e, row))?;
+                    }
+                }
+                other => {
+                    return Err(PluginError::permanent(ErrorKind::UNSUPPORTED, format!("unknown action {other:?}")));
+                }
+            }
         }
         transaction.commit().await.map_err(|e| classify(e, 0))?;
         Ok(())
@@ -201,6 +272,49 @@ impl MysqlWriter {
     }
 }
 
+/// Inserts one row; a key that exists (1062) is a DATA error naming the row,
+/// never an overwrite.
+async fn insert(
+    transaction: &mut sqlx::Transaction<'_, MySql>,
+    table: &str,
+    columns: &[&str],
+    values: &[&Bind<'_>],
+    row: usize,
+) -> Result<(), PluginError> {
+    let text = format!("{}VALUES ({})", sql::insert_head(table, columns), vec!["?"; columns.len()].join(", "));
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
+    for value in values {
+        query = bind_one(query, value);
+    }
+    query.execute(&mut **transaction).await.map_err(|e| {
+        let e = classify(e, row);
+        if e.code.as_str() == "1062" {
+            PluginError::permanent(ErrorKind::DATA, format!("insert: a row with this key exists ({})", e.message))
+                .with_code("1062")
+                .with_row(row)
+        } else {
+            e
+        }
+    })?;
+    Ok(())
+}
+
+/// Binds one value to a one-row statement.
+fn bind_one<'q>(
+    query: sqlx::query::Query<'q, MySql, sqlx::mysql::MySqlArguments>,
+    value: &Bind<'q>,
+) -> sqlx::query::Query<'q, MySql, sqlx::mysql::MySqlArguments> {
+    match value {
+        Bind::Null => query.bind(None::<String>),
+        Bind::Bool(b) => query.bind(*b),
+        Bind::Int(i) => query.bind(*i),
+        Bind::Float(f) => query.bind(*f),
+        Bind::Text(s) => query.bind(*s),
+        Bind::DateTime(dt) => query.bind(*dt),
+        Bind::Bytes(b) => query.bind(*b),
+    }
+}
+
 /// Binds one value into the row being built.
 fn push(row: &mut Separated<'_, MySql, &'static str>, value: &Bind<'_>) {
     match value {
@@ -210,6 +324,7 @@ fn push(row: &mut Separated<'_, MySql, &'static str>, value: &Bind<'_>) {
         Bind::Float(f) => row.push_bind(*f),
         Bind::Text(s) => row.push_bind(*s),
         Bind::DateTime(dt) => row.push_bind(*dt),
+        Bind::Bytes(b) => row.push_bind(*b),
     };
 }
 
@@ -218,11 +333,11 @@ fn kind_of(version: &str) -> &'static str {
 }
 
 impl Writer for MysqlWriter {
-    fn upsert(&mut self, batch: &UpsertBatch) -> Result<(), PluginError> {
+    fn write(&mut self, batch: &WriteBatch, deadline: Deadline) -> Result<(), PluginError> {
         // A hung server or a dead link without a reset must not stall the
         // worker: past the limit the write is abandoned (its connection with
         // it, which rolls the transaction back) and retried later.
-        let limit = self.settings.statement_timeout;
+        let limit = self.settings.statement_timeout.min(deadline.budget());
         let held = self.held.take();
         let connection = self.runtime.block_on(async {
             tokio::time::timeout(limit, async {
@@ -235,18 +350,18 @@ impl Writer for MysqlWriter {
                         self.pool.acquire().await.map_err(|e| classify(e, 0))?
                     }
                 };
-                self.upsert_on(&mut connection, batch).await?;
+                self.write_on(&mut connection, batch).await?;
                 Ok(connection)
             })
             .await
-            .unwrap_or_else(|_| Err(PluginError::write_timed_out(&batch.table, limit)))
+            .unwrap_or_else(|_| Err(PluginError::write_timed_out(batch.table(), limit)))
         })?;
         self.held = Some(Held { connection, last_used: Instant::now() });
-        self.log.debug(format_args!("upserted {} rows into {}", batch.row_count(), batch.table));
+        self.log.debug(format_args!("{} of {} rows into {}", batch.action().name(), batch.row_count(), batch.table()));
         Ok(())
     }
 
-    fn ping(&mut self) -> Result<(), PluginError> {
+    fn ping(&mut self, _deadline: Deadline) -> Result<(), PluginError> {
         self.release();
         self.runtime
             .block_on(async {
@@ -256,9 +371,13 @@ impl Writer for MysqlWriter {
             .map_err(|e| classify(e, 0))
     }
 
-    fn describe_table(&mut self, table: &str) -> Result<Option<TableDescription>, PluginError> {
+    fn describe_table(&mut self, table: &str, _deadline: Deadline) -> Result<Option<TableDescription>, PluginError> {
         self.release();
         self.runtime.block_on(self.describe_async(table))
+    }
+
+    fn actions(&self) -> Actions {
+        Actions::ALL_1_1
     }
 
     fn close(&mut self) -> Result<(), PluginError> {

@@ -84,10 +84,14 @@ pub fn bind(value: &Value, column: &DictionaryRow, zone: HisZone) -> Result<Bind
                 None => return Err(refuse(column, &format!("{s:?}, not an ISO 8601 timestamp,"))),
             }
         }
-        (ValueRef::Text(s) | ValueRef::Decimal(s) | ValueRef::Timestamp(s), ColumnBind::Clob) => {
+        (ValueRef::Date(s), ColumnBind::Timestamp) => match HisZone::date_at_midnight(s) {
+            Some(midnight) => Bind::DateTime(midnight),
+            None => return Err(refuse(column, &format!("{s:?}, not a calendar date,"))),
+        },
+        (ValueRef::Text(s) | ValueRef::Decimal(s) | ValueRef::Timestamp(s) | ValueRef::Date(s), ColumnBind::Clob) => {
             Bind::Text(s.to_string())
         }
-        (ValueRef::Text(s) | ValueRef::Decimal(s) | ValueRef::Timestamp(s), _) => {
+        (ValueRef::Text(s) | ValueRef::Decimal(s) | ValueRef::Timestamp(s) | ValueRef::Date(s), _) => {
             if s.len() > MAX_VARCHAR2_BYTES {
                 return Err(PluginError::permanent(
                     ErrorKind::DATA,

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use his_plugin_api::{
-    ColumnDescription, ErrorKind, KeyColumns, Logger, PluginError, TableDescription, UpsertBatch, Writer,
+    ColumnDescription, Deadline, ErrorKind, KeyColumns, Logger, PluginError, TableDescription, WriteBatch, Writer,
 };
 use oracle::{Connection, sql_type::OracleType, sql_type::ToSql};
 
@@ -84,22 +84,23 @@ impl OracleWriter {
     }
 
     /// The batch's table and columns as the dictionary has them.
-    fn resolved(&mut self, batch: &UpsertBatch) -> Result<ResolvedTable, PluginError> {
-        if !self.dictionaries.contains_key(batch.table.as_str()) {
-            let rows = self.dictionary(&batch.table)?;
-            if let Some(stored) = rows.iter().map(|r| r.table.as_str()).find(|t| t.eq_ignore_ascii_case(&batch.table)) {
-                self.log.info(format_args!("mapping table {} is {stored} in the data dictionary", batch.table));
+    fn resolved(&mut self, batch: &WriteBatch) -> Result<ResolvedTable, PluginError> {
+        if !self.dictionaries.contains_key(batch.table()) {
+            let rows = self.dictionary(batch.table())?;
+            if let Some(stored) = rows.iter().map(|r| r.table.as_str()).find(|t| t.eq_ignore_ascii_case(batch.table()))
+            {
+                self.log.info(format_args!("mapping table {} is {stored} in the data dictionary", batch.table()));
             }
-            self.dictionaries.insert(batch.table.to_string(), rows);
+            self.dictionaries.insert(batch.table().to_string(), rows);
         }
-        let columns: Vec<&str> = batch.columns.iter().map(|c| c.as_str()).collect();
-        let table = resolve(&batch.table, &columns, &self.dictionaries[batch.table.as_str()])?;
+        let columns: Vec<&str> = batch.columns().iter().map(|c| c.as_str()).collect();
+        let table = resolve(batch.table(), &columns, &self.dictionaries[batch.table()])?;
         let names: Vec<&str> = table.columns.iter().map(|c| c.column.as_str()).collect();
-        self.log.debug(format_args!("mapping table {} is {} ({})", batch.table, table.name, names.join(", ")));
+        self.log.debug(format_args!("mapping table {} is {} ({})", batch.table(), table.name, names.join(", ")));
         Ok(table)
     }
 
-    fn upsert_once(&mut self, batch: &UpsertBatch) -> Result<(), PluginError> {
+    fn upsert_once(&mut self, batch: &WriteBatch) -> Result<(), PluginError> {
         let table = self.resolved(batch)?;
         let zone = self.settings.zone;
         // Every value is converted for its column before anything is sent.
@@ -112,9 +113,9 @@ impl OracleWriter {
             .collect::<Result<_, _>>()?;
         let columns: Vec<&str> = table.columns.iter().map(|c| c.column.as_str()).collect();
         let key_positions: Vec<usize> = batch
-            .key_columns
+            .key_columns()
             .iter()
-            .map(|k| batch.columns.iter().position(|c| c == k).expect("key columns are mapped columns"))
+            .map(|k| batch.columns().iter().position(|c| c == k).expect("key columns are mapped columns"))
             .collect();
         let keys: Vec<&str> = key_positions.iter().map(|&p| columns[p]).collect();
         let text = sql::merge(&table.name, &columns, &keys);
@@ -208,7 +209,14 @@ fn as_sql(value: &Bind) -> &dyn ToSql {
 }
 
 impl Writer for OracleWriter {
-    fn upsert(&mut self, batch: &UpsertBatch) -> Result<(), PluginError> {
+    fn write(&mut self, batch: &WriteBatch, _deadline: Deadline) -> Result<(), PluginError> {
+        if !batch.is_whole() {
+            // Not yet: this plugin's MERGE sets every column it is given.
+            return Err(PluginError::permanent(
+                ErrorKind::UNSUPPORTED,
+                "this plugin cannot leave columns untouched yet (partial rows, on_missing \"keep\")",
+            ));
+        }
         let result = self.upsert_once(batch);
         if let Err(e) = &result {
             if e.kind == ErrorKind::CONNECTION || e.kind == ErrorKind::TIMEOUT {
@@ -216,15 +224,15 @@ impl Writer for OracleWriter {
             }
             if e.kind == ErrorKind::SCHEMA {
                 // The table may have been changed: look it up again next time.
-                self.dictionaries.remove(batch.table.as_str());
+                self.dictionaries.remove(batch.table());
             }
         }
         result?;
-        self.log.debug(format_args!("merged {} rows into {}", batch.row_count(), batch.table));
+        self.log.debug(format_args!("merged {} rows into {}", batch.row_count(), batch.table()));
         Ok(())
     }
 
-    fn ping(&mut self) -> Result<(), PluginError> {
+    fn ping(&mut self, _deadline: Deadline) -> Result<(), PluginError> {
         let result = self.connection()?.ping().map_err(classify);
         if result.is_err() {
             self.connection = None;
@@ -232,7 +240,7 @@ impl Writer for OracleWriter {
         result
     }
 
-    fn describe_table(&mut self, table: &str) -> Result<Option<TableDescription>, PluginError> {
+    fn describe_table(&mut self, table: &str, _deadline: Deadline) -> Result<Option<TableDescription>, PluginError> {
         let rows = self.dictionary(table)?;
         let columns: Vec<&str> = Vec::new();
         let Ok(resolved) = resolve(table, &columns, &rows) else { return Ok(None) };

@@ -31,6 +31,34 @@ pub fn upsert(table: &str, columns: &[&str], key_columns: &[&str], row_count: us
     format!("INSERT INTO {} ({column_list}) VALUES {rows} ON CONFLICT ({keys}) DO {action}", quote(table))
 }
 
+/// `INSERT INTO t (cols) VALUES (?,…)`: one row, so that a key that exists
+/// names its row.
+pub fn insert(table: &str, columns: &[&str]) -> String {
+    let column_list = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+    format!("INSERT INTO {} ({column_list}) VALUES ({})", quote(table), vec!["?"; columns.len()].join(", "))
+}
+
+/// `UPDATE t SET a = ?, … WHERE k = ? AND …`: the set columns' values come
+/// first, then the keys'.
+pub fn update(table: &str, set_columns: &[&str], key_columns: &[&str]) -> String {
+    let set = set_columns.iter().map(|c| format!("{} = ?", quote(c))).collect::<Vec<_>>().join(", ");
+    format!("UPDATE {} SET {set} WHERE {}", quote(table), matching(key_columns))
+}
+
+/// `DELETE FROM t WHERE k = ? AND …`.
+pub fn delete(table: &str, key_columns: &[&str]) -> String {
+    format!("DELETE FROM {} WHERE {}", quote(table), matching(key_columns))
+}
+
+/// `SELECT 1 FROM t WHERE k = ? AND …`.
+pub fn exists(table: &str, key_columns: &[&str]) -> String {
+    format!("SELECT 1 FROM {} WHERE {}", quote(table), matching(key_columns))
+}
+
+fn matching(key_columns: &[&str]) -> String {
+    key_columns.iter().map(|c| format!("{} = ?", quote(c))).collect::<Vec<_>>().join(" AND ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +83,16 @@ mod tests {
              VALUES (?, ?, ?), (?, ?, ?) ON CONFLICT (\"HIS_appointment_id\") \
              DO UPDATE SET \"HIS_status\" = excluded.\"HIS_status\", \"HIS_created_at\" = excluded.\"HIS_created_at\""
         );
+    }
+
+    #[test]
+    fn one_row_statements_for_the_other_actions() {
+        assert_eq!(insert("t", &["k", "a"]), "INSERT INTO \"t\" (\"k\", \"a\") VALUES (?, ?)");
+        assert_eq!(
+            update("t", &["a", "b"], &["k", "j"]),
+            "UPDATE \"t\" SET \"a\" = ?, \"b\" = ? WHERE \"k\" = ? AND \"j\" = ?"
+        );
+        assert_eq!(delete("t", &["k"]), "DELETE FROM \"t\" WHERE \"k\" = ?");
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! The SQLite writer: one connection, one transaction per batch.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Instant,
+};
 
 use his_plugin_api::{
-    ColumnDescription, ErrorKind, Logger, PluginError, TableDescription, UpsertBatch, Value, ValueRef, Writer,
+    Actions, ColumnDescription, ColumnSet, Deadline, ErrorKind, IfMissing, Logger, PluginError, TableDescription,
+    Value, ValueRef, WriteAction, WriteBatch, Writer,
 };
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension,
@@ -57,22 +61,22 @@ impl SqliteWriter {
     /// Creates the table, its missing columns and a unique index on the key
     /// columns. Only with `create_missing`; column types follow the first
     /// non-null value of each column in this batch.
-    fn create_missing(&mut self, batch: &UpsertBatch) -> Result<(), PluginError> {
-        let table = batch.table.as_str();
+    fn create_missing(&mut self, batch: &WriteBatch) -> Result<(), PluginError> {
+        let table = batch.table();
         let known = self.known_columns.get(table);
-        if known.is_some_and(|known| batch.columns.iter().all(|c| known.contains(&c.to_lowercase()))) {
+        if known.is_some_and(|known| batch.columns().iter().all(|c| known.contains(&c.to_lowercase()))) {
             return Ok(());
         }
-        let existing: HashSet<String> = match self.describe_table(table)? {
+        let existing: HashSet<String> = match self.describe(table)? {
             Some(description) => description.columns.iter().map(|c| c.name.to_lowercase()).collect(),
             None => HashSet::new(),
         };
-        let keys: Vec<&str> = batch.key_columns.iter().map(|k| k.as_str()).collect();
+        let keys: Vec<&str> = batch.key_columns().iter().map(|k| k.as_str()).collect();
         let quoted_keys = keys.iter().map(|k| sql::quote(k)).collect::<Vec<_>>().join(", ");
         let mut statements = Vec::new();
         if existing.is_empty() {
             let columns: Vec<String> = batch
-                .columns
+                .columns()
                 .iter()
                 .enumerate()
                 .map(|(i, c)| format!("{} {}", sql::quote(c), column_type(batch, i)))
@@ -84,7 +88,7 @@ impl SqliteWriter {
             ));
             self.log.info(format_args!("creating table {table} (database.create_missing is on)"));
         } else {
-            for (i, column) in batch.columns.iter().enumerate() {
+            for (i, column) in batch.columns().iter().enumerate() {
                 if !existing.contains(&column.to_lowercase()) {
                     statements.push(format!(
                         "ALTER TABLE {} ADD COLUMN {} {}",
@@ -103,18 +107,19 @@ impl SqliteWriter {
             ));
         }
         self.connection.execute_batch(&statements.join(";\n")).map_err(classify)?;
-        self.known_columns.insert(table.to_string(), batch.columns.iter().map(|c| c.to_lowercase()).collect());
+        self.known_columns.insert(table.to_string(), batch.columns().iter().map(|c| c.to_lowercase()).collect());
         Ok(())
     }
 }
 
 /// The declared type for a created column: the SQLite affinity of the first
 /// non-null value. Decimals and timestamps are TEXT, which keeps them exact.
-fn column_type(batch: &UpsertBatch, column: usize) -> &'static str {
+fn column_type(batch: &WriteBatch, column: usize) -> &'static str {
     let first = batch.rows().map(|row| row[column].get()).find(|v| *v != ValueRef::Null);
     match first {
         Some(ValueRef::Int(_) | ValueRef::Bool(_)) => "INTEGER",
         Some(ValueRef::Float(_)) => "REAL",
+        Some(ValueRef::Bytes(_)) => "BLOB",
         Some(_) => "TEXT",
         None => "",
     }
@@ -131,8 +136,12 @@ impl ToSql for Bind<'_> {
             ValueRef::Bool(b) => Sql::Integer(i64::from(b)),
             ValueRef::Int(i) => Sql::Integer(i),
             ValueRef::Float(f) => Sql::Real(f),
-            // Decimal and timestamp text is stored as sent: exact, and sortable.
-            ValueRef::Decimal(s) | ValueRef::Text(s) | ValueRef::Timestamp(s) => Sql::Text(s.as_bytes()),
+            // Decimal, timestamp and date text is stored as sent: exact, and
+            // sortable (SQLite has no date type; its date functions read it).
+            ValueRef::Decimal(s) | ValueRef::Text(s) | ValueRef::Timestamp(s) | ValueRef::Date(s) => {
+                Sql::Text(s.as_bytes())
+            }
+            ValueRef::Bytes(b) => Sql::Blob(b),
             other => {
                 return Err(rusqlite::Error::ToSqlConversionFailure(format!("unsupported value {other:?}").into()));
             }
@@ -141,40 +150,178 @@ impl ToSql for Bind<'_> {
 }
 
 impl Writer for SqliteWriter {
-    fn upsert(&mut self, batch: &UpsertBatch) -> Result<(), PluginError> {
-        if self.settings.create_missing {
+    fn write(&mut self, batch: &WriteBatch, deadline: Deadline) -> Result<(), PluginError> {
+        if self.settings.create_missing && batch.action() != his_plugin_api::Action::DELETE {
             self.create_missing(batch)?;
         }
-        let columns: Vec<&str> = batch.columns.iter().map(|c| c.as_str()).collect();
-        let keys: Vec<&str> = batch.key_columns.iter().map(|c| c.as_str()).collect();
-        let rows_per_statement = sql::max_rows_per_statement(columns.len());
+        // SQLite runs in this thread: a statement past the deadline is
+        // interrupted (SQLITE_INTERRUPT) and the transaction rolled back.
+        let until = Instant::now() + deadline.budget();
+        self.connection.progress_handler(10_000, Some(move || Instant::now() > until));
+        let written = self.write_all(batch);
+        self.connection.progress_handler(0, None::<fn() -> bool>);
+        match written {
+            Err(e) if e.code.as_str() == INTERRUPTED => {
+                Err(PluginError::deadline_exceeded(&format!("the write to {}", batch.table()), deadline.budget()))
+            }
+            other => other,
+        }
+    }
 
+    fn ping(&mut self, _deadline: Deadline) -> Result<(), PluginError> {
+        self.connection.query_row("SELECT 1", [], |_| Ok(())).map_err(classify)
+    }
+
+    fn describe_table(&mut self, table: &str, _deadline: Deadline) -> Result<Option<TableDescription>, PluginError> {
+        self.describe(table)
+    }
+
+    fn actions(&self) -> Actions {
+        Actions::ALL_1_1
+    }
+}
+
+/// SQLite's code for a statement interrupted by the progress handler.
+const INTERRUPTED: &str = "SQLITE 9";
+
+impl SqliteWriter {
+    /// The whole batch in one IMMEDIATE transaction, one column set (see
+    /// [`WriteBatch::column_sets`]) after another.
+    fn write_all(&mut self, batch: &WriteBatch) -> Result<(), PluginError> {
         // IMMEDIATE takes the write lock up front, so a busy file fails fast
         // and cleanly instead of midway through the batch.
         let transaction =
             self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(classify)?;
-        let rows: Vec<&[Value]> = batch.rows().collect();
-        for (chunk_index, chunk) in rows.chunks(rows_per_statement).enumerate() {
-            let text = sql::upsert(&batch.table, &columns, &keys, chunk.len());
+        let keys: Vec<&str> = batch.key_columns().iter().map(|c| c.as_str()).collect();
+        for set in batch.column_sets() {
+            let columns: Vec<&str> = set.columns.iter().map(|&c| batch.columns()[c].as_str()).collect();
+            let group = Group { batch, set: &set, columns: &columns, keys: &keys };
+            match batch.action().get() {
+                WriteAction::Upsert => group.upsert(&transaction)?,
+                WriteAction::Insert => group.each_row(&transaction, Group::insert)?,
+                WriteAction::Update(if_missing) => {
+                    group.each_row(&transaction, |g, t, row| g.update(t, row, if_missing))?
+                }
+                WriteAction::SoftDelete => {
+                    group.each_row(&transaction, |g, t, row| g.update(t, row, IfMissing::Ignore))?
+                }
+                WriteAction::Delete => group.each_row(&transaction, Group::delete)?,
+                other => {
+                    return Err(PluginError::permanent(ErrorKind::UNSUPPORTED, format!("unknown action {other:?}")));
+                }
+            }
+        }
+        transaction.commit().map_err(classify)?;
+        self.log.debug(format_args!("{} of {} rows into {}", batch.action().name(), batch.row_count(), batch.table()));
+        Ok(())
+    }
+}
+
+/// Rows of one batch that carry the same columns.
+struct Group<'a> {
+    batch: &'a WriteBatch,
+    set: &'a ColumnSet,
+    /// The names of the set's columns.
+    columns: &'a [&'a str],
+    keys: &'a [&'a str],
+}
+
+impl Group<'_> {
+    /// The values of `row` for `names`, in their order.
+    fn values<'v>(&self, row: &'v [Value], names: &[&str]) -> Vec<Bind<'v>> {
+        let all = self.batch.columns();
+        names.iter().map(|n| Bind(&row[all.iter().position(|c| c.as_str() == *n).expect("a batch column")])).collect()
+    }
+
+    /// Multi-row upserts, as many rows per statement as SQLite takes.
+    fn upsert(&self, transaction: &rusqlite::Transaction<'_>) -> Result<(), PluginError> {
+        let rows_per_statement = sql::max_rows_per_statement(self.columns.len());
+        for chunk in self.set.rows.chunks(rows_per_statement) {
+            let text = sql::upsert(self.batch.table(), self.columns, self.keys, chunk.len());
             // Cached: a steady stream of same-sized batches reuses one plan.
             let mut statement = transaction.prepare_cached(&text).map_err(classify)?;
-            let params: Vec<Bind<'_>> = chunk.iter().flat_map(|row| row.iter().map(Bind)).collect();
-            statement.execute(rusqlite::params_from_iter(params.iter())).map_err(|e| match (&e, chunk.len()) {
+            let rows: Vec<&[Value]> = self.batch.rows().collect();
+            let params: Vec<Bind<'_>> = chunk.iter().flat_map(|&r| self.values(rows[r], self.columns)).collect();
+            statement.execute(rusqlite::params_from_iter(params.iter())).map_err(|e| match chunk {
                 // With one row per statement, the failing row is known.
-                (_, 1) => classify(e).with_row(chunk_index * rows_per_statement),
+                [row] => classify(e).with_row(*row),
                 _ => classify(e),
             })?;
         }
-        transaction.commit().map_err(classify)?;
-        self.log.debug(format_args!("upserted {} rows into {}", batch.row_count(), batch.table));
         Ok(())
     }
 
-    fn ping(&mut self) -> Result<(), PluginError> {
-        self.connection.query_row("SELECT 1", [], |_| Ok(())).map_err(classify)
+    /// `act` on each row alone, naming the row in its error.
+    fn each_row(
+        &self,
+        transaction: &rusqlite::Transaction<'_>,
+        act: impl Fn(&Self, &rusqlite::Transaction<'_>, &[Value]) -> Result<(), PluginError>,
+    ) -> Result<(), PluginError> {
+        let rows: Vec<&[Value]> = self.batch.rows().collect();
+        for &row in &self.set.rows {
+            act(self, transaction, rows[row]).map_err(|e| e.with_row(row))?;
+        }
+        Ok(())
     }
 
-    fn describe_table(&mut self, table: &str) -> Result<Option<TableDescription>, PluginError> {
+    /// Inserts a row; a key that exists is a DATA error, never an overwrite.
+    fn insert(&self, transaction: &rusqlite::Transaction<'_>, row: &[Value]) -> Result<(), PluginError> {
+        let mut statement =
+            transaction.prepare_cached(&sql::insert(self.batch.table(), self.columns)).map_err(classify)?;
+        statement.execute(rusqlite::params_from_iter(self.values(row, self.columns).iter())).map_err(|e| {
+            let e = classify(e);
+            if e.kind == ErrorKind::CONSTRAINT && e.message.contains("UNIQUE") {
+                PluginError::permanent(ErrorKind::DATA, format!("insert: a row with this key exists ({})", e.message))
+                    .with_code(e.code.as_str())
+            } else {
+                e
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Updates the row's carried non-key columns; a key that matches no row
+    /// is handled as `if_missing` says.
+    fn update(
+        &self,
+        transaction: &rusqlite::Transaction<'_>,
+        row: &[Value],
+        if_missing: IfMissing,
+    ) -> Result<(), PluginError> {
+        let set: Vec<&str> = self.columns.iter().copied().filter(|c| !self.keys.contains(c)).collect();
+        let changed = if set.is_empty() {
+            // Nothing to set: does the row exist?
+            let mut statement =
+                transaction.prepare_cached(&sql::exists(self.batch.table(), self.keys)).map_err(classify)?;
+            statement.exists(rusqlite::params_from_iter(self.values(row, self.keys).iter())).map_err(classify)? as usize
+        } else {
+            let mut statement =
+                transaction.prepare_cached(&sql::update(self.batch.table(), &set, self.keys)).map_err(classify)?;
+            let mut params = self.values(row, &set);
+            params.extend(self.values(row, self.keys));
+            statement.execute(rusqlite::params_from_iter(params.iter())).map_err(classify)?
+        };
+        match (changed, if_missing) {
+            (0, IfMissing::Error) => Err(PluginError::permanent(
+                ErrorKind::DATA,
+                format!("update: no row of {} has this key", self.batch.table()),
+            )),
+            (0, IfMissing::Insert) => self.insert(transaction, row),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes the row with the key; none is fine.
+    fn delete(&self, transaction: &rusqlite::Transaction<'_>, row: &[Value]) -> Result<(), PluginError> {
+        let mut statement =
+            transaction.prepare_cached(&sql::delete(self.batch.table(), self.keys)).map_err(classify)?;
+        statement.execute(rusqlite::params_from_iter(self.values(row, self.keys).iter())).map_err(classify)?;
+        Ok(())
+    }
+}
+
+impl SqliteWriter {
+    fn describe(&mut self, table: &str) -> Result<Option<TableDescription>, PluginError> {
         // SQLite compares table names without regard to case.
         let name: Option<String> = self
             .connection

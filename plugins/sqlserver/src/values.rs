@@ -69,6 +69,9 @@ pub fn bind(value: &Value, zone: HisZone) -> Result<Bind<'_>, PluginError> {
                 PluginError::permanent(ErrorKind::DATA, format!("{s:?} is not an ISO 8601 timestamp"))
             })?)
         }
+        ValueRef::Date(s) => Bind::DateTime(HisZone::date_at_midnight(s).ok_or_else(|| {
+            PluginError::permanent(ErrorKind::DATA, format!("{s:?} is not a calendar date (YYYY-MM-DD)"))
+        })?),
         other => {
             return Err(PluginError::permanent(
                 ErrorKind::UNSUPPORTED,

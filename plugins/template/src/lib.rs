@@ -1,6 +1,6 @@
 //! # his_template: a whole plugin in one file, to copy
 //!
-//! Instead of a database, this plugin appends every upserted row as one
+//! Instead of a database, this plugin appends every written row as one
 //! JSON line to a file. It shows each duty of a plugin with nothing else in
 //! the way: settings, the three writer calls, error classification, and the
 //! export. Select it with:
@@ -15,8 +15,9 @@
 //! {"table":"HIS_appointments","key":{"HIS_appointment_id":7},"row":{"HIS_appointment_id":7,"HIS_status":"booked"}}
 //! ```
 //!
-//! A file cannot update a line in place, so an upsert is an append: a
-//! reader takes the *last* line for each (table, key). A real plugin runs
+//! A file cannot update a line in place, so every write is an append: a
+//! reader applies the lines in order, and takes the *last* state of each
+//! (table, key). Each line also names its action (`upsert`, `delete`, …). A real plugin runs
 //! `INSERT … ON CONFLICT`, `MERGE` or the like instead (see plugins/sqlite).
 //!
 //! To start your own plugin: copy this folder, rename the package and the
@@ -53,7 +54,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use his_plugin_api::{ErrorKind, OpenContext, Plugin, PluginError, TableDescription, UpsertBatch, ValueRef, Writer};
+use his_plugin_api::{
+    Actions, Deadline, ErrorKind, OpenContext, Plugin, PluginError, TableDescription, ValueRef, WriteBatch, Writer,
+};
 use serde_json::{Map, Value as Json, json};
 
 /// The `database` section, as the operator writes it. `deny_unknown_fields`
@@ -107,12 +110,22 @@ impl Writer for TemplateWriter {
     /// the batch again, which repeats lines: harmless, as the last line per
     /// key wins. Repeating a batch is always possible, which is why a
     /// writer upserts rather than inserts.
-    fn upsert(&mut self, batch: &UpsertBatch) -> Result<(), PluginError> {
+    ///
+    /// Each line records the batch's action (`upsert`, `insert`, `update`,
+    /// `delete`, `soft_delete`) and only the columns the row carries (a
+    /// partial row leaves the others as they were). A log cannot refuse an
+    /// insert whose key exists or an update of a missing row, as a table
+    /// does: its reader applies the lines in order. A database plugin
+    /// enforces them (see plugins/sqlite).
+    fn write(&mut self, batch: &WriteBatch, _deadline: Deadline) -> Result<(), PluginError> {
         let mut lines = String::new();
         for (index, row) in batch.rows().enumerate() {
             let mut columns = Map::new();
             let mut key = Map::new();
-            for (column, value) in batch.columns.iter().zip(row) {
+            for (at, (column, value)) in batch.columns().iter().zip(row).enumerate() {
+                if !batch.is_present(index, at) {
+                    continue;
+                }
                 // Match on `get()`, never on the raw kind: it is the typed view.
                 let value = match value.get() {
                     ValueRef::Null => Json::Null,
@@ -120,7 +133,9 @@ impl Writer for TemplateWriter {
                     ValueRef::Int(i) => json!(i),
                     ValueRef::Float(f) => json!(f),
                     // Decimals stay text, so that no float rounds an amount.
-                    ValueRef::Decimal(s) | ValueRef::Text(s) | ValueRef::Timestamp(s) => json!(s),
+                    ValueRef::Decimal(s) | ValueRef::Text(s) | ValueRef::Timestamp(s) | ValueRef::Date(s) => json!(s),
+                    // JSON has no bytes: hexadecimal, as SQL writes them.
+                    ValueRef::Bytes(b) => json!(b.iter().map(|byte| format!("{byte:02x}")).collect::<String>()),
                     // A kind newer than this plugin: refuse the row, never guess.
                     other => {
                         return Err(PluginError::permanent(
@@ -130,22 +145,28 @@ impl Writer for TemplateWriter {
                         .with_row(index));
                     }
                 };
-                if batch.key_columns.contains(column) {
+                if batch.key_columns().contains(column) {
                     key.insert(column.to_string(), value.clone());
                 }
                 columns.insert(column.to_string(), value);
             }
-            lines.push_str(&json!({"table": batch.table.as_str(), "key": key, "row": columns}).to_string());
+            let line = json!({"table": batch.table(), "action": batch.action().name(), "key": key, "row": columns});
+            lines.push_str(&line.to_string());
             lines.push('\n');
         }
         let mut file = self.open_for_append()?;
         file.write_all(lines.as_bytes()).and_then(|()| file.sync_data()).map_err(|e| self.io_error("write", e))
     }
 
+    /// Every action of plugin-api 1.1: each is a line in the log.
+    fn actions(&self) -> Actions {
+        Actions::ALL_1_1
+    }
+
     /// Checks that the rows file can be written now, by the very operation
-    /// `upsert` uses: open it for appending (creating it if need be), which
+    /// `write` uses: open it for appending (creating it if need be), which
     /// fails if its folder is gone or not writable.
-    fn ping(&mut self) -> Result<(), PluginError> {
+    fn ping(&mut self, _deadline: Deadline) -> Result<(), PluginError> {
         self.open_for_append().map(drop)
     }
 
@@ -154,7 +175,7 @@ impl Writer for TemplateWriter {
     /// reports each mapped table as missing: for this plugin, read that as
     /// "nothing to check against". A plugin for a real database must
     /// describe its tables: `check` relies on it (see plugins/sqlite).
-    fn describe_table(&mut self, _table: &str) -> Result<Option<TableDescription>, PluginError> {
+    fn describe_table(&mut self, _table: &str, _deadline: Deadline) -> Result<Option<TableDescription>, PluginError> {
         Ok(None)
     }
 }

@@ -111,17 +111,18 @@ fn run(file: &Path, report: &mut Report) {
     });
 
     let settings = loaded.database_settings_json();
-    let mut writer = match plugin.open_writer(&settings, &loaded.dir) {
+    let deadline = loaded.config.sync.plugin_deadline();
+    let mut writer = match plugin.open_writer(&settings, &loaded.dir, deadline) {
         Ok(writer) => writer,
         Err(error) => {
             report.findings.push(his_finding(database_type, "cannot be opened", &error));
             return;
         }
     };
-    if let Err(error) = writer.ping().into_result() {
+    if let Err(error) = writer.ping(deadline) {
         report.findings.push(his_finding(database_type, "opened, but does not answer", &error));
         if error.kind != ErrorKind::PANIC {
-            let _ = writer.close().into_result();
+            let _ = writer.close();
         }
         return;
     }
@@ -129,15 +130,20 @@ fn run(file: &Path, report: &mut Report) {
 
     let target = Target::of(&loaded);
     let mappings = Mappings::new(&loaded.config.mapping);
+    let named = format!("{} (plugin-api {})", plugin.name, plugin.abi_version);
+    if let Some(problem) = mappings.beyond(writer.actions(), writer.takes_partial_rows(), &named) {
+        let at = problem.split_whitespace().next().unwrap_or("mapping").to_string();
+        report.findings.push(Finding::error(at, problem, "see the plugin's documentation for the actions it supports"));
+    }
     for (event_type, config) in &loaded.config.mapping {
         let mapping = mappings.get(event_type).expect("compiled from the same config");
         report.mappings_checked += 1;
-        match writer.describe_table(mapping.table.as_str().into()).into_result() {
+        match writer.describe_table(&mapping.table, deadline) {
             Ok(table) => report.findings.extend(check_mapping(
                 event_type,
                 mapping,
                 config.key.is_none(),
-                table.into_option().as_ref(),
+                table.as_ref(),
                 &target,
             )),
             Err(error) if error.kind == ErrorKind::PANIC => {
@@ -161,7 +167,7 @@ fn run(file: &Path, report: &mut Report) {
             )),
         }
     }
-    let _ = writer.close().into_result();
+    let _ = writer.close();
 }
 
 /// A config that cannot be used: one finding, with the JSON path.

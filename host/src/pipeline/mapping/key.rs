@@ -291,6 +291,9 @@ mod tests {
                     table: "his_appointments".into(),
                     fields: c.mapping[1].fields.clone(),
                     key: c.mapping[1].key.clone(),
+                    action: Default::default(),
+                    if_missing: None,
+                    on_missing: Default::default(),
                 };
                 c.mapping.insert("moved".into(), again);
             }),

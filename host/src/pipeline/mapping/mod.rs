@@ -12,7 +12,7 @@ pub mod key;
 pub mod members;
 pub mod value;
 
-use his_plugin_api::Value;
+use his_plugin_api::{Action, Actions, Value};
 use indexmap::IndexMap;
 
 pub use self::{
@@ -20,7 +20,7 @@ pub use self::{
     members::{Members, kind_of},
     value::{InexactNumber, MAX_PLAIN_DIGITS, is_timestamp, value_of},
 };
-use crate::config::MappingConfig;
+use crate::config::{MappingConfig, OnMissing};
 
 /// Fields that default to the time the middleware received the event.
 const RECEIVE_TIME_FIELDS: [&str; 2] = ["received_at", "updated_at"];
@@ -44,8 +44,22 @@ pub struct EventMapping {
     pub key_fields: Vec<String>,
     /// The HIS columns of `key_fields`.
     pub key_columns: Vec<String>,
+    /// What its events do to their rows.
+    pub action: Action,
+    /// Whether a field the event lacks is NULL or left as it is.
+    pub on_missing: OnMissing,
     /// What its events' row keys are made of (see [`key`](mod@key)).
     row_key: key::RowKey,
+}
+
+/// One event's row: a value per column, and the columns it leaves alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// One value per column of the mapping; an absent column's is NULL.
+    pub values: Vec<Value>,
+    /// Indexes of the columns the event did not carry, with `on_missing:
+    /// "keep"`: the HIS keeps what it has. Empty for a whole row.
+    pub absent: Vec<usize>,
 }
 
 /// Why an event cannot be turned into a row.
@@ -118,13 +132,22 @@ impl Mappings {
             .map(|(event_type, m)| {
                 let key_fields = m.key_fields();
                 let key_columns: Vec<String> = key_fields.iter().map(|f| m.fields[f].clone()).collect();
+                let action = m.write_action();
+                // A delete names its row and nothing else.
+                let (fields, columns) = if action == Action::DELETE {
+                    (key_fields.clone(), key_columns.clone())
+                } else {
+                    (m.fields.keys().cloned().collect(), m.fields.values().cloned().collect())
+                };
                 let mapping = EventMapping {
                     row_key: key::RowKey::new(&m.table, &key_fields, &key_columns),
                     table: m.table.clone(),
-                    fields: m.fields.keys().cloned().collect(),
-                    columns: m.fields.values().cloned().collect(),
+                    fields,
+                    columns,
                     key_fields,
                     key_columns,
+                    action,
+                    on_missing: m.on_missing,
                 };
                 (event_type.clone(), mapping)
             })
@@ -135,6 +158,31 @@ impl Mappings {
     /// The mapping for `event_type`, if there is one.
     pub fn get(&self, event_type: &str) -> Option<&EventMapping> {
         self.by_type.get(event_type)
+    }
+
+    /// The first mapping a plugin cannot serve, said in one line naming it:
+    /// an action outside `actions`, or partial rows (`on_missing: "keep"`)
+    /// when the plugin cannot leave columns alone. `plugin` names the
+    /// plugin and its plugin-api version.
+    pub fn beyond(&self, actions: Actions, partial_rows: bool, plugin: &str) -> Option<String> {
+        self.by_type.iter().find_map(|(event_type, m)| {
+            if !actions.contains(m.action) {
+                Some(format!(
+                    "mapping.{event_type}.action is {:?}, but the plugin {plugin} can only {}: install a plugin \
+                     built against plugin-api 1.1 or newer, or change the action",
+                    m.action.name(),
+                    can_do(actions)
+                ))
+            } else if m.on_missing == OnMissing::Keep && !partial_rows {
+                Some(format!(
+                    "mapping.{event_type}.on_missing is \"keep\", but the plugin {plugin} cannot leave columns \
+                     untouched (partial rows need plugin-api 1.1 or newer): install a newer plugin, or remove \
+                     on_missing"
+                ))
+            } else {
+                None
+            }
+        })
     }
 
     /// The mapped event types, in config order.
@@ -148,22 +196,39 @@ impl EventMapping {
     ///
     /// A mapped field the event does not carry is NULL, except
     /// `received_at` and `updated_at`, which default to `received_at`
-    /// (the time the middleware received the event).
-    pub fn row(&self, event_type: &str, payload: &str, received_at: &str) -> Result<Vec<Value>, MappingError> {
+    /// (the time the middleware received the event). With `on_missing:
+    /// "keep"` it is absent instead, and the HIS keeps what it has.
+    pub fn row(&self, event_type: &str, payload: &str, received_at: &str) -> Result<Row, MappingError> {
         let members = Members::parse(payload).map_err(MappingError::BadPayload)?;
-        self.fields
+        let mut absent = Vec::new();
+        let values = self
+            .fields
             .iter()
-            .map(|field| match members.raw(field) {
+            .enumerate()
+            .map(|(column, field)| match members.raw(field) {
                 Some(raw) => value_of(raw).map_err(|error| MappingError::Inexact {
                     event_type: event_type.to_string(),
                     field: field.clone(),
                     error,
                 }),
                 None if RECEIVE_TIME_FIELDS.contains(&field.as_str()) => Ok(Value::timestamp(received_at)),
-                None => Ok(Value::null()),
+                None => {
+                    if self.on_missing == OnMissing::Keep {
+                        absent.push(column);
+                    }
+                    Ok(Value::null())
+                }
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(Row { values, absent })
     }
+}
+
+/// What a set of actions allows, for messages: `upsert`, `upsert, delete`.
+fn can_do(actions: Actions) -> String {
+    use his_plugin_api::IfMissing;
+    let all = [Action::UPSERT, Action::INSERT, Action::update(IfMissing::Error), Action::DELETE, Action::SOFT_DELETE];
+    all.iter().filter(|a| actions.contains(**a)).map(|a| a.name()).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -196,15 +261,16 @@ mod tests {
             )
             .unwrap();
         assert_eq!(
-            row.iter().map(Value::get).collect::<Vec<_>>(),
+            row.values.iter().map(Value::get).collect::<Vec<_>>(),
             [ValueRef::Int(123), ValueRef::Text("confirmed"), ValueRef::Timestamp("2026-01-02T03:04:05.678Z")]
         );
         let payment = m.get("payment").unwrap();
         let row = payment.row("payment", r#"{"payment_id": 789}"#, "2026-01-02T03:04:05.678Z").unwrap();
         assert_eq!(
-            row.iter().map(Value::get).collect::<Vec<_>>(),
+            row.values.iter().map(Value::get).collect::<Vec<_>>(),
             [ValueRef::Int(789), ValueRef::Null, ValueRef::Null, ValueRef::Null]
         );
+        assert!(row.absent.is_empty());
     }
 
     #[test]
@@ -217,7 +283,49 @@ mod tests {
             )
         });
         let row = appointment.unwrap().unwrap();
-        assert_eq!(row[0].get(), ValueRef::Int(123));
-        assert_eq!(row[1].get(), ValueRef::Text("confirmed"));
+        assert_eq!(row.values[0].get(), ValueRef::Int(123));
+        assert_eq!(row.values[1].get(), ValueRef::Text("confirmed"));
+    }
+
+    fn one_mapping(extra: &str) -> Mappings {
+        let config = crate::config::parse(&format!(
+            r#"{{"database": {{"type": "sqlite", "path": "h.db"}}, "mapping": {{"e": {{"table": "T",
+                "fields": {{"e_id": "ID", "status": "STATUS", "born": "BORN"}}{extra}}}}}}}"#
+        ))
+        .unwrap();
+        Mappings::new(&config.mapping)
+    }
+
+    #[test]
+    fn with_keep_absent_fields_are_left_alone_and_dates_are_dates() {
+        let keep = one_mapping(r#", "action": "update", "on_missing": "keep""#);
+        let m = keep.get("e").unwrap();
+        assert_eq!(m.action, Action::update(his_plugin_api::IfMissing::Error));
+        let row = m.row("e", r#"{"e_id": 1, "born": "1990-05-17"}"#, "2026-01-02T03:04:05Z").unwrap();
+        assert_eq!(row.absent, [1]);
+        assert_eq!(row.values[2].get(), ValueRef::Date("1990-05-17"));
+    }
+
+    #[test]
+    fn a_plugin_that_cannot_serve_a_mapping_is_told_by_mapping() {
+        let delete = one_mapping(r#", "action": "delete""#);
+        let e = delete.beyond(Actions::UPSERT, false, "his_x (plugin-api 1.0.0)").unwrap();
+        assert!(
+            e.starts_with("mapping.e.action is \"delete\", but the plugin his_x (plugin-api 1.0.0) can only upsert"),
+            "{e}"
+        );
+        assert_eq!(delete.beyond(his_plugin_api::Actions::ALL_1_1, true, "p"), None);
+        let keep = one_mapping(r#", "on_missing": "keep""#);
+        assert!(keep.beyond(Actions::UPSERT, false, "p").unwrap().starts_with("mapping.e.on_missing is \"keep\""));
+        assert_eq!(keep.beyond(Actions::UPSERT, true, "p"), None);
+    }
+
+    #[test]
+    fn a_delete_sends_only_its_key() {
+        let delete = one_mapping(r#", "action": "delete""#);
+        let m = delete.get("e").unwrap();
+        assert_eq!((m.action, m.columns.as_slice()), (Action::DELETE, ["ID".to_string()].as_slice()));
+        let row = m.row("e", r#"{"e_id": 1, "status": "x"}"#, "2026-01-02T03:04:05Z").unwrap();
+        assert_eq!(row.values, [Value::int(1)]);
     }
 }

@@ -26,8 +26,9 @@ pub struct InexactNumber {
 ///   `1e-7` is `0.0000001`), or [`InexactNumber`] when that takes more
 ///   than [`MAX_PLAIN_DIGITS`] digits;
 /// - strings in ISO 8601 date-time form (`2025-03-03T09:00:00`, optionally
-///   with a fraction and `Z` or `±HH:MM`) are timestamps; other strings are
-///   text, exactly as sent;
+///   with a fraction and `Z` or `±HH:MM`) are timestamps; real calendar
+///   dates (`1990-05-17`) are dates; other strings are text, exactly as
+///   sent;
 /// - objects and arrays are stored as their JSON text.
 pub fn value_of(raw: &RawValue) -> Result<Value, InexactNumber> {
     let text = raw.get();
@@ -37,6 +38,7 @@ pub fn value_of(raw: &RawValue) -> Result<Value, InexactNumber> {
         Some(b'f') => Value::bool(false),
         Some(b'"') => match serde_json::from_str::<String>(text) {
             Ok(s) if is_timestamp(&s) => Value::timestamp(s),
+            Ok(s) if his_plugin_api::is_date(&s) => Value::date(s),
             Ok(s) => Value::text(s),
             Err(_) => Value::text(text),
         },
@@ -168,8 +170,11 @@ mod tests {
         ] {
             assert_eq!(value(&format!("{ok:?}")).get(), ValueRef::Timestamp(ok), "{ok}");
         }
+        // A date alone is a date (since plugin-api 1.1), if it is a real one.
+        assert_eq!(value("\"2025-03-03\"").get(), ValueRef::Date("2025-03-03"));
         for text in [
-            "2025-03-03",
+            "2025-02-30",
+            "2025-3-03",
             "2025-03-03 09:00:00",
             "2025-13-03T09:00:00",
             "2025-03-03T25:00:00",

@@ -18,7 +18,8 @@ use abi_stable::{
     std_types::{ROption, RResult, RStr},
 };
 use his_plugin_api::{
-    AbiWriter, AbiWriter_TO, ErrorKind, PluginError, TableDescription, UpsertBatch, ValueRef, WriterBox,
+    AbiWriter, AbiWriter_TO, Actions, Deadline, ErrorKind, PluginError, TableDescription, ValueRef, WriteBatch,
+    WriterBox,
 };
 
 use super::{Shared, rng::Rng};
@@ -75,15 +76,15 @@ fn dead() -> PluginError {
 }
 
 impl FakeWriter {
-    fn upsert(&self, batch: &UpsertBatch) -> Result<(), PluginError> {
+    fn upsert(&self, batch: &WriteBatch) -> Result<(), PluginError> {
         if self.shared.dead.load(Ordering::SeqCst) {
             return Err(dead());
         }
-        let column = |name: &str| batch.columns.iter().position(|c| c.as_str().eq_ignore_ascii_case(name));
+        let column = |name: &str| batch.columns().iter().position(|c| c.as_str().eq_ignore_ascii_case(name));
         let (Some(id_at), Some(seq_at)) = (column("id"), column("seq")) else {
             return Err(PluginError::permanent(ErrorKind::SCHEMA, "the fake HIS has columns id and seq only"));
         };
-        let table = batch.table.as_str().to_ascii_lowercase();
+        let table = batch.table().to_ascii_lowercase();
         let mut rows = Vec::with_capacity(batch.row_count());
         for row in batch.rows() {
             let id = match row[id_at].get() {
@@ -167,16 +168,24 @@ enum After {
 }
 
 impl AbiWriter for FakeWriter {
-    fn upsert(&mut self, batch: &UpsertBatch) -> RResult<(), PluginError> {
+    fn write(&mut self, batch: &WriteBatch, _deadline: Deadline) -> RResult<(), PluginError> {
         FakeWriter::upsert(self, batch).into()
     }
 
-    fn ping(&mut self) -> RResult<(), PluginError> {
+    fn ping(&mut self, _deadline: Deadline) -> RResult<(), PluginError> {
         if self.shared.dead.load(Ordering::SeqCst) { RResult::RErr(dead()) } else { RResult::ROk(()) }
     }
 
-    fn describe_table(&mut self, _table: RStr<'_>) -> RResult<ROption<TableDescription>, PluginError> {
+    fn describe_table(
+        &mut self,
+        _table: RStr<'_>,
+        _deadline: Deadline,
+    ) -> RResult<ROption<TableDescription>, PluginError> {
         RResult::ROk(ROption::RNone)
+    }
+
+    fn actions(&self) -> Actions {
+        Actions::UPSERT
     }
 
     fn close(&mut self) -> RResult<(), PluginError> {

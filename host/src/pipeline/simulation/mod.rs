@@ -343,11 +343,14 @@ impl OpenWriter for SimWriters {
         "simulated"
     }
 
-    fn open(&self) -> Result<his_plugin_api::WriterBox, his_plugin_api::PluginError> {
+    fn open(
+        &self,
+        _deadline: his_plugin_api::Deadline,
+    ) -> Result<crate::plugins::HisWriter, his_plugin_api::PluginError> {
         if self.0.dead.load(Ordering::SeqCst) {
             return Err(his_plugin_api::PluginError::retryable(his_plugin_api::ErrorKind::CONNECTION, "crashed"));
         }
-        Ok(his::writer(self.0.clone()))
+        Ok(crate::plugins::HisWriter::Current(his::writer(self.0.clone())))
     }
 }
 
@@ -398,6 +401,7 @@ impl Setup {
             committer: committer.clone(),
             wakeup,
             batch_size: self.batch_size,
+            deadline: his_plugin_api::Deadline::after(Duration::from_secs(60)),
             backoff: Backoff {
                 initial: Duration::from_millis(100),
                 max: Duration::from_secs(30),

@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use his_plugin_api::{ErrorKind, PluginError, WriterBox};
+use his_plugin_api::{Deadline, ErrorKind, PluginError};
 use rusqlite::Connection;
 
 mod pass;
@@ -37,7 +37,7 @@ use crate::{
         retry::Backoff,
         wakeup::Wakeup,
     },
-    plugins::Plugin,
+    plugins::{HisWriter, Plugin},
     telemetry::{health::Health, metrics::Metrics},
 };
 
@@ -46,8 +46,8 @@ use crate::{
 pub trait OpenWriter: Send {
     /// The database type, for the log (`mysql`).
     fn name(&self) -> &str;
-    /// Opens a writer. Blocking.
-    fn open(&self) -> Result<WriterBox, PluginError>;
+    /// Opens a writer, within `deadline`. Blocking.
+    fn open(&self, deadline: Deadline) -> Result<HisWriter, PluginError>;
 }
 
 /// The loaded plugin, and what it opens its writer with.
@@ -65,8 +65,8 @@ impl OpenWriter for PluginWriters {
         &self.plugin.name
     }
 
-    fn open(&self) -> Result<WriterBox, PluginError> {
-        self.plugin.open_writer(&self.settings_json, &self.config_dir)
+    fn open(&self, deadline: Deadline) -> Result<HisWriter, PluginError> {
+        self.plugin.open_writer(&self.settings_json, &self.config_dir, deadline)
     }
 }
 
@@ -90,6 +90,8 @@ pub struct Worker {
     pub wakeup: Arc<Wakeup>,
     /// The most events per pass.
     pub batch_size: usize,
+    /// The bound on each call into the plugin.
+    pub deadline: Deadline,
     /// Delays between tries.
     pub backoff: Backoff,
     /// How long delivered events are kept.
@@ -216,7 +218,7 @@ pub(crate) struct State {
     worker: Worker,
     /// `None` until opened, and after the plugin panicked (a poisoned
     /// writer is dropped, never called again).
-    writer: Option<WriterBox>,
+    writer: Option<HisWriter>,
     /// Consecutive passes that ended in a retryable error: the worker's
     /// own backoff while the HIS is unreachable.
     failures: u32,
@@ -283,10 +285,31 @@ impl State {
     }
 
     pub(crate) fn open_writer(&mut self) -> Result<(), PluginError> {
-        let opened = self.worker.writers.open();
+        let opened = self.worker.writers.open(self.worker.deadline);
         self.heard(opened.as_ref().err());
-        self.writer = Some(opened?);
+        let writer = opened?;
+        self.warn_of_missing_abilities(&writer);
+        self.writer = Some(writer);
         Ok(())
+    }
+
+    /// Names each mapping whose action the writer does not list (its events
+    /// will fail, kept for replay, as [`ErrorKind::UNSUPPORTED`]). Startup
+    /// refuses such mappings for plugins whose version fixes what they can
+    /// do; a newer plugin says so only once its writer is open.
+    fn warn_of_missing_abilities(&self, writer: &HisWriter) {
+        let actions = writer.actions();
+        for event_type in self.worker.mappings.event_types() {
+            let mapping = self.worker.mappings.get(event_type).expect("listed");
+            if !actions.contains(mapping.action) {
+                tracing::error!(
+                    "mapping.{event_type}.action is {:?}, which the {} plugin cannot do: its events fail until the \
+                     plugin is upgraded (then replay them) or the mapping changes",
+                    mapping.action.name(),
+                    self.worker.writers.name()
+                );
+            }
+        }
     }
 
     /// Notes how the HIS answered a call, for `/ready` and the metrics. An
@@ -323,7 +346,7 @@ impl State {
         let Some(writer) = self.writer.as_mut() else {
             return Err(PluginError::permanent(ErrorKind::OTHER, "no writer is open"));
         };
-        let pinged = writer.ping().into_result();
+        let pinged = writer.ping(self.worker.deadline);
         if pinged.as_ref().is_err_and(|e| e.kind == ErrorKind::PANIC) {
             self.writer = None;
         }
@@ -465,7 +488,7 @@ impl State {
             self.recorded(previous);
         }
         if let Some(mut writer) = self.writer.take()
-            && let Err(e) = writer.close().into_result()
+            && let Err(e) = writer.close()
         {
             tracing::warn!("closing the {} writer: {e}", self.worker.writers.name());
         }

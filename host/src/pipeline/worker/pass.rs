@@ -11,20 +11,20 @@
 use std::{collections::HashSet, time::Instant};
 
 use abi_stable::std_types::{RString, RVec};
-use his_plugin_api::{ErrorKind, PluginError, UpsertBatch, Value};
+use his_plugin_api::{ErrorKind, PluginError, WriteBatch};
 use indexmap::IndexMap;
 
 use super::{State, UNUSABLE};
 use crate::pipeline::{
     journal::{PendingEvent, Settlement},
     lookahead::Prepared,
-    mapping::{EventMapping, MappingError},
+    mapping::{EventMapping, MappingError, Row},
 };
 
 /// One event and its row.
 pub(super) struct Item {
     pub(super) event: PendingEvent,
-    pub(super) row: Vec<Value>,
+    pub(super) row: Row,
 }
 
 /// What a pass ended with.
@@ -180,29 +180,31 @@ impl State {
             tracing::info!("{} writer reopened", self.worker.writers.name());
         }
         let writer = self.writer.as_mut().expect("opened above");
-        let widths: Vec<usize> = items.iter().map(|i| i.row.len()).collect();
-        let batch = UpsertBatch {
-            table: RString::from(mapping.table.as_str()),
-            columns: mapping.columns.iter().map(|c| RString::from(c.as_str())).collect(),
-            key_columns: mapping.key_columns.iter().map(|c| RString::from(c.as_str())).collect(),
-            values: {
-                let mut values = RVec::with_capacity(widths.iter().sum());
-                for item in items.iter_mut() {
-                    values.extend(std::mem::take(&mut item.row));
-                }
-                values
-            },
-        };
+        let widths: Vec<usize> = items.iter().map(|i| i.row.values.len()).collect();
+        let mut values = RVec::with_capacity(widths.iter().sum());
+        for item in items.iter_mut() {
+            values.extend(std::mem::take(&mut item.row.values));
+        }
+        let mut batch = WriteBatch::new(
+            mapping.table.as_str(),
+            mapping.action,
+            mapping.columns.iter().map(|c| RString::from(c.as_str())).collect(),
+            mapping.key_columns.iter().map(|c| RString::from(c.as_str())).collect(),
+            values,
+        );
+        if items.iter().any(|i| !i.row.absent.is_empty()) {
+            batch = batch.with_presence(|row, column| !items[row].row.absent.contains(&column));
+        }
         let plugin_started = Instant::now();
-        let result = writer.upsert(&batch).into_result();
+        let result = writer.write(&batch, self.worker.deadline);
         if result.is_err() {
-            let mut values = batch.values.into_iter();
+            let mut values = batch.into_values().into_iter();
             for (item, width) in items.iter_mut().zip(widths) {
-                item.row = values.by_ref().take(width).collect();
+                item.row.values = values.by_ref().take(width).collect();
             }
         }
         self.heard(result.as_ref().err());
-        tracing::trace!(rows = items.len(), plugin_ms = plugin_started.elapsed().as_secs_f64() * 1e3, "plugin upsert");
+        tracing::trace!(rows = items.len(), plugin_ms = plugin_started.elapsed().as_secs_f64() * 1e3, "plugin write");
         if let Err(e) = &result
             && e.kind == ErrorKind::PANIC
         {
@@ -337,7 +339,7 @@ mod tests {
                 attempts: 0,
                 event_key: Some(key.into()),
             },
-            row: Vec::new(),
+            row: Row { values: Vec::new(), absent: Vec::new() },
         }
     }
 

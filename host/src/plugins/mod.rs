@@ -1,5 +1,12 @@
-//! Finding and loading writer plugins. The only file that touches
+//! Finding and loading writer plugins. The only place that touches
 //! abi_stable's loading.
+//!
+//! A plugin is loaded through the root module type of its own plugin-api
+//! minor version: 1.0 plugins through the frozen
+//! `his_plugin_api::v1_0::PluginModuleRef`, newer ones through today's
+//! (abi_stable accepts a plugin whose root module has *more* fields than
+//! the host's type, never fewer). [`writer`] then gives both the same
+//! calls.
 //!
 //! `database.type` = `mysql` selects the library `libhis_mysql.so`
 //! (`his_mysql.dll`, `libhis_mysql.dylib`), looked for in `plugins.dir` if
@@ -13,14 +20,19 @@ use std::{
     sync::OnceLock,
 };
 
+pub mod writer;
+
 use abi_stable::{
     library::{LibraryError, lib_header_from_path},
     sabi_types::VersionNumber,
     std_types::RStr,
 };
 use his_plugin_api::{
-    ABI_VERSION, HostServices, HostServicesRef, LogLevel, PluginError, PluginModuleRef, WriterBox, library_file_name,
+    ABI_VERSION, Actions, Deadline, HostServices, HostServicesRef, LogLevel, PluginError, PluginModuleRef,
+    library_file_name, v1_0,
 };
+
+pub use self::writer::HisWriter;
 
 /// Why no plugin could be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +83,7 @@ fn list(searched: &[(PathBuf, &'static str)]) -> String {
 
 /// A loaded plugin library. Libraries are never unloaded.
 pub struct Plugin {
-    module: PluginModuleRef,
+    module: Module,
     /// The library file.
     pub path: PathBuf,
     /// The plugin's name, as it reports it.
@@ -80,6 +92,15 @@ pub struct Plugin {
     pub version: String,
     /// The plugin-api version it was built against.
     pub abi_version: String,
+}
+
+/// A root module, through the type of the plugin's plugin-api version.
+#[derive(Clone, Copy)]
+enum Module {
+    /// A plugin built against plugin-api 1.0.
+    V1_0(v1_0::PluginModuleRef),
+    /// A plugin built against 1.1 or newer.
+    Current(PluginModuleRef),
 }
 
 /// Finds the library for `database_type`.
@@ -113,20 +134,21 @@ pub fn load_path(path: &Path) -> Result<Plugin, LoadError> {
     // would cache one module per type for the whole process.)
     let header = lib_header_from_path(&path).map_err(|e| explain(&path, "unknown".into(), e))?;
     let plugin_abi = header.version_strings().version.to_string();
-    check_version(&path, &plugin_abi)?;
-    let module = header.init_root_module::<PluginModuleRef>().map_err(|e| explain(&path, plugin_abi.clone(), e))?;
-    Ok(Plugin {
-        module,
-        path,
-        name: module.name().to_string(),
-        version: module.version().to_string(),
-        abi_version: plugin_abi,
-    })
+    let version = check_version(&path, &plugin_abi)?;
+    let explain = |e| explain(&path, plugin_abi.clone(), e);
+    let (module, name, plugin_version) = if version.minor == 0 {
+        let module = header.init_root_module::<v1_0::PluginModuleRef>().map_err(explain)?;
+        (Module::V1_0(module), module.name(), module.version())
+    } else {
+        let module = header.init_root_module::<PluginModuleRef>().map_err(explain)?;
+        (Module::Current(module), module.name(), module.version())
+    };
+    Ok(Plugin { module, path, name: name.to_string(), version: plugin_version.to_string(), abi_version: plugin_abi })
 }
 
-/// The versioning rule of plugin-api (see its crate docs): same major
-/// version, and a minor version at least the host's.
-fn check_version(path: &Path, plugin_abi: &str) -> Result<(), LoadError> {
+/// The versioning rule of plugin-api (see its crate docs): the same major
+/// version; any minor version, older or newer than the host's.
+fn check_version(path: &Path, plugin_abi: &str) -> Result<VersionNumber, LoadError> {
     let incompatible = |advice: String| LoadError::Incompatible {
         path: path.to_path_buf(),
         plugin_abi: plugin_abi.to_string(),
@@ -138,18 +160,21 @@ fn check_version(path: &Path, plugin_abi: &str) -> Result<(), LoadError> {
         return Err(incompatible("its version is not a semantic version".into()));
     };
     if plugin.major != host.major {
-        return Err(incompatible(format!(
-            "a different major version. Use the {} plugin released with this buktor-middleware",
-            path.file_name().unwrap_or_default().to_string_lossy()
-        )));
+        let advice = if plugin.major > host.major {
+            format!(
+                "the plugin needs a buktor-middleware built with plugin-api {}.x. Upgrade the middleware, or use a plugin built against plugin-api {}.x",
+                plugin.major, host.major
+            )
+        } else {
+            format!(
+                "a different major version. Use the {} plugin released with this buktor-middleware, or one rebuilt against plugin-api {}.x",
+                path.file_name().unwrap_or_default().to_string_lossy(),
+                host.major
+            )
+        };
+        return Err(incompatible(advice));
     }
-    if plugin.minor < host.minor {
-        return Err(incompatible(format!(
-            "the plugin is older than the host. Rebuild it against plugin-api {}.{} or newer",
-            host.major, host.minor
-        )));
-    }
-    Ok(())
+    Ok(plugin)
 }
 
 fn parse_version(text: &str) -> Option<VersionNumber> {
@@ -232,16 +257,34 @@ fn first_line(text: &str) -> String {
 }
 
 impl Plugin {
-    /// Opens a writer with the config's `database` section. Blocking: call
-    /// it from the sync worker's thread, never from an async task.
-    pub fn open_writer(&self, settings_json: &str, config_dir: &Path) -> Result<WriterBox, PluginError> {
+    /// Opens a writer with the config's `database` section, within
+    /// `deadline`. Blocking: call it from a plain thread, never from an
+    /// async task.
+    pub fn open_writer(
+        &self,
+        settings_json: &str,
+        config_dir: &Path,
+        deadline: Deadline,
+    ) -> Result<HisWriter, PluginError> {
         let config_dir = config_dir.to_string_lossy();
-        (self.module.open_writer())(
-            RStr::from_str(settings_json),
-            RStr::from_str(&config_dir),
-            host_services(&self.name),
-        )
-        .into_result()
+        let (settings, dir, host) =
+            (RStr::from_str(settings_json), RStr::from_str(&config_dir), host_services(&self.name));
+        match self.module {
+            Module::V1_0(module) => (module.open_writer())(settings, dir, host).into_result().map(HisWriter::V1_0),
+            Module::Current(module) => {
+                let open = module.open_writer_v1_1().expect("a plugin of plugin-api 1.1 or newer has open_writer_v1_1");
+                open(settings, dir, host, deadline).into_result().map(HisWriter::Current)
+            }
+        }
+    }
+
+    /// What this plugin's version can do whatever its writer says: a 1.0
+    /// plugin upserts whole rows only. `None` when the writer decides.
+    pub fn fixed_abilities(&self) -> Option<Actions> {
+        match self.module {
+            Module::V1_0(_) => Some(Actions::UPSERT),
+            Module::Current(_) => None,
+        }
     }
 }
 
@@ -296,10 +339,13 @@ mod tests {
         let host = parse_version(ABI_VERSION).unwrap();
         let newer_minor = format!("{}.{}.0", host.major, host.minor + 1);
         assert!(check_version(path, &newer_minor).is_ok());
+        let oldest = format!("{}.0.0", host.major);
+        assert_eq!(check_version(path, &oldest).unwrap().minor, 0, "older minor versions load");
         let other_major = format!("{}.0.0", host.major + 1);
         let e = check_version(path, &other_major).unwrap_err().to_string();
         assert!(e.contains(&format!("built against plugin-api {other_major}")), "{e}");
         assert!(e.contains(&format!("uses plugin-api {ABI_VERSION}")), "{e}");
+        assert!(e.contains(&format!("needs a buktor-middleware built with plugin-api {}.x", host.major + 1)), "{e}");
         assert!(check_version(path, "banana").is_err());
     }
 
