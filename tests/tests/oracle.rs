@@ -2,12 +2,13 @@
 //! here: the SQL, binds, name resolution and error classification are
 //! tested as plain functions in plugins/oracle; this file tests what the
 //! real plugin does through the real host without Instant Client, and,
-//! when `HIS_TEST_ORACLE_DSN` is set, against a real Oracle.
+//! when `HIS_TEST_ORACLE_DSN` is set, against a real Oracle: upserts, row
+//! locks, and every write action with partial rows.
 
 use std::time::Duration;
 
-use buktor_tests::{Setup, query, skipped, wait_for};
-use serde_json::json;
+use buktor_tests::{Setup, query, skipped, verified, wait_for};
+use serde_json::{Value, json};
 
 /// Whether Oracle Instant Client is installed where ODPI-C would find it.
 fn instant_client_installed() -> bool {
@@ -55,20 +56,25 @@ fn without_instant_client_the_plugin_loads_and_says_how_to_install_it() {
     assert!(!stderr.contains("your-password"), "{stderr}");
 }
 
-/// Against a real Oracle: `HIS_TEST_ORACLE_DSN=user/password@//host:port/service`
+/// A real Oracle's login, from `HIS_TEST_ORACLE_DSN=user/password@//host:port/service`
 /// (for example Oracle Database Free in a container on a developer's
-/// machine, with Instant Client installed).
-#[test]
-fn against_a_real_oracle() {
+/// machine, with Instant Client installed): user, password and connect
+/// string. Without the variable, says that `test` was skipped.
+fn real_oracle(test: &str) -> Option<(String, String, String)> {
     let Ok(dsn) = std::env::var("HIS_TEST_ORACLE_DSN") else {
-        skipped(
-            "against_a_real_oracle",
-            "HIS_TEST_ORACLE_DSN is not set (user/password@//host:port/service; see the README)",
-        );
-        return;
+        skipped(test, "HIS_TEST_ORACLE_DSN is not set (user/password@//host:port/service; see the README)");
+        return None;
     };
     let (credentials, connect_string) = dsn.split_once('@').expect("user/password@connect string");
     let (user, password) = credentials.split_once('/').expect("user/password");
+    Some((user.to_string(), password.to_string(), connect_string.to_string()))
+}
+
+/// Against a real Oracle (see [`real_oracle`]).
+#[test]
+fn against_a_real_oracle() {
+    let Some((user, password, connect_string)) = real_oracle("against_a_real_oracle") else { return };
+    let (user, password, connect_string) = (user.as_str(), password.as_str(), connect_string.as_str());
     let oracle = oracle::Connection::connect(user, password, connect_string).expect("connect to the test Oracle");
     for table in ["HIS_APPOINTMENTS", "HIS_SCHEDULES", "HIS_PAYMENTS"] {
         let _ = oracle.execute(&format!("DROP TABLE {table}"), &[]);
@@ -132,4 +138,115 @@ fn against_a_real_oracle() {
     wait_for(Duration::from_secs(30), "the appointment written once the lock is released", || {
         (text("SELECT HIS_status FROM HIS_appointments WHERE HIS_appointment_id = 123") == "moved").then_some(())
     });
+}
+
+/// Mappings of one table (HIS_appointment_actions, its own so that it does
+/// not meet the test above), all keyed by appointment_id: those of
+/// tests/write_actions.rs, and partial upserts and an update that inserts.
+fn action_mappings() -> Value {
+    let key = json!({"appointment_id": "HIS_appointment_id"});
+    let with = |extra: Value| {
+        let mut fields = key.clone();
+        fields.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        fields
+    };
+    let table = "HIS_appointment_actions";
+    let both = || with(json!({"status": "HIS_status", "booked_at": "HIS_created_at"}));
+    json!({
+        "appointment": {"table": table, "fields": both()},
+        "appointment_update": {"table": table, "action": "update", "on_missing": "keep", "fields": both()},
+        "appointment_cancelled": {"table": table, "action": "soft_delete", "fields": with(json!({"status": "HIS_status"}))},
+        "appointment_deleted": {"table": table, "action": "delete", "fields": key},
+        "appointment_insert": {"table": table, "action": "insert", "fields": both()},
+        "appointment_touch": {"table": table, "on_missing": "keep", "fields": both()},
+        "appointment_late": {"table": table, "action": "update", "if_missing": "insert", "on_missing": "keep",
+            "fields": both()},
+    })
+}
+
+/// The events, in order; the comment says what each must do.
+const ACTION_EVENTS: [&str; 12] = [
+    r#"{"event_type": "appointment", "appointment_id": 1, "status": "booked", "booked_at": "2026-01-05T09:00:00"}"#,
+    r#"{"event_type": "appointment", "appointment_id": 2, "status": "booked", "booked_at": "2026-01-05T10:00:00"}"#,
+    r#"{"event_type": "appointment", "appointment_id": 3, "status": "booked", "booked_at": "2026-01-05T11:00:00"}"#,
+    // A partial update: booked_at is absent, so HIS_created_at stays.
+    r#"{"event_type": "appointment_update", "appointment_id": 1, "status": "arrived"}"#,
+    // An update of a row that does not exist: fails (if_missing: error).
+    r#"{"event_type": "appointment_update", "appointment_id": 99, "status": "arrived"}"#,
+    r#"{"event_type": "appointment_cancelled", "appointment_id": 2, "status": "C"}"#,
+    r#"{"event_type": "appointment_deleted", "appointment_id": 3}"#,
+    r#"{"event_type": "appointment_insert", "appointment_id": 4, "status": "walk-in", "booked_at": "2026-01-05T12:00:00"}"#,
+    // An insert of a key that exists: fails (ORA-00001), row 1 stays.
+    r#"{"event_type": "appointment_insert", "appointment_id": 1, "status": "overwritten", "booked_at": "2026-01-06T00:00:00"}"#,
+    // A partial upsert of a row that exists: HIS_created_at stays.
+    r#"{"event_type": "appointment_touch", "appointment_id": 4, "status": "seen"}"#,
+    // A partial upsert of a new row: inserted without HIS_created_at.
+    r#"{"event_type": "appointment_touch", "appointment_id": 5, "status": "new"}"#,
+    // An update of a missing row with if_missing insert: inserted, partial.
+    r#"{"event_type": "appointment_late", "appointment_id": 6, "status": "late"}"#,
+];
+
+/// Every write action, partial updates and partial upserts, against a real
+/// Oracle (see [`real_oracle`]), as tests/write_actions.rs does for SQLite
+/// and MariaDB.
+#[test]
+fn every_action_and_a_partial_update_reach_a_real_oracle() {
+    let test = "every_action_and_a_partial_update_reach_a_real_oracle";
+    let Some((user, password, connect_string)) = real_oracle(test) else { return };
+    let oracle = oracle::Connection::connect(&user, &password, &connect_string).expect("connect to the test Oracle");
+    let _ = oracle.execute("DROP TABLE HIS_APPOINTMENT_ACTIONS", &[]);
+    oracle
+        .execute(
+            "CREATE TABLE HIS_appointment_actions (HIS_appointment_id NUMBER(19) PRIMARY KEY, \
+             HIS_status VARCHAR2(32), HIS_created_at TIMESTAMP(3))",
+            &[],
+        )
+        .unwrap();
+    let mut setup = Setup::new();
+    setup.config["database"] = json!({"type": "oracle", "user": user, "password": password,
+        "connect_string": connect_string, "lock_timeout_secs": 1});
+    setup.config["mapping"] = action_mappings();
+    let mut middleware = setup.start();
+    for event in ACTION_EVENTS {
+        assert_eq!(middleware.post_event(event).status, 200, "{event}");
+    }
+    let journal = setup.journal();
+    let outcomes = wait_for(Duration::from_secs(60), "every event settled", || {
+        let rows = query(&journal, "SELECT id, status, last_error FROM events ORDER BY id");
+        Some(rows).filter(|rows| rows.len() == ACTION_EVENTS.len() && rows.iter().all(|r| r[1] != "pending"))
+    });
+    assert!(middleware.interrupt().success(), "{}", middleware.logs());
+
+    let statuses: Vec<&str> = outcomes.iter().map(|r| r[1].as_str().unwrap()).collect();
+    // Two events fail, each with a message that says why; the rest deliver.
+    assert!(
+        statuses.iter().enumerate().all(|(i, s)| *s == if [4, 8].contains(&i) { "failed" } else { "delivered" }),
+        "{outcomes:?}"
+    );
+    let missing = outcomes[4][2].as_str().unwrap();
+    assert!(missing.contains("update: no row of HIS_appointment_actions has this key"), "{missing}");
+    let exists = outcomes[8][2].as_str().unwrap();
+    assert!(exists.contains("insert: a row with this key exists") && exists.contains("ORA-00001"), "{exists}");
+
+    let rows: Vec<(i64, String, Option<String>)> = oracle
+        .query_as::<(i64, String, Option<String>)>(
+            "SELECT HIS_appointment_id, HIS_status, TO_CHAR(HIS_created_at, 'YYYY-MM-DD HH24:MI:SS') \
+             FROM HIS_appointment_actions ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .map(|row| row.unwrap())
+        .collect();
+    let at = |time: &str| Some(format!("2026-01-05 {time}"));
+    assert_eq!(
+        rows,
+        [
+            (1, "arrived".to_string(), at("09:00:00")),
+            (2, "C".to_string(), at("10:00:00")),
+            (4, "seen".to_string(), at("12:00:00")),
+            (5, "new".to_string(), None),
+            (6, "late".to_string(), None),
+        ]
+    );
+    verified(test, "every action, partial updates and upserts, and an insert of an existing key in Oracle");
 }

@@ -3,15 +3,20 @@
 //! today's crate) loads in today's host and delivers, and a mapping it
 //! cannot serve stops startup with one line naming the mapping.
 
-use std::{path::PathBuf, process::Command, sync::OnceLock, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+    time::Duration,
+};
 
 use buktor_tests::{Setup, artifacts, repo_root, seed, verified, wait_for};
 use serde_json::{Value, json};
 
-/// The 1.0 template plugin, built once from tests/fixtures/abi-1.0 in a
-/// target folder of its own (it is its own workspace, with the 1.0
-/// plugin-api as it was released).
-fn plugin_1_0() -> &'static PathBuf {
+/// tests/fixtures/abi-1.0 built once, in a target folder of its own (it is
+/// its own workspace, with the 1.0 plugin-api as it was released): its
+/// `target/debug` folder, with the 1.0 template plugin and the 1.0 host.
+fn built_1_0() -> &'static PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let fixture = repo_root().join("tests/fixtures/abi-1.0");
@@ -19,7 +24,7 @@ fn plugin_1_0() -> &'static PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let output = Command::new(cargo)
             .current_dir(&fixture)
-            .args(["build", "--quiet", "--locked", "-p", "his-plugin-template-1-0", "--target-dir"])
+            .args(["build", "--quiet", "--locked", "--workspace", "--target-dir"])
             .arg(&target)
             .output()
             .expect("run cargo build");
@@ -28,12 +33,13 @@ fn plugin_1_0() -> &'static PathBuf {
             "building the 1.0 fixture failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
-        target.join("debug").join(format!(
-            "{}his_template{}",
-            std::env::consts::DLL_PREFIX,
-            std::env::consts::DLL_SUFFIX
-        ))
+        target.join("debug")
     })
+}
+
+/// The 1.0 template plugin.
+fn plugin_1_0() -> PathBuf {
+    built_1_0().join(format!("{}his_template{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
 }
 
 /// A setup whose plugins.dir holds only the 1.0 template plugin, writing
@@ -43,7 +49,7 @@ fn with_the_1_0_plugin() -> Setup {
     let dir = setup.path("plugins");
     std::fs::create_dir(&dir).unwrap();
     let plugin = plugin_1_0();
-    std::fs::copy(plugin, dir.join(plugin.file_name().unwrap())).unwrap();
+    std::fs::copy(&plugin, dir.join(plugin.file_name().unwrap())).unwrap();
     setup.config["database"] = json!({"type": "template", "path": "rows.jsonl"});
     setup.config["plugins"] = json!({"dir": "plugins"});
     setup
@@ -92,4 +98,186 @@ fn an_action_a_1_0_plugin_lacks_stops_startup_naming_the_mapping() {
     let (_, stderr) = setup.run_expecting_exit();
     assert!(stderr.contains("mapping.appointment.on_missing is \"keep\", but the plugin"), "{stderr}");
     verified("plugin_compat", "a mapping a 1.0 plugin cannot serve stops startup in one line naming the mapping");
+}
+
+#[test]
+fn todays_plugin_serves_a_host_built_on_plugin_api_1_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = built_1_0().join(format!("host-1-0{}", std::env::consts::EXE_SUFFIX));
+    let output = Command::new(host)
+        .arg(artifacts().plugin("template"))
+        .arg(dir.path())
+        .arg(r#"{"type": "template", "path": "rows.jsonl"}"#)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stdout}{stderr}");
+    let api = std::fs::read_to_string(repo_root().join("plugin-api/Cargo.toml")).unwrap();
+    let version = api.lines().find_map(|l| l.strip_prefix("version = ")).unwrap().trim_matches('"').to_string();
+    assert!(stdout.contains(&format!("through plugin template 0.1.0 (plugin-api {version})")), "{stdout}");
+    let text = std::fs::read_to_string(dir.path().join("rows.jsonl")).unwrap();
+    let rows: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // Today's template wrote them (it names the action), through the 1.0 call.
+    assert_eq!(rows.len(), 2, "{text}");
+    assert_eq!((rows[1]["action"].as_str(), rows[1]["row"]["HIS_status"].as_str()), (Some("upsert"), Some("arrived")));
+    verified("plugin_compat", &format!("a plugin built against plugin-api {version} upserts for a host built on 1.0"));
+}
+
+/// Copies `from` into `to`, skipping `target` folders.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if path.is_dir() {
+            if entry.file_name() != "target" {
+                copy_tree(&path, &to.join(entry.file_name()));
+            }
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// Replaces `from` with `to` in `text`, and insists that it was there: when
+/// this fails, the file changed and this test's patch must follow it.
+fn patched(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "the file no longer has {from:?}: update this test's patch");
+    text.replace(from, to)
+}
+
+/// The template plugin built against a fork of today's plugin-api that
+/// claims the same version but added a field to `Value`: what a vendor who
+/// patched the SDK would ship.
+fn plugin_with_a_changed_value() -> PathBuf {
+    let work = artifacts().dir.parent().expect("target/").join("changed-layout");
+    let _ = std::fs::remove_dir_all(work.join("src"));
+    copy_tree(&repo_root().join("plugin-api"), &work.join("src/plugin-api"));
+    copy_tree(&repo_root().join("plugins/template/src"), &work.join("src/plugin/src"));
+    let value = work.join("src/plugin-api/src/value.rs");
+    let mut text = std::fs::read_to_string(&value).unwrap();
+    text = patched(
+        &text,
+        "    data: RVec<u8>,\n}",
+        "    data: RVec<u8>,\n    /// Added by a fork.\n    added_by_a_fork: u32,\n}",
+    );
+    for constructor in ["data: RVec::new() }", "data: text.into_bytes() }", "data: RVec::from(bytes.into()) }"] {
+        text = patched(&text, constructor, &constructor.replace(" }", ", added_by_a_fork: 0 }"));
+    }
+    std::fs::write(&value, text).unwrap();
+    let api_manifest = std::fs::read_to_string(repo_root().join("plugin-api/Cargo.toml")).unwrap();
+    let version = api_manifest.lines().find_map(|l| l.strip_prefix("version = ")).expect("plugin-api's version");
+    std::fs::write(
+        work.join("src/plugin-api/Cargo.toml"),
+        format!(
+            "[package]\nname = \"his-plugin-api\"\nversion = {version}\nedition = \"2024\"\n\n[dependencies]\n\
+             abi_stable = \"0.11\"\nserde = {{ version = \"1\", features = [\"derive\"] }}\nserde_json = \"1\"\n\
+             serde_path_to_error = \"0.1\"\n\n[features]\nsettings = []\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("src/plugin/Cargo.toml"),
+        "[package]\nname = \"forked-template\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[lib]\nname = \"his_template\"\n\
+         crate-type = [\"cdylib\"]\n\n[dependencies]\nhis-plugin-api = { path = \"../plugin-api\", features = [\"settings\"] }\n\
+         abi_stable = \"0.11\"\nserde = { version = \"1\", features = [\"derive\"] }\nserde_json = \"1\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("src/Cargo.toml"),
+        "[workspace]\nresolver = \"3\"\nmembers = [\"plugin-api\", \"plugin\"]\n",
+    )
+    .unwrap();
+    // The workspace's lock, so that the fork builds with the crates already here.
+    std::fs::copy(repo_root().join("Cargo.lock"), work.join("src/Cargo.lock")).unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(work.join("src"))
+        .args(["build", "--quiet", "-p", "forked-template", "--target-dir"])
+        .arg(work.join("target"))
+        .output()
+        .expect("run cargo build");
+    assert!(output.status.success(), "building the forked plugin failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    work.join("target/debug").join(format!(
+        "{}his_template{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ))
+}
+
+#[test]
+fn a_plugin_whose_value_gained_a_field_is_refused_naming_the_type() {
+    let mut setup = Setup::new();
+    let dir = setup.path("plugins");
+    std::fs::create_dir(&dir).unwrap();
+    let plugin = plugin_with_a_changed_value();
+    std::fs::copy(&plugin, dir.join(plugin.file_name().unwrap())).unwrap();
+    setup.config["database"] = json!({"type": "template", "path": "rows.jsonl"});
+    setup.config["plugins"] = json!({"dir": "plugins"});
+    let (status, stderr) = setup.run_expecting_exit();
+    assert!(!status.success(), "{status}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(stderr.lines().count() < 10, "no layout dump:\n{stderr}");
+    assert!(errors[0].contains("its types differ from this host's"), "{}", errors[0]);
+    assert!(errors[0].contains("type Value"), "names the type: {}", errors[0]);
+    verified(
+        "plugin_compat",
+        "a plugin built against a same-version plugin-api whose Value gained a field is refused, naming Value",
+    );
+}
+
+#[test]
+fn a_plugin_built_with_panic_abort_does_not_compile() {
+    let target = artifacts().dir.parent().expect("target/").join("panic-abort");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(repo_root())
+        .args(["rustc", "--quiet", "-p", "his-plugin-template", "--lib", "--target-dir"])
+        .arg(&target)
+        .args(["--", "-C", "panic=abort"])
+        .output()
+        .expect("run cargo rustc");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the plugin compiled with panic=abort:\n{stderr}");
+    assert!(stderr.contains("a plugin must be built with panic = \"unwind\""), "{stderr}");
+    verified("plugin_compat", "export_plugin! refuses to compile a plugin with panic = \"abort\"");
+}
+
+#[test]
+fn the_sdk_packages_and_the_template_builds_outside_the_repository() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = artifacts().dir.parent().expect("target/").join("sdk");
+    // plugin-api as crates.io would take it: packaged, then built from the package.
+    let output = Command::new(&cargo)
+        .current_dir(repo_root())
+        .args(["package", "--quiet", "--offline", "--allow-dirty", "-p", "his-plugin-api", "--target-dir"])
+        .arg(&target)
+        .output()
+        .expect("run cargo package");
+    assert!(output.status.success(), "cargo package failed:\n{}", String::from_utf8_lossy(&output.stderr));
+
+    // The template, copied out as its README says, with the path pointed at plugin-api.
+    let outside = tempfile::tempdir().unwrap();
+    let copy = outside.path().join("his-plugin-acme");
+    copy_tree(&repo_root().join("plugins/template"), &copy);
+    let manifest = copy.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let api = repo_root().join("plugin-api");
+    let pointed = patched(&text, "path = \"../../plugin-api\"", &format!("path = {:?}", api.display().to_string()));
+    std::fs::write(&manifest, pointed).unwrap();
+    std::fs::copy(repo_root().join("Cargo.lock"), copy.join("Cargo.lock")).unwrap();
+    let output = Command::new(&cargo)
+        .current_dir(&copy)
+        .args(["build", "--quiet", "--offline", "--target-dir"])
+        .arg(target.join("template"))
+        .output()
+        .expect("run cargo build");
+    assert!(output.status.success(), "the copied template did not build:\n{}", String::from_utf8_lossy(&output.stderr));
+    let library = format!("{}his_template{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    assert!(target.join("template/debug").join(library).is_file());
+    verified(
+        "plugin_compat",
+        "plugin-api packages (cargo package); plugins/template builds copied out of the repository",
+    );
 }

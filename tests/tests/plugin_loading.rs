@@ -82,7 +82,10 @@ fn a_plugin_with_a_different_layout_is_refused_in_one_line() {
     assert!(line.contains("was built against plugin-api 1.0.0"), "{line}");
     assert!(line.contains("its types differ from this host's"), "{line}");
     assert!(
-        line.contains("(abi_stable: mismatched package (expected his-plugin-api, found fixture-wrong-layout))"),
+        line.contains(
+            "(abi_stable: type PluginModule (his_plugin_api::v1_0::types): mismatched package (expected \
+             his-plugin-api, found fixture-wrong-layout))"
+        ),
         "{line}"
     );
 }
@@ -137,4 +140,28 @@ fn a_panicking_plugin_becomes_an_error_and_the_host_carries_on() {
             .contains(r#""HIS_appointment_id":3"#)
             .then_some(())
     });
+}
+
+#[test]
+fn a_row_that_panics_once_is_tried_again_on_a_fresh_writer_and_delivered() {
+    let source = artifacts().plugin("panicky");
+    let mut setup = setup_with_plugin_dir("panicky", Some((&source, "libhis_panicky.so")));
+    setup.config["database"] = json!({"type": "panicky", "path": "rows.jsonl"});
+    let middleware = setup.start();
+
+    let once = middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 7, "status": "panic-once"}"#);
+    assert_eq!(once.status, 200);
+    let id = once.json()["id"].as_i64().unwrap();
+    // The panic came from the writer, not the row: a fresh writer writes it.
+    wait_for(Duration::from_secs(10), "the row written on the second try", || {
+        let text = std::fs::read_to_string(setup.path("rows.jsonl")).unwrap_or_default();
+        text.contains(r#""HIS_appointment_id":7"#).then_some(())
+    });
+    wait_for(Duration::from_secs(10), "the event delivered", || {
+        let row = query(&setup.journal(), &format!("SELECT status FROM events WHERE id = {id}"));
+        (row[0][0] == json!("delivered")).then_some(())
+    });
+    let logs = middleware.logs();
+    assert!(logs.contains("trying that row once more on a fresh writer"), "{logs}");
+    assert!(logs.matches("panicky writer opened").count() >= 2, "a fresh writer was opened:\n{logs}");
 }

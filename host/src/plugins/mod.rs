@@ -246,6 +246,22 @@ pub fn summarize_layout_report(report: &str) -> String {
         (Some(expected), Some(found)) => format!("{what} (expected {expected}, found {found})"),
         _ => what.to_string(),
     };
+    // The type the mismatch is in: the last expected layout printed before
+    // the first error, `type:Value` and its `mod:` path.
+    let layout = lines[..first].iter().rposition(|l| l.trim() == "Layout of expected type:");
+    let field = |name: &str| {
+        layout.and_then(|at| {
+            lines[at + 1..first].iter().find_map(|l| {
+                let l = l.trim();
+                l.strip_prefix(name).or_else(|| l.split_once(&format!(" {name}")).map(|(_, rest)| rest))
+            })
+        })
+    };
+    let detail = match (field("type:"), field("mod:")) {
+        (Some(name), Some(module)) => format!("type {} ({module}): {detail}", name.trim()),
+        (Some(name), None) => format!("type {}: {detail}", name.trim()),
+        _ => detail,
+    };
     match errors.len() {
         1 => format!("abi_stable: {detail}"),
         n => format!("abi_stable found {n} mismatches, first: {detail}"),
@@ -362,5 +378,16 @@ mod tests {
             "abi_stable found 300 mismatches, first: mismatched package (expected his-plugin-api, found fixture)"
         );
         assert_eq!(summarize_layout_report("no errors listed"), "abi_stable: the root module's layout differs");
+        // The report of a plugin whose `Value` gained a field, in brief.
+        let grown = "Layout of expected type:\n    --- Type Layout ---\n    type:PluginModule\n    line:26 mod:his_plugin_api::module\n\
+                     Layout of expected type:\n    --- Type Layout ---\n    type:Value\n    size:48 align:8\n    \
+                     line:81 mod:his_plugin_api::value\nLayout of found type:\n    type:Value\n\n\
+                     Error:incompatible type size\nExpected:\n    48\nFound:\n    56\n\n\
+                     Error:too many fields\nExpected:\n    3\nFound:\n    4\n";
+        assert_eq!(
+            summarize_layout_report(grown),
+            "abi_stable found 2 mismatches, first: type Value (his_plugin_api::value): incompatible type size \
+             (expected 48, found 56)"
+        );
     }
 }

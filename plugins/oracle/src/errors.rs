@@ -55,7 +55,7 @@ const PERMANENT: &[(i32, ErrorKind)] = &[
     (1461, ErrorKind::DATA),       // LONG value bound into a non-LONG column
     (1840, ErrorKind::DATA),       // input value not long enough for date format
     (1843, ErrorKind::DATA),       // not a valid month
-    (1, ErrorKind::CONSTRAINT),    // unique constraint (not the merge key)
+    (1, ErrorKind::CONSTRAINT),    // unique constraint (not the merge key; an insert's key: see for_insert)
     (1400, ErrorKind::CONSTRAINT), // cannot insert NULL
     (2291, ErrorKind::CONSTRAINT), // parent key not found
     (2290, ErrorKind::CONSTRAINT), // check constraint
@@ -70,6 +70,22 @@ pub fn from_number(number: i32, message: &str) -> PluginError {
         PluginError::permanent(kind, message)
     };
     error.with_code(format!("ORA-{number:05}"))
+}
+
+/// Oracle's unique violation.
+const UNIQUE_VIOLATED: &str = "ORA-00001";
+
+/// An insert's error, said for the insert action: ORA-00001 means a row
+/// with this key exists, which the action refuses as the row's DATA error
+/// (never an overwrite), keeping Oracle's code, message and the row. For
+/// an upsert or an update it stays a CONSTRAINT error: there it is a unique
+/// key other than the batch's.
+pub fn for_insert(error: PluginError) -> PluginError {
+    if error.code.as_str() != UNIQUE_VIOLATED {
+        return error;
+    }
+    let message = format!("insert: a row with this key exists ({})", error.message);
+    PluginError { row: error.row, ..PluginError::permanent(ErrorKind::DATA, message).with_code(UNIQUE_VIOLATED) }
 }
 
 /// Classifies an ODPI-C error about the session (`DPI-1067: call timeout of
@@ -162,6 +178,20 @@ mod tests {
             assert_eq!((e.retryable, e.kind), (retryable, kind), "ORA-{number}");
         }
         assert_eq!(from_number(942, "m").code.as_str(), "ORA-00942");
+    }
+
+    #[test]
+    fn a_unique_violation_on_insert_is_the_rows_data_error() {
+        let oracle = "ORA-00001: unique constraint (HIS.SYS_C008215) violated";
+        let e = for_insert(from_number(1, oracle).with_row(3));
+        assert_eq!((e.kind, e.retryable, e.code.as_str()), (ErrorKind::DATA, false, "ORA-00001"));
+        assert_eq!(e.message.as_str(), format!("insert: a row with this key exists ({oracle})"));
+        assert_eq!(e.row.into_option(), Some(3));
+        // Any other error of an insert is left as it is.
+        let null = from_number(1400, "ORA-01400: cannot insert NULL into (\"HIS\".\"T\".\"C\")").with_row(1);
+        assert_eq!(for_insert(null.clone()), null);
+        // Outside an insert, ORA-00001 stays a constraint error.
+        assert_eq!(from_number(1, oracle).kind, ErrorKind::CONSTRAINT);
     }
 
     #[test]

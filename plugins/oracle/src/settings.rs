@@ -26,13 +26,14 @@ struct RawSettings {
     password: String,
     #[serde(default = "default_timezone")]
     timezone: String,
-    /// The longest one call (a batch's MERGE, its commit) may take before it
-    /// is abandoned and retried: a dead link must not stall delivery.
+    /// The longest one call (a batch's MERGE or one row's statement, its
+    /// commit) may take before it is abandoned and retried: a dead link
+    /// must not stall delivery.
     #[serde(default = "default_statement_timeout_secs")]
     statement_timeout_secs: u64,
     /// The longest a batch waits for rows another session has locked
-    /// (`SELECT … FOR UPDATE WAIT n` before the MERGE): then it fails with
-    /// ORA-30006, a retryable conflict on its rows only. Below
+    /// (`SELECT … FOR UPDATE WAIT n` before the batch's statements): then it
+    /// fails with ORA-30006, a retryable conflict on its rows only. Below
     /// `statement_timeout_secs`.
     lock_timeout_secs: Option<u64>,
 }

@@ -1,7 +1,10 @@
-//! Oracle SQL text, as pure functions: quoting and the MERGE statement.
+//! Oracle SQL text, as pure functions: quoting, the row locks, the MERGE of
+//! an upsert and the one-row statements of the other actions.
 //!
 //! Names are written as the data dictionary stores them (see
-//! [`crate::dictionary`]), always quoted. Values are bound as `:n`.
+//! [`crate::dictionary`]), always quoted. Values are bound as `:n`, numbered
+//! in the order they appear in the text, which is the order the writer
+//! binds them in.
 
 /// Quotes a stored identifier: `HIS_STATUS` becomes `"HIS_STATUS"`.
 /// Oracle names cannot contain a double quote; the dictionary never gives one.
@@ -12,6 +15,9 @@ pub fn quote(identifier: &str) -> String {
 /// `MERGE INTO t USING (SELECT :1 c1, … FROM dual) s ON (…) WHEN MATCHED
 /// THEN UPDATE … WHEN NOT MATCHED THEN INSERT …`, for one row: executed
 /// with an array bind, it runs once per row in a single round trip.
+/// `columns` are the ones the rows carry (one column set of the batch): a
+/// column left out is neither updated nor inserted, so it keeps its value
+/// or gets its default.
 pub fn merge(table: &str, columns: &[&str], key_columns: &[&str]) -> String {
     let select: Vec<String> = columns.iter().enumerate().map(|(i, c)| format!(":{} {}", i + 1, quote(c))).collect();
     let on: Vec<String> = key_columns.iter().map(|k| format!("t.{0} = s.{0}", quote(k))).collect();
@@ -32,6 +38,48 @@ pub fn merge(table: &str, columns: &[&str], key_columns: &[&str]) -> String {
         quoted.join(", "),
         inserted.join(", ")
     )
+}
+
+/// `INSERT INTO t (a, b) VALUES (:1, :2)`: one row, with only the columns
+/// it carries, so that an absent column gets its default.
+pub fn insert(table: &str, columns: &[&str]) -> String {
+    let quoted: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+    let binds: Vec<String> = (1..=columns.len()).map(|n| format!(":{n}")).collect();
+    format!("INSERT INTO {} ({}) VALUES ({})", quote(table), quoted.join(", "), binds.join(", "))
+}
+
+/// `UPDATE t SET a = :1, … WHERE k = :n AND …`: the set columns' values
+/// first, then the key's. Only the columns named are touched, which is what
+/// a partial row and a soft-delete need. Oracle counts the rows the WHERE
+/// matched, changed or not, so the row count says whether the key exists.
+pub fn update(table: &str, set_columns: &[&str], key_columns: &[&str]) -> String {
+    let set: Vec<String> = set_columns.iter().enumerate().map(|(i, c)| format!("{} = :{}", quote(c), i + 1)).collect();
+    format!("UPDATE {} SET {} WHERE {}", quote(table), set.join(", "), matching(key_columns, set_columns.len()))
+}
+
+/// `DELETE FROM t WHERE k = :1 AND …`: by the key alone.
+pub fn delete(table: &str, key_columns: &[&str]) -> String {
+    format!("DELETE FROM {} WHERE {}", quote(table), matching(key_columns, 0))
+}
+
+/// `SELECT COUNT(*) FROM t WHERE k = :1 AND …`: whether the key exists,
+/// for an update that carries no column but its key (so has no UPDATE to
+/// count with).
+pub fn count(table: &str, key_columns: &[&str]) -> String {
+    format!("SELECT COUNT(*) FROM {} WHERE {}", quote(table), matching(key_columns, 0))
+}
+
+/// The columns an update or a soft-delete sets: the carried ones that are
+/// not the key (by name, or by position among the batch's columns).
+pub fn non_key<T: PartialEq + Copy>(columns: &[T], key_columns: &[T]) -> Vec<T> {
+    columns.iter().copied().filter(|c| !key_columns.contains(c)).collect()
+}
+
+/// `k1 = :n+1 AND k2 = :n+2`, the key's binds numbered after `before` others.
+fn matching(key_columns: &[&str], before: usize) -> String {
+    let terms: Vec<String> =
+        key_columns.iter().enumerate().map(|(i, k)| format!("{} = :{}", quote(k), before + i + 1)).collect();
+    terms.join(" AND ")
 }
 
 /// The most rows one [`lock_rows`] statement names: single-column `IN`
@@ -169,6 +217,71 @@ mod tests {
                 &["HIS_PAYMENT_ID"]
             )
         );
+    }
+
+    #[test]
+    fn a_partial_row_merges_only_the_columns_it_carries() {
+        // An appointment event without booked_at: HIS_CREATED_AT is neither
+        // updated nor inserted.
+        assert_eq!(
+            merge("HIS_APPOINTMENTS", &["HIS_APPOINTMENT_ID", "HIS_STATUS"], &["HIS_APPOINTMENT_ID"]),
+            "MERGE INTO \"HIS_APPOINTMENTS\" t USING (SELECT :1 \"HIS_APPOINTMENT_ID\", :2 \"HIS_STATUS\" FROM dual) s \
+             ON (t.\"HIS_APPOINTMENT_ID\" = s.\"HIS_APPOINTMENT_ID\") \
+             WHEN MATCHED THEN UPDATE SET t.\"HIS_STATUS\" = s.\"HIS_STATUS\" \
+             WHEN NOT MATCHED THEN INSERT (\"HIS_APPOINTMENT_ID\", \"HIS_STATUS\") \
+             VALUES (s.\"HIS_APPOINTMENT_ID\", s.\"HIS_STATUS\")"
+        );
+    }
+
+    #[test]
+    fn an_insert_names_only_the_carried_columns() {
+        assert_eq!(
+            insert("HIS_APPOINTMENTS", &["HIS_APPOINTMENT_ID", "HIS_STATUS", "HIS_CREATED_AT"]),
+            "INSERT INTO \"HIS_APPOINTMENTS\" (\"HIS_APPOINTMENT_ID\", \"HIS_STATUS\", \"HIS_CREATED_AT\") \
+             VALUES (:1, :2, :3)"
+        );
+        assert_eq!(insert("T", &["K"]), "INSERT INTO \"T\" (\"K\") VALUES (:1)");
+    }
+
+    #[test]
+    fn an_update_sets_a_column_subset_then_matches_the_key() {
+        let columns = ["HIS_APPOINTMENT_ID", "HIS_STATUS"];
+        let keys = ["HIS_APPOINTMENT_ID"];
+        assert_eq!(non_key(&columns, &keys), ["HIS_STATUS"]);
+        assert_eq!(
+            update("HIS_APPOINTMENTS", &non_key(&columns, &keys), &keys),
+            "UPDATE \"HIS_APPOINTMENTS\" SET \"HIS_STATUS\" = :1 WHERE \"HIS_APPOINTMENT_ID\" = :2"
+        );
+        // The key's binds come after the set columns', in the order bound.
+        assert_eq!(
+            update("T", &["A", "B"], &["K1", "K2"]),
+            "UPDATE \"T\" SET \"A\" = :1, \"B\" = :2 WHERE \"K1\" = :3 AND \"K2\" = :4"
+        );
+    }
+
+    #[test]
+    fn a_soft_delete_sets_the_carried_non_key_columns() {
+        // A cancellation carries the key, a status and a deletion time.
+        let columns = ["HIS_APPOINTMENT_ID", "HIS_STATUS", "HIS_DELETED_AT"];
+        let keys = ["HIS_APPOINTMENT_ID"];
+        assert_eq!(
+            update("HIS_APPOINTMENTS", &non_key(&columns, &keys), &keys),
+            "UPDATE \"HIS_APPOINTMENTS\" SET \"HIS_STATUS\" = :1, \"HIS_DELETED_AT\" = :2 \
+             WHERE \"HIS_APPOINTMENT_ID\" = :3"
+        );
+        assert!(non_key(&keys, &keys).is_empty());
+        // As the writer calls it, with positions among the batch's columns.
+        assert_eq!(non_key(&[0, 1, 3], &[1]), [0, 3]);
+    }
+
+    #[test]
+    fn a_delete_and_an_existence_count_match_the_key_alone() {
+        assert_eq!(
+            delete("HIS_APPOINTMENTS", &["HIS_APPOINTMENT_ID"]),
+            "DELETE FROM \"HIS_APPOINTMENTS\" WHERE \"HIS_APPOINTMENT_ID\" = :1"
+        );
+        assert_eq!(delete("a\"b", &["K1", "K2"]), "DELETE FROM \"a\"\"b\" WHERE \"K1\" = :1 AND \"K2\" = :2");
+        assert_eq!(count("T", &["K1", "K2"]), "SELECT COUNT(*) FROM \"T\" WHERE \"K1\" = :1 AND \"K2\" = :2");
     }
 
     #[test]

@@ -89,6 +89,23 @@ pub fn from_number(number: u32, message: &str) -> PluginError {
     PluginError::permanent(kind, message)
 }
 
+/// Unique key (2627) and unique index (2601) violations.
+const DUPLICATE_KEY: &[&str] = &["2627", "2601"];
+
+/// What a failed plain insert means: a key that exists is a DATA error of
+/// that row (the insert action never overwrites), said as every plugin says
+/// it, with the server's number kept as the code. Other errors are as
+/// [`classify`] made them. Only for the insert action: in an upsert or an
+/// update the key is matched first, so a violation there is of another
+/// unique index, a CONSTRAINT error.
+pub fn existing_key(error: PluginError) -> PluginError {
+    if !DUPLICATE_KEY.contains(&error.code.as_str()) {
+        return error;
+    }
+    PluginError::permanent(ErrorKind::DATA, format!("insert: a row with this key exists ({})", error.message))
+        .with_code(error.code.as_str())
+}
+
 /// Whether the connection is unusable after `error` (so the writer
 /// reconnects before its next call).
 pub fn breaks_connection(error: &PluginError) -> bool {
@@ -132,5 +149,25 @@ mod tests {
         let e = from_number(1205, "Transaction (Process ID 52) was deadlocked … (state 51, class 13)");
         assert_eq!((e.kind, e.retryable), (ErrorKind::CONFLICT, true));
         assert!(!breaks_connection(&e));
+    }
+
+    #[test]
+    fn an_existing_key_on_insert_is_a_data_error_with_the_servers_number() {
+        for number in [2627, 2601] {
+            let e = existing_key(
+                from_number(number, "Violation of PRIMARY KEY constraint 'PK_t'.").with_code(number.to_string()),
+            );
+            assert_eq!((e.kind, e.retryable, e.code.as_str()), (ErrorKind::DATA, false, number.to_string().as_str()));
+            assert_eq!(
+                e.message.as_str(),
+                "insert: a row with this key exists (Violation of PRIMARY KEY constraint 'PK_t'.)"
+            );
+        }
+        let other = existing_key(from_number(515, "NULL").with_code("515"));
+        assert_eq!(
+            (other.kind, other.message.as_str()),
+            (ErrorKind::CONSTRAINT, "NULL"),
+            "other errors stay as they are"
+        );
     }
 }

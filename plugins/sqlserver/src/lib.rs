@@ -2,18 +2,23 @@
 //!
 //! buktor-middleware loads this library when `database.type` is
 //! `"sqlserver"`. It writes rows with tiberius (TDS 7.3+), one transaction
-//! per batch, as `MERGE … WITH (HOLDLOCK)` statements whose source is a
-//! parameterised `VALUES` list.
+//! per batch: an upsert as `MERGE … WITH (HOLDLOCK)` statements whose
+//! source is a parameterised `VALUES` list; an insert, update, soft-delete
+//! or delete as one statement per row. Partial rows leave the columns they
+//! do not carry as they are.
 //!
 //! - [`settings`]: the `database` section (host, user, password, database,
 //!   and optional port, named instance, encryption, Windows authentication);
-//! - [`sql`]: identifier quoting, the MERGE statement and batch splitting
-//!   below 2,100 parameters, as pure functions;
+//! - [`sql`]: identifier quoting, the MERGE statement, the one-row
+//!   statements of the other actions and batch splitting below 2,100
+//!   parameters, as pure functions;
+//! - [`actions`]: each write action, column set by column set;
 //! - [`values`]: each value bound with an explicit SQL Server type;
 //! - [`errors`]: SQL Server error numbers, classified;
 //! - [`writer`]: the [`Writer`](his_plugin_api::Writer): its own tokio
 //!   runtime and connection, transactions, and table descriptions.
 
+pub mod actions;
 pub mod errors;
 pub mod settings;
 pub mod sql;

@@ -1,5 +1,6 @@
-//! T-SQL text, as pure functions: quoting, the MERGE upsert, and how a
-//! batch is cut into statements.
+//! T-SQL text, as pure functions: quoting, the MERGE upsert, the one-row
+//! insert, update, delete and existence check of the other write actions,
+//! and how a batch is cut into statements.
 //!
 //! Only identifiers from the operator's config are written into SQL text,
 //! always quoted with brackets. Values are bound as `@Pn` parameters.
@@ -66,6 +67,61 @@ pub fn merge(table: &str, columns: &[&str], key_columns: &[&str], row_count: usi
     )
 }
 
+/// `INSERT INTO [t] ([a], [b]) VALUES (@P1, @P2)`: one row, of the
+/// columns it carries. A plain insert, never a MERGE: a key that exists must
+/// fail (2627 or 2601) rather than overwrite the row.
+pub fn insert(table: &str, columns: &[&str]) -> String {
+    let quoted: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+    format!("INSERT INTO {} ({}) VALUES ({})", quote(table), quoted.join(", "), parameters(1, columns.len()).join(", "))
+}
+
+/// `UPDATE [t] SET [a] = @P1, … WHERE [k] = @Pn AND …`: the set columns'
+/// values first, then the keys'.
+///
+/// With `hold_missing`, `WITH (HOLDLOCK)`: a key that matches no row keeps
+/// its key range locked until the commit, so that the insert that follows
+/// (an update with `if_missing: insert`) cannot meet a row another session
+/// inserted in between, as MERGE's HOLDLOCK does for an upsert.
+pub fn update(table: &str, set_columns: &[&str], key_columns: &[&str], hold_missing: bool) -> String {
+    let set: Vec<String> =
+        set_columns.iter().zip(parameters(1, set_columns.len())).map(|(c, p)| format!("{} = {p}", quote(c))).collect();
+    let hint = if hold_missing { " WITH (HOLDLOCK)" } else { "" };
+    format!(
+        "UPDATE {}{hint} SET {} WHERE {}",
+        quote(table),
+        set.join(", "),
+        matching(key_columns, set_columns.len() + 1)
+    )
+}
+
+/// `DELETE FROM [t] WHERE [k] = @P1 AND …`: the key columns only.
+pub fn delete(table: &str, key_columns: &[&str]) -> String {
+    format!("DELETE FROM {} WHERE {}", quote(table), matching(key_columns, 1))
+}
+
+/// `SELECT 1 FROM [t] WITH (UPDLOCK, HOLDLOCK) WHERE [k] = @P1 AND …`:
+/// whether the row exists, for an update that carries only its key (there
+/// is nothing to set, so no affected-row count to read). Locked as an
+/// update would lock it, and a missing key's range too, until the commit.
+pub fn exists(table: &str, key_columns: &[&str]) -> String {
+    format!("SELECT 1 FROM {} WITH (UPDLOCK, HOLDLOCK) WHERE {}", quote(table), matching(key_columns, 1))
+}
+
+/// `@P{first}`, `@P{first + 1}`, …: `count` parameters.
+fn parameters(first: usize, count: usize) -> Vec<String> {
+    (first..first + count).map(|n| format!("@P{n}")).collect()
+}
+
+/// `[k] = @Pn AND …`, numbered from `first`.
+fn matching(key_columns: &[&str], first: usize) -> String {
+    let each: Vec<String> = key_columns
+        .iter()
+        .zip(parameters(first, key_columns.len()))
+        .map(|(k, p)| format!("{} = {p}", quote(k)))
+        .collect();
+    each.join(" AND ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +171,39 @@ mod tests {
         assert!(statement_ranges(1200, 4).iter().all(|r| r.len() * 4 + 2 <= 2100));
         assert_eq!(max_rows_per_statement(5000), 1);
         assert!(statement_ranges(0, 3).is_empty());
+    }
+
+    #[test]
+    fn one_row_statements_for_the_other_actions() {
+        let columns = ["HIS_appointment_id", "HIS_status", "HIS_created_at"];
+        assert_eq!(
+            insert("HIS_appointments", &columns),
+            "INSERT INTO [HIS_appointments] ([HIS_appointment_id], [HIS_status], [HIS_created_at]) \
+             VALUES (@P1, @P2, @P3)"
+        );
+        // A partial update sets only what the row carries; keys come last.
+        assert_eq!(
+            update("HIS_appointments", &["HIS_status"], &["HIS_appointment_id"], false),
+            "UPDATE [HIS_appointments] SET [HIS_status] = @P1 WHERE [HIS_appointment_id] = @P2"
+        );
+        assert_eq!(
+            update("t", &["a", "b"], &["k1", "k2"], true),
+            "UPDATE [t] WITH (HOLDLOCK) SET [a] = @P1, [b] = @P2 WHERE [k1] = @P3 AND [k2] = @P4"
+        );
+        assert_eq!(
+            delete("HIS_appointments", &["HIS_appointment_id"]),
+            "DELETE FROM [HIS_appointments] WHERE [HIS_appointment_id] = @P1"
+        );
+        assert_eq!(
+            exists("t", &["k1", "k2"]),
+            "SELECT 1 FROM [t] WITH (UPDLOCK, HOLDLOCK) WHERE [k1] = @P1 AND [k2] = @P2"
+        );
+    }
+
+    #[test]
+    fn one_row_statements_quote_hostile_names() {
+        let sql = update("x]; DROP TABLE y; --", &["a]b"], &["k"], false);
+        assert_eq!(sql, "UPDATE [x]]; DROP TABLE y; --] SET [a]]b] = @P1 WHERE [k] = @P2");
+        assert_eq!(insert("t", &["[c]"]), "INSERT INTO [t] ([[c]]]) VALUES (@P1)");
     }
 }

@@ -2,7 +2,7 @@
 
 use chrono::NaiveDateTime;
 use his_plugin_api::{ErrorKind, HisZone, PluginError, Timestamp, Value, ValueRef};
-use tiberius::numeric::Numeric;
+use tiberius::{Query, numeric::Numeric};
 
 /// A value ready to bind, and the type it is sent as.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,36 +21,71 @@ pub enum Bind<'a> {
     Decimal(Numeric),
     /// datetime2, wall-clock time in the HIS's zone.
     DateTime(NaiveDateTime),
+    /// varbinary, exactly the bytes.
+    Bytes(&'a [u8]),
+    /// NULL sent as varbinary, in a column that otherwise holds bytes: see
+    /// [`uniform`].
+    NullBytes,
     /// nvarchar holding another kind's text: see [`uniform`].
     Converted(String),
 }
 
-/// Gives one column of a batch one parameter type.
+/// Gives one column of one statement one parameter type.
 ///
 /// In `VALUES (…), (…)` SQL Server types each column by the highest
 /// precedence among its rows: a bigint in one row would turn `"007"` in
 /// another into 7. So when a column's values are of different kinds, all of
 /// them go as nvarchar text (ISO 8601 for timestamps, `1`/`0` for bits),
 /// which SQL Server converts to the column's own type exactly.
-pub fn uniform(column: &mut [&mut Bind<'_>]) {
-    let kinds: std::collections::HashSet<std::mem::Discriminant<Bind<'_>>> =
-        column.iter().filter(|b| !matches!(b, Bind::Null)).map(|b| std::mem::discriminant(&**b)).collect();
-    if kinds.len() <= 1 {
-        return;
+///
+/// Bytes have no such text: varbinary has the lowest precedence of all, and
+/// nvarchar does not convert implicitly to varbinary. So a column of bytes
+/// sends its NULLs as varbinary too, and one that mixes bytes with another
+/// kind is a DATA error naming no row: the host then writes each row alone,
+/// where nothing is mixed.
+pub fn uniform(column: &mut [&mut Bind<'_>]) -> Result<(), PluginError> {
+    let kinds: std::collections::HashSet<std::mem::Discriminant<Bind<'_>>> = column
+        .iter()
+        .filter(|b| !matches!(b, Bind::Null | Bind::NullBytes))
+        .map(|b| std::mem::discriminant(&**b))
+        .collect();
+    let bytes = column.iter().any(|b| matches!(b, Bind::Bytes(_)));
+    match (kinds.len(), bytes) {
+        (0, _) => Ok(()),
+        (1, true) => {
+            column.iter_mut().filter(|b| matches!(b, Bind::Null)).for_each(|b| **b = Bind::NullBytes);
+            Ok(())
+        }
+        (1, false) => Ok(()),
+        (_, true) => Err(PluginError::permanent(
+            ErrorKind::DATA,
+            "a column holds bytes in some rows and other kinds of values in others; \
+             SQL Server cannot take both in one statement",
+        )),
+        (_, false) => {
+            for bind in column.iter_mut() {
+                if let Some(text) = as_text(bind) {
+                    **bind = Bind::Converted(text);
+                }
+            }
+            Ok(())
+        }
     }
-    for bind in column.iter_mut() {
-        let text = match &**bind {
-            Bind::Null => continue,
-            Bind::Bool(b) => if *b { "1" } else { "0" }.to_string(),
-            Bind::Int(i) => i.to_string(),
-            Bind::Float(f) => f.to_string(),
-            Bind::Text(s) => s.to_string(),
-            Bind::Decimal(n) => n.to_string(),
-            Bind::DateTime(dt) => dt.format("%Y-%m-%dT%H:%M:%S%.f").to_string(),
-            Bind::Converted(s) => s.clone(),
-        };
-        **bind = Bind::Converted(text);
-    }
+}
+
+/// A value's text, for a column that goes as nvarchar; `None` for NULL
+/// (and for bytes, which [`uniform`] never converts).
+fn as_text(bind: &Bind<'_>) -> Option<String> {
+    Some(match bind {
+        Bind::Null | Bind::NullBytes | Bind::Bytes(_) => return None,
+        Bind::Bool(b) => if *b { "1" } else { "0" }.to_string(),
+        Bind::Int(i) => i.to_string(),
+        Bind::Float(f) => f.to_string(),
+        Bind::Text(s) => s.to_string(),
+        Bind::Decimal(n) => n.to_string(),
+        Bind::DateTime(dt) => dt.format("%Y-%m-%dT%H:%M:%S%.f").to_string(),
+        Bind::Converted(s) => s.clone(),
+    })
 }
 
 /// The bind for `value`.
@@ -72,6 +107,7 @@ pub fn bind(value: &Value, zone: HisZone) -> Result<Bind<'_>, PluginError> {
         ValueRef::Date(s) => Bind::DateTime(HisZone::date_at_midnight(s).ok_or_else(|| {
             PluginError::permanent(ErrorKind::DATA, format!("{s:?} is not a calendar date (YYYY-MM-DD)"))
         })?),
+        ValueRef::Bytes(b) => Bind::Bytes(b),
         other => {
             return Err(PluginError::permanent(
                 ErrorKind::UNSUPPORTED,
@@ -79,6 +115,23 @@ pub fn bind(value: &Value, zone: HisZone) -> Result<Bind<'_>, PluginError> {
             ));
         }
     })
+}
+
+/// Binds one value with its explicit type. Text and bytes are borrowed from
+/// the batch, not copied.
+pub fn push<'a>(query: &mut Query<'a>, value: &Bind<'a>) {
+    match value {
+        Bind::Null => query.bind(Option::<&str>::None),
+        Bind::Bool(b) => query.bind(*b),
+        Bind::Int(i) => query.bind(*i),
+        Bind::Float(f) => query.bind(*f),
+        Bind::Text(s) => query.bind(*s),
+        Bind::Decimal(n) => query.bind(*n),
+        Bind::DateTime(dt) => query.bind(*dt),
+        Bind::Bytes(b) => query.bind(*b),
+        Bind::NullBytes => query.bind(Option::<&[u8]>::None),
+        Bind::Converted(s) => query.bind(s.clone()),
+    }
 }
 
 /// Exact decimal text (`-12.50`, `1500`) as a Numeric, if it has at most 38
@@ -124,14 +177,28 @@ mod tests {
     #[test]
     fn a_column_of_mixed_kinds_goes_as_text() {
         let (mut a, mut b, mut c) = (Bind::Int(7), Bind::Text("007"), Bind::Null);
-        uniform(&mut [&mut a, &mut b, &mut c]);
+        uniform(&mut [&mut a, &mut b, &mut c]).unwrap();
         assert_eq!((a, b, c), (Bind::Converted("7".into()), Bind::Converted("007".into()), Bind::Null));
         let (mut x, mut y) = (Bind::Int(1), Bind::Int(2));
-        uniform(&mut [&mut x, &mut y]);
+        uniform(&mut [&mut x, &mut y]).unwrap();
         assert_eq!((x, y), (Bind::Int(1), Bind::Int(2)), "one kind keeps its type");
         let (mut t, mut u) = (Bind::DateTime("2025-03-03T09:00:00".parse().unwrap()), Bind::Text("soon"));
-        uniform(&mut [&mut t, &mut u]);
+        uniform(&mut [&mut t, &mut u]).unwrap();
         assert_eq!(t, Bind::Converted("2025-03-03T09:00:00".into()));
+    }
+
+    #[test]
+    fn a_column_of_bytes_sends_its_nulls_as_varbinary_and_never_mixes() {
+        let (mut a, mut b) = (Bind::Bytes(&[1, 2]), Bind::Null);
+        uniform(&mut [&mut a, &mut b]).unwrap();
+        assert_eq!((a, b), (Bind::Bytes(&[1, 2]), Bind::NullBytes));
+        let (mut c, mut d) = (Bind::Bytes(&[1]), Bind::Text("x"));
+        let error = uniform(&mut [&mut c, &mut d]).unwrap_err();
+        assert_eq!((error.kind, error.retryable), (ErrorKind::DATA, false));
+        assert_eq!((c, d), (Bind::Bytes(&[1]), Bind::Text("x")), "left as they were");
+        let (mut e, mut f) = (Bind::Null, Bind::Null);
+        uniform(&mut [&mut e, &mut f]).unwrap();
+        assert_eq!((e, f), (Bind::Null, Bind::Null), "a column of NULLs stays nvarchar NULLs");
     }
 
     #[test]
@@ -142,5 +209,9 @@ mod tests {
         assert_eq!(bind(&Value::text("1500"), zone).unwrap(), Bind::Text("1500"));
         assert_eq!(bind(&Value::int(7), zone).unwrap(), Bind::Int(7));
         assert_eq!(bind(&Value::bool(false), zone).unwrap(), Bind::Bool(false));
+        let bytes = Value::bytes(vec![0, 255]);
+        assert_eq!(bind(&bytes, zone).unwrap(), Bind::Bytes(&[0, 255]));
+        let date = Value::date("1990-05-17");
+        assert_eq!(bind(&date, zone).unwrap(), Bind::DateTime("1990-05-17T00:00:00".parse().unwrap()));
     }
 }

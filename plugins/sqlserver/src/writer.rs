@@ -5,21 +5,23 @@
 //! connection is dropped and opened again on the next call.
 
 use his_plugin_api::{
-    ColumnDescription, Deadline, ErrorKind, KeyColumns, Logger, PluginError, TableDescription, Value, WriteBatch,
-    Writer,
+    Actions, ColumnDescription, Deadline, ErrorKind, HisZone, KeyColumns, Logger, PluginError, TableDescription,
+    WriteBatch, Writer,
 };
 use tiberius::{Client, Query, SqlBrowser};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use crate::{
+    actions,
     errors::{breaks_connection, classify},
     settings::Settings,
     sql,
-    values::{Bind, bind, uniform},
+    values::{Bind, bind},
 };
 
-type Connection = Client<Compat<TcpStream>>;
+/// One open session with SQL Server.
+pub type Connection = Client<Compat<TcpStream>>;
 
 /// Writes batches into one SQL Server database.
 pub struct SqlServerWriter {
@@ -75,32 +77,14 @@ impl SqlServerWriter {
         Ok(self.connection.as_mut().expect("connected above"))
     }
 
-    async fn upsert_async(&mut self, batch: &WriteBatch) -> Result<(), PluginError> {
-        let columns: Vec<&str> = batch.columns().iter().map(|c| c.as_str()).collect();
-        let keys: Vec<&str> = batch.key_columns().iter().map(|c| c.as_str()).collect();
-        let rows: Vec<&[Value]> = batch.rows().collect();
-        let zone = self.settings.zone;
+    /// Writes `batch` in one transaction: every row, or none.
+    async fn write_async(&mut self, batch: &WriteBatch) -> Result<(), PluginError> {
         // Every value is checked before anything is sent.
-        let mut binds: Vec<Vec<Bind<'_>>> = rows
-            .iter()
-            .enumerate()
-            .map(|(i, row)| row.iter().map(|v| bind(v, zone).map_err(|e| e.with_row(i))).collect())
-            .collect::<Result<_, _>>()?;
-        for column in 0..columns.len() {
-            let mut cells: Vec<&mut Bind<'_>> = binds.iter_mut().map(|row| &mut row[column]).collect();
-            uniform(&mut cells);
-        }
-        let table = batch.table().to_string();
+        let binds = bind_rows(batch, self.settings.zone)?;
         let connection = self.connection().await?;
         run_batch(connection, "BEGIN TRANSACTION").await?;
         let written = async {
-            for range in sql::statement_ranges(rows.len(), columns.len()) {
-                let mut query = Query::new(sql::merge(&table, &columns, &keys, range.len()));
-                for value in binds[range].iter().flatten() {
-                    push(&mut query, value);
-                }
-                query.execute(&mut *connection).await.map_err(classify)?;
-            }
+            actions::apply(connection, batch, &binds).await?;
             run_batch(connection, "COMMIT TRANSACTION").await
         }
         .await;
@@ -219,39 +203,27 @@ async fn text_rows(stream: tiberius::QueryStream<'_>) -> Result<Vec<Vec<Option<S
         .collect()
 }
 
-/// Binds one value with its explicit type.
-fn push(query: &mut Query<'_>, value: &Bind<'_>) {
-    match value {
-        Bind::Null => query.bind(Option::<&str>::None),
-        Bind::Bool(b) => query.bind(*b),
-        Bind::Int(i) => query.bind(*i),
-        Bind::Float(f) => query.bind(*f),
-        Bind::Text(s) => query.bind(s.to_string()),
-        Bind::Decimal(n) => query.bind(*n),
-        Bind::DateTime(dt) => query.bind(*dt),
-        Bind::Converted(s) => query.bind(s.clone()),
-    }
+/// Every row's values, bound; a value SQL Server cannot take fails its row.
+fn bind_rows(batch: &WriteBatch, zone: HisZone) -> Result<Vec<Vec<Bind<'_>>>, PluginError> {
+    batch
+        .rows()
+        .enumerate()
+        .map(|(row, values)| values.iter().map(|v| bind(v, zone).map_err(|e| e.with_row(row))).collect())
+        .collect()
 }
 
 impl Writer for SqlServerWriter {
     fn write(&mut self, batch: &WriteBatch, deadline: Deadline) -> Result<(), PluginError> {
-        if !batch.is_whole() {
-            // Not yet: this plugin's MERGE sets every column it is given.
-            return Err(PluginError::permanent(
-                ErrorKind::UNSUPPORTED,
-                "this plugin cannot leave columns untouched yet (partial rows, on_missing \"keep\")",
-            ));
-        }
         // A hung server or a dead link must not stall the worker: past the
         // limit the write is abandoned, the connection dropped (the server
         // rolls the transaction back) and the batch retried later.
         let limit = self.settings.statement_timeout.min(deadline.budget());
         self.block_on(async |this| {
-            tokio::time::timeout(limit, this.upsert_async(batch))
+            tokio::time::timeout(limit, this.write_async(batch))
                 .await
                 .unwrap_or_else(|_| Err(PluginError::write_timed_out(batch.table(), limit)))
         })?;
-        self.log.debug(format_args!("merged {} rows into {}", batch.row_count(), batch.table()));
+        self.log.debug(format_args!("{} of {} rows into {}", batch.action().name(), batch.row_count(), batch.table()));
         Ok(())
     }
 
@@ -261,6 +233,10 @@ impl Writer for SqlServerWriter {
 
     fn describe_table(&mut self, table: &str, _deadline: Deadline) -> Result<Option<TableDescription>, PluginError> {
         self.block_on(async |this| this.describe_async(table).await)
+    }
+
+    fn actions(&self) -> Actions {
+        Actions::ALL_1_1
     }
 
     fn close(&mut self) -> Result<(), PluginError> {

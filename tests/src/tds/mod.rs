@@ -15,7 +15,9 @@
 //! - the answer is, in order of precedence: a failure scripted with
 //!   [`TdsServer::fail_next`], a result set scripted with
 //!   [`TdsServer::respond`], one row with `"1"` for any other statement
-//!   that starts with `SELECT`, or plain success;
+//!   that starts with `SELECT`, or plain success; an affected-row count
+//!   scripted with [`TdsServer::affect_next`] replaces the count of a
+//!   successful answer;
 //! - a lock held with [`TdsServer::hold_lock`], as another session's open
 //!   transaction would hold it, makes a statement that touches it wait as
 //!   SQL Server does: for the session's `SET LOCK_TIMEOUT` (milliseconds;
@@ -25,10 +27,11 @@
 //! Successful answers look like SQL Server's. A batch ends with DONE; an
 //! RPC with DONEINPROC, RETURNSTATUS 0 and DONEPROC. A statement that
 //! starts with INSERT, UPDATE, DELETE or MERGE reports one affected row
-//! (the server does not know how many rows a statement touches); any other
-//! statement reports none. `BEGIN TRAN[SACTION]`, `COMMIT` and `ROLLBACK`
-//! anywhere in a statement's text (outside literals and comments), and
-//! transaction manager requests, open and close a transaction with the
+//! (the server does not know how many rows a statement touches) unless
+//! [`TdsServer::affect_next`] says otherwise; any other statement reports
+//! none. `BEGIN TRAN[SACTION]`, `COMMIT` and `ROLLBACK` anywhere in a
+//! statement's text (outside literals and comments), and transaction
+//! manager requests, open and close a transaction with the
 //! ENVCHANGE tokens SQL Server sends, so the client's transaction
 //! descriptor follows along. Nested BEGINs count like `@@TRANCOUNT`; a
 //! COMMIT or ROLLBACK without a transaction is simply accepted.
@@ -210,6 +213,8 @@ struct Shared {
     statements: Mutex<Vec<Statement>>,
     logins: Mutex<Vec<Login>>,
     failures: Mutex<VecDeque<(String, Failure)>>,
+    /// What [`TdsServer::affect_next`] scripted: (matching, rows).
+    affected: Mutex<VecDeque<(String, u64)>>,
     login_failures: Mutex<VecDeque<Failure>>,
     results: Mutex<Vec<Scripted>>,
     /// What [`TdsServer::hold_lock`] holds.
@@ -237,6 +242,7 @@ impl TdsServer {
             statements: Mutex::new(Vec::new()),
             logins: Mutex::new(Vec::new()),
             failures: Mutex::new(VecDeque::new()),
+            affected: Mutex::new(VecDeque::new()),
             login_failures: Mutex::new(VecDeque::new()),
             results: Mutex::new(Vec::new()),
             locks: Mutex::new(Vec::new()),
@@ -286,6 +292,18 @@ impl TdsServer {
     /// the earliest scripted wins and the others wait for later statements.
     pub fn fail_next(&self, matching: &str, failure: Failure) {
         lock(&self.shared.failures).push_back((matching.to_string(), failure));
+    }
+
+    /// Reports `rows` affected rows, instead of the usual count, for the
+    /// next statement whose SQL text contains `matching` (an empty string
+    /// matches any) and is answered with success: an UPDATE that finds no
+    /// row is `affect_next("UPDATE [T]", 0)`, which tiberius reads as
+    /// `ExecuteResult::rows_affected() == [0]`. A statement answered with a
+    /// failure (scripted, or a lock timeout) does not use it up. Each
+    /// scripted count is used once, the earliest scripted first, like
+    /// [`TdsServer::fail_next`]'s failures.
+    pub fn affect_next(&self, matching: &str, rows: u64) {
+        lock(&self.shared.affected).push_back((matching.to_string(), rows));
     }
 
     /// Answers the next LOGIN7 with `failure` (each scripted failure is used
@@ -684,9 +702,10 @@ impl<'a> Connection<'a> {
             self.lock_timeout_ms = milliseconds;
         }
         let rows = self.result_set(&mut tokens, &sql);
-        let count = match rows {
-            Some(rows) => Some(rows),
-            None => starts_with_any(&sql, &["INSERT", "UPDATE", "DELETE", "MERGE"]).then_some(1),
+        let count = match (self.scripted_count(&sql), rows) {
+            (Some(scripted), _) => Some(scripted),
+            (None, Some(rows)) => Some(rows),
+            (None, None) => starts_with_any(&sql, &["INSERT", "UPDATE", "DELETE", "MERGE"]).then_some(1),
         };
         let (status, rows) = match count {
             Some(rows) => (done::COUNT, rows),
@@ -701,6 +720,13 @@ impl<'a> Connection<'a> {
         }
         self.send(tokens)?;
         Ok(true)
+    }
+
+    /// The count [`TdsServer::affect_next`] scripted for `sql`, used up.
+    fn scripted_count(&self, sql: &str) -> Option<u64> {
+        let mut affected = lock(&self.shared.affected);
+        let found = affected.iter().position(|(matching, _)| sql.contains(matching.as_str()))?;
+        affected.remove(found).map(|(_, rows)| rows)
     }
 
     /// The ENVCHANGE for a transaction change, if `@@TRANCOUNT` crosses 0.
@@ -997,6 +1023,53 @@ mod tests {
         assert_eq!(lock_timeout_setting("SET LOCK_TIMEOUT 0"), Some(0));
         assert_eq!(lock_timeout_setting("SET XACT_ABORT ON"), None);
         assert_eq!(lock_timeout_setting("SELECT @@LOCK_TIMEOUT"), None);
+    }
+
+    /// Runs `statements` through a tiberius client; returns each one's
+    /// affected-row counts, or the server error's number.
+    fn counts(server: &TdsServer, statements: &[&str]) -> Vec<Result<Vec<u64>, u32>> {
+        use tokio_util::compat::TokioAsyncWriteCompatExt;
+        let (host, port) = server.address.rsplit_once(':').expect("host:port");
+        let mut config = tiberius::Config::new();
+        config.host(host);
+        config.port(port.parse().expect("port"));
+        config.authentication(tiberius::AuthMethod::sql_server("buktor", "s3cret"));
+        config.encryption(tiberius::EncryptionLevel::NotSupported);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let tcp = tokio::net::TcpStream::connect(config.get_addr()).await.expect("connect");
+            let mut client = tiberius::Client::connect(config, tcp.compat_write()).await.expect("log in");
+            let mut counts = Vec::new();
+            for sql in statements {
+                counts.push(match client.execute(*sql, &[&1i64]).await {
+                    Ok(done) => Ok(done.rows_affected().to_vec()),
+                    Err(tiberius::error::Error::Server(token)) => Err(token.code()),
+                    Err(other) => panic!("{sql}: {other}"),
+                });
+            }
+            counts
+        })
+    }
+
+    #[test]
+    fn a_scripted_count_answers_the_next_matching_success_once() {
+        let server = TdsServer::start();
+        server.affect_next("UPDATE [T]", 0);
+        server.affect_next("DELETE", 3);
+        // A failure comes first, and leaves the scripted count for later.
+        server.fail_next("UPDATE [T]", Failure::Error { number: 1205, state: 51, class: 13, message: "d".into() });
+        let answers = counts(
+            &server,
+            &[
+                "UPDATE [U] SET a = @P1",
+                "UPDATE [T] SET a = @P1",
+                "UPDATE [T] SET a = @P1",
+                "UPDATE [T] SET a = @P1",
+                "DELETE FROM [T] WHERE k = @P1",
+                "DELETE FROM [T] WHERE k = @P1",
+            ],
+        );
+        assert_eq!(answers, [Ok(vec![1]), Err(1205), Ok(vec![0]), Ok(vec![1]), Ok(vec![3]), Ok(vec![1])]);
     }
 
     #[test]

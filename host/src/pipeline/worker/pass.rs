@@ -118,7 +118,10 @@ impl State {
     ///   deadlock) or not: that row waits for a retry or fails (the plugin
     ///   may say which row; otherwise each row is tried alone), and the
     ///   others are written. One row locked by another HIS session holds
-    ///   back that row's events only.
+    ///   back that row's events only;
+    /// - a panic on one row: the row is tried once more on a fresh writer
+    ///   (the panic may have come from the writer's state); a second panic
+    ///   sets it aside.
     ///
     /// Failed events are kept, with the database's message, for replay.
     fn deliver(
@@ -128,15 +131,25 @@ impl State {
         settlements: &mut Vec<Settlement>,
         held: &mut HashSet<String>,
     ) -> PassEnd {
-        let error = match self.write(mapping, &mut batch) {
-            Ok(()) => {
-                settlements.extend(batch.iter().map(|i| Settlement::Delivered { id: i.event.id }));
-                let event_type = batch.first().map_or("", |i| i.event.event_type.as_str());
-                self.worker.metrics.delivered(event_type, batch.iter().map(|i| i.event.received_at.as_str()));
-                return PassEnd::Done;
-            }
+        let mut error = match self.write(mapping, &mut batch) {
+            Ok(()) => return self.delivered(&batch, settlements),
             Err(error) => error,
         };
+        if error.kind == ErrorKind::PANIC && batch.len() == 1 {
+            // A panic may come from the writer's state (a connection left
+            // half-used), not from the row: `write` has dropped that writer,
+            // so the row is tried once more on a fresh one before it is
+            // held to be at fault.
+            tracing::warn!(
+                event_id = batch[0].event.id,
+                "the {} plugin panicked on one row; trying that row once more on a fresh writer",
+                self.worker.writers.name()
+            );
+            error = match self.write(mapping, &mut batch) {
+                Ok(()) => return self.delivered(&batch, settlements),
+                Err(again) => again,
+            };
+        }
         if UNUSABLE.contains(&error.kind) {
             tracing::warn!(
                 "writing to {} failed: {error}; {} events wait and will be retried",
@@ -166,6 +179,14 @@ impl State {
                 return PassEnd::Unreachable(e);
             }
         }
+        PassEnd::Done
+    }
+
+    /// Records `batch` as delivered.
+    fn delivered(&self, batch: &[Item], settlements: &mut Vec<Settlement>) -> PassEnd {
+        settlements.extend(batch.iter().map(|i| Settlement::Delivered { id: i.event.id }));
+        let event_type = batch.first().map_or("", |i| i.event.event_type.as_str());
+        self.worker.metrics.delivered(event_type, batch.iter().map(|i| i.event.received_at.as_str()));
         PassEnd::Done
     }
 
