@@ -17,7 +17,11 @@ use abi_stable::StableAbi;
 ///
 /// A call that comes back later than its budget is treated by the host as
 /// a [`crate::ErrorKind::TIMEOUT`] if it failed; a success is kept (it is
-/// committed), and the host logs that the plugin overran.
+/// committed), and the host logs that the plugin overran. A call that has
+/// not come back once the budget has passed twice over (at least five
+/// seconds after it) is one the host cannot stop: it logs so and exits, for
+/// the service manager to start it again with a fresh plugin. The events
+/// are safe in its journal; the batch is written again.
 #[repr(C)]
 #[derive(StableAbi, Copy, Clone, PartialEq, Eq, Debug)]
 pub struct Deadline {

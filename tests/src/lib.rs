@@ -349,6 +349,11 @@ impl Middleware {
             .unwrap_or_else(|e| panic!("{method} {path} failed: {e}\nlogs:\n{}", self.logs()))
     }
 
+    /// How the process ended, if it has ended on its own.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("the middleware's status")
+    }
+
     /// Kills the process with SIGKILL: no shutdown, no cleanup.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -165,3 +165,23 @@ fn a_row_that_panics_once_is_tried_again_on_a_fresh_writer_and_delivered() {
     assert!(logs.contains("trying that row once more on a fresh writer"), "{logs}");
     assert!(logs.matches("panicky writer opened").count() >= 2, "a fresh writer was opened:\n{logs}");
 }
+
+#[test]
+fn a_plugin_call_that_never_returns_ends_the_process_for_a_restart_and_loses_nothing() {
+    let source = artifacts().plugin("panicky");
+    let mut setup = setup_with_plugin_dir("panicky", Some((&source, "libhis_panicky.so")));
+    setup.config["database"] = json!({"type": "panicky", "path": "rows.jsonl"});
+    setup.config["sync"]["plugin_call_timeout_secs"] = 1.into();
+    let mut middleware = setup.start();
+    let stuck = middleware.post_event(r#"{"event_type": "appointment", "appointment_id": 9, "status": "hang!"}"#);
+    assert_eq!(stuck.status, 200);
+    // 1 s deadline, then 5 s grace: the watchdog ends the process.
+    let status = wait_for(Duration::from_secs(60), "the process to end", || middleware.exit_status());
+    assert_eq!(status.code(), Some(70), "{}", middleware.logs());
+    let logs = middleware.logs();
+    assert!(logs.contains("the plugin has not returned from the write to HIS_appointments for"), "{logs}");
+    assert!(logs.contains("exiting so that the service restarts with a fresh plugin"), "{logs}");
+    // The event waits in the journal for the restarted process.
+    let row = query(&setup.journal(), "SELECT status FROM events");
+    assert_eq!(row, [vec![json!("pending")]]);
+}

@@ -20,6 +20,7 @@ use std::{
     sync::OnceLock,
 };
 
+mod watchdog;
 pub mod writer;
 
 use abi_stable::{
@@ -285,13 +286,13 @@ impl Plugin {
         let config_dir = config_dir.to_string_lossy();
         let (settings, dir, host) =
             (RStr::from_str(settings_json), RStr::from_str(&config_dir), host_services(&self.name));
-        match self.module {
+        watchdog::watch("opening the writer", deadline, || match self.module {
             Module::V1_0(module) => (module.open_writer())(settings, dir, host).into_result().map(HisWriter::V1_0),
             Module::Current(module) => {
                 let open = module.open_writer_v1_1().expect("a plugin of plugin-api 1.1 or newer has open_writer_v1_1");
                 open(settings, dir, host, deadline).into_result().map(HisWriter::Current)
             }
-        }
+        })
     }
 
     /// What this plugin's version can do whatever its writer says: a 1.0

@@ -1,10 +1,13 @@
 //! An open writer, whatever plugin-api version its plugin was built
-//! against: every call takes a deadline, and a 1.0 writer is adapted.
+//! against: every call takes a deadline, is watched ([`super::watchdog`]),
+//! and a 1.0 writer is adapted.
 
 use std::time::Instant;
 
 use abi_stable::std_types::RStr;
 use his_plugin_api::{Actions, Deadline, ErrorKind, PluginError, TableDescription, WriteBatch, WriterBox, v1_0};
+
+use super::watchdog::watch;
 
 /// An open writer as the host uses it.
 pub enum HisWriter {
@@ -22,30 +25,31 @@ impl HisWriter {
     /// it again would be wrong for an insert) and logged.
     pub fn write(&mut self, batch: &WriteBatch, deadline: Deadline) -> Result<(), PluginError> {
         let started = Instant::now();
-        let result = match self {
+        let what = format!("the write to {}", batch.table());
+        let result = watch(&what, deadline, || match self {
             Self::V1_0(writer) => v1_0::from_write_batch(batch).and_then(|old| writer.upsert(&old).into_result()),
             Self::Current(writer) => writer.write(batch, deadline).into_result(),
-        };
-        overran(&format!("the write to {}", batch.table()), started, deadline, result)
+        });
+        overran(&what, started, deadline, result)
     }
 
     /// Checks that the HIS answers, within `deadline`.
     pub fn ping(&mut self, deadline: Deadline) -> Result<(), PluginError> {
         let started = Instant::now();
-        let result = match self {
+        let result = watch("a ping", deadline, || match self {
             Self::V1_0(writer) => writer.ping().into_result(),
             Self::Current(writer) => writer.ping(deadline).into_result(),
-        };
+        });
         overran("the ping", started, deadline, result)
     }
 
     /// Describes `table` (`None`: it does not exist), within `deadline`.
     pub fn describe_table(&mut self, table: &str, deadline: Deadline) -> Result<Option<TableDescription>, PluginError> {
         let started = Instant::now();
-        let result = match self {
+        let result = watch(&format!("describing {table}"), deadline, || match self {
             Self::V1_0(writer) => writer.describe_table(RStr::from_str(table)).into_result(),
             Self::Current(writer) => writer.describe_table(RStr::from_str(table), deadline).into_result(),
-        };
+        });
         overran(&format!("describing {table}"), started, deadline, result.map(Into::into))
     }
 
