@@ -79,10 +79,16 @@ enum Command {
         /// The plugin library (`libhis_<type>.so`, `his_<type>.dll`).
         #[arg(long, value_name = "PATH")]
         plugin: PathBuf,
-        /// The table the kit writes to (it never creates it: a plugin for a
-        /// real database needs it made first, from the DDL the kit prints).
+        /// The table the kit writes to, and with `_values` its values table
+        /// (it never creates them: a plugin for a real database needs them
+        /// made first, from the DDL the kit prints).
         #[arg(long, default_value = plugin_test::TABLE)]
         table: String,
+        /// A his-config.json whose `database` is not there (a server that
+        /// does not answer): the kit checks that the plugin reports it as
+        /// retryable. Without it, that check is reported as not verified.
+        #[arg(long, value_name = "PATH")]
+        unreachable_config: Option<PathBuf>,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -163,7 +169,9 @@ fn main() -> ExitCode {
         Command::Run => run::run(cli.config, Control::console()),
         Command::Service { action } => service::service(cli.config, cli.log_dir, cli.log_format.name(), action),
         Command::Check { json } => check::command(cli.config, json),
-        Command::PluginTest { plugin, table, json } => plugin_test::command(cli.config, &plugin, &table, json),
+        Command::PluginTest { plugin, table, unreachable_config, json } => {
+            plugin_test::command(cli.config, plugin, table, unreachable_config, json)
+        }
         Command::Status { json } => status::command(cli.config, json),
         Command::Describe { table } => describe::describe(cli.config, &table),
         Command::Events { status, event_type, since, limit, json } => {

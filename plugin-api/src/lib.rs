@@ -113,29 +113,52 @@
 //!
 //! ## Testing a plugin: the conformance kit
 //! `buktor-middleware plugin-test` loads your library and checks what the
-//! host relies on: it loads, opens and pings; an insert, then an upsert of
-//! the same key; a row with every [`ValueKind`]; a batch of 70,000 values
-//! (more than one statement of most databases takes); a write to an
-//! unknown table fails as a permanent [`ErrorKind::SCHEMA`] error; describe
-//! and close. It prints one `pass`/`FAIL` line per check and exits non-zero
-//! if any failed (`--json` for a report to parse). Run it in your CI
-//! against a throwaway database:
+//! host relies on: it loads, opens and pings; upserts, a row with every
+//! [`ValueKind`], a batch of 70,000 values (more than one statement of most
+//! databases takes); every [`Action`] (insert, update with each
+//! [`IfMissing`], delete, soft delete) and a batch of partial rows; that a
+//! refused batch commits none of its rows, and that each DATA error names
+//! its row ([`PluginError::row`]); a write to an unknown table fails as a
+//! permanent [`ErrorKind::SCHEMA`] error; a timestamp with an offset, a
+//! 38-digit decimal and a date are stored as what they are; describe,
+//! close, and a second writer opened in the same process. It prints one
+//! line per check, `pass`, `FAIL` or `n/v` (not verified: the kit could not
+//! observe it, and says why), and exits non-zero if any failed (`--json`
+//! for a report to parse, whose `outcome` is `pass`, `fail` or
+//! `not_verified`). Run it in your CI against a throwaway database:
 //!
 //! ```sh
 //! cargo build --release
 //! buktor-middleware --config ci/his-config.json plugin-test \
-//!     --plugin target/release/libhis_acme.so
+//!     --plugin target/release/libhis_acme.so \
+//!     --unreachable-config ci/his-config.down.json
 //! ```
 //!
 //! The config is an ordinary his-config.json; only its `database` section
-//! is used. The kit writes to the table `buktor_conformance` and never
-//! creates it: if it is missing, the failed `insert` line prints the
-//! `CREATE TABLE` for sqlite, mysql, sqlserver and oracle (or the columns,
-//! for another database) to run first. The plugin ABI cannot read rows
-//! back, so the kit checks that the upsert was accepted, not what it left:
-//! let your CI then query the table and expect one row for id 1 with label
-//! `second`. Nor can it make your plugin panic: `export_plugin!` guards
-//! every entry point, and the kit says so rather than claiming a test.
+//! is used. The kit writes to the table `buktor_conformance` (or the one
+//! `--table NAME` names) and to the same name with `_values`, and never
+//! creates them: if one is missing, the first failed write to it prints
+//! the `CREATE TABLE` for sqlite, mysql, sqlserver and oracle (or the
+//! columns, for another database) to run first.
+//!
+//! The plugin ABI cannot read rows back, so the kit observes through the
+//! actions' own rules: an insert of a key that has a row must be refused
+//! with a DATA error, so after each action an insert of the key it touched
+//! tells whether that key has a row. In the `_values` table, keyed by the
+//! values themselves, two values that must stay two (an offset dropped, a
+//! decimal rounded through a float) or be one (a date shifted by a time
+//! zone, met by the same day sent as text) show as a collision or its
+//! absence. A plugin that refuses nothing (a log, as plugins/template)
+//! gets "not verified" for those checks, never "pass". What no key can
+//! show, such as a partial row leaving its absent columns alone, the
+//! detail names: let your CI query the table for it.
+//!
+//! Nor can the kit cut a connection: `--unreachable-config` names a second
+//! config whose `database` is not there (a host nothing listens on), and
+//! the first of open, ping or a write that fails must fail as retryable;
+//! without it, that check is not verified. Nor can it make your plugin
+//! panic: `export_plugin!` guards every entry point, and the kit says so
+//! rather than claiming a test.
 //!
 //! ## Versioning: which host loads which plugin
 //! This crate's version is the ABI version. **Build your plugin against the

@@ -83,6 +83,7 @@ pub fn artifacts() -> &'static Artifacts {
             "fixture-wrong-layout",
             "fixture-wrong-version",
             "fixture-not-a-plugin",
+            "fixture-broken",
         ] {
             command.args(["-p", package]);
         }
