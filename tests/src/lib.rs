@@ -19,6 +19,7 @@
 //! - [`signing`]: Standard Webhooks signatures for signed requests.
 //! - [`wine`]: the Windows release `.zip`, unpacked and run under Wine.
 
+pub mod actions;
 pub mod audit;
 pub mod http;
 pub mod mysql;

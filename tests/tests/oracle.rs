@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use buktor_tests::{Setup, query, skipped, verified, wait_for};
+use buktor_tests::{Setup, actions, query, skipped, verified, wait_for};
 use serde_json::{Value, json};
 
 /// Whether Oracle Instant Client is installed where ODPI-C would find it.
@@ -140,51 +140,36 @@ fn against_a_real_oracle() {
     });
 }
 
-/// Mappings of one table (HIS_appointment_actions, its own so that it does
-/// not meet the test above), all keyed by appointment_id: those of
-/// tests/write_actions.rs, and partial upserts and an update that inserts.
+/// The table of the write-action scenario here: its own, so that it does
+/// not meet the test above.
+const ACTION_TABLE: &str = "HIS_appointment_actions";
+
+/// The scenario's mappings ([`buktor_tests::actions`]), and partial upserts
+/// and an update that inserts.
 fn action_mappings() -> Value {
-    let key = json!({"appointment_id": "HIS_appointment_id"});
-    let with = |extra: Value| {
-        let mut fields = key.clone();
-        fields.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-        fields
-    };
-    let table = "HIS_appointment_actions";
-    let both = || with(json!({"status": "HIS_status", "booked_at": "HIS_created_at"}));
-    json!({
-        "appointment": {"table": table, "fields": both()},
-        "appointment_update": {"table": table, "action": "update", "on_missing": "keep", "fields": both()},
-        "appointment_cancelled": {"table": table, "action": "soft_delete", "fields": with(json!({"status": "HIS_status"}))},
-        "appointment_deleted": {"table": table, "action": "delete", "fields": key},
-        "appointment_insert": {"table": table, "action": "insert", "fields": both()},
-        "appointment_touch": {"table": table, "on_missing": "keep", "fields": both()},
-        "appointment_late": {"table": table, "action": "update", "if_missing": "insert", "on_missing": "keep",
-            "fields": both()},
-    })
+    let mut mappings = actions::mappings(ACTION_TABLE);
+    let more = json!({
+        "appointment_touch": {"table": ACTION_TABLE, "on_missing": "keep", "fields": actions::status_and_booking()},
+        "appointment_late": {"table": ACTION_TABLE, "action": "update", "if_missing": "insert", "on_missing": "keep",
+            "fields": actions::status_and_booking()},
+    });
+    mappings.as_object_mut().unwrap().extend(more.as_object().unwrap().clone());
+    mappings
 }
 
-/// The events, in order; the comment says what each must do.
-const ACTION_EVENTS: [&str; 12] = [
-    r#"{"event_type": "appointment", "appointment_id": 1, "status": "booked", "booked_at": "2026-01-05T09:00:00"}"#,
-    r#"{"event_type": "appointment", "appointment_id": 2, "status": "booked", "booked_at": "2026-01-05T10:00:00"}"#,
-    r#"{"event_type": "appointment", "appointment_id": 3, "status": "booked", "booked_at": "2026-01-05T11:00:00"}"#,
-    // A partial update: booked_at is absent, so HIS_created_at stays.
-    r#"{"event_type": "appointment_update", "appointment_id": 1, "status": "arrived"}"#,
-    // An update of a row that does not exist: fails (if_missing: error).
-    r#"{"event_type": "appointment_update", "appointment_id": 99, "status": "arrived"}"#,
-    r#"{"event_type": "appointment_cancelled", "appointment_id": 2, "status": "C"}"#,
-    r#"{"event_type": "appointment_deleted", "appointment_id": 3}"#,
-    r#"{"event_type": "appointment_insert", "appointment_id": 4, "status": "walk-in", "booked_at": "2026-01-05T12:00:00"}"#,
-    // An insert of a key that exists: fails (ORA-00001), row 1 stays.
-    r#"{"event_type": "appointment_insert", "appointment_id": 1, "status": "overwritten", "booked_at": "2026-01-06T00:00:00"}"#,
-    // A partial upsert of a row that exists: HIS_created_at stays.
-    r#"{"event_type": "appointment_touch", "appointment_id": 4, "status": "seen"}"#,
-    // A partial upsert of a new row: inserted without HIS_created_at.
-    r#"{"event_type": "appointment_touch", "appointment_id": 5, "status": "new"}"#,
-    // An update of a missing row with if_missing insert: inserted, partial.
-    r#"{"event_type": "appointment_late", "appointment_id": 6, "status": "late"}"#,
-];
+/// The scenario's events, then three more.
+fn action_events() -> Vec<&'static str> {
+    let mut events = actions::EVENTS.to_vec();
+    events.extend([
+        // A partial upsert of a row that exists: HIS_created_at stays.
+        r#"{"event_type": "appointment_touch", "appointment_id": 4, "status": "seen"}"#,
+        // A partial upsert of a new row: inserted without HIS_created_at.
+        r#"{"event_type": "appointment_touch", "appointment_id": 5, "status": "new"}"#,
+        // An update of a missing row with if_missing insert: inserted, partial.
+        r#"{"event_type": "appointment_late", "appointment_id": 6, "status": "late"}"#,
+    ]);
+    events
+}
 
 /// Every write action, partial updates and partial upserts, against a real
 /// Oracle (see [`real_oracle`]), as tests/write_actions.rs does for SQLite
@@ -207,22 +192,21 @@ fn every_action_and_a_partial_update_reach_a_real_oracle() {
         "connect_string": connect_string, "lock_timeout_secs": 1});
     setup.config["mapping"] = action_mappings();
     let mut middleware = setup.start();
-    for event in ACTION_EVENTS {
+    let events = action_events();
+    for event in &events {
         assert_eq!(middleware.post_event(event).status, 200, "{event}");
     }
     let journal = setup.journal();
     let outcomes = wait_for(Duration::from_secs(60), "every event settled", || {
         let rows = query(&journal, "SELECT id, status, last_error FROM events ORDER BY id");
-        Some(rows).filter(|rows| rows.len() == ACTION_EVENTS.len() && rows.iter().all(|r| r[1] != "pending"))
+        Some(rows).filter(|rows| rows.len() == events.len() && rows.iter().all(|r| r[1] != "pending"))
     });
     assert!(middleware.interrupt().success(), "{}", middleware.logs());
 
     let statuses: Vec<&str> = outcomes.iter().map(|r| r[1].as_str().unwrap()).collect();
     // Two events fail, each with a message that says why; the rest deliver.
-    assert!(
-        statuses.iter().enumerate().all(|(i, s)| *s == if [4, 8].contains(&i) { "failed" } else { "delivered" }),
-        "{outcomes:?}"
-    );
+    assert_eq!(statuses[..actions::STATUSES.len()], actions::STATUSES, "{outcomes:?}");
+    assert!(statuses[actions::STATUSES.len()..].iter().all(|s| *s == "delivered"), "{outcomes:?}");
     let missing = outcomes[4][2].as_str().unwrap();
     assert!(missing.contains("update: no row of HIS_appointment_actions has this key"), "{missing}");
     let exists = outcomes[8][2].as_str().unwrap();

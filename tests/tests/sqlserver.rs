@@ -18,17 +18,8 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// A setup whose `database` is the seed's SQL Server example, pointed at
 /// the test server (which speaks TDS without TLS).
 fn setup_for(server: &TdsServer) -> Setup {
-    let (host, port) = server.address.split_once(':').unwrap();
     let mut setup = Setup::new();
-    setup.config["database"] = json!({
-        "type": "sqlserver",
-        "host": host,
-        "port": port.parse::<u16>().unwrap(),
-        "user": "his_writer",
-        "password": "s3cret!",
-        "database": "his_database",
-        "encrypt": "not_supported",
-    });
+    setup.config["database"] = server.database_config();
     setup
 }
 

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use buktor_tests::{
-    Setup, query,
+    Setup, actions, query,
     tds::{Failure, ParamValue, StatementKind, TdsServer},
     verified,
 };
@@ -21,17 +21,8 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// The seed's SQL Server example pointed at the test server (which speaks
 /// TDS without TLS), with [`mappings`].
 fn setup_for(server: &TdsServer) -> Setup {
-    let (host, port) = server.address.split_once(':').unwrap();
     let mut setup = Setup::new();
-    setup.config["database"] = json!({
-        "type": "sqlserver",
-        "host": host,
-        "port": port.parse::<u16>().unwrap(),
-        "user": "his_writer",
-        "password": "s3cret!",
-        "database": "his_database",
-        "encrypt": "not_supported",
-    });
+    setup.config["database"] = server.database_config();
     setup.config["mapping"] = mappings();
     setup
 }
@@ -39,19 +30,13 @@ fn setup_for(server: &TdsServer) -> Setup {
 /// The mappings of tests/tests/write_actions.rs, and a partial upsert: all
 /// of HIS_appointments, keyed by appointment_id.
 fn mappings() -> Value {
-    let key = json!({"appointment_id": "HIS_appointment_id"});
-    let with = |extra: Value| {
-        let mut fields = key.clone();
-        fields.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-        fields
-    };
-    let all = || with(json!({"status": "HIS_status", "booked_at": "HIS_created_at"}));
+    let (key, all, with) = (actions::key, actions::status_and_booking, actions::fields);
     json!({
         "appointment_keep": {"table": "HIS_appointments", "on_missing": "keep", "fields": all()},
         "appointment_update": {"table": "HIS_appointments", "action": "update", "on_missing": "keep", "fields": all()},
         "appointment_cancelled": {"table": "HIS_appointments", "action": "soft_delete",
             "fields": with(json!({"status": "HIS_status"}))},
-        "appointment_deleted": {"table": "HIS_appointments", "action": "delete", "fields": key},
+        "appointment_deleted": {"table": "HIS_appointments", "action": "delete", "fields": key()},
         "appointment_insert": {"table": "HIS_appointments", "action": "insert", "fields": all()},
     })
 }

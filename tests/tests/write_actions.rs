@@ -5,45 +5,12 @@
 
 use std::time::Duration;
 
-use buktor_tests::{Setup, mysql, query, verified, wait_for};
+use buktor_tests::{
+    Setup,
+    actions::{EVENTS, STATUSES, mappings},
+    mysql, query, verified, wait_for,
+};
 use serde_json::{Value, json};
-
-/// Mappings of one table (HIS_appointments), all keyed by appointment_id.
-fn mappings() -> Value {
-    let key = json!({"appointment_id": "HIS_appointment_id"});
-    let with = |extra: Value| {
-        let mut fields = key.clone();
-        fields.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-        fields
-    };
-    json!({
-        "appointment": {"table": "HIS_appointments",
-            "fields": with(json!({"status": "HIS_status", "booked_at": "HIS_created_at"}))},
-        "appointment_update": {"table": "HIS_appointments", "action": "update", "on_missing": "keep",
-            "fields": with(json!({"status": "HIS_status", "booked_at": "HIS_created_at"}))},
-        "appointment_cancelled": {"table": "HIS_appointments", "action": "soft_delete",
-            "fields": with(json!({"status": "HIS_status"}))},
-        "appointment_deleted": {"table": "HIS_appointments", "action": "delete", "fields": key},
-        "appointment_insert": {"table": "HIS_appointments", "action": "insert",
-            "fields": with(json!({"status": "HIS_status", "booked_at": "HIS_created_at"}))},
-    })
-}
-
-/// The events, in order; the comment says what each must do.
-const EVENTS: [&str; 9] = [
-    r#"{"event_type": "appointment", "appointment_id": 1, "status": "booked", "booked_at": "2026-01-05T09:00:00"}"#,
-    r#"{"event_type": "appointment", "appointment_id": 2, "status": "booked", "booked_at": "2026-01-05T10:00:00"}"#,
-    r#"{"event_type": "appointment", "appointment_id": 3, "status": "booked", "booked_at": "2026-01-05T11:00:00"}"#,
-    // A partial update: booked_at is absent, so HIS_created_at stays.
-    r#"{"event_type": "appointment_update", "appointment_id": 1, "status": "arrived"}"#,
-    // An update of a row that does not exist: fails (if_missing: error).
-    r#"{"event_type": "appointment_update", "appointment_id": 99, "status": "arrived"}"#,
-    r#"{"event_type": "appointment_cancelled", "appointment_id": 2, "status": "C"}"#,
-    r#"{"event_type": "appointment_deleted", "appointment_id": 3}"#,
-    r#"{"event_type": "appointment_insert", "appointment_id": 4, "status": "walk-in", "booked_at": "2026-01-05T12:00:00"}"#,
-    // An insert of a key that exists: fails, and row 1 is not overwritten.
-    r#"{"event_type": "appointment_insert", "appointment_id": 1, "status": "overwritten", "booked_at": "2026-01-06T00:00:00"}"#,
-];
 
 /// The HIS table after [`EVENTS`]: id, status, created_at (as text).
 fn expected() -> Vec<Vec<Value>> {
@@ -73,11 +40,7 @@ fn send_and_settle(setup: &Setup) -> Vec<Vec<Value>> {
 /// Two events fail, each with a message that says why; the rest deliver.
 fn check_outcomes(outcomes: &[Vec<Value>]) {
     let statuses: Vec<&str> = outcomes.iter().map(|r| r[1].as_str().unwrap()).collect();
-    assert_eq!(
-        statuses,
-        ["delivered", "delivered", "delivered", "delivered", "failed", "delivered", "delivered", "delivered", "failed"],
-        "{outcomes:?}"
-    );
+    assert_eq!(statuses, STATUSES, "{outcomes:?}");
     let missing = outcomes[4][2].as_str().unwrap();
     assert!(missing.contains("update: no row of HIS_appointments has this key"), "{missing}");
     let exists = outcomes[8][2].as_str().unwrap();
@@ -87,7 +50,7 @@ fn check_outcomes(outcomes: &[Vec<Value>]) {
 #[test]
 fn every_action_and_a_partial_update_reach_sqlite() {
     let mut setup = Setup::new();
-    setup.config["mapping"] = mappings();
+    setup.config["mapping"] = mappings("HIS_appointments");
     std::fs::write(setup.path("his.db"), b"").unwrap();
     let his = setup.his();
     his.execute_batch(
@@ -117,7 +80,7 @@ fn every_action_and_a_partial_update_reach_mariadb() {
     );
     let mut setup = Setup::new();
     setup.config["database"] = db.config();
-    setup.config["mapping"] = mappings();
+    setup.config["mapping"] = mappings("HIS_appointments");
     let outcomes = send_and_settle(&setup);
     check_outcomes(&outcomes);
     let rows: Vec<Vec<Value>> = db

@@ -276,6 +276,21 @@ impl TdsServer {
     }
 
     /// Every SQL batch, RPC and transaction manager request received, in
+    /// The `database` section of the seed's SQL Server example, pointed at
+    /// this server (TDS without TLS).
+    pub fn database_config(&self) -> serde_json::Value {
+        let (host, port) = self.address.split_once(':').expect("host:port");
+        serde_json::json!({
+            "type": "sqlserver",
+            "host": host,
+            "port": port.parse::<u16>().expect("a port"),
+            "user": "his_writer",
+            "password": "s3cret!",
+            "database": "his_database",
+            "encrypt": "not_supported",
+        })
+    }
+
     /// order of arrival, across connections; failed ones included.
     pub fn statements(&self) -> Vec<Statement> {
         lock(&self.shared.statements).clone()
