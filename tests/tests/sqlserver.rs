@@ -489,3 +489,35 @@ fn against_a_real_sql_server() {
         json!({"name": "HIS_amount", "type": "decimal(12,2)", "nullable": true, "has_default": false})
     );
 }
+
+/// DATE and BYTES, which no mapping makes yet, reach SQL Server through the
+/// conformance kit's value-types row: the date as a date at midnight (never
+/// shifted by the zone), the bytes as varbinary.
+#[test]
+fn dates_and_bytes_go_as_typed_parameters() {
+    let server = TdsServer::start();
+    let setup = setup_for(&server);
+    let output = std::process::Command::new(&buktor_tests::artifacts().binary)
+        .arg("--config")
+        .arg(setup.write_config())
+        .args(["plugin-test", "--plugin"])
+        .arg(buktor_tests::artifacts().plugin("sqlserver"))
+        .output()
+        .expect("run plugin-test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.lines().any(|l| l.starts_with("pass  value types")), "{stdout}");
+    // The value-types row is the MERGE whose first parameter is id 3.
+    let merge = merges(&server)
+        .into_iter()
+        .find(|s| s.params.first().is_some_and(|p| p.value == ParamValue::Int(3)) && s.params.len() > 5)
+        .unwrap_or_else(|| panic!("no value-types MERGE among {:#?}", server.statements()));
+    let typed = |name: &str| {
+        let column = merge.sql.split("AS s (").nth(1).unwrap().split(')').next().unwrap();
+        let at = column.split(", ").position(|c| c == format!("[{name}]")).unwrap();
+        (merge.params[at].sql_type.clone(), merge.params[at].value.clone())
+    };
+    assert_eq!(typed("born_on"), ("datetime2(7)".into(), ParamValue::DateTime("1990-05-17 00:00:00.0000000".into())));
+    let (photo_type, photo) = typed("photo");
+    assert!(photo_type.starts_with("varbinary"), "{photo_type}");
+    assert_eq!(photo, ParamValue::Other("0x00017FFF".into()));
+}
