@@ -96,7 +96,9 @@ fn metrics_count_what_happened_and_parse_as_prometheus_text() {
     assert!(value("buktor_journal_commit_seconds_count", json!({})) >= 5.0, "{text}");
     let info = samples.iter().find(|(n, _, _)| n == "buktor_build_info").expect("build info");
     assert_eq!(info.1["database_type"], "sqlite");
-    assert_eq!(info.1["plugin_api"], "1.0.0", "{info:?}");
+    let api = std::fs::read_to_string(buktor_tests::repo_root().join("plugin-api/Cargo.toml")).unwrap();
+    let version = api.lines().find_map(|l| l.strip_prefix("version = ")).unwrap().trim_matches('"');
+    assert_eq!(info.1["plugin_api"], version, "{info:?}");
     assert!(!text.contains("lab_result"), "{text}");
 }
 

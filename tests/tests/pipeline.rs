@@ -550,6 +550,9 @@ fn an_upgrade_re_keys_the_undelivered_events_so_that_a_failed_one_still_holds_it
     let old_key = r#"["HIS_appointments","123"]"#;
     let journal = setup.journal();
     journal.execute_batch(JOURNAL_SCHEMA_1).unwrap();
+    // Received now: an older delivered event would be pruned (retention)
+    // whenever the worker's housekeeping happens to run before the check.
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
     for (id, status, body) in [
         (1, "delivered", r#"{"event_type": "appointment", "appointment_id": 123, "status": "booked"}"#),
         (2, "failed", r#"{"event_type": "appointment", "appointment_id": "0123", "status": "refused"}"#),
@@ -557,8 +560,8 @@ fn an_upgrade_re_keys_the_undelivered_events_so_that_a_failed_one_still_holds_it
         journal
             .execute(
                 "INSERT INTO events (id, event_type, received_at, status, event_key, attempts)
-                 VALUES (?1, 'appointment', '2026-01-01T00:00:00.000Z', ?2, ?3, 1)",
-                rusqlite::params![id, status, old_key],
+                 VALUES (?1, 'appointment', ?4, ?2, ?3, 1)",
+                rusqlite::params![id, status, old_key, now],
             )
             .unwrap();
         journal.execute("INSERT INTO payloads (event_id, body) VALUES (?1, ?2)", rusqlite::params![id, body]).unwrap();
