@@ -1,5 +1,5 @@
 //! An open writer, whatever plugin-api version its plugin was built
-//! against: every call takes a deadline, is watched ([`super::watchdog`]),
+//! against: every call takes a deadline, is watched (`plugins/watchdog.rs`),
 //! and a 1.0 writer is adapted.
 
 use std::time::Instant;
