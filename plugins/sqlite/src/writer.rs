@@ -236,12 +236,15 @@ impl Group<'_> {
     /// Multi-row upserts, as many rows per statement as SQLite takes.
     fn upsert(&self, transaction: &rusqlite::Transaction<'_>) -> Result<(), PluginError> {
         let rows_per_statement = sql::max_rows_per_statement(self.columns.len());
+        let rows: Vec<&[Value]> = self.batch.rows().collect();
+        let rows = &rows;
         for chunk in self.set.rows.chunks(rows_per_statement) {
             let text = sql::upsert(self.batch.table(), self.columns, self.keys, chunk.len());
             // Cached: a steady stream of same-sized batches reuses one plan.
             let mut statement = transaction.prepare_cached(&text).map_err(classify)?;
-            let rows: Vec<&[Value]> = self.batch.rows().collect();
-            let params: Vec<Bind<'_>> = chunk.iter().flat_map(|&r| self.values(rows[r], self.columns)).collect();
+            // The set's columns by index: the hot path of a backlog's drain.
+            let params: Vec<Bind<'_>> =
+                chunk.iter().flat_map(|&r| self.set.columns.iter().map(move |&c| Bind(&rows[r][c]))).collect();
             statement.execute(rusqlite::params_from_iter(params.iter())).map_err(|e| match chunk {
                 // With one row per statement, the failing row is known.
                 [row] => classify(e).with_row(*row),
