@@ -373,8 +373,17 @@ pub fn holds(connection: &Connection) -> rusqlite::Result<Holds> {
         .query_row([], |row| Ok(Holds { retrying: row.get(0)?, failed: row.get(1)? }))
 }
 
+/// The most request bytes one window holds, whatever `sync.batch_size`
+/// says: a window is parsed, mapped and handed to the writer, and read
+/// ahead while the previous one is written, so each byte read costs
+/// several in memory. 500 events of the largest body the intake takes
+/// (1 MiB) would otherwise hold over a gigabyte; at this bound a window of
+/// such bodies holds 8. Everyday events (about a kilobyte) never reach it.
+pub const WINDOW_BYTES: usize = 8 << 20;
+
 /// Up to `limit` pending events with an id above `after_id` that are due
-/// at `now_ms`, oldest first.
+/// at `now_ms`, oldest first; fewer once their bodies reach `max_bytes`
+/// (at least one, however large).
 ///
 /// With `hold_back` (see [`holds`]), an event waits while an older event
 /// for the same HIS row has failed, or is pending and not yet due, so that
@@ -388,6 +397,7 @@ pub fn due_events(
     after_id: i64,
     hold_back: bool,
     limit: usize,
+    max_bytes: usize,
 ) -> rusqlite::Result<Vec<PendingEvent>> {
     let mut statement = if hold_back {
         connection.prepare_cached(
@@ -421,7 +431,16 @@ pub fn due_events(
             event_key: row.get(5)?,
         })
     })?;
-    rows.collect()
+    let (mut events, mut bytes) = (Vec::new(), 0);
+    for event in rows {
+        let event = event?;
+        bytes += event.payload.len();
+        events.push(event);
+        if bytes >= max_bytes {
+            break;
+        }
+    }
+    Ok(events)
 }
 
 /// The next moment after `now_ms` at which a waiting pending event becomes
@@ -475,7 +494,21 @@ mod tests {
 
     fn ids(connection: &Connection, now: i64, after_id: i64) -> Vec<i64> {
         let hold_back = holds(connection).unwrap().any();
-        due_events(connection, now, after_id, hold_back, 100).unwrap().iter().map(|e| e.id).collect()
+        due_events(connection, now, after_id, hold_back, 100, WINDOW_BYTES).unwrap().iter().map(|e| e.id).collect()
+    }
+
+    #[test]
+    fn a_window_ends_once_its_bodies_reach_the_byte_budget_and_holds_at_least_one() {
+        let (_dir, mut connection) = journal();
+        let all: Vec<i64> = ["A", "B", "C", "D"].iter().map(|key| append(&mut connection, key)).collect();
+        let window = |max_bytes| {
+            due_events(&connection, 1_000, 0, false, 100, max_bytes).unwrap().iter().map(|e| e.id).collect::<Vec<_>>()
+        };
+        // Each body is `{}`: two bytes.
+        assert_eq!(window(1 << 20), all, "under the budget, the count limits");
+        assert_eq!(window(4), all[..2], "the event that reaches the budget is the last");
+        assert_eq!(window(5), all[..3]);
+        assert_eq!(window(1), all[..1], "a body larger than the budget still makes a window");
     }
 
     #[test]

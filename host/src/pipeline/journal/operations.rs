@@ -443,7 +443,7 @@ mod tests {
         // Retrying: the worker stops reading only new events and reads from
         // the start, where this event comes before any later one of its row.
         assert_eq!(journal::holds(&connection).unwrap(), journal::Holds { retrying: true, failed: false });
-        let due = journal::due_events(&connection, crate::clock::now_ms(), 0, true, 10).unwrap();
+        let due = journal::due_events(&connection, crate::clock::now_ms(), 0, true, 10, journal::WINDOW_BYTES).unwrap();
         assert_eq!(due.iter().map(|e| e.id).collect::<Vec<_>>(), [id], "and it is due at once");
     }
 

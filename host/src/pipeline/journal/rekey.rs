@@ -281,6 +281,6 @@ mod tests {
             .unwrap();
         assert_eq!(keys, [(key.to_string(), events as i64)]);
         // So the failed first event holds back the rest, as one row.
-        assert!(journal::due_events(&connection, i64::MAX, 0, true, 10).unwrap().is_empty());
+        assert!(journal::due_events(&connection, i64::MAX, 0, true, 10, journal::WINDOW_BYTES).unwrap().is_empty());
     }
 }

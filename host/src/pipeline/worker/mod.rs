@@ -477,7 +477,8 @@ impl State {
         if let Some(window) = self.ahead.take().filter(|window| window.fits(after_id, holds)) {
             return Ok(Read::Events(window.events));
         }
-        let events = journal::due_events(&snapshot, now, after_id, holds.any(), self.worker.batch_size)?;
+        let events =
+            journal::due_events(&snapshot, now, after_id, holds.any(), self.worker.batch_size, journal::WINDOW_BYTES)?;
         drop(snapshot);
         Ok(Read::Events(lookahead::prepare(&self.worker.mappings, events)))
     }
