@@ -107,12 +107,13 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
 pub fn load(file: &Path) -> Result<LoadedConfig, ConfigError> {
     let text =
         std::fs::read_to_string(file).map_err(|source| ConfigError::Read { file: file.to_path_buf(), source })?;
-    let config = parse(&text).map_err(|(json_path, message)| match json_path {
+    let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let dir = absolute.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let config = parse_in(&text, &dir).map_err(|(json_path, message)| match json_path {
         None => ConfigError::Syntax { file: file.to_path_buf(), message },
         Some(json_path) => ConfigError::Invalid { file: file.to_path_buf(), json_path, message },
     })?;
-    let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
-    let dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let file = absolute;
     let mut literal_secrets = Vec::new();
     if let Ok(value) = serde_json::from_str::<serde_json::Value>(&without_comments(&text)) {
         find_literal_secrets(&value, "", false, &mut literal_secrets);
@@ -158,16 +159,26 @@ pub fn without_comments(text: &str) -> String {
 
 /// Parses and checks config text. Errors are `(json path, message)`; the
 /// path is `None` when the text is not JSON at all.
+/// Lookup files are read relative to the working directory.
 pub fn parse(text: &str) -> Result<Config, (Option<String>, String)> {
-    parse_with(text, &|name| std::env::var(name).ok())
+    parse_in(text, Path::new("."))
 }
 
-/// [`parse`], with `env` standing in for the environment.
-fn parse_with(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, (Option<String>, String)> {
+/// [`parse`], reading lookup files relative to `dir`.
+pub fn parse_in(text: &str, dir: &Path) -> Result<Config, (Option<String>, String)> {
+    parse_with(text, dir, &|name| std::env::var(name).ok())
+}
+
+/// [`parse_in`], with `env` standing in for the environment.
+fn parse_with(
+    text: &str,
+    dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, (Option<String>, String)> {
     let mut value: serde_json::Value =
         serde_json::from_str(&without_comments(text)).map_err(|e| (None, e.to_string()))?;
     substitute_environment(&mut value, "", env).map_err(|(path, message)| (Some(escape_controls(&path)), message))?;
-    let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+    let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = match e.path().to_string() {
             p if p == "." => "(top level)".to_string(),
             p => escape_controls(&p),
@@ -175,6 +186,8 @@ fn parse_with(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config
         (Some(path), e.inner().to_string())
     })?;
     validate(&config).map_err(|(path, message)| (Some(escape_controls(&path)), message))?;
+    super::mapping::load_lookups(&mut config.mapping, dir)
+        .map_err(|(path, message)| (Some(escape_controls(&path)), message))?;
     Ok(config)
 }
 
@@ -242,7 +255,7 @@ mod tests {
             ("oracle", include_str!("../../../dist/examples/his-config.oracle.json")),
         ] {
             assert!(text.starts_with("//"), "{name}: commented");
-            let config = parse_with(text, &env).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            let config = parse_with(text, Path::new("."), &env).unwrap_or_else(|e| panic!("{name}: {e:?}"));
             assert_eq!(config.database["type"], name);
             assert_eq!(config.mapping.len(), 3, "{name}: the seed's three mappings");
         }
@@ -287,10 +300,10 @@ mod tests {
             "BUKTOR_SECRET" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_string()),
             _ => None,
         };
-        let config = parse_with(text, &env).unwrap();
+        let config = parse_with(text, Path::new("."), &env).unwrap();
         assert_eq!(config.database["password"], "s3cret");
         assert_eq!(config.server.auth.unwrap().webhook_secrets, ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]);
-        let (path, message) = parse_with(text, &|_| None).unwrap_err();
+        let (path, message) = parse_with(text, Path::new("."), &|_| None).unwrap_err();
         assert_eq!(path.as_deref(), Some("database.password"));
         assert_eq!(message, "the environment variable HIS_PASSWORD is not set (the value is ${HIS_PASSWORD})");
     }

@@ -9,9 +9,11 @@
 //! decodes webhook secrets.
 
 pub mod load;
+pub mod mapping;
 pub mod secrets;
 pub mod validate;
 
+pub use mapping::{ActionConfig, IfMissingConfig, MappingConfig, OnMissing};
 pub use load::{ConfigError, LoadedConfig, load, locate, parse, without_comments};
 pub use secrets::{Secrets, decode_secret};
 
@@ -296,88 +298,6 @@ impl SyncConfig {
     }
 }
 
-/// `mapping.<event_type>`: the seed's format, plus an optional `key`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MappingConfig {
-    /// The HIS table the event is written to.
-    pub table: String,
-    /// Event field → HIS column, in the order written.
-    pub fields: IndexMap<String, String>,
-    /// The event fields that identify the HIS row. Without it, the first
-    /// mapped field whose name ends in `_id`.
-    pub key: Option<Vec<String>>,
-    /// What the event does to its row. Default: upsert.
-    #[serde(default)]
-    pub action: ActionConfig,
-    /// For `action: "update"`: what a key that matches no row means.
-    /// Default: error (the event fails, and can be replayed).
-    pub if_missing: Option<IfMissingConfig>,
-    /// A mapped field the event does not carry: `null` writes NULL (the
-    /// seed's behaviour, the default); `keep` leaves the column as it is.
-    #[serde(default)]
-    pub on_missing: OnMissing,
-}
-
-/// `mapping.<event_type>.action`.
-#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionConfig {
-    /// Update the row if it exists, else insert it.
-    #[default]
-    Upsert,
-    /// Insert; a row that already exists fails the event.
-    Insert,
-    /// Update only (see `if_missing`).
-    Update,
-    /// Delete the row with the key; only the key fields are used.
-    Delete,
-    /// Set the mapped non-key columns (a status, a deletion time) on the
-    /// row with the key; no row, nothing to do.
-    SoftDelete,
-}
-
-/// `mapping.<event_type>.if_missing`.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum IfMissingConfig {
-    /// The event fails, and can be replayed.
-    Error,
-    /// Nothing is written; the event counts as delivered.
-    Ignore,
-    /// The row is inserted.
-    Insert,
-}
-
-/// `mapping.<event_type>.on_missing`.
-#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum OnMissing {
-    /// Write NULL.
-    #[default]
-    Null,
-    /// Leave the column as it is (a partial row).
-    Keep,
-}
-
-impl MappingConfig {
-    /// The plugin-api action.
-    pub fn write_action(&self) -> his_plugin_api::Action {
-        use his_plugin_api::{Action, IfMissing};
-        match self.action {
-            ActionConfig::Upsert => Action::UPSERT,
-            ActionConfig::Insert => Action::INSERT,
-            ActionConfig::Delete => Action::DELETE,
-            ActionConfig::SoftDelete => Action::SOFT_DELETE,
-            ActionConfig::Update => Action::update(match self.if_missing.unwrap_or(IfMissingConfig::Error) {
-                IfMissingConfig::Error => IfMissing::Error,
-                IfMissingConfig::Ignore => IfMissing::Ignore,
-                IfMissingConfig::Insert => IfMissing::Insert,
-            }),
-        }
-    }
-}
-
 /// A table or column name as event keys, and the rule that every mapping
 /// of one table uses the same key columns, compare it: trimmed and
 /// lowercased (`HIS_Appointments` is `his_appointments`), as the HIS's
@@ -386,13 +306,3 @@ pub fn fold_name(name: &str) -> String {
     name.trim().to_lowercase()
 }
 
-impl MappingConfig {
-    /// The event fields that identify the HIS row: `key`, or else the
-    /// first mapped field whose name ends in `_id` (none if no field does:
-    /// validation refuses that).
-    pub fn key_fields(&self) -> Vec<String> {
-        self.key
-            .clone()
-            .unwrap_or_else(|| self.fields.keys().find(|f| f.ends_with("_id")).cloned().into_iter().collect())
-    }
-}
