@@ -287,14 +287,8 @@ mod tests {
         );
         assert_ne!(
             fingerprint(&|c| {
-                let again = crate::config::MappingConfig {
-                    table: "his_appointments".into(),
-                    fields: c.mapping[1].fields.clone(),
-                    key: c.mapping[1].key.clone(),
-                    action: Default::default(),
-                    if_missing: None,
-                    on_missing: Default::default(),
-                };
+                let again =
+                    crate::config::MappingConfig { table: "his_appointments".into(), ..c.mapping[1].clone() };
                 c.mapping.insert("moved".into(), again);
             }),
             base
