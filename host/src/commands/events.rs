@@ -107,7 +107,7 @@ pub fn replay(
         }),
         (None, None) => anyhow::bail!("replay needs --id N or --status failed|unmapped"),
     };
-    let mappings = Mappings::new(&loaded.config.mapping);
+    let mappings = Mappings::of(&loaded)?;
     let report = operations::replay(&mut connection, &selection, &mappings, clock::now_ms())?;
     println!("replayed {} event(s)", report.replayed);
     for note in report.notes() {

@@ -40,7 +40,7 @@ pub fn run(config_path: Option<PathBuf>, control: Control) -> anyhow::Result<()>
     let LoadedConfig { config, .. } = &loaded;
     warn_if_secrets_are_readable(&loaded);
     let tls = config.server.tls.as_ref().map(|tls| server::load_tls(tls, &loaded.dir)).transpose()?;
-    let mappings = Arc::new(Mappings::new(&config.mapping));
+    let mappings = Arc::new(Mappings::of(&loaded)?);
     if config.mapping.is_empty() {
         tracing::warn!(target: LOG_TARGET, "{} maps no event types: every event will be kept as unmapped", loaded.file.display());
     } else {

@@ -151,14 +151,19 @@ pub(super) fn validate(config: &Config) -> Result<(), (String, String)> {
     for (event_type, mapping) in &config.mapping {
         let at = format!("mapping.{event_type}");
         check_identifier(&format!("{at}.table"), &mapping.table)?;
-        if mapping.fields.is_empty() {
+        if mapping.fields.is_empty() && mapping.columns.is_empty() {
             return Err(invalid(format!("{at}.fields"), "maps no fields: add at least the key field"));
         }
         let mut columns = std::collections::HashSet::new();
-        for (field, column) in &mapping.fields {
-            check_identifier(&format!("{at}.fields.{field}"), column)?;
+        let named = mapping
+            .fields
+            .iter()
+            .map(|(field, column)| (format!("{at}.fields.{field}"), column))
+            .chain(mapping.columns.keys().map(|column| (format!("{at}.columns.{column}"), column)));
+        for (path, column) in named {
+            check_identifier(&path, column)?;
             if !columns.insert(column.to_lowercase()) {
-                return Err(invalid(format!("{at}.fields.{field}"), format!("column {column:?} is mapped twice")));
+                return Err(invalid(path, format!("column {column:?} is mapped twice")));
             }
         }
         match &mapping.key {
@@ -167,10 +172,10 @@ pub(super) fn validate(config: &Config) -> Result<(), (String, String)> {
             }
             Some(key) => {
                 for (i, field) in key.iter().enumerate() {
-                    if !mapping.fields.contains_key(field) {
+                    if !mapping.fields.contains_key(field) && !mapping.columns.contains_key(field) {
                         return Err(invalid(
                             format!("{at}.key[{i}]"),
-                            format!("{field:?} is not one of the mapped fields of {at}.fields"),
+                            format!("{field:?} is neither a mapped field of {at}.fields nor a column of {at}.columns"),
                         ));
                     }
                 }
@@ -178,7 +183,7 @@ pub(super) fn validate(config: &Config) -> Result<(), (String, String)> {
             None if !mapping.fields.keys().any(|f| f.ends_with("_id")) => {
                 return Err(invalid(
                     format!("{at}.key"),
-                    "no key: no mapped field ends in _id, so add \"key\": [\"<field>\"] naming the event field(s) that identify the HIS row",
+                    "no key: no mapped field ends in _id, so add \"key\": [\"<field>\"] naming the event field(s) (or the columns of columns) that identify the HIS row",
                 ));
             }
             None => {}
@@ -213,7 +218,7 @@ fn check_action(at: &str, mapping: &MappingConfig) -> Result<(), (String, String
         ));
     }
     let keys = mapping.key_fields();
-    let others = mapping.fields.keys().filter(|f| !keys.contains(f)).count();
+    let others = mapping.fields.keys().chain(mapping.columns.keys()).filter(|f| !keys.contains(f)).count();
     match mapping.action {
         ActionConfig::SoftDelete if others == 0 => Err(invalid(
             format!("{at}.fields"),
@@ -230,7 +235,13 @@ fn check_action(at: &str, mapping: &MappingConfig) -> Result<(), (String, String
 
 /// The HIS columns of a mapping's key, as written.
 fn key_columns(mapping: &MappingConfig) -> Vec<&str> {
-    mapping.key_fields().iter().filter_map(|field| mapping.fields.get(field).map(String::as_str)).collect()
+    mapping
+        .key_fields()
+        .iter()
+        .filter_map(|name| {
+            mapping.fields.get(name).map(String::as_str).or_else(|| mapping.columns.get_key_value(name).map(|(c, _)| c.as_str()))
+        })
+        .collect()
 }
 
 /// Why `event_type`'s mapping may not key `mapping.table` otherwise than

@@ -72,6 +72,7 @@ struct Counters {
     received: BTreeMap<(usize, Received), u64>,
     delivered: BTreeMap<usize, u64>,
     failed: BTreeMap<usize, u64>,
+    truncated: BTreeMap<usize, u64>,
     his_errors: BTreeMap<&'static str, u64>,
 }
 
@@ -174,6 +175,17 @@ impl Metrics {
         *lock(&self.counters).failed.entry(index).or_default() += 1;
     }
 
+    /// Counts `count` values that a `truncate` transform cut in events of
+    /// `event_type` written to the HIS. True the first time for the type,
+    /// for one warning in the log.
+    pub fn truncated(&self, event_type: &str, count: u64) -> bool {
+        let index = self.type_index(event_type);
+        let mut counters = lock(&self.counters);
+        let total = counters.truncated.entry(index).or_default();
+        *total += count;
+        *total == count
+    }
+
     /// Counts one error from the HIS writer, by its kind's name.
     pub fn his_error(&self, kind: &'static str) {
         *lock(&self.counters).his_errors.entry(kind).or_default() += 1;
@@ -217,6 +229,11 @@ impl Metrics {
         for (name, help, map) in [
             ("buktor_events_delivered_total", "Events written to the HIS, by type.", &counters.delivered),
             ("buktor_events_failed_total", "Events set aside as failed (kept for replay), by type.", &counters.failed),
+            (
+                "buktor_values_truncated_total",
+                "Values cut by a truncate transform in events written to the HIS, by type.",
+                &counters.truncated,
+            ),
         ] {
             family(&mut text, name, "counter", help);
             for (index, count) in map {

@@ -86,6 +86,13 @@ fn run(file: &Path, report: &mut Report) {
         }
     };
     report.file = loaded.file.display().to_string();
+    let mappings = match Mappings::of(&loaded) {
+        Ok(mappings) => mappings,
+        Err(error) => {
+            report.findings.push(config_finding(&error));
+            return;
+        }
+    };
     report.config_ok = true;
     if loaded.config.mapping.is_empty() {
         report.findings.push(Finding::warning(
@@ -129,7 +136,6 @@ fn run(file: &Path, report: &mut Report) {
     report.his_reachable = true;
 
     let target = Target::of(&loaded);
-    let mappings = Mappings::new(&loaded.config.mapping);
     let named = format!("{} (plugin-api {})", plugin.name, plugin.abi_version);
     if let Some(problem) = mappings.beyond(writer.actions(), writer.takes_partial_rows(), &named) {
         let at = problem.split_whitespace().next().unwrap_or("mapping").to_string();

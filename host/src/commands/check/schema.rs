@@ -238,8 +238,8 @@ pub(super) fn check_mapping(
     let names = || table.columns.iter().map(|c| c.name.as_str());
     // The HIS column of each mapped field, when it has one.
     let mut found: Vec<Option<&ColumnDescription>> = Vec::new();
-    for (field, column) in mapping.fields.iter().zip(&mapping.columns) {
-        let path = format!("{at}.fields.{field}");
+    for ((field, column), source) in mapping.fields.iter().zip(&mapping.columns).zip(&mapping.sources) {
+        let path = source.at.clone();
         let matched = match_name(column, names());
         let description = matched.name().and_then(|name| table.columns.iter().find(|c| c.name.as_str() == name));
         found.push(description);
@@ -271,14 +271,8 @@ pub(super) fn check_mapping(
     }
 
     // The key, when all its columns exist (a missing one is reported above).
-    let key_columns: Option<Vec<&str>> = mapping
-        .key_fields
-        .iter()
-        .map(|field| {
-            let index = mapping.fields.iter().position(|f| f == field)?;
-            found[index].map(|c| c.name.as_str())
-        })
-        .collect();
+    let key_columns: Option<Vec<&str>> =
+        mapping.key_indexes.iter().map(|index| found[*index].map(|c| c.name.as_str())).collect();
     if let Some(key_columns) = key_columns
         && !has_unique_key(table, &key_columns)
     {

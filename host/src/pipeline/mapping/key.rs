@@ -31,7 +31,9 @@ use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
 
-use super::{EventMapping, MappingError, Mappings, members::Members};
+use his_plugin_api::{Value, ValueRef};
+
+use super::{EventMapping, MappingError, Mappings, members::Members, source::Source, transform::Applied};
 use crate::config::fold_name;
 
 /// The longest key value accepted, in characters.
@@ -51,21 +53,21 @@ pub(super) struct RowKey {
     table: String,
     /// The key's text up to its values: `["his_appointments"`.
     prefix: String,
-    /// (folded column, event field) of each key value, ordered by folded
+    /// (folded column, source) of each key value, ordered by folded
     /// column, each column once.
-    parts: Vec<(String, String)>,
+    parts: Vec<(String, Source)>,
 }
 
 impl RowKey {
-    /// For a mapping to `table` keyed by `key_fields`, whose columns are
-    /// `key_columns`.
-    pub(super) fn new(table: &str, key_fields: &[String], key_columns: &[String]) -> Self {
+    /// For a mapping to `table` whose key columns `key_columns` are read
+    /// from `key_sources`.
+    pub(super) fn new(table: &str, key_sources: &[Source], key_columns: &[String]) -> Self {
         let table = fold_name(table);
         let mut prefix = String::from("[");
         prefix.push_str(&serde_json::to_string(&table).expect("a string serializes"));
-        let mut parts: Vec<(String, String)> =
-            key_columns.iter().map(|column| fold_name(column)).zip(key_fields.iter().cloned()).collect();
-        parts.sort();
+        let mut parts: Vec<(String, Source)> =
+            key_columns.iter().map(|column| fold_name(column)).zip(key_sources.iter().cloned()).collect();
+        parts.sort_by(|a, b| a.0.cmp(&b.0));
         // A column named twice (a field listed twice in `key`) is one part.
         parts.dedup_by(|a, b| a.0 == b.0);
         Self { table, prefix, parts }
@@ -81,8 +83,13 @@ impl EventMapping {
         // event taken in): the table's part is written once, in `RowKey`.
         let mut key = Vec::with_capacity(self.row_key.prefix.len() + 2 + 16 * self.row_key.parts.len());
         key.extend_from_slice(self.row_key.prefix.as_bytes());
-        for (_, field) in &self.row_key.parts {
-            let part = key_part(event.raw(field)).map_err(|problem| match problem {
+        for (_, source) in &self.row_key.parts {
+            let field = &source.field();
+            let part = match source.plain_member() {
+                Some(member) => key_part(event.raw(member)),
+                None => computed_key_part(source, event)?,
+            };
+            let part = part.map_err(|problem| match problem {
                 Problem::Missing => MappingError::MissingKey {
                     event_type: event_type.to_string(),
                     field: field.clone(),
@@ -116,7 +123,11 @@ impl Mappings {
         let mappings: BTreeMap<&str, serde_json::Value> = self
             .by_type
             .iter()
-            .map(|(event_type, m)| (event_type.as_str(), serde_json::json!([m.row_key.table, m.row_key.parts])))
+            .map(|(event_type, m)| {
+                let parts: Vec<(&str, String)> =
+                    m.row_key.parts.iter().map(|(column, source)| (column.as_str(), source.fingerprint())).collect();
+                (event_type.as_str(), serde_json::json!([m.row_key.table, parts]))
+            })
             .collect();
         serde_json::json!({ "key_format": KEY_FORMAT, "mappings": mappings }).to_string()
     }
@@ -142,6 +153,20 @@ fn key_part(raw: Option<&RawValue>) -> Result<String, Problem> {
         Some(b'-' | b'0'..=b'9') if raw.parse::<i64>().is_ok() || raw.parse::<u64>().is_ok() => canonical(raw),
         _ => Err(Problem::NotStringOrInteger(excerpt(raw))),
     }
+}
+
+/// A key value read through a source with a path or transforms. A
+/// transform's error is the event's error (intake refuses the event).
+fn computed_key_part(source: &Source, event: &Members<'_>) -> Result<Result<String, Problem>, MappingError> {
+    let value = source.value(event, "", &mut Applied::default()).map_err(MappingError::Transform)?;
+    Ok(match value.as_ref().map(Value::get) {
+        None | Some(ValueRef::Null) => Err(Problem::Missing),
+        Some(ValueRef::Int(i)) => canonical(&i.to_string()),
+        Some(ValueRef::Text(t)) => canonical(t),
+        Some(_) => Err(Problem::NotStringOrInteger(
+            value.as_ref().and_then(|v| super::transform::text_of(v).map(|t| excerpt(&t))).unwrap_or_default(),
+        )),
+    })
 }
 
 /// A key value as its row key part: what `"0123 "` and `123` share

@@ -10,6 +10,8 @@
 
 pub mod key;
 pub mod members;
+pub mod source;
+pub mod transform;
 pub mod value;
 
 use his_plugin_api::{Action, Actions, Value};
@@ -20,7 +22,11 @@ pub use self::{
     members::{Members, kind_of},
     value::{InexactNumber, MAX_PLAIN_DIGITS, is_timestamp, value_of},
 };
-use crate::config::{MappingConfig, OnMissing};
+use self::{
+    source::{Source, SourceError},
+    transform::Applied,
+};
+use crate::config::{ConfigError, LoadedConfig, MappingConfig, OnMissing};
 
 /// Fields that default to the time the middleware received the event.
 const RECEIVE_TIME_FIELDS: [&str; 2] = ["received_at", "updated_at"];
@@ -36,14 +42,20 @@ pub struct Mappings {
 pub struct EventMapping {
     /// The HIS table.
     pub table: String,
-    /// Event field names, in column order.
+    /// The event field each column reads, for messages: the name in
+    /// `fields`, or what a `columns` source reads (see [`Source::field`]).
     pub fields: Vec<String>,
-    /// HIS column names, one per field.
+    /// HIS column names, `fields` first, then `columns`.
     pub columns: Vec<String>,
-    /// The event fields that identify the row.
+    /// Where each column's value comes from.
+    pub sources: Vec<Source>,
+    /// The key as `key` names it: event fields of `fields`, columns of
+    /// `columns`.
     pub key_fields: Vec<String>,
     /// The HIS columns of `key_fields`.
     pub key_columns: Vec<String>,
+    /// The index in `columns` of each key column.
+    pub key_indexes: Vec<usize>,
     /// What its events do to their rows.
     pub action: Action,
     /// Whether a field the event lacks is NULL or left as it is.
@@ -60,6 +72,8 @@ pub struct Row {
     /// Indexes of the columns the event did not carry, with `on_missing:
     /// "keep"`: the HIS keeps what it has. Empty for a whole row.
     pub absent: Vec<usize>,
+    /// How many values `truncate` cut (counted at /metrics).
+    pub truncated: u32,
 }
 
 /// Why an event cannot be turned into a row.
@@ -99,16 +113,9 @@ pub enum MappingError {
         /// Its length, trimmed.
         characters: usize,
     },
-    /// A mapped field's number cannot be written exactly.
-    #[error("field {field:?} (mapping.{event_type}.fields.{field}): {error}")]
-    Inexact {
-        /// The event type.
-        event_type: String,
-        /// The event field.
-        field: String,
-        /// What is wrong with the number.
-        error: InexactNumber,
-    },
+    /// A column's source or transform cannot take the event's value.
+    #[error("field {:?} = {} ({}): {}", .0.field, .0.value, .0.at, .0.problem)]
+    Transform(SourceError),
     /// The event was mapped when it arrived, but its type is not mapped in
     /// the current config.
     #[error(
@@ -125,34 +132,30 @@ pub enum MappingError {
 }
 
 impl Mappings {
-    /// Compiles the config's mapping section (already validated).
+    /// Compiles the config's mapping section (already validated: see
+    /// [`Mappings::compile`] for the checks that need compiling).
     pub fn new(config: &IndexMap<String, MappingConfig>) -> Self {
+        Self::compile(config).unwrap_or_else(|(path, e)| panic!("a validated mapping compiles: {path}: {e}"))
+    }
+
+    /// Compiles the config's mapping section. The error is (JSON path,
+    /// message): a source or transform that does not compile.
+    pub fn compile(config: &IndexMap<String, MappingConfig>) -> Result<Self, (String, String)> {
         let by_type = config
             .iter()
-            .map(|(event_type, m)| {
-                let key_fields = m.key_fields();
-                let key_columns: Vec<String> = key_fields.iter().map(|f| m.fields[f].clone()).collect();
-                let action = m.write_action();
-                // A delete names its row and nothing else.
-                let (fields, columns) = if action == Action::DELETE {
-                    (key_fields.clone(), key_columns.clone())
-                } else {
-                    (m.fields.keys().cloned().collect(), m.fields.values().cloned().collect())
-                };
-                let mapping = EventMapping {
-                    row_key: key::RowKey::new(&m.table, &key_fields, &key_columns),
-                    table: m.table.clone(),
-                    fields,
-                    columns,
-                    key_fields,
-                    key_columns,
-                    action,
-                    on_missing: m.on_missing,
-                };
-                (event_type.clone(), mapping)
-            })
-            .collect();
-        Self { by_type }
+            .map(|(event_type, m)| Ok((event_type.clone(), EventMapping::compile(event_type, m)?)))
+            .collect::<Result<_, (String, String)>>()?;
+        Ok(Self { by_type })
+    }
+
+    /// The loaded config's mappings. A source or transform that does not
+    /// compile is an error in the config, naming its JSON path.
+    pub fn of(loaded: &LoadedConfig) -> Result<Self, ConfigError> {
+        Self::compile(&loaded.config.mapping).map_err(|(json_path, message)| ConfigError::Invalid {
+            file: loaded.file.clone(),
+            json_path,
+            message,
+        })
     }
 
     /// The mapping for `event_type`, if there is one.
@@ -192,35 +195,89 @@ impl Mappings {
 }
 
 impl EventMapping {
+    fn compile(event_type: &str, m: &MappingConfig) -> Result<Self, (String, String)> {
+        let at = format!("mapping.{event_type}");
+        let mut fields = Vec::new();
+        let mut columns = Vec::new();
+        let mut sources = Vec::new();
+        for (field, column) in &m.fields {
+            fields.push(field.clone());
+            columns.push(column.clone());
+            sources.push(Source::member(field, format!("{at}.fields.{field}")));
+        }
+        for (column, config) in &m.columns {
+            let source = Source::new(config, format!("{at}.columns.{column}"))?;
+            fields.push(source.field());
+            columns.push(column.clone());
+            sources.push(source);
+        }
+        let key_fields = m.key_fields();
+        // A key entry names a field of `fields`, or else a column of `columns`.
+        let key_indexes: Vec<usize> = key_fields
+            .iter()
+            .map(|name| {
+                m.fields
+                    .get_index_of(name)
+                    .or_else(|| m.columns.get_index_of(name).map(|i| m.fields.len() + i))
+                    .expect("validation checks that key entries are mapped")
+            })
+            .collect();
+        let key_columns: Vec<String> = key_indexes.iter().map(|i| columns[*i].clone()).collect();
+        let key_sources: Vec<Source> = key_indexes.iter().map(|i| sources[*i].clone()).collect();
+        let action = m.write_action();
+        // A delete names its row and nothing else.
+        if action == Action::DELETE {
+            fields = key_indexes.iter().map(|i| fields[*i].clone()).collect();
+            sources = key_sources.clone();
+            columns = key_columns.clone();
+        }
+        let key_indexes =
+            if action == Action::DELETE { (0..key_columns.len()).collect() } else { key_indexes };
+        Ok(EventMapping {
+            row_key: key::RowKey::new(&m.table, &key_sources, &key_columns),
+            table: m.table.clone(),
+            fields,
+            columns,
+            sources,
+            key_fields,
+            key_columns,
+            key_indexes,
+            action,
+            on_missing: m.on_missing,
+        })
+    }
+
     /// The row for a journaled payload, one value per column.
     ///
     /// A mapped field the event does not carry is NULL, except
     /// `received_at` and `updated_at`, which default to `received_at`
     /// (the time the middleware received the event). With `on_missing:
     /// "keep"` it is absent instead, and the HIS keeps what it has.
-    pub fn row(&self, event_type: &str, payload: &str, received_at: &str) -> Result<Row, MappingError> {
+    /// Errors name the field, the mapping path and the value (the path
+    /// names the event type).
+    pub fn row(&self, _event_type: &str, payload: &str, received_at: &str) -> Result<Row, MappingError> {
         let members = Members::parse(payload).map_err(MappingError::BadPayload)?;
         let mut absent = Vec::new();
+        let mut applied = Applied::default();
+        let mut truncated = 0;
         let values = self
-            .fields
+            .sources
             .iter()
             .enumerate()
-            .map(|(column, field)| match members.raw(field) {
-                Some(raw) => value_of(raw).map_err(|error| MappingError::Inexact {
-                    event_type: event_type.to_string(),
-                    field: field.clone(),
-                    error,
-                }),
-                None if RECEIVE_TIME_FIELDS.contains(&field.as_str()) => Ok(Value::timestamp(received_at)),
-                None => {
+            .map(|(column, source)| {
+                let value = source.value(&members, received_at, &mut applied).map_err(MappingError::Transform)?;
+                if std::mem::take(&mut applied.truncated) {
+                    truncated += 1;
+                }
+                Ok(value.unwrap_or_else(|| {
                     if self.on_missing == OnMissing::Keep {
                         absent.push(column);
                     }
-                    Ok(Value::null())
-                }
+                    Value::null()
+                }))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Row { values, absent })
+        Ok(Row { values, absent, truncated })
     }
 }
 

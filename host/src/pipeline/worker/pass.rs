@@ -187,6 +187,13 @@ impl State {
         settlements.extend(batch.iter().map(|i| Settlement::Delivered { id: i.event.id }));
         let event_type = batch.first().map_or("", |i| i.event.event_type.as_str());
         self.worker.metrics.delivered(event_type, batch.iter().map(|i| i.event.received_at.as_str()));
+        let truncated: u64 = batch.iter().map(|i| u64::from(i.row.truncated)).sum();
+        if truncated > 0 && self.worker.metrics.truncated(event_type, truncated) {
+            tracing::warn!(
+                "events of type {event_type}: a truncate transform cut {truncated} value(s) to fit; \
+                 buktor_values_truncated_total at /metrics counts them (logged once)"
+            );
+        }
         PassEnd::Done
     }
 
@@ -360,7 +367,7 @@ mod tests {
                 attempts: 0,
                 event_key: Some(key.into()),
             },
-            row: Row { values: Vec::new(), absent: Vec::new() },
+            row: Row { values: Vec::new(), absent: Vec::new(), truncated: 0 },
         }
     }
 
