@@ -16,6 +16,96 @@ use serde::{
     de::{self, MapAccess, value::MapAccessDeserializer},
 };
 
+/// `mapping.<event_type>`: one target (an object: the seed's form), or a
+/// list of targets, each written, in order, when its `when` holds.
+#[derive(Debug, Clone)]
+pub struct EventConfig {
+    /// The targets, in order.
+    pub targets: Vec<MappingConfig>,
+    /// Whether the file lists them (`[…]`): their JSON paths then have an
+    /// index.
+    pub listed: bool,
+}
+
+impl EventConfig {
+    /// The JSON path of target `index` of `event_type`: `mapping.payment`,
+    /// or `mapping.payment[1]` in a list.
+    pub fn at(&self, event_type: &str, index: usize) -> String {
+        if self.listed { format!("mapping.{event_type}[{index}]") } else { format!("mapping.{event_type}") }
+    }
+
+    /// The targets with their JSON paths.
+    pub fn targets_at<'a>(&'a self, event_type: &'a str) -> impl Iterator<Item = (String, &'a MappingConfig)> + 'a {
+        self.targets.iter().enumerate().map(move |(i, t)| (self.at(event_type, i), t))
+    }
+}
+
+/// The schema of [`EventConfig`]: a target, or a list of targets.
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+#[allow(dead_code)]
+enum EventConfigSchema {
+    /// One target.
+    One(MappingConfig),
+    /// Targets written in order, each when its `when` holds.
+    Several(Vec<MappingConfig>),
+}
+
+impl JsonSchema for EventConfig {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EventMapping".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        EventConfigSchema::json_schema(generator)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = EventConfig;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping (an object with table and fields or columns), or a list of them")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<EventConfig, A::Error> {
+                let target = MappingConfig::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(EventConfig { targets: vec![target], listed: false })
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<EventConfig, A::Error> {
+                let targets = Vec::<MappingConfig>::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(EventConfig { targets, listed: true })
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// `when`: the target applies only to events where a field equals a
+/// value, is one of several, or exists. Exactly one of `equals`,
+/// `not_equals`, `in`, `not_in` and `exists`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionConfig {
+    /// The event field or dotted path tested.
+    pub field: String,
+    /// The field equals this value (compared as text: `1` equals `"1"`).
+    #[serde(default, deserialize_with = "present")]
+    pub equals: Option<serde_json::Value>,
+    /// The field is absent, or does not equal this value.
+    #[serde(default, deserialize_with = "present")]
+    pub not_equals: Option<serde_json::Value>,
+    /// The field equals one of these values.
+    #[serde(rename = "in")]
+    pub one_of: Option<Vec<serde_json::Value>>,
+    /// The field is absent, or equals none of these values.
+    pub not_in: Option<Vec<serde_json::Value>>,
+    /// `true`: the field is present and not null; `false`: it is absent
+    /// or null.
+    pub exists: Option<bool>,
+}
+
 /// `mapping.<event_type>`: the seed's format (`table`, `fields`), plus
 /// `columns`, `key`, `action`, `if_missing` and `on_missing`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -45,6 +135,10 @@ pub struct MappingConfig {
     /// seed's behaviour, the default); `keep` leaves the column as it is.
     #[serde(default)]
     pub on_missing: OnMissing,
+    /// Write this target only for events where the condition holds (in a
+    /// list of targets: `{"field": "status", "equals": "cancelled"}` with
+    /// `"action": "soft_delete"`).
+    pub when: Option<ConditionConfig>,
 }
 
 /// `mapping.<event_type>.action`.
@@ -163,7 +257,9 @@ impl<'de> Deserialize<'de> for SourceConfig {
         impl<'de> de::Visitor<'de> for Visitor {
             type Value = SourceConfig;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an event field such as \"patient.id\", or an object with from, const, template or coalesce")
+                f.write_str(
+                    "an event field such as \"patient.id\", or an object with from, const, template or coalesce",
+                )
             }
             fn visit_str<E: de::Error>(self, path: &str) -> Result<SourceConfig, E> {
                 Ok(SourceConfig::Path(path.to_string()))
@@ -251,7 +347,9 @@ impl<'de> Deserialize<'de> for TransformConfig {
         impl<'de> de::Visitor<'de> for Visitor {
             type Value = TransformConfig;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("\"trim\", \"upper\", \"lower\", or an object with map, lookup, truncate, parse or datetime")
+                f.write_str(
+                    "\"trim\", \"upper\", \"lower\", or an object with map, lookup, truncate, parse or datetime",
+                )
             }
             fn visit_str<E: de::Error>(self, word: &str) -> Result<TransformConfig, E> {
                 TransformWord::deserialize(de::value::StrDeserializer::new(word)).map(TransformConfig::Word)
@@ -324,17 +422,22 @@ pub enum DateTimeOutput {
 
 /// Reads every `lookup` file of `mapping`, relative to `dir`, into its
 /// transform. The error is (JSON path, message).
-pub fn load_lookups(mapping: &mut IndexMap<String, MappingConfig>, dir: &Path) -> Result<(), (String, String)> {
-    for (event_type, m) in mapping.iter_mut() {
-        for (column, source) in m.columns.iter_mut() {
-            let SourceConfig::Spec(spec) = source else { continue };
-            for (n, transform) in spec.transforms.iter_mut().enumerate() {
-                let TransformConfig::Spec(t) = transform else { continue };
-                let Some(file) = &t.lookup else { continue };
-                let at = format!("mapping.{event_type}.columns.{column}.transforms[{n}].lookup");
-                let rows = read_lookup(&dir.join(file), t.key_column.as_deref(), t.value_column.as_deref())
-                    .map_err(|message| (at, message))?;
-                t.lookup_rows = Some(Arc::new(rows));
+pub fn load_lookups(mapping: &mut IndexMap<String, EventConfig>, dir: &Path) -> Result<(), (String, String)> {
+    for (event_type, event) in mapping.iter_mut() {
+        let listed = event.listed;
+        for (index, m) in event.targets.iter_mut().enumerate() {
+            let target_at =
+                if listed { format!("mapping.{event_type}[{index}]") } else { format!("mapping.{event_type}") };
+            for (column, source) in m.columns.iter_mut() {
+                let SourceConfig::Spec(spec) = source else { continue };
+                for (n, transform) in spec.transforms.iter_mut().enumerate() {
+                    let TransformConfig::Spec(t) = transform else { continue };
+                    let Some(file) = &t.lookup else { continue };
+                    let at = format!("{target_at}.columns.{column}.transforms[{n}].lookup");
+                    let rows = read_lookup(&dir.join(file), t.key_column.as_deref(), t.value_column.as_deref())
+                        .map_err(|message| (at, message))?;
+                    t.lookup_rows = Some(Arc::new(rows));
+                }
             }
         }
     }
@@ -351,7 +454,10 @@ fn read_lookup(file: &Path, key: Option<&str>, value: Option<&str>) -> Result<Ha
     let headers = reader.headers().map_err(|e| format!("the lookup file {shown}: {e}"))?.clone();
     let column = |name: Option<&str>, default: usize, what: &str| match name {
         Some(name) => headers.iter().position(|h| h == name).ok_or_else(|| {
-            format!("the lookup file {shown} has no column {name:?} ({what}); its header is {:?}", headers.iter().collect::<Vec<_>>())
+            format!(
+                "the lookup file {shown} has no column {name:?} ({what}); its header is {:?}",
+                headers.iter().collect::<Vec<_>>()
+            )
         }),
         None if default < headers.len() => Ok(default),
         None => Err(format!("the lookup file {shown} needs at least two columns, with a header row")),

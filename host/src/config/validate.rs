@@ -148,61 +148,121 @@ pub(super) fn validate(config: &Config) -> Result<(), (String, String)> {
     }
     // The mappings seen so far by folded table, with their key columns.
     let mut tables: HashMap<String, (&str, &MappingConfig, BTreeSet<String>)> = HashMap::new();
-    for (event_type, mapping) in &config.mapping {
-        let at = format!("mapping.{event_type}");
-        check_identifier(&format!("{at}.table"), &mapping.table)?;
-        if mapping.fields.is_empty() && mapping.columns.is_empty() {
-            return Err(invalid(format!("{at}.fields"), "maps no fields: add at least the key field"));
+    for (event_type, event) in &config.mapping {
+        if event.targets.is_empty() {
+            return Err(invalid(format!("mapping.{event_type}"), "lists no targets: give at least one"));
         }
-        let mut columns = std::collections::HashSet::new();
-        let named = mapping
-            .fields
-            .iter()
-            .map(|(field, column)| (format!("{at}.fields.{field}"), column))
-            .chain(mapping.columns.keys().map(|column| (format!("{at}.columns.{column}"), column)));
-        for (path, column) in named {
-            check_identifier(&path, column)?;
-            if !columns.insert(column.to_lowercase()) {
-                return Err(invalid(path, format!("column {column:?} is mapped twice")));
+        check_targets(event_type, event)?;
+        for (at, mapping) in event.targets_at(event_type) {
+            check_identifier(&format!("{at}.table"), &mapping.table)?;
+            if mapping.fields.is_empty() && mapping.columns.is_empty() {
+                return Err(invalid(format!("{at}.fields"), "maps no fields: add at least the key field"));
             }
-        }
-        match &mapping.key {
-            Some(key) if key.is_empty() => {
-                return Err(invalid(format!("{at}.key"), "is empty: name the event field(s) that identify a row"));
-            }
-            Some(key) => {
-                for (i, field) in key.iter().enumerate() {
-                    if !mapping.fields.contains_key(field) && !mapping.columns.contains_key(field) {
-                        return Err(invalid(
-                            format!("{at}.key[{i}]"),
-                            format!("{field:?} is neither a mapped field of {at}.fields nor a column of {at}.columns"),
-                        ));
-                    }
+            let mut columns = std::collections::HashSet::new();
+            let named = mapping
+                .fields
+                .iter()
+                .map(|(field, column)| (format!("{at}.fields.{field}"), column))
+                .chain(mapping.columns.keys().map(|column| (format!("{at}.columns.{column}"), column)));
+            for (path, column) in named {
+                check_identifier(&path, column)?;
+                if !columns.insert(column.to_lowercase()) {
+                    return Err(invalid(path, format!("column {column:?} is mapped twice")));
                 }
             }
-            None if !mapping.fields.keys().any(|f| f.ends_with("_id")) => {
+            match &mapping.key {
+                Some(key) if key.is_empty() => {
+                    return Err(invalid(format!("{at}.key"), "is empty: name the event field(s) that identify a row"));
+                }
+                Some(key) => {
+                    for (i, field) in key.iter().enumerate() {
+                        if !mapping.fields.contains_key(field) && !mapping.columns.contains_key(field) {
+                            return Err(invalid(
+                                format!("{at}.key[{i}]"),
+                                format!(
+                                    "{field:?} is neither a mapped field of {at}.fields nor a column of {at}.columns"
+                                ),
+                            ));
+                        }
+                    }
+                }
+                None if !mapping.fields.keys().any(|f| f.ends_with("_id")) => {
+                    return Err(invalid(
+                        format!("{at}.key"),
+                        "no key: no mapped field ends in _id, so add \"key\": [\"<field>\"] naming the event field(s) (or the columns of columns) that identify the HIS row",
+                    ));
+                }
+                None => {}
+            }
+            check_action(&at, mapping)?;
+            // An event's row key is its table and its key's values
+            // (mapping/key.rs): two mappings of one table with other key
+            // columns would give one HIS row two keys, and a held event would
+            // not hold the other mapping's events for that row.
+            let columns: BTreeSet<String> = key_columns(mapping).iter().map(|column| fold_name(column)).collect();
+            match tables.entry(fold_name(&mapping.table)) {
+                Entry::Vacant(entry) => {
+                    entry.insert((event_type, mapping, columns));
+                }
+                Entry::Occupied(entry) if entry.get().2 != columns => {
+                    let (first_type, first, _) = entry.get();
+                    return Err(invalid(
+                        format!("{at}.key"),
+                        other_key_columns(event_type, mapping, first_type, first),
+                    ));
+                }
+                Entry::Occupied(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The targets of one event type write one HIS row: the same table, keyed
+/// by the same columns. (Targets in other tables need each event to carry
+/// several row keys in the journal, and one HIS transaction across
+/// tables: not built yet.) A `when` appears only in a list of targets.
+fn check_targets(event_type: &str, event: &super::EventConfig) -> Result<(), (String, String)> {
+    let first = &event.targets[0];
+    for (at, target) in event.targets_at(event_type) {
+        if let Some(when) = &target.when {
+            let operators = [
+                when.equals.is_some(),
+                when.not_equals.is_some(),
+                when.one_of.is_some(),
+                when.not_in.is_some(),
+                when.exists.is_some(),
+            ];
+            if operators.iter().filter(|o| **o).count() != 1 {
                 return Err(invalid(
-                    format!("{at}.key"),
-                    "no key: no mapped field ends in _id, so add \"key\": [\"<field>\"] naming the event field(s) (or the columns of columns) that identify the HIS row",
+                    format!("{at}.when"),
+                    "give exactly one of equals, not_equals, in, not_in and exists",
                 ));
             }
-            None => {}
         }
-        check_action(&at, mapping)?;
-        // An event's row key is its table and its key's values
-        // (mapping/key.rs): two mappings of one table with other key
-        // columns would give one HIS row two keys, and a held event would
-        // not hold the other mapping's events for that row.
-        let columns: BTreeSet<String> = key_columns(mapping).iter().map(|column| fold_name(column)).collect();
-        match tables.entry(fold_name(&mapping.table)) {
-            Entry::Vacant(entry) => {
-                entry.insert((event_type, mapping, columns));
-            }
-            Entry::Occupied(entry) if entry.get().2 != columns => {
-                let (first_type, first, _) = entry.get();
-                return Err(invalid(format!("{at}.key"), other_key_columns(event_type, mapping, first_type, first)));
-            }
-            Entry::Occupied(_) => {}
+        if fold_name(&target.table) != fold_name(&first.table) {
+            return Err(invalid(
+                format!("{at}.table"),
+                format!(
+                    "is {}, but the first target of mapping.{event_type} writes {}: the targets of one event type \
+                     write one HIS row in this version (a target per table comes later); map the other table \
+                     from its own event type",
+                    target.table, first.table
+                ),
+            ));
+        }
+        let folded = |m: &MappingConfig| key_columns(m).iter().map(|c| fold_name(c)).collect::<BTreeSet<_>>();
+        if folded(target) != folded(first) {
+            return Err(invalid(
+                format!("{at}.key"),
+                format!(
+                    "keys {} by [{}], but the first target of mapping.{event_type} keys it by [{}]: the targets \
+                     of one event type write one HIS row, by one key",
+                    target.table,
+                    key_columns(target).join(", "),
+                    key_columns(first).join(", ")
+                ),
+            ));
         }
     }
     Ok(())
@@ -239,7 +299,11 @@ fn key_columns(mapping: &MappingConfig) -> Vec<&str> {
         .key_fields()
         .iter()
         .filter_map(|name| {
-            mapping.fields.get(name).map(String::as_str).or_else(|| mapping.columns.get_key_value(name).map(|(c, _)| c.as_str()))
+            mapping
+                .fields
+                .get(name)
+                .map(String::as_str)
+                .or_else(|| mapping.columns.get_key_value(name).map(|(c, _)| c.as_str()))
         })
         .collect()
 }

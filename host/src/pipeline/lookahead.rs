@@ -19,22 +19,22 @@ use crate::pipeline::{
     mapping::{MappingError, Mappings, Row},
 };
 
-/// An event, and its row as its mapping makes it.
+/// An event, and its rows as its mapping makes them.
 pub struct Prepared {
     /// The event, as journaled.
     pub event: PendingEvent,
-    /// Its row; `None` when no mapping knows its type.
-    pub row: Option<Result<Row, MappingError>>,
+    /// A row per target whose `when` holds, with the target's index;
+    /// `None` when no mapping knows its type.
+    pub rows: Option<Result<Vec<(usize, Row)>, MappingError>>,
 }
 
-/// Maps each event to its row.
+/// Maps each event to its rows.
 pub fn prepare(mappings: &Mappings, events: Vec<PendingEvent>) -> Vec<Prepared> {
     events
         .into_iter()
         .map(|event| {
-            let row =
-                mappings.get(&event.event_type).map(|m| m.row(&event.event_type, &event.payload, &event.received_at));
-            Prepared { event, row }
+            let rows = mappings.rows(&event.event_type, &event.payload, &event.received_at);
+            Prepared { event, rows }
         })
         .collect()
 }

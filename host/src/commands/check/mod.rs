@@ -142,35 +142,33 @@ fn run(file: &Path, report: &mut Report) {
         report.findings.push(Finding::error(at, problem, "see the plugin's documentation for the actions it supports"));
     }
     for (event_type, config) in &loaded.config.mapping {
-        let mapping = mappings.get(event_type).expect("compiled from the same config");
-        report.mappings_checked += 1;
-        match writer.describe_table(&mapping.table, deadline) {
-            Ok(table) => report.findings.extend(check_mapping(
-                event_type,
-                mapping,
-                config.key.is_none(),
-                table.as_ref(),
-                &target,
-            )),
-            Err(error) if error.kind == ErrorKind::PANIC => {
-                // Never call a writer that panicked again.
-                report.findings.push(Finding::error(
-                    format!("mapping.{event_type}.table"),
-                    format!("{error} (while describing {}); the other mappings were not checked", mapping.table),
-                    "report this to the plugin's authors: a plugin must return errors, not panic",
-                ));
-                return;
+        let targets = mappings.targets(event_type).expect("compiled from the same config");
+        for (mapping, target_config) in targets.iter().zip(&config.targets) {
+            report.mappings_checked += 1;
+            match writer.describe_table(&mapping.table, deadline) {
+                Ok(table) => {
+                    report.findings.extend(check_mapping(mapping, target_config.key.is_none(), table.as_ref(), &target))
+                }
+                Err(error) if error.kind == ErrorKind::PANIC => {
+                    // Never call a writer that panicked again.
+                    report.findings.push(Finding::error(
+                        format!("{}.table", mapping.at),
+                        format!("{error} (while describing {}); the other mappings were not checked", mapping.table),
+                        "report this to the plugin's authors: a plugin must return errors, not panic",
+                    ));
+                    return;
+                }
+                Err(error) => report.findings.push(Finding::error(
+                    format!("{}.table", mapping.at),
+                    format!("cannot read the definition of table {}: {error}", mapping.table),
+                    match error.kind {
+                        ErrorKind::CONNECTION | ErrorKind::TIMEOUT => {
+                            "the HIS stopped answering: run check again once it answers"
+                        }
+                        _ => "grant this login the right to read the table's definition (the database's catalog)",
+                    },
+                )),
             }
-            Err(error) => report.findings.push(Finding::error(
-                format!("mapping.{event_type}.table"),
-                format!("cannot read the definition of table {}: {error}", mapping.table),
-                match error.kind {
-                    ErrorKind::CONNECTION | ErrorKind::TIMEOUT => {
-                        "the HIS stopped answering: run check again once it answers"
-                    }
-                    _ => "grant this login the right to read the table's definition (the database's catalog)",
-                },
-            )),
         }
     }
     let _ = writer.close();

@@ -197,13 +197,12 @@ fn keys_of(table: &TableDescription) -> String {
 /// Every finding for one mapping, given what the plugin said of its table
 /// (`None`: it does not exist). Pure: the plugin was asked before.
 pub(super) fn check_mapping(
-    event_type: &str,
     mapping: &EventMapping,
     key_is_default: bool,
     table: Option<&TableDescription>,
     target: &Target<'_>,
 ) -> Vec<Finding> {
-    let at = format!("mapping.{event_type}");
+    let at = &mapping.at;
     let wanted = &mapping.table;
     let database_type = target.database_type;
     let Some(table) = table else {
@@ -367,10 +366,11 @@ mod tests {
     }
 
     fn mapping(json: &str) -> (EventMapping, bool) {
-        let config = config::parse(&format!(r#"{{"database": {{"type": "sqlite"}}, "mapping": {{"e": {json}}}}}"#))
-            .expect("a valid mapping");
-        let key_is_default = config.mapping["e"].key.is_none();
-        (Mappings::new(&config.mapping).get("e").unwrap().clone(), key_is_default)
+        let config =
+            config::parse(&format!(r#"{{"database": {{"type": "sqlite"}}, "mapping": {{"payment": {json}}}}}"#))
+                .expect("a valid mapping");
+        let key_is_default = config.mapping["payment"].targets[0].key.is_none();
+        (Mappings::new(&config.mapping).get("payment").unwrap().clone(), key_is_default)
     }
 
     fn paths(findings: &[Finding]) -> Vec<(Severity, &str)> {
@@ -469,10 +469,10 @@ mod tests {
     #[test]
     fn a_matching_table_gives_no_findings() {
         let (payment, default_key) = mapping(PAYMENT);
-        assert_eq!(check_mapping("payment", &payment, default_key, Some(&payments()), &SQLITE), []);
+        assert_eq!(check_mapping(&payment, default_key, Some(&payments()), &SQLITE), []);
         // Column names differ only in case: fine everywhere, also in MySQL.
         let (payment, _) = mapping(&PAYMENT.replace("HIS_payment_status", "his_PAYMENT_status"));
-        assert_eq!(check_mapping("payment", &payment, true, Some(&payments()), &MYSQL), []);
+        assert_eq!(check_mapping(&payment, true, Some(&payments()), &MYSQL), []);
     }
 
     #[test]
@@ -486,7 +486,7 @@ mod tests {
         columns.push(column("HIS_branch", "TEXT", false, false));
         table.columns = columns.into();
         let (payment, default_key) = mapping(&PAYMENT.replace(r#""status""#, r#""room": "HIS_room", "status""#));
-        let findings = check_mapping("payment", &payment, default_key, Some(&table), &SQLITE);
+        let findings = check_mapping(&payment, default_key, Some(&table), &SQLITE);
         assert_eq!(
             paths(&findings),
             [
@@ -512,7 +512,7 @@ mod tests {
     #[test]
     fn a_missing_key_column_is_reported_once() {
         let (payment, _) = mapping(&PAYMENT.replace(r#""HIS_payment_id""#, r#""HIS_pay_id""#));
-        let findings = check_mapping("payment", &payment, true, Some(&payments()), &SQLITE);
+        let findings = check_mapping(&payment, true, Some(&payments()), &SQLITE);
         assert_eq!(paths(&findings), [(Severity::Error, "mapping.payment.fields.payment_id")]);
     }
 
@@ -525,24 +525,24 @@ mod tests {
         let columns =
             vec![column("a", "TEXT", false, false), column("b", "TEXT", false, false), column("c", "", true, false)];
         let described = table("T", columns.clone(), &[], &[&["c"], &["B", "A"]]);
-        assert_eq!(check_mapping("visit", &visit, default_key, Some(&described), &SQLITE), []);
+        assert_eq!(check_mapping(&visit, default_key, Some(&described), &SQLITE), []);
         let described = table("T", columns, &["a"], &[]);
-        let findings = check_mapping("visit", &visit, default_key, Some(&described), &SQLITE);
-        assert_eq!(paths(&findings), [(Severity::Error, "mapping.visit.key")]);
+        let findings = check_mapping(&visit, default_key, Some(&described), &SQLITE);
+        assert_eq!(paths(&findings), [(Severity::Error, "mapping.payment.key")]);
         assert!(findings[0].message.starts_with("the key (site, number) has no primary key or unique index on (a, b)"));
     }
 
     #[test]
     fn a_missing_table_is_an_error_and_case_matters_only_for_mysql_tables() {
         let (payment, _) = mapping(PAYMENT);
-        let findings = check_mapping("payment", &payment, true, None, &SQLITE);
+        let findings = check_mapping(&payment, true, None, &SQLITE);
         assert_eq!(paths(&findings), [(Severity::Error, "mapping.payment.table")]);
         assert!(findings[0].message.contains("table HIS_payments does not exist in the sqlite HIS database"));
 
         let mut lower = payments();
         lower.name = "his_payments".into();
-        assert_eq!(check_mapping("payment", &payment, true, Some(&lower), &SQLITE), []);
-        let findings = check_mapping("payment", &payment, true, Some(&lower), &MYSQL);
+        assert_eq!(check_mapping(&payment, true, Some(&lower), &SQLITE), []);
+        let findings = check_mapping(&payment, true, Some(&lower), &MYSQL);
         assert_eq!(paths(&findings), [(Severity::Warning, "mapping.payment.table")]);
         assert!(findings[0].fix.contains(r#""table": "his_payments""#));
     }
@@ -551,12 +551,12 @@ mod tests {
     fn create_missing_turns_what_it_creates_into_warnings() {
         let demo = Target { database_type: "sqlite", create_missing: true };
         let (payment, _) = mapping(&PAYMENT.replace(r#""status""#, r#""room": "HIS_room", "status""#));
-        let findings = check_mapping("payment", &payment, true, None, &demo);
+        let findings = check_mapping(&payment, true, None, &demo);
         assert_eq!(paths(&findings), [(Severity::Warning, "mapping.payment.table")]);
         let mut table = payments();
         table.primary_key = RVec::new();
         table.columns = table.columns.iter().cloned().chain([column("HIS_currency", "TEXT", false, false)]).collect();
-        let findings = check_mapping("payment", &payment, true, Some(&table), &demo);
+        let findings = check_mapping(&payment, true, Some(&table), &demo);
         assert_eq!(
             paths(&findings),
             [

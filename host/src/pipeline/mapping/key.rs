@@ -72,6 +72,14 @@ impl RowKey {
         parts.dedup_by(|a, b| a.0 == b.0);
         Self { table, prefix, parts }
     }
+
+    /// What the key is made of, as text: the journal's keys change when
+    /// it does.
+    pub(super) fn fingerprint(&self) -> serde_json::Value {
+        let parts: Vec<(&str, String)> =
+            self.parts.iter().map(|(column, source)| (column.as_str(), source.fingerprint())).collect();
+        serde_json::json!([self.table, parts])
+    }
 }
 
 impl EventMapping {
@@ -123,11 +131,7 @@ impl Mappings {
         let mappings: BTreeMap<&str, serde_json::Value> = self
             .by_type
             .iter()
-            .map(|(event_type, m)| {
-                let parts: Vec<(&str, String)> =
-                    m.row_key.parts.iter().map(|(column, source)| (column.as_str(), source.fingerprint())).collect();
-                (event_type.as_str(), serde_json::json!([m.row_key.table, parts]))
-            })
+            .map(|(event_type, targets)| (event_type.as_str(), targets[0].row_key.fingerprint()))
             .collect();
         serde_json::json!({ "key_format": KEY_FORMAT, "mappings": mappings }).to_string()
     }
@@ -291,30 +295,35 @@ mod tests {
         // Not the key: other columns, the table's case, the key's order.
         assert_eq!(
             fingerprint(&|c| {
-                c.mapping[1].fields.insert("note".into(), "HIS_note".into());
+                c.mapping[1].targets[0].fields.insert("note".into(), "HIS_note".into());
             }),
             base
         );
-        assert_eq!(fingerprint(&|c| c.mapping[0].table = "his_APPOINTMENTS".into()), base);
-        assert_eq!(fingerprint(&|c| c.mapping[0].key = Some(vec!["clinic_id".into(), "appointment_id".into()])), base);
+        assert_eq!(fingerprint(&|c| c.mapping[0].targets[0].table = "his_APPOINTMENTS".into()), base);
+        assert_eq!(
+            fingerprint(&|c| c.mapping[0].targets[0].key = Some(vec!["clinic_id".into(), "appointment_id".into()])),
+            base
+        );
         // The key: the table, a key column, the field a key value is read
         // from, one mapping more.
-        assert_ne!(fingerprint(&|c| c.mapping[0].table = "his_visits".into()), base);
-        assert_ne!(fingerprint(&|c| c.mapping[0].key = Some(vec!["appointment_id".into()])), base);
-        assert_ne!(fingerprint(&|c| c.mapping[1].fields[0] = "his_branch_id".into()), base);
+        assert_ne!(fingerprint(&|c| c.mapping[0].targets[0].table = "his_visits".into()), base);
+        assert_ne!(fingerprint(&|c| c.mapping[0].targets[0].key = Some(vec!["appointment_id".into()])), base);
+        assert_ne!(fingerprint(&|c| c.mapping[1].targets[0].fields[0] = "his_branch_id".into()), base);
         assert_ne!(
             fingerprint(&|c| {
-                let clinic = c.mapping[1].fields.shift_remove("clinic").unwrap();
-                c.mapping[1].fields.insert("clinic_no".into(), clinic);
-                c.mapping[1].key = Some(vec!["clinic_no".into(), "id".into()]);
+                let clinic = c.mapping[1].targets[0].fields.shift_remove("clinic").unwrap();
+                c.mapping[1].targets[0].fields.insert("clinic_no".into(), clinic);
+                c.mapping[1].targets[0].key = Some(vec!["clinic_no".into(), "id".into()]);
             }),
             base
         );
         assert_ne!(
             fingerprint(&|c| {
-                let again =
-                    crate::config::MappingConfig { table: "his_appointments".into(), ..c.mapping[1].clone() };
-                c.mapping.insert("moved".into(), again);
+                let again = crate::config::MappingConfig {
+                    table: "his_appointments".into(),
+                    ..c.mapping[1].targets[0].clone()
+                };
+                c.mapping.insert("moved".into(), crate::config::EventConfig { targets: vec![again], listed: false });
             }),
             base
         );

@@ -8,6 +8,7 @@
 //! [`key`](mod@key) makes the row key that orders events, [`value`] each
 //! column's typed value.
 
+pub mod condition;
 pub mod key;
 pub mod members;
 pub mod source;
@@ -17,16 +18,17 @@ pub mod value;
 use his_plugin_api::{Action, Actions, Value};
 use indexmap::IndexMap;
 
+use self::{
+    condition::Condition,
+    source::{Source, SourceError},
+    transform::Applied,
+};
 pub use self::{
     key::{KEY_FORMAT, MAX_KEY_CHARS, canonical_key_value},
     members::{Members, kind_of},
     value::{InexactNumber, MAX_PLAIN_DIGITS, is_timestamp, value_of},
 };
-use self::{
-    source::{Source, SourceError},
-    transform::Applied,
-};
-use crate::config::{ConfigError, LoadedConfig, MappingConfig, OnMissing};
+use crate::config::{ConfigError, EventConfig, LoadedConfig, MappingConfig, OnMissing};
 
 /// Fields that default to the time the middleware received the event.
 const RECEIVE_TIME_FIELDS: [&str; 2] = ["received_at", "updated_at"];
@@ -34,12 +36,19 @@ const RECEIVE_TIME_FIELDS: [&str; 2] = ["received_at", "updated_at"];
 /// All mappings, by event type.
 #[derive(Debug, Clone)]
 pub struct Mappings {
-    by_type: IndexMap<String, EventMapping>,
+    by_type: IndexMap<String, Vec<EventMapping>>,
 }
 
-/// How one event type becomes a row.
+/// How one event type becomes a row: one target of its mapping.
 #[derive(Debug, Clone)]
 pub struct EventMapping {
+    /// Where it is in his-config.json: `mapping.payment`, or
+    /// `mapping.appointment[1]` in a list of targets.
+    pub at: String,
+    /// Its index among the event type's targets.
+    pub target: usize,
+    /// `when`: the events it applies to (all, without one).
+    pub when: Option<Condition>,
     /// The HIS table.
     pub table: String,
     /// The event field each column reads, for messages: the name in
@@ -134,17 +143,35 @@ pub enum MappingError {
 impl Mappings {
     /// Compiles the config's mapping section (already validated: see
     /// [`Mappings::compile`] for the checks that need compiling).
-    pub fn new(config: &IndexMap<String, MappingConfig>) -> Self {
+    pub fn new(config: &IndexMap<String, EventConfig>) -> Self {
         Self::compile(config).unwrap_or_else(|(path, e)| panic!("a validated mapping compiles: {path}: {e}"))
     }
 
     /// Compiles the config's mapping section. The error is (JSON path,
     /// message): a source or transform that does not compile.
-    pub fn compile(config: &IndexMap<String, MappingConfig>) -> Result<Self, (String, String)> {
-        let by_type = config
-            .iter()
-            .map(|(event_type, m)| Ok((event_type.clone(), EventMapping::compile(event_type, m)?)))
-            .collect::<Result<_, (String, String)>>()?;
+    pub fn compile(config: &IndexMap<String, EventConfig>) -> Result<Self, (String, String)> {
+        let mut by_type = IndexMap::new();
+        for (event_type, event) in config {
+            let targets = event
+                .targets_at(event_type)
+                .enumerate()
+                .map(|(target, (at, m))| EventMapping::compile(at, target, m))
+                .collect::<Result<Vec<_>, _>>()?;
+            // One row key per event (config/validate.rs checks the table
+            // and the key columns; the values must come alike too).
+            let first = targets[0].row_key.fingerprint();
+            if let Some(other) = targets.iter().find(|t| t.row_key.fingerprint() != first) {
+                return Err((
+                    format!("{}.key", other.at),
+                    format!(
+                        "reads its key columns otherwise than {}: the targets of one event type write one HIS row, \
+                         so their key columns must come from the same fields with the same transforms",
+                        targets[0].at
+                    ),
+                ));
+            }
+            by_type.insert(event_type.clone(), targets);
+        }
         Ok(Self { by_type })
     }
 
@@ -158,9 +185,40 @@ impl Mappings {
         })
     }
 
-    /// The mapping for `event_type`, if there is one.
+    /// The first target for `event_type`, if it is mapped: it makes the
+    /// event's row key, which every target shares.
     pub fn get(&self, event_type: &str) -> Option<&EventMapping> {
-        self.by_type.get(event_type)
+        self.by_type.get(event_type).and_then(|targets| targets.first())
+    }
+
+    /// Every target for `event_type`, in order.
+    pub fn targets(&self, event_type: &str) -> Option<&[EventMapping]> {
+        self.by_type.get(event_type).map(Vec::as_slice)
+    }
+
+    /// The target `target` of `event_type`.
+    pub fn target(&self, event_type: &str, target: usize) -> Option<&EventMapping> {
+        self.by_type.get(event_type).and_then(|targets| targets.get(target))
+    }
+
+    /// The rows an event writes: one per target whose `when` holds, in
+    /// order, each with its target's index. Empty when none applies.
+    pub fn rows(
+        &self,
+        event_type: &str,
+        payload: &str,
+        received_at: &str,
+    ) -> Option<Result<Vec<(usize, Row)>, MappingError>> {
+        let targets = self.by_type.get(event_type)?;
+        let rows = (|| {
+            let members = Members::parse(payload).map_err(MappingError::BadPayload)?;
+            targets
+                .iter()
+                .filter(|t| t.when.as_ref().is_none_or(|when| when.holds(&members)))
+                .map(|t| Ok((t.target, t.row_of(&members, received_at)?)))
+                .collect()
+        })();
+        Some(rows)
     }
 
     /// The first mapping a plugin cannot serve, said in one line naming it:
@@ -168,17 +226,18 @@ impl Mappings {
     /// when the plugin cannot leave columns alone. `plugin` names the
     /// plugin and its plugin-api version.
     pub fn beyond(&self, actions: Actions, partial_rows: bool, plugin: &str) -> Option<String> {
-        self.by_type.iter().find_map(|(event_type, m)| {
+        self.by_type.values().flatten().find_map(|m| {
+            let at = &m.at;
             if !actions.contains(m.action) {
                 Some(format!(
-                    "mapping.{event_type}.action is {:?}, but the plugin {plugin} can only {}: install a plugin \
+                    "{at}.action is {:?}, but the plugin {plugin} can only {}: install a plugin \
                      built against plugin-api 1.1 or newer, or change the action",
                     m.action.name(),
                     can_do(actions)
                 ))
             } else if m.on_missing == OnMissing::Keep && !partial_rows {
                 Some(format!(
-                    "mapping.{event_type}.on_missing is \"keep\", but the plugin {plugin} cannot leave columns \
+                    "{at}.on_missing is \"keep\", but the plugin {plugin} cannot leave columns \
                      untouched (partial rows need plugin-api 1.1 or newer): install a newer plugin, or remove \
                      on_missing"
                 ))
@@ -195,8 +254,8 @@ impl Mappings {
 }
 
 impl EventMapping {
-    fn compile(event_type: &str, m: &MappingConfig) -> Result<Self, (String, String)> {
-        let at = format!("mapping.{event_type}");
+    fn compile(at: String, target: usize, m: &MappingConfig) -> Result<Self, (String, String)> {
+        let when = m.when.as_ref().map(|when| Condition::new(when, &format!("{at}.when"))).transpose()?;
         let mut fields = Vec::new();
         let mut columns = Vec::new();
         let mut sources = Vec::new();
@@ -231,10 +290,12 @@ impl EventMapping {
             sources = key_sources.clone();
             columns = key_columns.clone();
         }
-        let key_indexes =
-            if action == Action::DELETE { (0..key_columns.len()).collect() } else { key_indexes };
+        let key_indexes = if action == Action::DELETE { (0..key_columns.len()).collect() } else { key_indexes };
         Ok(EventMapping {
             row_key: key::RowKey::new(&m.table, &key_sources, &key_columns),
+            at,
+            target,
+            when,
             table: m.table.clone(),
             fields,
             columns,
@@ -256,7 +317,11 @@ impl EventMapping {
     /// Errors name the field, the mapping path and the value (the path
     /// names the event type).
     pub fn row(&self, _event_type: &str, payload: &str, received_at: &str) -> Result<Row, MappingError> {
-        let members = Members::parse(payload).map_err(MappingError::BadPayload)?;
+        self.row_of(&Members::parse(payload).map_err(MappingError::BadPayload)?, received_at)
+    }
+
+    /// [`EventMapping::row`] of a parsed event.
+    pub fn row_of(&self, members: &Members<'_>, received_at: &str) -> Result<Row, MappingError> {
         let mut absent = Vec::new();
         let mut applied = Applied::default();
         let mut truncated = 0;
@@ -265,7 +330,7 @@ impl EventMapping {
             .iter()
             .enumerate()
             .map(|(column, source)| {
-                let value = source.value(&members, received_at, &mut applied).map_err(MappingError::Transform)?;
+                let value = source.value(members, received_at, &mut applied).map_err(MappingError::Transform)?;
                 if std::mem::take(&mut applied.truncated) {
                     truncated += 1;
                 }
@@ -384,5 +449,62 @@ mod tests {
         assert_eq!((m.action, m.columns.as_slice()), (Action::DELETE, ["ID".to_string()].as_slice()));
         let row = m.row("e", r#"{"e_id": 1, "status": "x"}"#, "2026-01-02T03:04:05Z").unwrap();
         assert_eq!(row.values, [Value::int(1)]);
+    }
+
+    const TARGETS: &str = r#"{"database": {"type": "sqlite", "path": "h.db"}, "mapping": {"appointment": [
+        {"table": "T", "key": ["id"], "action": "soft_delete",
+         "when": {"field": "status", "equals": "cancelled"},
+         "columns": {"id": "appointment_id", "STATUS": {"const": "X"}}},
+        {"table": "T", "key": ["id"], "when": {"field": "status", "not_equals": "cancelled"},
+         "columns": {"id": "appointment_id", "STATUS": {"from": "status", "transforms": [{"map": {"confirmed": "C"}}]}}},
+        {"table": "t", "key": ["id"], "action": "update", "on_missing": "keep", "when": {"field": "note", "exists": true},
+         "columns": {"id": "appointment_id", "NOTE": "note"}}]}}"#;
+
+    #[test]
+    fn every_target_whose_condition_holds_writes_a_row_in_order() {
+        let m = Mappings::new(&crate::config::parse(TARGETS).unwrap().mapping);
+        let targets = |event: &str| -> Vec<usize> {
+            m.rows("appointment", event, "2026-01-01T00:00:00Z").unwrap().unwrap().iter().map(|(t, _)| *t).collect()
+        };
+        assert_eq!(targets(r#"{"appointment_id": 1, "status": "cancelled"}"#), [0]);
+        assert_eq!(targets(r#"{"appointment_id": 1, "status": "confirmed", "note": "n"}"#), [1, 2]);
+        assert_eq!(targets(r#"{"appointment_id": 1, "status": "confirmed", "note": null}"#), [1]);
+        assert_eq!(targets(r#"{"appointment_id": 1}"#), [1], "an absent field is not equal to a value");
+        let rows = m.rows("appointment", r#"{"appointment_id": 1, "status": "cancelled"}"#, "").unwrap().unwrap();
+        assert_eq!(rows[0].1.values, [Value::int(1), Value::text("X")]);
+        assert_eq!(m.target("appointment", 0).unwrap().at, "mapping.appointment[0]");
+        let error = m.rows("appointment", r#"{"appointment_id": 1, "status": "new"}"#, "").unwrap().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "field \"status\" = \"new\" (mapping.appointment[1].columns.STATUS.transforms[0]): not in the map, which has no default"
+        );
+        assert_eq!(
+            m.get("appointment")
+                .unwrap()
+                .key_of("appointment", &Members::parse(r#"{"appointment_id": 7}"#).unwrap())
+                .unwrap(),
+            r#"["t","7"]"#
+        );
+    }
+
+    #[test]
+    fn the_targets_of_an_event_type_write_one_row() {
+        let other_table = TARGETS.replacen(r#"{"table": "t""#, r#"{"table": "U""#, 1);
+        let (path, message) = crate::config::parse(&other_table).unwrap_err();
+        assert_eq!(path.as_deref(), Some("mapping.appointment[2].table"), "{message}");
+        let other_source = TARGETS.replacen(
+            r#""columns": {"id": "appointment_id", "NOTE""#,
+            r#""columns": {"id": "visit_id", "NOTE""#,
+            1,
+        );
+        let config = crate::config::parse(&other_source).unwrap();
+        let (path, message) = Mappings::compile(&config.mapping).unwrap_err();
+        assert_eq!(path, "mapping.appointment[2].key", "{message}");
+        let two_conditions =
+            TARGETS.replacen(r#""equals": "cancelled""#, r#""equals": "cancelled", "exists": true"#, 1);
+        assert_eq!(
+            crate::config::parse(&two_conditions).unwrap_err().0.as_deref(),
+            Some("mapping.appointment[0].when")
+        );
     }
 }

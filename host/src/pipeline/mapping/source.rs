@@ -77,7 +77,9 @@ impl Path {
     /// Parses a path. The error is a message for its JSON path.
     pub fn parse(text: &str) -> Result<Self, String> {
         let bad = || {
-            format!("{text:?} is not a field path: write member names joined by dots, with [n] for an array element (patient.id, items[0].code)")
+            format!(
+                "{text:?} is not a field path: write member names joined by dots, with [n] for an array element (patient.id, items[0].code)"
+            )
         };
         let mut steps = Vec::new();
         for part in text.split('.') {
@@ -240,7 +242,12 @@ impl Source {
 
     /// The column's value for `event`: `None` when the event does not
     /// carry it (a template or a constant always has one).
-    pub fn value(&self, event: &Members<'_>, received_at: &str, applied: &mut Applied) -> Result<Option<Value>, SourceError> {
+    pub fn value(
+        &self,
+        event: &Members<'_>,
+        received_at: &str,
+        applied: &mut Applied,
+    ) -> Result<Option<Value>, SourceError> {
         let value = match &self.origin {
             Origin::Const(value) => value.clone(),
             Origin::Template(pieces) => {
@@ -250,7 +257,8 @@ impl Source {
                         Piece::Text(t) => text.push_str(t),
                         Piece::Path(path) => {
                             if let Some(raw) = path.find(event) {
-                                let value = value_of(raw).map_err(|e| self.error(&path.text, &self.at, raw.get(), e.to_string()))?;
+                                let value = value_of(raw)
+                                    .map_err(|e| self.error(&path.text, &self.at, raw.get(), e.to_string()))?;
                                 text.push_str(&text_of(&value).unwrap_or_default());
                             }
                         }
@@ -259,7 +267,9 @@ impl Source {
                 Value::text(text)
             }
             _ => match self.raw(event) {
-                Some(raw) => value_of(raw).map_err(|e| self.error(&self.field(), &self.at, raw.get(), e.to_string()))?,
+                Some(raw) => {
+                    value_of(raw).map_err(|e| self.error(&self.field(), &self.at, raw.get(), e.to_string()))?
+                }
                 None if self.is_receive_time() => Value::timestamp(received_at),
                 None => return Ok(None),
             },
@@ -271,9 +281,9 @@ impl Source {
     pub fn transform(&self, mut value: Value, applied: &mut Applied) -> Result<Value, SourceError> {
         for (n, transform) in self.transforms.iter().enumerate() {
             let shown = text_of(&value).map_or_else(|| "(bytes)".to_string(), |t| format!("{t:?}"));
-            value = transform
-                .apply(value, applied)
-                .map_err(|problem| self.error(&self.field(), &format!("{}.transforms[{n}]", self.at), &shown, problem))?;
+            value = transform.apply(value, applied).map_err(|problem| {
+                self.error(&self.field(), &format!("{}.transforms[{n}]", self.at), &shown, problem)
+            })?;
         }
         Ok(value)
     }
@@ -363,11 +373,17 @@ mod tests {
         let event = r#"{"first": "Ana", "last": "Ruiz", "phone": null, "mobile": "600"}"#;
         assert_eq!(value(r#"{"const": "BUKTOR"}"#, event).unwrap(), Some(Value::text("BUKTOR")));
         assert_eq!(value(r#"{"const": null}"#, event).unwrap(), Some(Value::null()));
-        assert_eq!(value(r#"{"template": "{last}, {first} {{x}}"}"#, event).unwrap(), Some(Value::text("Ruiz, Ana {x}")));
+        assert_eq!(
+            value(r#"{"template": "{last}, {first} {{x}}"}"#, event).unwrap(),
+            Some(Value::text("Ruiz, Ana {x}"))
+        );
         assert_eq!(value(r#"{"template": "{first} {middle}"}"#, event).unwrap(), Some(Value::text("Ana ")));
         assert_eq!(value(r#"{"coalesce": ["phone", "mobile"]}"#, event).unwrap(), Some(Value::text("600")));
         assert_eq!(value(r#"{"coalesce": ["fax", "phone"]}"#, event).unwrap(), None);
-        assert_eq!(value(r#""received_at""#, event).unwrap().unwrap().get(), ValueRef::Timestamp("2026-01-02T03:04:05Z"));
+        assert_eq!(
+            value(r#""received_at""#, event).unwrap().unwrap().get(),
+            ValueRef::Timestamp("2026-01-02T03:04:05Z")
+        );
         for (bad, at) in [
             (r#"{"from": "a", "const": 1}"#, "mapping.e.columns.C"),
             (r#"{"template": "no placeholder"}"#, "mapping.e.columns.C.template"),
@@ -427,7 +443,8 @@ mod tests {
         // 23:30 UTC on 3 March is already 4 March in Madrid.
         assert_eq!(value(date, r#"{"t": "2025-03-03T23:30:00Z"}"#).unwrap(), Some(Value::date("2025-03-04")));
         assert_eq!(value(date, r#"{"t": "2025-03-03"}"#).unwrap(), Some(Value::date("2025-03-03")), "a date stays");
-        let local = r#"{"from": "t", "transforms": [{"datetime": {"to": "local_timestamp", "to_zone": "Europe/Madrid"}}]}"#;
+        let local =
+            r#"{"from": "t", "transforms": [{"datetime": {"to": "local_timestamp", "to_zone": "Europe/Madrid"}}]}"#;
         assert_eq!(
             value(local, r#"{"t": "2025-07-01T08:00:00Z"}"#).unwrap().unwrap().get(),
             ValueRef::Timestamp("2025-07-01T10:00:00")

@@ -13,7 +13,9 @@ use chrono_tz::Tz;
 use his_plugin_api::{Value, ValueRef};
 
 use super::value_of;
-use crate::config::mapping::{DateTimeConfig, DateTimeOutput, OnMiss, ParseAs, TransformConfig, TransformSpec, TransformWord};
+use crate::config::mapping::{
+    DateTimeConfig, DateTimeOutput, OnMiss, ParseAs, TransformConfig, TransformSpec, TransformWord,
+};
 
 /// A compiled transform.
 #[derive(Debug, Clone)]
@@ -85,7 +87,9 @@ impl Transform {
             spec.datetime.is_some(),
         ];
         if kinds.iter().filter(|k| **k).count() != 1 {
-            return Err("give exactly one of map, lookup, truncate, parse and datetime (use one transform per step)".into());
+            return Err(
+                "give exactly one of map, lookup, truncate, parse and datetime (use one transform per step)".into()
+            );
         }
         if spec.map.is_none() && spec.lookup.is_none() && (spec.default.is_some() || spec.on_miss.is_some()) {
             return Err("default and on_miss go only with map or lookup".into());
@@ -98,7 +102,11 @@ impl Transform {
                 .iter()
                 .map(|(from, to)| Ok((from.clone(), constant(to).map_err(|e| format!("map.{from}: {e}"))?)))
                 .collect::<Result<HashMap<_, _>, String>>()?;
-            return Ok(Transform::Table(Table { name: "the map".into(), entries: Arc::new(entries), on_miss: miss(spec)? }));
+            return Ok(Transform::Table(Table {
+                name: "the map".into(),
+                entries: Arc::new(entries),
+                on_miss: miss(spec)?,
+            }));
         }
         if let Some(file) = &spec.lookup {
             let rows = spec.lookup_rows.as_ref().ok_or_else(|| format!("the lookup file {file} was not read"))?;
@@ -185,7 +193,8 @@ fn miss(spec: &TransformSpec) -> Result<Miss, String> {
 
 impl Table {
     fn find(&self, value: &Value) -> Result<Value, String> {
-        let text = text_of(value).ok_or_else(|| format!("{} matches text and numbers, not {}", self.name, kind(value)))?;
+        let text =
+            text_of(value).ok_or_else(|| format!("{} matches text and numbers, not {}", self.name, kind(value)))?;
         match (self.entries.get(text.as_ref()), &self.on_miss) {
             (Some(found), _) => Ok(found.clone()),
             (None, Miss::Write(value)) => Ok(value.clone()),
@@ -277,8 +286,11 @@ enum Read {
 impl DateTimeTransform {
     fn new(config: &DateTimeConfig) -> Result<Self, String> {
         let zone = |name: Option<&String>, what: &str| -> Result<Option<Tz>, String> {
-            name.map(|n| n.parse::<Tz>().map_err(|_| format!("{what}: {n:?} is not an IANA time zone (such as Europe/Madrid or UTC)")))
-                .transpose()
+            name.map(|n| {
+                n.parse::<Tz>()
+                    .map_err(|_| format!("{what}: {n:?} is not an IANA time zone (such as Europe/Madrid or UTC)"))
+            })
+            .transpose()
         };
         let from_zone = zone(config.zone.as_ref(), "zone")?.unwrap_or(Tz::UTC);
         let to_zone = zone(config.to_zone.as_ref(), "to_zone")?.unwrap_or(from_zone);
@@ -294,7 +306,13 @@ impl DateTimeTransform {
             (DateTimeOutput::Text, Some(_)) | (_, None) => {}
             (_, Some(_)) => return Err("to_format goes only with to \"text\"".into()),
         }
-        Ok(Self { format: config.format.clone(), zone: from_zone, to: config.to, to_zone, to_format: config.to_format.clone() })
+        Ok(Self {
+            format: config.format.clone(),
+            zone: from_zone,
+            to: config.to,
+            to_zone,
+            to_format: config.to_format.clone(),
+        })
     }
 
     fn apply(&self, value: &Value) -> Result<Value, String> {
@@ -308,7 +326,9 @@ impl DateTimeTransform {
         })?;
         let local = |instant: DateTime<Utc>| instant.with_timezone(&self.to_zone).naive_local();
         Ok(match (self.to, read) {
-            (DateTimeOutput::Timestamp, Read::Instant(i)) => Value::timestamp(i.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string()),
+            (DateTimeOutput::Timestamp, Read::Instant(i)) => {
+                Value::timestamp(i.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string())
+            }
             (DateTimeOutput::Timestamp, Read::Date(d)) => {
                 let instant = self.at_midnight(d)?;
                 Value::timestamp(instant.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string())
@@ -343,7 +363,9 @@ impl DateTimeTransform {
     }
 
     fn read(&self, text: &str) -> Option<Read> {
-        let in_zone = |naive: NaiveDateTime| self.zone.from_local_datetime(&naive).earliest().map(|t| Read::Instant(t.with_timezone(&Utc)));
+        let in_zone = |naive: NaiveDateTime| {
+            self.zone.from_local_datetime(&naive).earliest().map(|t| Read::Instant(t.with_timezone(&Utc)))
+        };
         match &self.format {
             Some(format) => DateTime::parse_from_str(text, format)
                 .ok()

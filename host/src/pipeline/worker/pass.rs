@@ -21,9 +21,14 @@ use crate::pipeline::{
     mapping::{EventMapping, MappingError, Row},
 };
 
-/// One event and its row.
+/// One event and its row for one target of its mapping.
 pub(super) struct Item {
     pub(super) event: PendingEvent,
+    /// The target's index among its event type's targets.
+    pub(super) target: usize,
+    /// Whether this is the event's last row: its other targets come
+    /// before it, so once it is delivered, the event is.
+    pub(super) last: bool,
     pub(super) row: Row,
 }
 
@@ -56,14 +61,30 @@ impl State {
         // Keys whose earlier event failed in this pass: later events for the
         // same row wait behind it.
         let mut held: HashSet<String> = HashSet::new();
-        for Prepared { event, row } in events {
-            let row = row.unwrap_or_else(|| {
+        for Prepared { event, rows } in events {
+            let rows = rows.unwrap_or_else(|| {
                 // Mapped when it arrived (it has a key), not any more: it
                 // fails like a wrong value would, and holds its row.
                 Err(MappingError::Unmapped { event_type: event.event_type.clone() })
             });
-            match row {
-                Ok(row) => items.push(Item { event, row }),
+            match rows {
+                Ok(rows) if rows.is_empty() => {
+                    tracing::debug!(event_id = event.id, event_type = %event.event_type, "no target's condition holds: nothing to write");
+                    self.worker.metrics.delivered(&event.event_type, std::iter::once(event.received_at.as_str()));
+                    settlements.push(Settlement::Delivered { id: event.id });
+                }
+                Ok(rows) => {
+                    // Each target's row is an item, in target order; the
+                    // event's items share its id, and their outcomes merge
+                    // into one (`merge_outcomes`).
+                    let mut event = Some(event);
+                    let mut rows = rows.into_iter().peekable();
+                    while let Some((target, row)) = rows.next() {
+                        let last = rows.peek().is_none();
+                        let event = if last { event.take() } else { event.clone() }.expect("taken at the last row");
+                        items.push(Item { event, target, last, row });
+                    }
+                }
                 Err(e) => {
                     tracing::error!(event_id = event.id, event_type = %event.event_type, "event cannot be mapped: {e}");
                     self.worker.metrics.failed(&event.event_type);
@@ -78,13 +99,14 @@ impl State {
         let segments = segments(items);
         let last = segments.len().saturating_sub(1);
         for (index, segment) in segments.into_iter().enumerate() {
-            for (event_type, batch) in segment {
+            for ((event_type, target), batch) in segment {
                 let batch: Vec<Item> = batch.into_iter().filter(|i| !is_held(&held, i)).collect();
                 if batch.is_empty() {
                     all_delivered = false;
                     continue;
                 }
-                let mapping = self.worker.mappings.get(&event_type).expect("only mapped events are batched").clone();
+                let mapping =
+                    self.worker.mappings.target(&event_type, target).expect("only mapped events are batched").clone();
                 let before = settlements.len();
                 let end = self.deliver(&mapping, batch, &mut settlements, &mut held);
                 all_delivered &= settlements[before..].iter().all(|s| matches!(s, Settlement::Delivered { .. }));
@@ -183,10 +205,15 @@ impl State {
     }
 
     /// Records `batch` as delivered.
+    /// An event whose mapping has several targets is delivered with its
+    /// last row (its earlier rows were written before it, or it would be
+    /// held); until then it has no outcome, and stays pending if the pass
+    /// ends first.
     fn delivered(&self, batch: &[Item], settlements: &mut Vec<Settlement>) -> PassEnd {
-        settlements.extend(batch.iter().map(|i| Settlement::Delivered { id: i.event.id }));
+        let done = || batch.iter().filter(|i| i.last);
+        settlements.extend(done().map(|i| Settlement::Delivered { id: i.event.id }));
         let event_type = batch.first().map_or("", |i| i.event.event_type.as_str());
-        self.worker.metrics.delivered(event_type, batch.iter().map(|i| i.event.received_at.as_str()));
+        self.worker.metrics.delivered(event_type, done().map(|i| i.event.received_at.as_str()));
         let truncated: u64 = batch.iter().map(|i| u64::from(i.row.truncated)).sum();
         if truncated > 0 && self.worker.metrics.truncated(event_type, truncated) {
             tracing::warn!(
@@ -316,39 +343,42 @@ fn hold(held: &mut HashSet<String>, item: &Item) {
 }
 
 /// Cuts items, in receive order, into segments in which no HIS row (event
-/// key) appears twice, and each segment into one batch per event type.
-/// Delivering segment after segment keeps every row's updates in order;
-/// within a segment the batches touch different rows, so their order does
-/// not matter.
-fn segments(items: Vec<Item>) -> Vec<IndexMap<String, Vec<Item>>> {
+/// key) appears twice, and each segment into one batch per event type and
+/// target. Delivering segment after segment keeps every row's updates in
+/// order; within a segment the batches touch different rows, except the
+/// rows of one event's several targets, whose batches go in target order.
+fn segments(items: Vec<Item>) -> Vec<IndexMap<(String, usize), Vec<Item>>> {
     // Where each segment starts, found with borrowed keys (a pass of a
     // backlog has hundreds of items; copying each key twice showed up in
-    // profiles). An event without a key is a row of its own.
+    // profiles). An event without a key is a row of its own; the items of
+    // one event (one per target, side by side) are one row.
     let mut starts = Vec::new();
     {
         let mut keys: HashSet<&str> = HashSet::with_capacity(items.len());
+        let mut previous_id = None;
         for (index, item) in items.iter().enumerate() {
+            let same_event = previous_id.replace(item.event.id) == Some(item.event.id);
             let Some(key) = item.event.event_key.as_deref() else { continue };
-            if !keys.insert(key) {
+            if !keys.insert(key) && !same_event {
                 starts.push(index);
                 keys.clear();
                 keys.insert(key);
             }
         }
     }
-    let mut segments: Vec<IndexMap<String, Vec<Item>>> = vec![IndexMap::new()];
+    let mut segments: Vec<IndexMap<(String, usize), Vec<Item>>> = vec![IndexMap::new()];
     let mut starts = starts.into_iter().peekable();
     for (index, item) in items.into_iter().enumerate() {
         if starts.next_if_eq(&index).is_some() {
             segments.push(IndexMap::new());
         }
         let segment = segments.last_mut().expect("never empty");
-        match segment.get_mut(item.event.event_type.as_str()) {
-            Some(batch) => batch.push(item),
-            None => {
-                segment.insert(item.event.event_type.clone(), vec![item]);
-            }
-        }
+        segment.entry((item.event.event_type.clone(), item.target)).or_default().push(item);
+    }
+    for segment in &mut segments {
+        // An event's first target before its second (stable: otherwise as
+        // received).
+        segment.sort_by(|(_, a), _, (_, b), _| a.cmp(b));
     }
     segments
 }
@@ -367,15 +397,31 @@ mod tests {
                 attempts: 0,
                 event_key: Some(key.into()),
             },
+            target: 0,
+            last: true,
             row: Row { values: Vec::new(), absent: Vec::new(), truncated: 0 },
         }
     }
 
-    fn ids(segments: &[IndexMap<String, Vec<Item>>]) -> Vec<Vec<(&str, Vec<i64>)>> {
+    fn ids(segments: &[IndexMap<(String, usize), Vec<Item>>]) -> Vec<Vec<(&str, Vec<i64>)>> {
         segments
             .iter()
-            .map(|s| s.iter().map(|(t, b)| (t.as_str(), b.iter().map(|i| i.event.id).collect())).collect())
+            .map(|s| s.iter().map(|((t, _), b)| (t.as_str(), b.iter().map(|i| i.event.id).collect())).collect())
             .collect()
+    }
+
+    #[test]
+    fn an_events_targets_share_its_segment_and_go_in_target_order() {
+        // Event 1 writes targets 0 and 1 of "a"; event 2 (another row) only
+        // target 0; event 3 is event 1's row again.
+        let two = |id, target, last| Item { target, last, ..item(id, "a", "k") };
+        let items = vec![item(2, "a", "j"), two(1, 0, false), two(1, 1, true), two(3, 1, true)];
+        let segments = segments(items);
+        let shape: Vec<Vec<(usize, Vec<i64>)>> = segments
+            .iter()
+            .map(|s| s.iter().map(|((_, t), b)| (*t, b.iter().map(|i| i.event.id).collect())).collect())
+            .collect();
+        assert_eq!(shape, [vec![(0, vec![2, 1]), (1, vec![1])], vec![(1, vec![3])]]);
     }
 
     #[test]
