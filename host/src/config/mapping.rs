@@ -43,7 +43,7 @@ impl EventConfig {
 /// The schema of [`EventConfig`]: a target, or a list of targets.
 #[derive(JsonSchema)]
 #[schemars(untagged)]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::large_enum_variant)] // never built: it only describes the schema
 enum EventConfigSchema {
     /// One target.
     One(MappingConfig),
@@ -291,7 +291,7 @@ pub enum TransformConfig {
     /// A transform without settings.
     Word(TransformWord),
     /// A transform with settings.
-    Spec(TransformSpec),
+    Spec(Box<TransformSpec>),
 }
 
 /// The transforms written as a word.
@@ -355,7 +355,8 @@ impl<'de> Deserialize<'de> for TransformConfig {
                 TransformWord::deserialize(de::value::StrDeserializer::new(word)).map(TransformConfig::Word)
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TransformConfig, A::Error> {
-                TransformSpec::deserialize(MapAccessDeserializer::new(map)).map(TransformConfig::Spec)
+                TransformSpec::deserialize(MapAccessDeserializer::new(map))
+                    .map(|spec| TransformConfig::Spec(Box::new(spec)))
             }
         }
         deserializer.deserialize_any(Visitor)

@@ -15,8 +15,13 @@
 //!    the table exists; each mapped column exists; the key's columns are
 //!    the table's primary key or a unique index (an upsert without one adds
 //!    a duplicate row per event, or is refused); each NOT NULL column
-//!    without a default is mapped; and a column's type suits what its
-//!    field carries (warnings only, below).
+//!    without a default is mapped; a column's type suits what its field
+//!    carries, and a map's values and default suit the column (warnings
+//!    only, below).
+//!
+//! Before the plugin, with the config alone: each mapping is worked through
+//! the last journaled event of its type (the `map` dry run), and a `when`
+//! that tests a field that event lacks is a warning (`examples.rs`).
 //!
 //! The plugin is called only from the calling thread, as `describe` does:
 //! `check` runs before any async runtime exists. A writer that panicked is
@@ -57,6 +62,7 @@ use std::path::{Path, PathBuf};
 
 use his_plugin_api::{ErrorKind, PluginError};
 
+mod examples;
 mod report;
 mod schema;
 
@@ -94,6 +100,9 @@ fn run(file: &Path, report: &mut Report) {
         }
     };
     report.config_ok = true;
+    let (examples, findings) = examples::examples(&loaded, &mappings);
+    report.examples = examples;
+    report.findings.extend(findings);
     if loaded.config.mapping.is_empty() {
         report.findings.push(Finding::warning(
             "mapping",

@@ -42,6 +42,20 @@ impl Finding {
     }
 }
 
+/// A mapping worked through the last journaled event of its type.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Example {
+    /// The event type.
+    pub event_type: String,
+    /// The journal id of the event.
+    pub event_id: i64,
+    /// The dry run, as `map` prints it.
+    #[serde(skip)]
+    pub text: String,
+    /// The dry run, as `map --json` prints it.
+    pub dry_run: serde_json::Value,
+}
+
 /// The plugin that was loaded.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PluginSummary {
@@ -78,6 +92,8 @@ pub struct Report {
     pub warnings: usize,
     /// The findings; none when all is well.
     pub findings: Vec<Finding>,
+    /// Each mapping worked through the last journaled event of its type.
+    pub examples: Vec<Example>,
 }
 
 impl Report {
@@ -91,6 +107,11 @@ impl Report {
         for finding in &mut self.findings {
             finding.message = secrets.redact(&finding.message);
             finding.fix = secrets.redact(&finding.fix);
+        }
+        for example in &mut self.examples {
+            example.text = secrets.redact(&example.text);
+            example.dry_run =
+                serde_json::from_str(&secrets.redact(&example.dry_run.to_string())).unwrap_or(serde_json::Value::Null);
         }
         self.errors = self.findings.iter().filter(|f| f.severity == Severity::Error).count();
         self.warnings = self.findings.len() - self.errors;
@@ -141,6 +162,17 @@ impl std::fmt::Display for Report {
                 escape_controls(&finding.message),
                 escape_controls(&finding.fix)
             )?;
+        }
+        for example in &self.examples {
+            writeln!(
+                f,
+                "example: the last journaled {} event (id {}):",
+                escape_controls(&example.event_type),
+                example.event_id
+            )?;
+            for line in example.text.lines() {
+                writeln!(f, "  {}", escape_controls(line))?;
+            }
         }
         writeln!(f, "{}", escape_controls(&self.summary))
     }

@@ -7,7 +7,10 @@ use std::collections::BTreeSet;
 use his_plugin_api::{ColumnDescription, TableDescription};
 
 use super::report::Finding;
-use buktor_middleware::{config::LoadedConfig, pipeline::mapping::EventMapping};
+use buktor_middleware::{
+    config::LoadedConfig,
+    pipeline::mapping::{EventMapping, source::Source, transform::text_of},
+};
 
 /// What the mapping checks need to know of the HIS besides its tables.
 #[derive(Debug, Clone, Copy)]
@@ -157,6 +160,31 @@ fn type_warning(path: &str, field: &str, column: &ColumnDescription, target: &Ta
     }
 }
 
+/// A map's or lookup's `default` that the column's type cannot take: text
+/// that is not a number in a numeric column, or not a date in a date/time
+/// column (SQLite's untyped and text columns take anything).
+fn default_warning(source: &Source, column: &ColumnDescription) -> Option<Finding> {
+    use his_plugin_api::ValueRef;
+    let (n, default) = source.transforms().iter().enumerate().find_map(|(n, t)| Some((n, t.default_value()?)))?;
+    let (name, data_type) = (column.name.as_str(), column.data_type.as_str());
+    let fits = match (type_class(data_type), default.get()) {
+        (_, ValueRef::Null) | (TypeClass::Untyped | TypeClass::Text | TypeClass::Other, _) => true,
+        (TypeClass::Number, value) => matches!(value, ValueRef::Int(_) | ValueRef::Decimal(_) | ValueRef::Float(_)),
+        (TypeClass::DateTime, value) => matches!(value, ValueRef::Timestamp(_) | ValueRef::Date(_)),
+    };
+    (!fits).then(|| {
+        Finding::warning(
+            format!("{}.transforms[{n}].default", source.at),
+            format!(
+                "the default {} is {}, but column {name} is {data_type}: the HIS would refuse it",
+                text_of(default).unwrap_or_default(),
+                default.kind().name()
+            ),
+            format!("give a default that column {name} takes, or \"on_miss\": \"fail\""),
+        )
+    })
+}
+
 /// `a, b, c` (at most 12, then how many more).
 fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
     let names: Vec<&str> = names.collect();
@@ -245,6 +273,7 @@ pub(super) fn check_mapping(
         match matched {
             Match::Exact(_) | Match::CaseOnly(_) => {
                 findings.extend(description.and_then(|c| type_warning(&path, field, c, target)));
+                findings.extend(description.and_then(|c| default_warning(source, c)));
             }
             Match::Ambiguous(several) => findings.push(Finding::error(
                 path,
@@ -628,5 +657,27 @@ mod tests {
             "the mysql HIS database cannot be opened: MySQL at u@h:3306/d: Access denied (code 1045)"
         );
         assert!(finding.fix.contains("database.password"));
+    }
+
+    #[test]
+    fn a_map_default_the_column_cannot_take_is_a_warning() {
+        let (payment, _) = mapping(
+            r#"{"table": "HIS_payments", "key": ["id"], "columns": {"id": "payment_id",
+                "CODE": {"from": "status", "transforms": ["trim", {"map": {"paid": 1}, "default": "none"}]}}}"#,
+        );
+        let columns = vec![column("id", "INTEGER", false, false), column("CODE", "INTEGER", true, false)];
+        let findings =
+            check_mapping(&payment, false, Some(&table("HIS_payments", columns.clone(), &["id"], &[])), &SQLITE);
+        assert_eq!(paths(&findings), [(Severity::Warning, "mapping.payment.columns.CODE.transforms[1].default")]);
+        assert!(
+            findings[0].message.starts_with("the default none is text, but column CODE is INTEGER"),
+            "{}",
+            findings[0].message
+        );
+        let text_columns = vec![column("id", "INTEGER", false, false), column("CODE", "TEXT", true, false)];
+        assert_eq!(
+            check_mapping(&payment, false, Some(&table("HIS_payments", text_columns, &["id"], &[])), &SQLITE),
+            []
+        );
     }
 }

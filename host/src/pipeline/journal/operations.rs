@@ -393,6 +393,18 @@ pub fn prune(connection: &mut Connection, status: Status, before: &str) -> Resul
     }
 }
 
+/// The last event of `event_type` in the journal, whatever its status:
+/// (journal id, body, received_at). `check` works its mapping through it.
+pub fn last_of_type(connection: &Connection, event_type: &str) -> rusqlite::Result<Option<(i64, String, String)>> {
+    connection
+        .prepare_cached(
+            "SELECT e.id, p.body, e.received_at FROM events AS e JOIN payloads AS p ON p.event_id = e.id
+             WHERE e.event_type = ?1 ORDER BY e.id DESC LIMIT 1",
+        )?
+        .query_row([event_type], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .optional()
+}
+
 /// Parses `failed`, `pending`, … into a [`Status`].
 pub fn parse_status(text: &str) -> Option<Status> {
     [Status::Pending, Status::Delivered, Status::Failed, Status::Unmapped].into_iter().find(|s| s.as_str() == text)
