@@ -102,6 +102,7 @@ impl EventMapping {
                     event_type: event_type.to_string(),
                     field: field.clone(),
                     table: self.table.clone(),
+                    at: self.at.clone(),
                 },
                 Problem::NotStringOrInteger(found) => {
                     MappingError::BadKey { event_type: event_type.to_string(), field: field.clone(), found }

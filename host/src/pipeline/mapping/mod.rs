@@ -9,6 +9,8 @@
 //! column's typed value.
 
 pub mod condition;
+#[cfg(test)]
+mod fuzz;
 pub mod key;
 pub mod members;
 pub mod source;
@@ -99,9 +101,7 @@ pub enum MappingError {
         found: String,
     },
     /// The event lacks a key field, or sends it as null.
-    #[error(
-        "event_type {event_type:?} needs the field {field:?}: it identifies the row in {table} (mapping.{event_type}.key)"
-    )]
+    #[error("event_type {event_type:?} needs the field {field:?}: it identifies the row in {table} ({at}.key)")]
     MissingKey {
         /// The event type.
         event_type: String,
@@ -109,6 +109,8 @@ pub enum MappingError {
         field: String,
         /// The HIS table.
         table: String,
+        /// The mapping's JSON path: `mapping.payment`, `mapping.visit[0]`.
+        at: String,
     },
     /// A key value is empty (after trimming) or too long.
     #[error(
