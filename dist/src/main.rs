@@ -10,8 +10,11 @@
 //!   (a `.zip` for Windows), holding the executable, every plugin beside it
 //!   (where the loader looks first when `plugins.dir` is not set), a
 //!   commented his-config.json per database type (the SQLite demo as
-//!   `his-config.json`), the service files of `dist/service/` for that
-//!   platform, and the operator's README.
+//!   `his-config.json`), their JSON Schema `his-config.schema.json` beside
+//!   them (in the folder and in `examples/`), the service files of `dist/service/` for that platform, and the
+//!   operator's README.
+//! - `schema`: writes `dist/his-config.schema.json` from the middleware's
+//!   `schema` command (the test `config_schema` fails until it matches).
 //! - `bench [SCENARIO…] [--quick]`: the benchmark suite
 //!   (`tests/benches/suite/`) in release mode; BENCHMARKS.md says how to
 //!   read it.
@@ -46,7 +49,7 @@ const USAGE: &str = "usage: cargo xtask run [ARGS…] | cargo xtask dist [--targ
                      cargo xtask bench [intake] [drain] [latency] [footprint] [--quick] | cargo xtask links | \
                      cargo xtask layers | cargo xtask test [--strict] [-- CARGO-TEST-ARGS…] | \
                      cargo xtask simulate [--seeds N] [--from S] | cargo xtask simulate --seed S | \
-                     cargo xtask clippy --target x86_64-pc-windows-gnu";
+                     cargo xtask clippy --target x86_64-pc-windows-gnu | cargo xtask schema";
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -62,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         Some("layers") => layers::check(&repo_root()),
         Some("test") => test::run(args.collect()),
         Some("simulate") => simulate::run(args.collect()),
+        Some("schema") if args.next().is_none() => schema(),
         Some("clippy") => match (args.next().as_deref(), args.next(), args.next()) {
             (Some("--target"), Some(target), None) => {
                 let root = repo_root();
@@ -97,6 +101,41 @@ fn run(args: Vec<String>) -> anyhow::Result<()> {
     }
     command.args(&args);
     exec(command).with_context(|| format!("start {}", binary.display()))
+}
+
+/// Writes `dist/his-config.schema.json`: what `buktor-middleware schema`
+/// prints, built from the code as it is now.
+fn schema() -> anyhow::Result<()> {
+    let root = repo_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(&root)
+        .args(["run", "--quiet", "--package", "buktor-middleware", "--", "schema"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("run cargo run -p buktor-middleware -- schema")?;
+    if !output.status.success() {
+        bail!("buktor-middleware schema failed");
+    }
+    let file = root.join("dist").join(SCHEMA_FILE);
+    std::fs::write(&file, &output.stdout).with_context(|| format!("write {}", file.display()))?;
+    println!("{}", file.display());
+    Ok(())
+}
+
+/// The JSON Schema of his-config.json, in `dist/` and in the release
+/// folder, beside his-config.json.
+const SCHEMA_FILE: &str = "his-config.schema.json";
+
+/// In the repository the examples name the schema in `dist/` (`../`);
+/// in the release every config has a copy beside it (`./`), in the
+/// folder and in `examples/`, so that an example copied over
+/// his-config.json still finds it. (That every example config has the
+/// line is `tests/tests/config_schema.rs`'s to check; other JSON files,
+/// such as a sample event, pass unchanged.)
+fn schema_beside(example: &str) -> String {
+    let from_examples = format!("\"$schema\": \"../{SCHEMA_FILE}\"");
+    example.replace(&from_examples, &format!("\"$schema\": \"./{SCHEMA_FILE}\""))
 }
 
 /// Runs the benchmark suite with `args` (scenario names, `--quick`).
@@ -215,15 +254,23 @@ fn assemble(root: &Path, built: &Path, folder: &Path, platform: &Platform) -> an
     let dist = root.join("dist");
     for entry in std::fs::read_dir(dist.join("examples"))? {
         let path = entry?.path();
-        copy(&path, folder.join("examples").join(path.file_name().expect("a file")))?;
+        let to = folder.join("examples").join(path.file_name().expect("a file"));
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+            std::fs::write(&to, schema_beside(&text)).with_context(|| format!("write {}", to.display()))?;
+        } else {
+            copy(&path, to)?;
+        }
     }
+    copy(&dist.join(SCHEMA_FILE), folder.join("examples").join(SCHEMA_FILE))?;
     for entry in std::fs::read_dir(dist.join("service"))? {
         let path = entry?.path();
         if platform.wants_service_file(&path) {
             copy(&path, folder.join("service").join(path.file_name().expect("a file")))?;
         }
     }
-    copy(&dist.join("examples/his-config.sqlite.json"), folder.join("his-config.json"))?;
+    copy(&folder.join("examples/his-config.sqlite.json"), folder.join("his-config.json"))?;
+    copy(&dist.join(SCHEMA_FILE), folder.join(SCHEMA_FILE))?;
     copy(&dist.join("README.operator.md"), folder.join("README.md"))?;
     Ok(())
 }
@@ -301,5 +348,47 @@ fn exec(mut command: Command) -> anyhow::Result<()> {
     {
         let status = command.status()?;
         std::process::exit(status.code().unwrap_or(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_release_configs_name_the_schema_beside_them() {
+        let mut configs = 0;
+        for entry in std::fs::read_dir(repo_root().join("dist/examples")).unwrap() {
+            let path = entry.unwrap().path();
+            if !path.file_name().unwrap().to_string_lossy().starts_with("his-config.") {
+                continue;
+            }
+            let example = std::fs::read_to_string(&path).unwrap();
+            let shipped = schema_beside(&example);
+            assert!(shipped.contains("\"$schema\": \"./his-config.schema.json\""), "{}", path.display());
+            assert_eq!(shipped.len(), example.len() - 1, "{}: only the path changed", path.display());
+            configs += 1;
+        }
+        assert!(configs >= 4, "the examples of sqlite, mysql, sqlserver and oracle");
+        assert_eq!(schema_beside(r#"{"event_type": "x"}"#), r#"{"event_type": "x"}"#);
+    }
+
+    #[test]
+    fn the_release_folder_has_the_schema_beside_every_config() {
+        let built = tempfile::tempdir().unwrap();
+        let platform = Platform::of("x86_64-unknown-linux-gnu");
+        for file in PLUGINS.iter().map(|p| platform.plugin(p)).chain([platform.exe()]) {
+            std::fs::write(built.path().join(file), "").unwrap();
+        }
+        let out = tempfile::tempdir().unwrap();
+        let folder = out.path().join("release");
+        assemble(&repo_root(), built.path(), &folder, &platform).unwrap();
+        let schema = std::fs::read(repo_root().join("dist").join(SCHEMA_FILE)).unwrap();
+        for dir in [folder.clone(), folder.join("examples")] {
+            assert_eq!(std::fs::read(dir.join(SCHEMA_FILE)).unwrap(), schema, "{}", dir.display());
+        }
+        let demo = std::fs::read_to_string(folder.join("his-config.json")).unwrap();
+        assert!(demo.contains("\"$schema\": \"./his-config.schema.json\""), "{demo}");
+        assert_eq!(demo, std::fs::read_to_string(folder.join("examples/his-config.sqlite.json")).unwrap());
     }
 }

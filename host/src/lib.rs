@@ -11,13 +11,13 @@
 //!
 //! | layer | what it holds |
 //! |---|---|
-//! | `commands/` (the binary's, beside `main.rs`) | one file per subcommand: `run` (the startup order), `check`, `status`, `events`/`replay`/`prune`, `plugin-test`, `describe`, `service` |
+//! | `commands/` (the binary's, beside `main.rs`) | one file per subcommand: `run` (the startup order), `check`, `status`, `events`/`replay`/`prune`, `plugin-test`, `describe`, `service`, `schema` |
 //! | [`service`] | how `run` is supervised: [`service::lifecycle`] (stop requests, readiness), [`service::systemd`], [`service::winservice`] |
 //! | [`http`] | the accept loop, the routes, authentication, the rate limit, refusals |
 //! | [`pipeline`] | the data path below HTTP: [`pipeline::committer`] → [`pipeline::journal`] → [`pipeline::worker`] → plugin |
 //! | [`telemetry`] | what the pipeline reports and HTTP shows: [`telemetry::metrics`], [`telemetry::health`] |
 //! | [`plugins`] | finding and loading plugin libraries (abi_stable) |
-//! | [`config`] | his-config.json, read and checked once; its secrets |
+//! | [`config`] | his-config.json, read and checked once; its secrets; its JSON Schema |
 //! | [`clock`], [`sync`], [`text`] | leaves: timestamps, a poison-proof lock, escaping text for terminals |
 //!
 //! The data path reads top to bottom: [`http::intake`] → [`pipeline::committer`]

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use buktor_middleware::{service::lifecycle::Control, text::escape_controls};
 
-use commands::{check, describe, events, plugin_test, printable_error, run, service, status};
+use commands::{check, describe, events, map, plugin_test, printable_error, run, schema, service, status};
 
 /// Connects Buktor to a Hospital Information System.
 #[derive(Debug, Parser)]
@@ -93,6 +93,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The dry run of the mapping: what the middleware would write for one
+    /// event (action, table, row key, each column's typed value), without
+    /// the HIS, the plugin or a running service.
+    Map {
+        /// The event, as Buktor sends it (a JSON file); `-` or none reads
+        /// standard input.
+        #[arg(long)]
+        event: Option<PathBuf>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show an HIS table as the database plugin sees it: its columns, their
     /// types, and its keys (JSON on standard output).
     Describe {
@@ -150,6 +162,10 @@ enum Command {
         #[arg(long, value_name = "TIME")]
         before: String,
     },
+    /// Print the JSON Schema of his-config.json, which editors such as VS
+    /// Code validate and complete the file with (the release ships it as
+    /// his-config.schema.json). Reads no config.
+    Schema,
 }
 
 fn main() -> ExitCode {
@@ -173,12 +189,14 @@ fn main() -> ExitCode {
             plugin_test::command(cli.config, plugin, table, unreachable_config, json)
         }
         Command::Status { json } => status::command(cli.config, json),
+        Command::Map { event, json } => map::command(cli.config, event, json),
         Command::Describe { table } => describe::describe(cli.config, &table),
         Command::Events { status, event_type, since, limit, json } => {
             events::events(cli.config, &status, event_type, since, limit, json)
         }
         Command::Replay { id, status, event_type, since } => events::replay(cli.config, id, status, event_type, since),
         Command::Prune { status, before } => events::prune(cli.config, &status, &before),
+        Command::Schema => schema::command(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

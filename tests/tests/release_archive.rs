@@ -38,9 +38,14 @@ fn the_unpacked_archive_runs_the_seed_events_with_only_the_sqlite_plugin() {
 
     // What the archive holds.
     let exe = folder.join(format!("buktor-middleware{}", std::env::consts::EXE_SUFFIX));
-    for file in
-        ["his-config.json", "README.md", "service/buktor-middleware.service", "service/nginx-buktor-middleware.conf"]
-    {
+    for file in [
+        "his-config.json",
+        "his-config.schema.json",
+        "examples/his-config.schema.json",
+        "README.md",
+        "service/buktor-middleware.service",
+        "service/nginx-buktor-middleware.conf",
+    ] {
         assert!(folder.join(file).is_file(), "{file} is missing");
     }
     assert!(!folder.join("service/install-windows-task.ps1").exists(), "Windows scripts in a Linux archive");
@@ -48,7 +53,24 @@ fn the_unpacked_archive_runs_the_seed_events_with_only_the_sqlite_plugin() {
         assert!(folder.join(plugin_file(database)).is_file(), "{} is missing", plugin_file(database));
         assert!(folder.join(format!("examples/his-config.{database}.json")).is_file());
     }
-    // (That each example parses is a unit test in host/src/config.rs.)
+    // (That each example parses is a unit test in host/src/config/load.rs,
+    // that each validates against the schema is tests/config_schema.rs.)
+    // Every config names the schema beside it, the one in the repository,
+    // so that an example copied over his-config.json still finds it.
+    let schema = std::fs::read(repo_root().join("dist/his-config.schema.json")).unwrap();
+    let configs = [
+        "his-config.json",
+        "examples/his-config.sqlite.json",
+        "examples/his-config.mysql.json",
+        "examples/his-config.sqlserver.json",
+        "examples/his-config.oracle.json",
+    ];
+    for config in configs {
+        let text = std::fs::read_to_string(folder.join(config)).unwrap();
+        assert!(text.contains("\"$schema\": \"./his-config.schema.json\","), "{config} names no schema beside it");
+        let beside = folder.join(config).parent().unwrap().join("his-config.schema.json");
+        assert!(std::fs::read(&beside).unwrap() == schema, "{} is not dist/his-config.schema.json", beside.display());
+    }
 
     // Only the SQLite plugin beside the executable.
     for database in ["mysql", "sqlserver", "oracle"] {

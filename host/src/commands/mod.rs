@@ -5,8 +5,10 @@
 pub mod check;
 pub mod describe;
 pub mod events;
+pub mod map;
 pub mod plugin_test;
 pub mod run;
+pub mod schema;
 pub mod service;
 pub mod status;
 

@@ -6,29 +6,39 @@
 //! This file holds the types, as the file has them; [`load`](mod@load)
 //! reads and parses it (comments, `${ENV_NAME}`), [`validate`](mod@validate)
 //! checks what serde cannot, [`secrets`] finds the secrets to scrub and
-//! decodes webhook secrets.
+//! decodes webhook secrets; [`schema`] is the file's JSON Schema, for
+//! editors, generated from these types and their doc comments.
 
 pub mod load;
 pub mod mapping;
+pub mod schema;
 pub mod secrets;
 pub mod validate;
 
-pub use mapping::{ActionConfig, IfMissingConfig, MappingConfig, OnMissing};
-pub use load::{ConfigError, LoadedConfig, load, locate, parse, without_comments};
+pub use load::{ConfigError, LoadedConfig, load, locate, parse, parse_in, without_comments};
+pub use mapping::{ActionConfig, EventConfig, IfMissingConfig, MappingConfig, OnMissing};
+pub use schema::json_schema;
 pub use secrets::{Secrets, decode_secret};
 
 use std::{net::SocketAddr, path::PathBuf};
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// The file name looked for when no `--config` is given.
 pub const DEFAULT_FILE_NAME: &str = "his-config.json";
 
 /// The whole configuration file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Where this file's JSON Schema is, for editors (VS Code validates
+    /// and completes the file with it): `./his-config.schema.json` in the
+    /// release's folder, where it is shipped beside his-config.json. The
+    /// middleware ignores it.
+    #[serde(rename = "$schema", default)]
+    pub schema: Option<String>,
     /// Where and how intake listens.
     #[serde(default)]
     pub server: ServerConfig,
@@ -41,30 +51,36 @@ pub struct Config {
     /// How the sync worker delivers events to the HIS.
     #[serde(default)]
     pub sync: SyncConfig,
-    /// The HIS database. Only `type` is the host's: it picks the plugin.
-    /// Everything else belongs to that plugin, which checks it.
+    /// The HIS database. Only `type` is the host's: it picks the plugin
+    /// (`libhis_<type>.so`, `his_<type>.dll`). Everything else belongs to
+    /// that plugin, which checks it when the middleware starts.
+    #[schemars(schema_with = "schema::database")]
     pub database: serde_json::Map<String, serde_json::Value>,
     /// Event type → HIS table and columns.
     #[serde(default)]
-    pub mapping: IndexMap<String, MappingConfig>,
+    pub mapping: IndexMap<String, EventConfig>,
 }
 
 /// `server`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// The address intake listens on. Loopback by default: exposing the
     /// port is a deliberate choice.
     pub listen: SocketAddr,
     /// The largest request body accepted; larger ones get 413.
+    #[schemars(range(min = 1))]
     pub max_body_bytes: usize,
     /// The deepest nesting of objects and arrays accepted; deeper gets 400.
+    #[schemars(range(min = 1, max = 128))]
     pub max_json_depth: usize,
     /// The most object members in one event, at all depths; more gets 400.
+    #[schemars(range(min = 1))]
     pub max_json_members: usize,
     /// The most JSON values in one event (objects, arrays, each array
     /// element, strings, numbers, …); more gets 400. Bounds the memory a
     /// body can grow into.
+    #[schemars(range(min = 1))]
     pub max_json_nodes: usize,
     /// The most body bytes being read and journaled at once, over all
     /// connections; a request waits for room (at most
@@ -76,6 +92,7 @@ pub struct ServerConfig {
     pub delivery_id_field: Option<String>,
     /// How long a delivery id is remembered: an event sent again with the
     /// same id within this window is answered as a duplicate, not stored.
+    #[schemars(range(min = 1, max = 366))]
     pub duplicate_window_days: u32,
     /// Turns on the `/admin/…` routes, which require it as a bearer token.
     pub admin_token: Option<String>,
@@ -103,18 +120,22 @@ pub struct ServerConfig {
     /// How long a client may take to send a request's body (and to take
     /// the answer): a stalled client must not hold a connection, or a
     /// shutdown, for long.
+    #[schemars(range(min = 1, max = 600))]
     pub request_timeout_secs: u64,
     /// How long a connection may sit without a request: from when it
     /// opens (or its last answer) until its request's headers are in, the
     /// TLS handshake included. Shorter than `request_timeout_secs`, so
     /// that idle connections give their places back quickly.
+    #[schemars(range(min = 1, max = 600))]
     pub idle_timeout_secs: u64,
     /// The most connections open at once; more wait until one closes.
     /// Bounds file descriptors and memory under a flood.
+    #[schemars(range(min = 1, max = 100_000))]
     pub max_connections: usize,
     /// The most connections one client address (IPv6 by /64) may hold;
     /// more are closed at once. Loopback (a proxy on this server) is not
     /// limited.
+    #[schemars(range(min = 1))]
     pub max_connections_per_client: usize,
     /// Per-client-address request limit, answered with 429 when exceeded.
     /// Off by default. Behind a proxy every request comes from the proxy's
@@ -123,7 +144,7 @@ pub struct ServerConfig {
 }
 
 /// `server.tls`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// The certificate chain, PEM, server certificate first. Relative to
@@ -134,18 +155,20 @@ pub struct TlsConfig {
 }
 
 /// `server.rate_limit`: a token bucket per client address (IPv6 by /64).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// The sustained rate allowed from one address.
+    #[schemars(range(min = 0.001, max = 1_000_000.0))]
     pub requests_per_second: f64,
     /// How many requests one address may send at once before the rate
     /// applies (a burst, such as Buktor resending a backlog).
+    #[schemars(range(min = 1))]
     pub burst: u32,
 }
 
 /// `server.auth`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// Standard Webhooks secrets (`whsec_…`); several, to rotate keys.
@@ -157,6 +180,7 @@ pub struct AuthConfig {
     pub bearer_tokens: Vec<String>,
     /// How far a signature's timestamp may be from this server's clock.
     #[serde(default = "default_tolerance_secs")]
+    #[schemars(range(min = 1, max = 3600))]
     pub timestamp_tolerance_secs: u64,
 }
 
@@ -199,7 +223,7 @@ impl Default for ServerConfig {
 }
 
 /// `journal`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JournalConfig {
     /// The journal's SQLite file; `buktor-journal.db` beside the config by
@@ -208,19 +232,23 @@ pub struct JournalConfig {
     /// Delivered events older than this are removed. Failed and unmapped
     /// events are kept until replayed, or removed by `prune`.
     #[serde(default = "default_retention_days")]
+    #[schemars(range(min = 1, max = 3650))]
     pub retention_days: u32,
     /// The most the journal may hold, in bytes. At it, every event is
     /// refused (507, `journal_full`) until the HIS takes the backlog or an
     /// operator prunes: nothing accepted is ever dropped to make room.
     #[serde(default = "default_max_bytes")]
+    #[schemars(range(min = 1_048_576))]
     pub max_bytes: u64,
     /// The most that events no mapping knows (kept as `unmapped`) may
     /// hold, in payload bytes; beyond it they are refused (507,
     /// `unmapped_quota`) while mapped events still flow.
     #[serde(default = "default_max_unmapped_bytes")]
+    #[schemars(range(min = 1_048_576))]
     pub max_unmapped_bytes: u64,
     /// The same, for the unmapped events of one event type.
     #[serde(default = "default_max_unmapped_bytes_per_type")]
+    #[schemars(range(min = 1_048_576))]
     pub max_unmapped_bytes_per_type: u64,
 }
 
@@ -253,7 +281,7 @@ impl Default for JournalConfig {
 }
 
 /// `plugins`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginsConfig {
     /// A folder searched before the executable's own folder. Relative paths
@@ -262,20 +290,25 @@ pub struct PluginsConfig {
 }
 
 /// `sync`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyncConfig {
     /// The most events the worker takes from the journal in one pass.
+    #[schemars(range(min = 1))]
     pub batch_size: usize,
     /// The first delay before an event whose write failed is tried again.
+    #[schemars(range(min = 1, max = 3_600_000))]
     pub retry_initial_delay_ms: u64,
     /// The longest delay between two tries of one event.
+    #[schemars(range(min = 1, max = 86_400))]
     pub retry_max_delay_secs: u64,
     /// Each delay is the previous one times this.
+    #[schemars(range(min = 1.0, max = 10.0))]
     pub retry_factor: f64,
     /// The deadline of each call into the plugin (a batch's write, a ping,
     /// opening): the plugin bounds its statements by it, and a call that
     /// fails after it counts as a timeout.
+    #[schemars(range(min = 1, max = 86_400))]
     pub plugin_call_timeout_secs: u64,
 }
 
@@ -305,4 +338,3 @@ impl SyncConfig {
 pub fn fold_name(name: &str) -> String {
     name.trim().to_lowercase()
 }
-

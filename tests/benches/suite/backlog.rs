@@ -27,6 +27,18 @@ pub fn payment_mapping() -> Value {
         "payment_id": "HIS_payment_id", "amount": "HIS_amount", "status": "HIS_payment_status", "paid_at": "HIS_paid_at"}}})
 }
 
+/// [`payment_mapping`] with five transforms on each non-key column.
+pub fn transformed_payment_mapping() -> Value {
+    json!({"payment": {"table": "HIS_payments", "key": ["payment_id"], "fields": {"payment_id": "HIS_payment_id"},
+        "columns": {
+            "HIS_amount": {"from": "amount", "transforms":
+                ["trim", {"truncate": 30}, "lower", "upper", {"parse": "decimal"}]},
+            "HIS_payment_status": {"from": "status", "transforms":
+                ["trim", "lower", {"map": {"paid": "paid", "refunded": "refunded"}, "default": "other"}, {"truncate": 10}, "upper"]},
+            "HIS_paid_at": {"from": "paid_at", "transforms":
+                ["trim", "upper", {"truncate": 40}, "trim", {"datetime": {"zone": "Europe/Madrid", "to": "local_timestamp"}}]}}}})
+}
+
 /// The payment event number `n`: a unique key, a decimal amount as text, a
 /// wall-clock time.
 pub fn payment(n: usize) -> String {

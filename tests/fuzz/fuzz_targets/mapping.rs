@@ -1,23 +1,29 @@
 //! Fuzzes the event mapping with arbitrary event bodies, against the
-//! mappings of the repository's his-config.json.
+//! mappings of the repository's his-config.json (the seed's flat form) and
+//! of dist/examples/his-config.hospital.json (targets with conditions,
+//! nested paths, templates, coalesce, and every kind of transform).
 //!
 //! The first byte picks the mode, the rest is the request body:
+//! - bit 2 picks the config: seed (0) or hospital (1);
 //! - `selector % 4 == 3`: as intake does it, the mapping is the one named
 //!   by the body's own `event_type` (most bodies name none, or an unmapped
 //!   one, and stop there);
-//! - otherwise the selector forces one of the three mapped event types
-//!   (appointment, schedule_change, payment), whatever the body says, so the
-//!   fuzzer reaches `key_of` and `row` at once.
+//! - otherwise the selector forces one of the config's first three mapped
+//!   event types, whatever the body says, so the fuzzer reaches `key_of`
+//!   and `rows` at once.
 //!
-//! Nothing may panic, and every event intake would accept (a JSON object
-//! whose key is valid) must map to a row whose key columns hold the key.
+//! Nothing may panic. An event's rows fail only with one line naming the
+//! field, the value and the mapping path; with the seed's mapping (no
+//! transforms) only for a number that cannot be written exactly. Every row
+//! of an event intake would accept (a JSON object whose key is valid)
+//! holds the key in its key columns.
 #![no_main]
 
 use std::{collections::BTreeMap, sync::LazyLock};
 
 use buktor_middleware::{
     config,
-    pipeline::mapping::{self, EventMapping, MappingError, Mappings, Members},
+    pipeline::mapping::{self, MappingError, Mappings, Members},
 };
 use his_plugin_api::ValueRef;
 use libfuzzer_sys::fuzz_target;
@@ -26,12 +32,18 @@ use serde_json::value::RawValue;
 /// The middleware's own clock format (`clock::now_rfc3339`).
 const RECEIVED_AT: &str = "2026-01-02T03:04:05.678Z";
 
-static MAPPINGS: LazyLock<Mappings> = LazyLock::new(|| {
+static SEED: LazyLock<Mappings> = LazyLock::new(|| {
     let config = config::parse(include_str!("../../../his-config.json")).expect("his-config.json parses");
     Mappings::new(&config.mapping)
 });
 
-static TYPES: LazyLock<Vec<String>> = LazyLock::new(|| MAPPINGS.event_types().map(str::to_string).collect());
+/// The hospital example, its lookup file read from dist/examples.
+static HOSPITAL: LazyLock<Mappings> = LazyLock::new(|| {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/examples");
+    let text = config::without_comments(include_str!("../../../dist/examples/his-config.hospital.json"));
+    let config = config::parse_in(&text, &examples).expect("his-config.hospital.json parses");
+    Mappings::new(&config.mapping)
+});
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else { return };
@@ -43,17 +55,21 @@ fuzz_target!(|data: &[u8]| {
     // Intake journals the body with `String::from_utf8(..).expect(..)`.
     let payload = std::str::from_utf8(body).expect("a body serde_json parsed is UTF-8");
 
+    let (mappings, transforms): (&Mappings, bool) = if selector & 4 == 0 { (&SEED, false) } else { (&HOSPITAL, true) };
     let forced = usize::from(selector % 4);
-    let event_type = match TYPES.get(forced) {
-        Some(event_type) => event_type.as_str(),
+    let types: Vec<&str> = mappings.event_types().collect();
+    let event_type = match types.get(forced).filter(|_| forced < 3) {
+        Some(event_type) => *event_type,
         None => match event.get("event_type") {
             Some(serde_json::Value::String(t)) if !t.trim().is_empty() => t.as_str(),
             _ => return,
         },
     };
-    let Some(mapping) = MAPPINGS.get(event_type) else { return };
+    if mappings.get(event_type).is_none() {
+        return;
+    }
     let Ok(members) = Members::parse(payload) else { panic!("an object serde_json parsed is an object of members") };
-    check(mapping, event_type, &members, payload);
+    check(mappings, transforms, event_type, &members, payload);
 
     // value_of on every top-level value, not only the mapped fields.
     if let Ok(members) = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(payload) {
@@ -63,41 +79,49 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-fn check(mapping: &EventMapping, event_type: &str, event: &Members<'_>, payload: &str) {
-    let row = mapping.row(event_type, payload, RECEIVED_AT);
-    if let Ok(row) = &row {
-        assert_eq!(row.len(), mapping.columns.len(), "one value per column");
+fn check(mappings: &Mappings, transforms: bool, event_type: &str, event: &Members<'_>, payload: &str) {
+    let rows = mappings.rows(event_type, payload, RECEIVED_AT).expect("a mapped type");
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(MappingError::Transform(error)) => {
+            let line = MappingError::Transform(error.clone()).to_string();
+            assert!(!line.contains('\n'), "one line: {line}");
+            assert!(error.at.starts_with(&format!("mapping.{event_type}")), "names the mapping: {line}");
+            // The seed's mapping has no transforms: only a number it cannot
+            // write exactly fails a row.
+            assert!(transforms || error.problem.contains("no exact decimal form"), "{line}");
+            return;
+        }
+        Err(e) => panic!("the worker cannot map this {event_type} event: {e}"),
+    };
+    for (target, row) in &rows {
+        let mapping = mappings.target(event_type, *target).expect("a row's target exists");
+        assert_eq!(row.values.len(), mapping.columns.len(), "one value per column");
+        assert!(mapping.when.as_ref().is_none_or(|when| when.holds(event)), "a row only where its condition holds");
     }
     // What intake checks before it journals the event as pending.
-    let Ok(key) = mapping.key_of(event_type, event) else { return };
+    let first = mappings.get(event_type).expect("mapped");
+    let Ok(key) = first.key_of(event_type, event) else { return };
     let parts: Vec<String> = serde_json::from_str(&key).expect("a key is a JSON array of strings");
-    // The key names the row, not the mapping: the table folded, then one
-    // part per key column, in the order of the columns' folded names.
-    let mut key_fields: Vec<(String, &String)> = (mapping.key_columns.iter().map(|c| config::fold_name(c)))
-        .zip(&mapping.key_fields)
-        .collect();
-    key_fields.sort();
-    key_fields.dedup_by(|a, b| a.0 == b.0);
-    assert_eq!(parts.len(), 1 + key_fields.len(), "the table, then one part per key column");
-    assert_eq!(parts[0], config::fold_name(&mapping.table));
-
-    // The sync worker must be able to write every event intake accepted
-    // (or refuse it, naming the field, for a number it cannot write
-    // exactly)...
-    let row = match row {
-        Ok(row) => row,
-        Err(MappingError::Inexact { .. }) => return,
-        Err(e) => panic!("intake would accept this {event_type} event, but the worker cannot map it: {e}"),
-    };
-    // ...into the row its key names: the journal orders events by that key.
-    for ((_, field), part) in key_fields.iter().zip(&parts[1..]) {
-        let column = mapping.fields.iter().position(|f| f == *field).expect("a key field is a mapped field");
-        let written = match row[column].get() {
-            ValueRef::Int(i) => i.to_string(),
-            ValueRef::Decimal(s) | ValueRef::Text(s) | ValueRef::Timestamp(s) => s.to_string(),
-            other => panic!("key field {field:?} is {part:?} in the key but {other:?} in the row"),
-        };
-        let folded = mapping::canonical_key_value(&written);
-        assert_eq!(folded.as_ref(), Some(part), "key field {field:?}: the key and the row disagree");
+    assert_eq!(parts[0], config::fold_name(&first.table));
+    // Every row names the row its key names: the journal orders events by
+    // that key. One part per key column, in the order of the columns'
+    // folded names.
+    for (target, row) in &rows {
+        let mapping = mappings.target(event_type, *target).expect("a row's target exists");
+        let mut key_columns: Vec<(String, usize)> =
+            mapping.key_columns.iter().map(|c| config::fold_name(c)).zip(mapping.key_indexes.iter().copied()).collect();
+        key_columns.sort();
+        key_columns.dedup_by(|a, b| a.0 == b.0);
+        assert_eq!(parts.len(), 1 + key_columns.len(), "the table, then one part per key column");
+        for ((column, index), part) in key_columns.iter().zip(&parts[1..]) {
+            let written = match row.values[*index].get() {
+                ValueRef::Int(i) => i.to_string(),
+                ValueRef::Decimal(s) | ValueRef::Text(s) | ValueRef::Timestamp(s) | ValueRef::Date(s) => s.to_string(),
+                other => panic!("key column {column:?} is {part:?} in the key but {other:?} in the row"),
+            };
+            let folded = mapping::canonical_key_value(&written);
+            assert_eq!(folded.as_ref(), Some(part), "key column {column:?}: the key and the row disagree");
+        }
     }
 }

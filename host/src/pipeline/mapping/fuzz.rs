@@ -66,8 +66,11 @@ fn scalar(rng: &mut Rng) -> Json {
         0 => Json::Null,
         1 => json!(rng.below(2) == 0),
         2 => json!(rng.next() as i64 % 1000),
-        3 => serde_json::from_str::<Json>(*rng.pick(&["1.5", "1e-7", "12.50", "-0", "123456789012345678901234567890"]))
-            .unwrap(),
+        3 => {
+            let number: &str = rng.pick::<&str>(&["1.5", "1e-7", "12.50", "-0", "123456789012345678901234567890"]);
+            serde_json::from_str::<Json>(number)
+        }
+        .unwrap(),
         _ => json!(rng.pick(&TEXTS)),
     }
 }

@@ -231,10 +231,20 @@ fn kind(value: &Value) -> &'static str {
 }
 
 /// A text operation: numbers and booleans pass unchanged, as they have no
-/// case or spaces to lose and truncating them would change their value.
+/// case or spaces to lose and truncating them would change their value. A
+/// timestamp or a date stays one if the result still is one (`trim`,
+/// `upper`), else it becomes text.
 fn text_op(value: Value, mut op: impl FnMut(&str) -> String) -> Result<Value, String> {
     match value.get() {
-        ValueRef::Text(t) | ValueRef::Timestamp(t) | ValueRef::Date(t) => Ok(Value::text(op(t))),
+        ValueRef::Text(t) => Ok(Value::text(op(t))),
+        ValueRef::Timestamp(t) => {
+            let result = op(t);
+            Ok(if super::is_timestamp(&result) { Value::timestamp(result) } else { Value::text(result) })
+        }
+        ValueRef::Date(t) => {
+            let result = op(t);
+            Ok(if his_plugin_api::is_date(&result) { Value::date(result) } else { Value::text(result) })
+        }
         ValueRef::Bytes(_) => Err("a text transform cannot take bytes".into()),
         _ => Ok(value),
     }
