@@ -201,12 +201,15 @@ impl Source {
     }
 
     /// What the key fingerprint records of this source: the member's name
-    /// for a plain member (as before sources had transforms), else the
-    /// whole source.
+    /// for a top-level member read as it is (as before sources had
+    /// transforms), else the whole source.
     pub fn fingerprint(&self) -> String {
-        match (&self.origin, self.transforms.is_empty()) {
-            (Origin::Member(name), true) => name.clone(),
-            (origin, _) => {
+        if let Some(member) = self.plain_member() {
+            // `"fields": {"row_id": …}` and `"columns": {…: "row_id"}` read alike.
+            return member.to_string();
+        }
+        match &self.origin {
+            origin => {
                 let transforms: Vec<String> = self.transforms.iter().map(Transform::fingerprint).collect();
                 format!("{origin:?} {}", transforms.join(" "))
             }

@@ -19,8 +19,27 @@ pub(super) fn all(journal: &Connection, sent: &[Sent], his: &His) -> Result<(), 
         .and_then(|mut statement| statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect())
         .map_err(|e| e.to_string())?;
     never_older(sent, &ids, his)?;
+    every_target_written(sent, &ids, &statuses, his)?;
     for (row, events) in by_row(sent, &ids) {
         latest_and_held(&row, &events, &statuses, his)?;
+    }
+    Ok(())
+}
+
+/// An event that two targets write is delivered only once both rows have
+/// committed: one written, the other lost in a crash or a failed batch,
+/// must leave the event pending (to be written whole again), never
+/// delivered.
+fn every_target_written(sent: &[Sent], ids: &HashMap<i64, i64>, statuses: &Statuses, his: &His) -> Result<(), String> {
+    for event in sent.iter().filter(|e| e.body.contains(r#""twice":true"#)) {
+        let id = ids[&event.seq];
+        let delivered = statuses.get(&id).is_none_or(|status| status == "delivered");
+        if delivered && !his.second.contains(&event.seq) {
+            return Err(format!(
+                "event {id} (seq {}) is delivered, but its second target's row never committed",
+                event.seq
+            ));
+        }
     }
     Ok(())
 }

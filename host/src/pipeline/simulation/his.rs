@@ -41,6 +41,9 @@ pub struct His {
     /// Events (`seq`) that the HIS refuses for good (a value that does not
     /// fit, say).
     pub poison: HashSet<i64>,
+    /// Events (`seq`) whose second target's row committed: a batch with a
+    /// column `second`.
+    pub second: HashSet<i64>,
     /// Whether writes fail, hang or lose their answers at random.
     pub faults: bool,
     /// This part's draws.
@@ -55,6 +58,7 @@ impl His {
             history: Vec::new(),
             locked: HashSet::new(),
             poison: HashSet::new(),
+            second: HashSet::new(),
             faults: true,
             rng,
         }
@@ -82,7 +86,7 @@ impl FakeWriter {
         }
         let column = |name: &str| batch.columns().iter().position(|c| c.as_str().eq_ignore_ascii_case(name));
         let (Some(id_at), Some(seq_at)) = (column("id"), column("seq")) else {
-            return Err(PluginError::permanent(ErrorKind::SCHEMA, "the fake HIS has columns id and seq only"));
+            return Err(PluginError::permanent(ErrorKind::SCHEMA, "the fake HIS has columns id, seq and second"));
         };
         let table = batch.table().to_ascii_lowercase();
         let mut rows = Vec::with_capacity(batch.row_count());
@@ -137,9 +141,13 @@ impl FakeWriter {
             self.shared.note(format!("HIS: refuses seq {} of {table} seqs {seqs:?}", rows[at].1));
             return Err(if self.shared.his().rng.chance(50) { error.with_row(at) } else { error });
         }
+        let second = column("second").is_some();
         for (row, seq) in rows {
             his.history.push((row.clone(), seq));
             his.rows.insert(row, seq);
+            if second {
+                his.second.insert(seq);
+            }
         }
         drop(his);
         self.shared.note(format!("HIS: commits {table} seqs {seqs:?}"));
