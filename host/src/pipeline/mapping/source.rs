@@ -208,12 +208,8 @@ impl Source {
             // `"fields": {"row_id": …}` and `"columns": {…: "row_id"}` read alike.
             return member.to_string();
         }
-        match &self.origin {
-            origin => {
-                let transforms: Vec<String> = self.transforms.iter().map(Transform::fingerprint).collect();
-                format!("{origin:?} {}", transforms.join(" "))
-            }
-        }
+        let transforms: Vec<String> = self.transforms.iter().map(Transform::fingerprint).collect();
+        format!("{:?} {}", self.origin, transforms.join(" "))
     }
 
     /// The transforms, in order.
