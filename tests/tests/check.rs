@@ -357,3 +357,70 @@ fn a_wrong_mysql_password_is_a_finding_without_the_password() {
         }
     }
 }
+
+#[test]
+fn each_mapping_is_worked_through_the_last_journaled_event_of_its_type() {
+    let mut setup = Setup::new();
+    setup.config["mapping"] = json!({
+        "appointment": [
+            {"table": "HIS_appointments", "key": ["HIS_appointment_id"], "action": "soft_delete",
+             "when": {"field": "status", "equals": "cancelled"},
+             "columns": {"HIS_appointment_id": "appointment_id", "HIS_status": {"const": "X"}}},
+            {"table": "HIS_appointments", "key": ["HIS_appointment_id"], "when": {"field": "room", "exists": true},
+             "columns": {"HIS_appointment_id": "appointment_id",
+                         "HIS_status": {"from": "status", "transforms": [{"map": {"confirmed": "C"}}]}}}],
+        "payment": {"table": "HIS_payments", "fields": {"payment_id": "HIS_payment_id", "status": "HIS_payment_status"}}
+    });
+    // Two events journaled (and written) by the middleware: the last
+    // appointment carries no `room`.
+    let middleware = setup.start();
+    for body in [
+        r#"{"event_type": "appointment", "appointment_id": 1, "status": "confirmed", "room": "A"}"#,
+        r#"{"event_type": "appointment", "appointment_id": 2, "status": "confirmed"}"#,
+    ] {
+        assert_eq!(middleware.post_event(body).status, 200);
+    }
+    // The first creates the table (create_missing); the second writes nothing.
+    buktor_tests::wait_for(std::time::Duration::from_secs(30), "both events settled", || {
+        (setup.journal_statuses() == [vec![json!("delivered"), json!(2)]]).then_some(())
+    });
+    drop(middleware);
+
+    let (ok, report) = json_report(&setup);
+    assert!(ok, "warnings only: {report:#}");
+    assert_eq!(
+        findings(&report),
+        pairs(&[("warning", "mapping.appointment[1].when"), ("warning", "mapping.payment.table")]),
+        "{report:#}"
+    );
+    assert!(message(&report, "mapping.appointment[1].when").contains("\"room\""), "{report:#}");
+    assert_every_finding_has_a_fix(&report);
+    let examples = report["examples"].as_array().expect("examples");
+    assert_eq!(examples.len(), 1, "no payment was journaled: {report:#}");
+    assert_eq!(examples[0]["event_type"], "appointment");
+    let targets = examples[0]["dry_run"]["targets"].as_array().unwrap();
+    assert_eq!(targets.iter().map(|t| t["applies"].as_bool().unwrap()).collect::<Vec<_>>(), [false, false]);
+    assert_eq!(examples[0]["dry_run"]["row_key"], r#"["his_appointments","2"]"#);
+
+    // The text report shows the example after the findings.
+    let output = run_check(&setup.write_config(), false);
+    let text = String::from_utf8_lossy(&output.stdout);
+    let example = text.find("example: the last journaled appointment event (id 2):").expect(&text);
+    assert!(text[example..].contains("mapping.appointment[1] (skipped: when room exists does not hold)"), "{text}");
+
+    // An event the mapping cannot write as it stands is a warning naming why.
+    let middleware = setup.start();
+    assert_eq!(
+        middleware
+            .post_event(r#"{"event_type": "appointment", "appointment_id": 3, "status": "tentative", "room": "B"}"#)
+            .status,
+        200
+    );
+    drop(middleware);
+    let (_, report) = json_report(&setup);
+    let why = message(&report, "mapping.appointment");
+    assert!(
+        why.contains(r#"field "status" = "tentative" (mapping.appointment[1].columns.HIS_status.transforms[0])"#),
+        "{why}"
+    );
+}

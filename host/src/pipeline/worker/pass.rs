@@ -342,6 +342,16 @@ fn hold(held: &mut HashSet<String>, item: &Item) {
     }
 }
 
+/// A batch's key, borrowed: hashes as `(String, usize)` does.
+#[derive(Hash)]
+struct BatchKey<'a>(&'a str, usize);
+
+impl indexmap::Equivalent<(String, usize)> for BatchKey<'_> {
+    fn equivalent(&self, key: &(String, usize)) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
 /// Cuts items, in receive order, into segments in which no HIS row (event
 /// key) appears twice, and each segment into one batch per event type and
 /// target. Delivering segment after segment keeps every row's updates in
@@ -373,7 +383,13 @@ fn segments(items: Vec<Item>) -> Vec<IndexMap<(String, usize), Vec<Item>>> {
             segments.push(IndexMap::new());
         }
         let segment = segments.last_mut().expect("never empty");
-        segment.entry((item.event.event_type.clone(), item.target)).or_default().push(item);
+        // The type's name is copied once per batch, not once per event.
+        match segment.get_index_of(&BatchKey(&item.event.event_type, item.target)) {
+            Some(at) => segment[at].push(item),
+            None => {
+                segment.insert((item.event.event_type.clone(), item.target), vec![item]);
+            }
+        }
     }
     for segment in &mut segments {
         // An event's first target before its second (stable: otherwise as
