@@ -92,24 +92,25 @@ impl EventMapping {
         let mut key = Vec::with_capacity(self.row_key.prefix.len() + 2 + 16 * self.row_key.parts.len());
         key.extend_from_slice(self.row_key.prefix.as_bytes());
         for (_, source) in &self.row_key.parts {
-            let field = &source.field();
             let part = match source.plain_member() {
                 Some(member) => key_part(event.raw(member)),
                 None => computed_key_part(source, event)?,
             };
+            // The field's name is made only for an error: this runs for
+            // every event taken in.
             let part = part.map_err(|problem| match problem {
                 Problem::Missing => MappingError::MissingKey {
                     event_type: event_type.to_string(),
-                    field: field.clone(),
+                    field: source.field(),
                     table: self.table.clone(),
                     at: self.at.clone(),
                 },
                 Problem::NotStringOrInteger(found) => {
-                    MappingError::BadKey { event_type: event_type.to_string(), field: field.clone(), found }
+                    MappingError::BadKey { event_type: event_type.to_string(), field: source.field(), found }
                 }
                 Problem::Length(found) => MappingError::KeyLength {
                     event_type: event_type.to_string(),
-                    field: field.clone(),
+                    field: source.field(),
                     characters: found,
                 },
             })?;

@@ -75,8 +75,9 @@ impl State {
                 }
                 Ok(rows) => {
                     // Each target's row is an item, in target order; the
-                    // event's items share its id, and their outcomes merge
-                    // into one (`merge_outcomes`).
+                    // event's items share its id, and the event is settled
+                    // by its last one (see `delivered`): a failed earlier
+                    // one holds the rest through the row's hold.
                     let mut event = Some(event);
                     let mut rows = rows.into_iter().peekable();
                     while let Some((target, row)) = rows.next() {
