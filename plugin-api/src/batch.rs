@@ -254,6 +254,19 @@ impl WriteBatch {
         self.present.is_empty() || self.present[row * self.mask_bytes() + column / 8] & (1 << (column % 8)) != 0
     }
 
+    /// Each of `batches` with the index of its row 0 across all of them:
+    /// the rows of the batches before it. For [`crate::Writer::write_all`],
+    /// which names a row at fault by counting rows across the batches, in
+    /// order: row 3 of the second batch, after a first batch of 10 rows, is
+    /// 13 ([`PluginError::offset_row`](crate::PluginError::offset_row)).
+    pub fn with_first_rows(batches: &[WriteBatch]) -> impl Iterator<Item = (usize, &WriteBatch)> + '_ {
+        batches.iter().scan(0, |rows_before, batch| {
+            let first = *rows_before;
+            *rows_before += batch.row_count();
+            Some((first, batch))
+        })
+    }
+
     /// The rows grouped by the columns they carry: each group is the
     /// indexes of its columns, and its rows in batch order. Groups come in
     /// the order of their first row. A batch of whole rows is one group.
@@ -319,6 +332,14 @@ mod tests {
                 ColumnSet { columns: vec![0, 1], rows: vec![3] },
             ]
         );
+    }
+
+    #[test]
+    fn first_rows_count_the_rows_of_the_batches_before() {
+        let batches = [batch(10), batch(0), batch(3), batch(1)];
+        let firsts: Vec<usize> = WriteBatch::with_first_rows(&batches).map(|(first, _)| first).collect();
+        assert_eq!(firsts, [0, 10, 10, 13]);
+        assert_eq!(WriteBatch::with_first_rows(&[]).count(), 0);
     }
 
     #[test]

@@ -148,6 +148,16 @@ impl PluginError {
         self.row = ROption::RSome(row as u64);
         self
     }
+
+    /// Renumbers the row this error names (if any), counted within its
+    /// batch, across the batches of a [`crate::Writer::write_all`]:
+    /// `first_row` is the index of the batch's row 0 across them all (see
+    /// [`crate::WriteBatch::with_first_rows`]). Row 3 of a batch whose
+    /// `first_row` is 10 becomes row 13.
+    pub fn offset_row(mut self, first_row: usize) -> Self {
+        self.row = self.row.map(|row| row + first_row as u64);
+        self
+    }
 }
 
 impl fmt::Display for PluginError {

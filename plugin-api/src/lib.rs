@@ -10,15 +10,21 @@
 //! ## Map of the crate
 //! - [`module`]: [`PluginModule`], the root module a library exports; the
 //!   [`Plugin`] trait a plugin implements; [`export_plugin!`].
-//! - [`writer`]: [`Writer`], what a plugin implements to write rows;
-//!   [`AbiWriter`], its boundary form, and the panic guard.
+//! - [`writer`]: [`Writer`], what a plugin implements to write rows (one
+//!   batch, or several in one transaction: [`Writer::write_all`]);
+//!   [`AbiWriterV1_2`], its boundary form ([`AbiWriter`]: 1.1's), and the
+//!   panic guard.
 //! - [`batch`]: [`WriteBatch`], rows for one table and the [`Action`] to
 //!   apply (upsert, insert, update, delete, soft-delete), with partial rows.
 //! - [`deadline`]: [`Deadline`], the bound on every call.
 //! - [`value`]: [`Value`], one typed field value; [`timestamp`]: the one
 //!   timestamp format the host sends, and its parser.
+//! - [`statement`]: [`Statement`], a statement a plugin would run, shown
+//!   instead of run ([`Plugin::render`], since 1.2).
 //! - [`v1_0`]: plugin-api 1.0's boundary types, frozen, through which a
 //!   host loads 1.0 plugins and a 1.0 host loads newer ones.
+//! - [`v1_1`]: plugin-api 1.1's root module, frozen, through which a host
+//!   loads 1.1 plugins.
 //! - [`error`]: [`PluginError`] and its [`ErrorKind`]s.
 //! - [`describe`]: [`TableDescription`], what a writer reports of a table.
 //! - [`host`]: [`HostServices`] and [`Logger`], the host's log for plugins.
@@ -120,8 +126,11 @@
 //! refused batch commits none of its rows, and that each DATA error names
 //! its row ([`PluginError::row`]); a write to an unknown table fails as a
 //! permanent [`ErrorKind::SCHEMA`] error; a timestamp with an offset, a
-//! 38-digit decimal and a date are stored as what they are; describe,
-//! close, and a second writer opened in the same process. It prints one
+//! 38-digit decimal and a date are stored as what they are; two tables
+//! written in one transaction by [`Writer::write_all`] (1.2: both commit,
+//! or a refused row in the second batch leaves none of the first's, and
+//! the error names the row across the batches); describe, close, and a
+//! second writer opened in the same process. It prints one
 //! line per check, `pass`, `FAIL` or `n/v` (not verified: the kit could not
 //! observe it, and says why), and exits non-zero if any failed (`--json`
 //! for a report to parse, whose `outcome` is `pass`, `fail` or
@@ -172,15 +181,20 @@
 //!   compares a plugin's types with the host's, field by field, when it
 //!   loads: every type reachable from the root module of a released
 //!   version is frozen ([`v1_0`] keeps 1.0's).
-//! - A minor version (1.2) adds one field at the end of [`PluginModule`]:
-//!   an `open_writer_v1_2` returning a new writer trait, with new types for
-//!   whatever changed. Old fields stay, so an older host loads the plugin
+//! - A minor version adds fields at the end of [`PluginModule`]: 1.2
+//!   added `open_writer_v1_2`, returning a new writer trait
+//!   ([`AbiWriterV1_2`]: 1.1's methods, [`Writer::write_all`] and
+//!   [`Writer::writes_batches_together`]), and `render_v1_2`
+//!   ([`Plugin::render`]), with new types for whatever is new
+//!   ([`Statement`]). Old fields stay, so an older host loads the plugin
 //!   through them.
 //! - The host keeps the root module type of each earlier minor version
 //!   and loads a plugin with the one of the plugin's version (1.0 plugins
-//!   through [`v1_0::PluginModuleRef`]). It adapts older writers to its
-//!   own calls, and refuses at startup a mapping that needs what the
-//!   plugin's version lacks, naming the mapping.
+//!   through [`v1_0::PluginModuleRef`], 1.1 plugins through
+//!   [`v1_1::PluginModuleRef`]): abi_stable refuses a library whose root
+//!   module is older than the host's type. The host adapts older writers
+//!   to its own calls, and refuses at startup a mapping that needs what
+//!   the plugin's version lacks, naming the mapping.
 //! - New codes ([`ValueKind`], [`ErrorKind`], [`LogLevel`], [`Action`]) may
 //!   appear in a minor version; a plugin meets them as `Unknown`. The host
 //!   never sends a plugin a kind or action its version lacks.
@@ -199,8 +213,10 @@ pub mod host;
 pub mod module;
 #[cfg(feature = "settings")]
 pub mod settings;
+pub mod statement;
 pub mod timestamp;
 pub mod v1_0;
+pub mod v1_1;
 pub mod value;
 pub mod writer;
 #[cfg(feature = "chrono")]
@@ -214,8 +230,9 @@ pub use host::{HostServices, HostServicesRef, LogLevel, Logger};
 pub use module::{ABI_VERSION, OpenContext, Plugin, PluginModule, PluginModuleRef, library_file_name, root_module_for};
 #[cfg(feature = "settings")]
 pub use settings::{DEFAULT_LOCK_TIMEOUT_SECS, check_lock_timeout, parse_settings};
+pub use statement::Statement;
 pub use timestamp::Timestamp;
 pub use value::{Value, ValueKind, ValueRef, is_date};
-pub use writer::{AbiWriter, AbiWriter_TO, Writer, WriterBox, guard};
+pub use writer::{AbiWriter, AbiWriter_TO, AbiWriterV1_2, AbiWriterV1_2_TO, Writer, WriterBox, WriterBoxV1_2, guard};
 #[cfg(feature = "chrono")]
 pub use zone::HisZone;

@@ -17,7 +17,7 @@ use buktor_tests::{Setup, artifacts, mysql, query};
 use serde_json::{Value, json};
 
 /// Every check the kit prints, in order.
-const CHECKS: [&str; 28] = [
+const CHECKS: [&str; 29] = [
     "config",
     "loads",
     "open_writer",
@@ -40,6 +40,7 @@ const CHECKS: [&str; 28] = [
     "offset timestamp",
     "38-digit decimal",
     "date",
+    WRITE_ALL,
     "row index",
     "ping after writes",
     "close",
@@ -48,9 +49,15 @@ const CHECKS: [&str; 28] = [
     "panic guard",
 ];
 
+/// The check of plugin-api 1.2's write_all: not verified for a plugin
+/// that does not write batches together (plugins/template, and the broken
+/// fixture, which does not implement write_all).
+const WRITE_ALL: &str = "write_all: two tables in one transaction";
+
 /// The checks a plugin without keys (plugins/template) leaves not
-/// verified: each observes through a refused insert, or a schema.
-const NOT_VERIFIED_WITHOUT_KEYS: [&str; 14] = [
+/// verified: each observes through a refused insert, or a schema; and
+/// write_all, which a log cannot make one transaction.
+const NOT_VERIFIED_WITHOUT_KEYS: [&str; 15] = [
     "insert",
     "atomic batch",
     "update or error",
@@ -63,6 +70,7 @@ const NOT_VERIFIED_WITHOUT_KEYS: [&str; 14] = [
     "offset timestamp",
     "38-digit decimal",
     "date",
+    WRITE_ALL,
     "row index",
     "connection loss",
 ];
@@ -117,7 +125,7 @@ impl Run {
         assert_eq!(self.with_status("pass").len(), CHECKS.len() - not_verified.len(), "{stdout}");
         assert!(!stdout.contains("FAIL"), "{stdout}");
         let summary =
-            format!("28 checks: {} passed, 0 failed, {} not verified\n", 28 - not_verified.len(), not_verified.len());
+            format!("29 checks: {} passed, 0 failed, {} not verified\n", 29 - not_verified.len(), not_verified.len());
         assert!(stdout.ends_with(&summary), "{stdout}");
         for name in not_verified {
             assert!(self.detail(name).starts_with("not verified: "), "{stdout}");
@@ -265,7 +273,8 @@ fn sqlite_passes_every_check_and_keeps_one_row_per_key() {
     // With create_missing the plugin creates the "unknown" table, and the kit says so.
     assert!(run.detail("unknown table").starts_with("the plugin created"), "{}", run.stdout());
     assert!(run.detail("describe_table").contains("id is a unique key"), "{}", run.stdout());
-    assert!(run.detail("row index").starts_with("each of the 9 DATA errors above named its row"), "{}", run.stdout());
+    assert!(run.detail("row index").starts_with("each of the 12 DATA errors above named its row"), "{}", run.stdout());
+    assert!(run.detail(WRITE_ALL).contains("naming row 3 (across the batches)"), "{}", run.stdout());
     // The plugin stores timestamps as sent, in TEXT: C, A's instant, is another key, and that is right.
     assert!(run.detail("offset timestamp").contains("keeps each timestamp as written"), "{}", run.stdout());
     assert!(run.detail("connection loss").contains("--unreachable-config"), "{}", run.stdout());
@@ -402,12 +411,12 @@ fn missing_tables_fail_with_their_ddl_and_pass_once_created() {
     let stdout = run.stdout();
     assert!(!run.output.status.success(), "{stdout}");
     let stderr = String::from_utf8_lossy(&run.output.stderr);
-    assert!(stderr.contains("error: 17 conformance check(s) failed"), "{stderr}");
+    assert!(stderr.contains("error: 18 conformance check(s) failed"), "{stderr}");
     let not_run = ["upsert by key", "value types", "large batch"].into_iter().chain(CHECKS[8..16].iter().copied());
     let expected: Vec<&str> = ["upsert"]
         .into_iter()
         .chain(not_run)
-        .chain(["describe_table", "values table", "offset timestamp", "38-digit decimal", "date"])
+        .chain(["describe_table", "values table", "offset timestamp", "38-digit decimal", "date", WRITE_ALL])
         .collect();
     assert_eq!(run.with_status("FAIL"), expected, "{stdout}");
     assert!(
@@ -451,7 +460,8 @@ fn the_broken_fixture_without_a_defect_passes_every_check() {
     let unreachable = other_config(&setup, json!({"type": "broken", "path": "his.db", "unreachable": true}));
     let plugin = artifacts().plugin("broken");
     let run = plugin_test_with(&setup, &plugin, &["--unreachable-config", unreachable.to_str().unwrap()]);
-    run.assert_passed_but(&[]);
+    run.assert_passed_but(&[WRITE_ALL]);
+    assert!(run.detail(WRITE_ALL).contains("writes_batches_together is false"), "{}", run.stdout());
     // It converts offsets: C, A's instant in UTC, collides with A.
     assert!(run.detail("offset timestamp").contains("collided with A: the offset was converted"), "{}", run.stdout());
     assert!(run.detail("connection loss").contains("opening a writer failed as retryable"), "{}", run.stdout());
@@ -471,7 +481,7 @@ fn each_defect_fails_exactly_its_check() {
         let (output, outcomes) =
             plugin_test_json(&setup, &plugin, &["--unreachable-config", unreachable.to_str().unwrap()]);
         assert_eq!(named(&outcomes, "fail"), [check], "{defect}: {outcomes:?}");
-        assert_eq!(named(&outcomes, "not_verified"), Vec::<&str>::new(), "{defect}: {outcomes:?}");
+        assert_eq!(named(&outcomes, "not_verified"), [WRITE_ALL], "{defect}: {outcomes:?}");
         assert_eq!(outcomes.len(), CHECKS.len(), "{defect}");
         assert!(!output.status.success(), "{defect}: the exit code says a check failed");
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -488,7 +498,7 @@ fn connection_loss_is_not_verified_without_an_unreachable_config() {
     setup.config["database"] = json!({"type": "broken", "path": "his.db", "defect": "connection_loss_permanent"});
     let (output, outcomes) = plugin_test_json(&setup, &artifacts().plugin("broken"), &[]);
     assert!(output.status.success(), "{outcomes:?}");
-    assert_eq!(named(&outcomes, "not_verified"), ["connection loss"]);
+    assert_eq!(named(&outcomes, "not_verified"), [WRITE_ALL, "connection loss"]);
     assert_eq!(named(&outcomes, "fail"), Vec::<&str>::new());
 }
 

@@ -1,7 +1,11 @@
 //! Plugins outlive the host they were built for: a plugin built against the
 //! frozen plugin-api 1.0 (tests/fixtures/abi-1.0, never rebuilt against
 //! today's crate) loads in today's host and delivers, and a mapping it
-//! cannot serve stops startup with one line naming the mapping.
+//! cannot serve stops startup with one line naming the mapping. So does one
+//! built against the frozen plugin-api 1.1 (tests/fixtures/abi-1.1), whose
+//! writer cannot write several batches in one transaction: the host knows
+//! (`writes_batches_together` is false, and the conformance kit says its
+//! write_all check is not verified).
 
 use std::{
     path::{Path, PathBuf},
@@ -18,23 +22,34 @@ use serde_json::{Value, json};
 /// `target/debug` folder, with the 1.0 template plugin and the 1.0 host.
 fn built_1_0() -> &'static PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let fixture = repo_root().join("tests/fixtures/abi-1.0");
-        let target = artifacts().dir.parent().expect("target/").join("abi-1.0");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let output = Command::new(cargo)
-            .current_dir(&fixture)
-            .args(["build", "--quiet", "--locked", "--workspace", "--target-dir"])
-            .arg(&target)
-            .output()
-            .expect("run cargo build");
-        assert!(
-            output.status.success(),
-            "building the 1.0 fixture failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        target.join("debug")
-    })
+    BUILT.get_or_init(|| build_fixture("abi-1.0"))
+}
+
+/// tests/fixtures/abi-1.1 built once, as [`built_1_0`]: the 1.1 template
+/// plugin, built against plugin-api 1.1.0 as it was released.
+fn built_1_1() -> &'static PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| build_fixture("abi-1.1"))
+}
+
+/// Builds the workspace tests/fixtures/`name` with its own lock file, in
+/// `target/<name>`, and returns its `debug` folder.
+fn build_fixture(name: &str) -> PathBuf {
+    let fixture = repo_root().join("tests/fixtures").join(name);
+    let target = artifacts().dir.parent().expect("target/").join(name);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(&fixture)
+        .args(["build", "--quiet", "--locked", "--workspace", "--target-dir"])
+        .arg(&target)
+        .output()
+        .expect("run cargo build");
+    assert!(
+        output.status.success(),
+        "building the {name} fixture failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    target.join("debug")
 }
 
 /// The 1.0 template plugin.
@@ -42,14 +57,24 @@ fn plugin_1_0() -> PathBuf {
     built_1_0().join(format!("{}his_template{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
 }
 
+/// The 1.1 template plugin.
+fn plugin_1_1() -> PathBuf {
+    built_1_1().join(format!("{}his_template{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
+}
+
 /// A setup whose plugins.dir holds only the 1.0 template plugin, writing
 /// JSON lines to rows.jsonl.
 fn with_the_1_0_plugin() -> Setup {
+    with_the_template(&plugin_1_0())
+}
+
+/// A setup whose plugins.dir holds only the template plugin `plugin`,
+/// writing JSON lines to rows.jsonl.
+fn with_the_template(plugin: &Path) -> Setup {
     let mut setup = Setup::new();
     let dir = setup.path("plugins");
     std::fs::create_dir(&dir).unwrap();
-    let plugin = plugin_1_0();
-    std::fs::copy(&plugin, dir.join(plugin.file_name().unwrap())).unwrap();
+    std::fs::copy(plugin, dir.join(plugin.file_name().unwrap())).unwrap();
     setup.config["database"] = json!({"type": "template", "path": "rows.jsonl"});
     setup.config["plugins"] = json!({"dir": "plugins"});
     setup
@@ -83,6 +108,54 @@ fn a_plugin_built_against_plugin_api_1_0_loads_and_delivers() {
 }
 
 #[test]
+fn a_plugin_built_against_plugin_api_1_1_loads_and_delivers() {
+    let setup = with_the_template(&plugin_1_1());
+    let mut middleware = setup.start();
+    let logs = middleware.logs();
+    assert!(logs.contains("plugin template 0.1.0, plugin-api 1.1.0"), "{logs}");
+    for event in seed::EVENTS {
+        assert_eq!(middleware.post_event(event).status, 200, "{event}");
+    }
+    let rows = wait_for(Duration::from_secs(30), "the seed's three rows in rows.jsonl", || {
+        Some(lines(&setup)).filter(|rows| rows.len() == 3)
+    });
+    let tables: Vec<&str> = rows.iter().map(|r| r["table"].as_str().unwrap()).collect();
+    assert_eq!(tables, ["HIS_appointments", "HIS_schedules", "HIS_payments"]);
+    // The 1.1 template names each line's action: written through open_writer_v1_1.
+    assert!(rows.iter().all(|r| r["action"] == "upsert"), "{rows:?}");
+    assert!(middleware.interrupt().success(), "{}", middleware.logs());
+    assert_eq!(setup.journal_statuses(), [vec![json!("delivered"), json!(3)]]);
+    verified("plugin_compat", "a plugin built against the frozen plugin-api 1.1 loads in today's host and delivers");
+}
+
+/// The conformance kit on the 1.1 plugin: everything a 1.1 writer does
+/// passes or is not verified as for today's template, and the write_all
+/// check is not verified, naming plugin-api 1.1.0: the host read from the
+/// 1.1 writer that it does not write batches together.
+#[test]
+fn a_1_1_plugin_does_not_write_batches_together_and_the_kit_says_so() {
+    let setup = with_the_template(&plugin_1_1());
+    let output = Command::new(&artifacts().binary)
+        .arg("--config")
+        .arg(setup.write_config())
+        .args(["plugin-test", "--plugin"])
+        .arg(plugin_1_1())
+        .output()
+        .expect("run plugin-test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("built against plugin-api 1.1.0"), "{stdout}");
+    let line = stdout.lines().find(|l| l.contains("write_all: two tables in one transaction")).expect("the check");
+    assert!(line.starts_with("n/v "), "{line}");
+    assert!(
+        line.contains("the plugin was built against plugin-api 1.1.0, which has no write_all (plugin-api 1.2)"),
+        "{line}"
+    );
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+    verified("plugin_compat", "a 1.1 plugin's writer does not write batches together, and the host knows it");
+}
+
+#[test]
 fn an_action_a_1_0_plugin_lacks_stops_startup_naming_the_mapping() {
     let mut setup = with_the_1_0_plugin();
     setup.config["mapping"]["payment"]["action"] = "delete".into();
@@ -98,6 +171,26 @@ fn an_action_a_1_0_plugin_lacks_stops_startup_naming_the_mapping() {
     let (_, stderr) = setup.run_expecting_exit();
     assert!(stderr.contains("mapping.appointment.on_missing is \"keep\", but the plugin"), "{stderr}");
     verified("plugin_compat", "a mapping a 1.0 plugin cannot serve stops startup in one line naming the mapping");
+}
+
+#[test]
+fn an_event_into_two_tables_with_a_1_1_plugin_stops_startup_naming_the_mapping() {
+    let mut setup = with_the_template(&plugin_1_1());
+    setup.config["mapping"]["payment"] = json!([
+        {"table": "HIS_payments", "fields": {"payment_id": "HIS_payment_id"}},
+        {"table": "HIS_appointments", "key": ["appointment_id"], "action": "update",
+         "fields": {"appointment_id": "HIS_appointment_id"}, "columns": {"HIS_paid": {"const": 1}}}
+    ]);
+    let (status, stderr) = setup.run_expecting_exit();
+    assert!(!status.success(), "{status}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("mapping.payment[1] writes another HIS row than the first target"), "{}", errors[0]);
+    assert!(errors[0].contains("(plugin-api 1.1.0) cannot write several tables in one transaction"), "{}", errors[0]);
+    verified(
+        "plugin_compat",
+        "an event into two tables with a 1.1 plugin stops startup in one line naming the mapping",
+    );
 }
 
 #[test]

@@ -73,7 +73,7 @@ fn a_library_that_is_not_a_plugin_is_refused() {
 fn a_plugin_of_another_major_version_names_both_versions() {
     let (_, line) = refusal("wrong_version", Some("wrong_version"));
     assert!(line.contains("was built against plugin-api 2.0.0"), "{line}");
-    assert!(line.contains("this buktor-middleware uses plugin-api 1.1.0"), "{line}");
+    assert!(line.contains("this buktor-middleware uses plugin-api 1.2.0"), "{line}");
 }
 
 #[test]
@@ -162,7 +162,7 @@ fn a_row_that_panics_once_is_tried_again_on_a_fresh_writer_and_delivered() {
         (row[0][0] == json!("delivered")).then_some(())
     });
     let logs = middleware.logs();
-    assert!(logs.contains("trying that row once more on a fresh writer"), "{logs}");
+    assert!(logs.contains("trying that event once more on a fresh writer"), "{logs}");
     assert!(logs.matches("panicky writer opened").count() >= 2, "a fresh writer was opened:\n{logs}");
 }
 

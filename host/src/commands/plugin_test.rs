@@ -44,6 +44,12 @@
 //!   `values.rs`): an offset dropped or applied backwards, a decimal
 //!   rounded through a float, a date shifted by a time zone each make two
 //!   keys collide, or one key split.
+//! - **write_all: two tables in one transaction** (plugin-api 1.2): a
+//!   batch into each table, written together, both commit; a refused row
+//!   in the second batch leaves none of the first batch's rows, and the
+//!   error names the row counting across the batches (see `write_all.rs`).
+//!   Not verified for a plugin older than 1.2, or one whose
+//!   `writes_batches_together` is false.
 //! - **row index**: every DATA error the kit provoked named its row
 //!   ([`PluginError::row`]), 1 for the second row of a 2-row insert.
 //! - **ping after writes**, **close**.
@@ -66,6 +72,7 @@ mod ddl;
 mod lifecycle;
 mod report;
 mod values;
+mod write_all;
 
 use std::path::{Path, PathBuf};
 
@@ -253,6 +260,7 @@ impl<'a> Kit<'a> {
         self.unknown_table(&mut writer);
         self.describe(&mut writer);
         self.values_checks(&mut writer);
+        self.write_all(&mut writer);
         self.row_index();
 
         let result = writer.ping(self.deadline);

@@ -3,9 +3,10 @@
 //!
 //! A plugin is loaded through the root module type of its own plugin-api
 //! minor version: 1.0 plugins through the frozen
-//! `his_plugin_api::v1_0::PluginModuleRef`, newer ones through today's
+//! `his_plugin_api::v1_0::PluginModuleRef`, 1.1 plugins through the frozen
+//! `his_plugin_api::v1_1::PluginModuleRef`, 1.2 and newer through today's
 //! (abi_stable accepts a plugin whose root module has *more* fields than
-//! the host's type, never fewer). [`writer`] then gives both the same
+//! the host's type, never fewer). [`writer`] then gives them all the same
 //! calls.
 //!
 //! `database.type` = `mysql` selects the library `libhis_mysql.so`
@@ -26,14 +27,19 @@ pub mod writer;
 use abi_stable::{
     library::{LibraryError, lib_header_from_path},
     sabi_types::VersionNumber,
-    std_types::RStr,
+    std_types::{RSlice, RStr},
 };
 use his_plugin_api::{
-    ABI_VERSION, Actions, Deadline, HostServices, HostServicesRef, LogLevel, PluginError, PluginModuleRef,
-    library_file_name, v1_0,
+    ABI_VERSION, Actions, Deadline, ErrorKind, HostServices, HostServicesRef, LogLevel, PluginError, PluginModuleRef,
+    Statement, WriteBatch, library_file_name, v1_0, v1_1,
 };
 
 pub use self::writer::HisWriter;
+
+/// The plugin-api this host is built with: the types its plugins' calls
+/// take ([`his_plugin_api::WriteBatch`], [`his_plugin_api::Value`], …),
+/// for tools and tests that drive a loaded plugin.
+pub use his_plugin_api as api;
 
 /// Why no plugin could be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +106,9 @@ pub struct Plugin {
 enum Module {
     /// A plugin built against plugin-api 1.0.
     V1_0(v1_0::PluginModuleRef),
-    /// A plugin built against 1.1 or newer.
+    /// A plugin built against plugin-api 1.1.
+    V1_1(v1_1::PluginModuleRef),
+    /// A plugin built against 1.2 or newer.
     Current(PluginModuleRef),
 }
 
@@ -137,12 +145,19 @@ pub fn load_path(path: &Path) -> Result<Plugin, LoadError> {
     let plugin_abi = header.version_strings().version.to_string();
     let version = check_version(&path, &plugin_abi)?;
     let explain = |e| explain(&path, plugin_abi.clone(), e);
-    let (module, name, plugin_version) = if version.minor == 0 {
-        let module = header.init_root_module::<v1_0::PluginModuleRef>().map_err(explain)?;
-        (Module::V1_0(module), module.name(), module.version())
-    } else {
-        let module = header.init_root_module::<PluginModuleRef>().map_err(explain)?;
-        (Module::Current(module), module.name(), module.version())
+    let (module, name, plugin_version) = match version.minor {
+        0 => {
+            let module = header.init_root_module::<v1_0::PluginModuleRef>().map_err(explain)?;
+            (Module::V1_0(module), module.name(), module.version())
+        }
+        1 => {
+            let module = header.init_root_module::<v1_1::PluginModuleRef>().map_err(explain)?;
+            (Module::V1_1(module), module.name(), module.version())
+        }
+        _ => {
+            let module = header.init_root_module::<PluginModuleRef>().map_err(explain)?;
+            (Module::Current(module), module.name(), module.version())
+        }
     };
     Ok(Plugin { module, path, name: name.to_string(), version: plugin_version.to_string(), abi_version: plugin_abi })
 }
@@ -288,11 +303,45 @@ impl Plugin {
             (RStr::from_str(settings_json), RStr::from_str(&config_dir), host_services(&self.name));
         watchdog::watch("opening the writer", deadline, || match self.module {
             Module::V1_0(module) => (module.open_writer())(settings, dir, host).into_result().map(HisWriter::V1_0),
+            Module::V1_1(module) => {
+                let open = module.open_writer_v1_1().expect("a plugin of plugin-api 1.1 has open_writer_v1_1");
+                open(settings, dir, host, deadline).into_result().map(HisWriter::V1_1)
+            }
             Module::Current(module) => {
-                let open = module.open_writer_v1_1().expect("a plugin of plugin-api 1.1 or newer has open_writer_v1_1");
-                open(settings, dir, host, deadline).into_result().map(HisWriter::Current)
+                let open = module.open_writer_v1_2().expect("a plugin of plugin-api 1.2 or newer has open_writer_v1_2");
+                open(settings, dir, host, deadline).into_result().map(HisWriter::V1_2)
             }
         })
+    }
+
+    /// The statements the plugin would run for `batches` (in one
+    /// transaction), with their parameters as text, without connecting to
+    /// any database: for `map --sql`. A plugin built against plugin-api
+    /// 1.0 or 1.1 cannot show them: a permanent [`ErrorKind::UNSUPPORTED`]
+    /// error, in one line naming its version; so can a newer plugin that
+    /// does not implement `Plugin::render`.
+    pub fn render(
+        &self,
+        settings_json: &str,
+        config_dir: &str,
+        batches: &[WriteBatch],
+    ) -> Result<Vec<Statement>, PluginError> {
+        let render = match self.module {
+            Module::V1_0(_) | Module::V1_1(_) => None,
+            Module::Current(module) => module.render_v1_2(),
+        };
+        let Some(render) = render else {
+            return Err(PluginError::permanent(
+                ErrorKind::UNSUPPORTED,
+                format!(
+                    "plugin {} {} was built against plugin-api {}, which cannot show its statements (that needs \
+                     plugin-api 1.2); rebuild it against 1.2",
+                    self.name, self.version, self.abi_version
+                ),
+            ));
+        };
+        let (settings, dir) = (RStr::from_str(settings_json), RStr::from_str(config_dir));
+        render(settings, dir, RSlice::from_slice(batches)).into_result().map(Vec::from)
     }
 
     /// What this plugin's version can do whatever its writer says: a 1.0
@@ -300,6 +349,16 @@ impl Plugin {
     pub fn fixed_abilities(&self) -> Option<Actions> {
         match self.module {
             Module::V1_0(_) => Some(Actions::UPSERT),
+            Module::V1_1(_) | Module::Current(_) => None,
+        }
+    }
+
+    /// Whether this plugin's version lets it write several batches in one
+    /// transaction, whatever its writer says: a 1.0 or 1.1 plugin cannot
+    /// (`Some(false)`). `None` when the writer decides.
+    pub fn fixed_batches_together(&self) -> Option<bool> {
+        match self.module {
+            Module::V1_0(_) | Module::V1_1(_) => Some(false),
             Module::Current(_) => None,
         }
     }

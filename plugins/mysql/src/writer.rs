@@ -4,6 +4,9 @@
 //! writer owns a small runtime and blocks on it in each call. The pool
 //! replaces a lost connection on the next call, without a restart.
 //!
+//! Each write, of one batch or of several ([`Writer::write_all`]), is one
+//! transaction.
+//!
 //! Between writes that come quickly (a backlog draining), the writer keeps
 //! its connection instead of returning it to the pool: a checkout costs a
 //! ping, which with `BEGIN` was a fifth of each batch's time. A connection that sat idle for `HELD_IDLE_LIMIT` goes back, so
@@ -109,23 +112,49 @@ impl MysqlWriter {
         }
     }
 
-    /// Writes `batch` in one transaction on `connection`, one column set
-    /// (see [`WriteBatch::column_sets`]) after another. On error the caller
-    /// drops the connection: the pool pings it before lending it again.
-    async fn write_on(&self, connection: &mut PoolConnection<MySql>, batch: &WriteBatch) -> Result<(), PluginError> {
-        let keys: Vec<&str> = batch.key_columns().iter().map(|c| c.as_str()).collect();
-        let rows: Vec<&[Value]> = batch.rows().collect();
+    /// Writes every batch, in order, in one transaction on `connection`.
+    /// A row at fault is numbered across the batches. On error the caller
+    /// drops the connection (the transaction with it): the pool pings it
+    /// before lending it again.
+    async fn write_on(
+        &self,
+        connection: &mut PoolConnection<MySql>,
+        batches: &[WriteBatch],
+    ) -> Result<(), PluginError> {
         let zone = self.settings.zone;
-        // Every value is checked before anything is sent.
-        let binds: Vec<Vec<Bind<'_>>> = rows
-            .iter()
-            .enumerate()
-            .map(|(i, row)| row.iter().map(|v| bind(v, zone).map_err(|e| e.with_row(i))).collect())
+        // Every value of every batch is checked before anything is sent.
+        let binds: Vec<Vec<Vec<Bind<'_>>>> = WriteBatch::with_first_rows(batches)
+            .map(|(first_row, batch)| {
+                batch
+                    .rows()
+                    .enumerate()
+                    .map(|(i, row)| row.iter().map(|v| bind(v, zone).map_err(|e| e.with_row(first_row + i))).collect())
+                    .collect::<Result<Vec<_>, _>>()
+            })
             .collect::<Result<_, _>>()?;
         // Always in a transaction, even for one statement: a write abandoned
         // at the timeout must roll back with its connection, never commit
         // later behind a newer state of the same row.
         let mut transaction = connection.begin().await.map_err(|e| classify(e, 0))?;
+        for ((first_row, batch), binds) in WriteBatch::with_first_rows(batches).zip(&binds) {
+            self.apply_batch(&mut transaction, batch, binds).await.map_err(|e| e.offset_row(first_row))?;
+        }
+        transaction.commit().await.map_err(|e| classify(e, 0))?;
+        Ok(())
+    }
+
+    /// Applies `batch` in `transaction`, one column set (see
+    /// [`WriteBatch::column_sets`]) after another; `binds` holds its rows'
+    /// values. Rows are numbered in the batch: statement ranges and one-row
+    /// statements name the batch's row, and the caller offsets it.
+    async fn apply_batch(
+        &self,
+        transaction: &mut sqlx::Transaction<'_, MySql>,
+        batch: &WriteBatch,
+        binds: &[Vec<Bind<'_>>],
+    ) -> Result<(), PluginError> {
+        let keys: Vec<&str> = batch.key_columns().iter().map(|c| c.as_str()).collect();
+        let rows: Vec<&[Value]> = batch.rows().collect();
         for set in batch.column_sets() {
             let columns: Vec<&str> = set.columns.iter().map(|&c| batch.columns()[c].as_str()).collect();
             let pick = |row: usize, names: &[&str]| -> Vec<&Bind<'_>> {
@@ -152,12 +181,12 @@ impl MysqlWriter {
                             }
                         });
                         query.push(&tail);
-                        query.build().execute(&mut *transaction).await.map_err(|e| classify(e, first_row))?;
+                        query.build().execute(&mut **transaction).await.map_err(|e| classify(e, first_row))?;
                     }
                 }
                 WriteAction::Insert => {
                     for &row in &set.rows {
-                        insert(&mut transaction, batch.table(), &columns, &pick(row, &columns), row).await?;
+                        insert(transaction, batch.table(), &columns, &pick(row, &columns), row).await?;
                     }
                 }
                 WriteAction::Update(_) | WriteAction::SoftDelete => {
@@ -174,14 +203,14 @@ impl MysqlWriter {
                             query = bind_one(query, value);
                         }
                         let found =
-                            query.fetch_optional(&mut *transaction).await.map_err(|e| classify(e, row))?.is_some();
+                            query.fetch_optional(&mut **transaction).await.map_err(|e| classify(e, row))?.is_some();
                         if found && !set_columns.is_empty() {
                             let text = sql::update(batch.table(), &set_columns, &keys);
                             let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
                             for value in pick(row, &set_columns).into_iter().chain(pick(row, &keys)) {
                                 query = bind_one(query, value);
                             }
-                            query.execute(&mut *transaction).await.map_err(|e| classify(e, row))?;
+                            query.execute(&mut **transaction).await.map_err(|e| classify(e, row))?;
                         }
                         match (found, if_missing) {
                             (false, IfMissing::Error) => {
@@ -192,7 +221,7 @@ impl MysqlWriter {
                                 .with_row(row));
                             }
                             (false, IfMissing::Insert) => {
-                                insert(&mut transaction, batch.table(), &columns, &pick(row, &columns), row).await?;
+                                insert(transaction, batch.table(), &columns, &pick(row, &columns), row).await?;
                             }
                             _ => {}
                         }
@@ -204,7 +233,7 @@ impl MysqlWriter {
                         for value in pick(row, &keys) {
                             query = bind_one(query, value);
                         }
-                        query.execute(&mut *transaction).await.map_err(|e| classify(e, row))?;
+                        query.execute(&mut **transaction).await.map_err(|e| classify(e, row))?;
                     }
                 }
                 other => {
@@ -212,7 +241,6 @@ impl MysqlWriter {
                 }
             }
         }
-        transaction.commit().await.map_err(|e| classify(e, 0))?;
         Ok(())
     }
 
@@ -330,12 +358,25 @@ fn push(row: &mut Separated<'_, MySql, &'static str>, value: &Bind<'_>) {
     };
 }
 
+/// The batches' tables, for messages: `HIS_payments, HIS_appointments`.
+fn tables(batches: &[WriteBatch]) -> String {
+    batches.iter().map(WriteBatch::table).collect::<Vec<_>>().join(", ")
+}
+
 fn kind_of(version: &str) -> &'static str {
     if version.to_ascii_lowercase().contains("mariadb") { "MariaDB" } else { "MySQL" }
 }
 
 impl Writer for MysqlWriter {
     fn write(&mut self, batch: &WriteBatch, deadline: Deadline) -> Result<(), PluginError> {
+        self.write_all(std::slice::from_ref(batch), deadline)
+    }
+
+    /// Every batch in one transaction: all commit, or none.
+    fn write_all(&mut self, batches: &[WriteBatch], deadline: Deadline) -> Result<(), PluginError> {
+        if batches.is_empty() {
+            return Ok(());
+        }
         // A hung server or a dead link without a reset must not stall the
         // worker: past the limit the write is abandoned (its connection with
         // it, which rolls the transaction back) and retried later.
@@ -352,15 +393,26 @@ impl Writer for MysqlWriter {
                         self.pool.acquire().await.map_err(|e| classify(e, 0))?
                     }
                 };
-                self.write_on(&mut connection, batch).await?;
+                self.write_on(&mut connection, batches).await?;
                 Ok(connection)
             })
             .await
-            .unwrap_or_else(|_| Err(PluginError::write_timed_out(batch.table(), limit)))
+            .unwrap_or_else(|_| Err(PluginError::write_timed_out(&tables(batches), limit)))
         })?;
         self.held = Some(Held { connection, last_used: Instant::now() });
-        self.log.debug(format_args!("{} of {} rows into {}", batch.action().name(), batch.row_count(), batch.table()));
+        for batch in batches {
+            self.log.debug(format_args!(
+                "{} of {} rows into {}",
+                batch.action().name(),
+                batch.row_count(),
+                batch.table()
+            ));
+        }
         Ok(())
+    }
+
+    fn writes_batches_together(&self) -> bool {
+        true
     }
 
     fn ping(&mut self, _deadline: Deadline) -> Result<(), PluginError> {

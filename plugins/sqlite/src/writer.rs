@@ -1,4 +1,5 @@
-//! The SQLite writer: one connection, one transaction per batch.
+//! The SQLite writer: one connection, one transaction per write: of one
+//! batch, or of several ([`Writer::write_all`]).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -151,21 +152,33 @@ impl ToSql for Bind<'_> {
 
 impl Writer for SqliteWriter {
     fn write(&mut self, batch: &WriteBatch, deadline: Deadline) -> Result<(), PluginError> {
-        if self.settings.create_missing && batch.action() != his_plugin_api::Action::DELETE {
-            self.create_missing(batch)?;
+        self.write_all(std::slice::from_ref(batch), deadline)
+    }
+
+    /// Every batch in one IMMEDIATE transaction: all commit, or none.
+    fn write_all(&mut self, batches: &[WriteBatch], deadline: Deadline) -> Result<(), PluginError> {
+        if self.settings.create_missing {
+            for batch in batches.iter().filter(|b| b.action() != his_plugin_api::Action::DELETE) {
+                self.create_missing(batch)?;
+            }
         }
         // SQLite runs in this thread: a statement past the deadline is
         // interrupted (SQLITE_INTERRUPT) and the transaction rolled back.
         let until = Instant::now() + deadline.budget();
         self.connection.progress_handler(10_000, Some(move || Instant::now() > until));
-        let written = self.write_all(batch);
+        let written = self.apply(batches);
         self.connection.progress_handler(0, None::<fn() -> bool>);
         match written {
             Err(e) if e.code.as_str() == INTERRUPTED => {
-                Err(PluginError::deadline_exceeded(&format!("the write to {}", batch.table()), deadline.budget()))
+                let tables: Vec<&str> = batches.iter().map(WriteBatch::table).collect();
+                Err(PluginError::deadline_exceeded(&format!("the write to {}", tables.join(", ")), deadline.budget()))
             }
             other => other,
         }
+    }
+
+    fn writes_batches_together(&self) -> bool {
+        true
     }
 
     fn ping(&mut self, _deadline: Deadline) -> Result<(), PluginError> {
@@ -185,36 +198,49 @@ impl Writer for SqliteWriter {
 const INTERRUPTED: &str = "SQLITE 9";
 
 impl SqliteWriter {
-    /// The whole batch in one IMMEDIATE transaction, one column set (see
-    /// [`WriteBatch::column_sets`]) after another.
-    fn write_all(&mut self, batch: &WriteBatch) -> Result<(), PluginError> {
+    /// Every batch, in order, in one IMMEDIATE transaction; a row at fault
+    /// is numbered across the batches. Dropped without its commit, the
+    /// transaction rolls back.
+    fn apply(&mut self, batches: &[WriteBatch]) -> Result<(), PluginError> {
         // IMMEDIATE takes the write lock up front, so a busy file fails fast
-        // and cleanly instead of midway through the batch.
+        // and cleanly instead of midway through the batches.
         let transaction =
             self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(classify)?;
-        let keys: Vec<&str> = batch.key_columns().iter().map(|c| c.as_str()).collect();
-        for set in batch.column_sets() {
-            let columns: Vec<&str> = set.columns.iter().map(|&c| batch.columns()[c].as_str()).collect();
-            let group = Group { batch, set: &set, columns: &columns, keys: &keys };
-            match batch.action().get() {
-                WriteAction::Upsert => group.upsert(&transaction)?,
-                WriteAction::Insert => group.each_row(&transaction, Group::insert)?,
-                WriteAction::Update(if_missing) => {
-                    group.each_row(&transaction, |g, t, row| g.update(t, row, if_missing))?
-                }
-                WriteAction::SoftDelete => {
-                    group.each_row(&transaction, |g, t, row| g.update(t, row, IfMissing::Ignore))?
-                }
-                WriteAction::Delete => group.each_row(&transaction, Group::delete)?,
-                other => {
-                    return Err(PluginError::permanent(ErrorKind::UNSUPPORTED, format!("unknown action {other:?}")));
-                }
-            }
+        for (first_row, batch) in WriteBatch::with_first_rows(batches) {
+            apply_batch(&transaction, batch).map_err(|e| e.offset_row(first_row))?;
         }
         transaction.commit().map_err(classify)?;
-        self.log.debug(format_args!("{} of {} rows into {}", batch.action().name(), batch.row_count(), batch.table()));
+        for batch in batches {
+            self.log.debug(format_args!(
+                "{} of {} rows into {}",
+                batch.action().name(),
+                batch.row_count(),
+                batch.table()
+            ));
+        }
         Ok(())
     }
+}
+
+/// One batch inside the caller's transaction, one column set (see
+/// [`WriteBatch::column_sets`]) after another; rows numbered in the batch.
+fn apply_batch(transaction: &rusqlite::Transaction<'_>, batch: &WriteBatch) -> Result<(), PluginError> {
+    let keys: Vec<&str> = batch.key_columns().iter().map(|c| c.as_str()).collect();
+    for set in batch.column_sets() {
+        let columns: Vec<&str> = set.columns.iter().map(|&c| batch.columns()[c].as_str()).collect();
+        let group = Group { batch, set: &set, columns: &columns, keys: &keys };
+        match batch.action().get() {
+            WriteAction::Upsert => group.upsert(transaction)?,
+            WriteAction::Insert => group.each_row(transaction, Group::insert)?,
+            WriteAction::Update(if_missing) => group.each_row(transaction, |g, t, row| g.update(t, row, if_missing))?,
+            WriteAction::SoftDelete => group.each_row(transaction, |g, t, row| g.update(t, row, IfMissing::Ignore))?,
+            WriteAction::Delete => group.each_row(transaction, Group::delete)?,
+            other => {
+                return Err(PluginError::permanent(ErrorKind::UNSUPPORTED, format!("unknown action {other:?}")));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Rows of one batch that carry the same columns.

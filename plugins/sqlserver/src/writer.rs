@@ -2,7 +2,8 @@
 //!
 //! The host calls a writer from one blocking thread; tiberius is async. So
 //! the writer owns a small runtime and blocks on it in each call. A broken
-//! connection is dropped and opened again on the next call.
+//! connection is dropped and opened again on the next call. Each write, of
+//! one batch or of several ([`Writer::write_all`]), is one transaction.
 
 use his_plugin_api::{
     Actions, ColumnDescription, Deadline, ErrorKind, HisZone, KeyColumns, Logger, PluginError, TableDescription,
@@ -77,14 +78,20 @@ impl SqlServerWriter {
         Ok(self.connection.as_mut().expect("connected above"))
     }
 
-    /// Writes `batch` in one transaction: every row, or none.
-    async fn write_async(&mut self, batch: &WriteBatch) -> Result<(), PluginError> {
-        // Every value is checked before anything is sent.
-        let binds = bind_rows(batch, self.settings.zone)?;
+    /// Writes every batch, in order, in one transaction: every row of
+    /// every batch, or none. A row at fault is numbered across the batches.
+    async fn write_async(&mut self, batches: &[WriteBatch]) -> Result<(), PluginError> {
+        // Every value of every batch is checked before anything is sent.
+        let zone = self.settings.zone;
+        let binds = WriteBatch::with_first_rows(batches)
+            .map(|(first_row, batch)| bind_rows(batch, zone).map_err(|e| e.offset_row(first_row)))
+            .collect::<Result<Vec<_>, _>>()?;
         let connection = self.connection().await?;
         run_batch(connection, "BEGIN TRANSACTION").await?;
         let written = async {
-            actions::apply(connection, batch, &binds).await?;
+            for ((first_row, batch), binds) in WriteBatch::with_first_rows(batches).zip(&binds) {
+                actions::apply(connection, batch, binds).await.map_err(|e| e.offset_row(first_row))?;
+            }
             run_batch(connection, "COMMIT TRANSACTION").await
         }
         .await;
@@ -214,17 +221,37 @@ fn bind_rows(batch: &WriteBatch, zone: HisZone) -> Result<Vec<Vec<Bind<'_>>>, Pl
 
 impl Writer for SqlServerWriter {
     fn write(&mut self, batch: &WriteBatch, deadline: Deadline) -> Result<(), PluginError> {
+        self.write_all(std::slice::from_ref(batch), deadline)
+    }
+
+    /// Every batch in one transaction: all commit, or none.
+    fn write_all(&mut self, batches: &[WriteBatch], deadline: Deadline) -> Result<(), PluginError> {
+        if batches.is_empty() {
+            return Ok(());
+        }
         // A hung server or a dead link must not stall the worker: past the
         // limit the write is abandoned, the connection dropped (the server
-        // rolls the transaction back) and the batch retried later.
+        // rolls the transaction back) and the batches retried later.
         let limit = self.settings.statement_timeout.min(deadline.budget());
+        let tables = batches.iter().map(WriteBatch::table).collect::<Vec<_>>().join(", ");
         self.block_on(async |this| {
-            tokio::time::timeout(limit, this.write_async(batch))
+            tokio::time::timeout(limit, this.write_async(batches))
                 .await
-                .unwrap_or_else(|_| Err(PluginError::write_timed_out(batch.table(), limit)))
+                .unwrap_or_else(|_| Err(PluginError::write_timed_out(&tables, limit)))
         })?;
-        self.log.debug(format_args!("{} of {} rows into {}", batch.action().name(), batch.row_count(), batch.table()));
+        for batch in batches {
+            self.log.debug(format_args!(
+                "{} of {} rows into {}",
+                batch.action().name(),
+                batch.row_count(),
+                batch.table()
+            ));
+        }
         Ok(())
+    }
+
+    fn writes_batches_together(&self) -> bool {
+        true
     }
 
     fn ping(&mut self, _deadline: Deadline) -> Result<(), PluginError> {

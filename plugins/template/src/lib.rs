@@ -22,7 +22,9 @@
 //!
 //! To start your own plugin: copy this folder, rename the package and the
 //! `[lib] name` (`his_<your type>`), then replace the file with your
-//! database's connection, one transaction per batch.
+//! database's connection, one transaction per write: of one batch, or of
+//! several (`Writer::write_all`, plugin-api 1.2), and say so in
+//! `Writer::writes_batches_together`.
 //!
 //! ## Locks: wait a bounded time, then report a conflict
 //!
@@ -58,6 +60,8 @@ use his_plugin_api::{
     Actions, Deadline, ErrorKind, OpenContext, Plugin, PluginError, TableDescription, ValueRef, WriteBatch, Writer,
 };
 use serde_json::{Map, Value as Json, json};
+
+pub mod render;
 
 /// The `database` section, as the operator writes it. `deny_unknown_fields`
 /// turns a misspelt setting into an error instead of a silent default.
@@ -98,6 +102,17 @@ impl Plugin for TemplatePlugin {
         context.log.info(format_args!("writing rows as JSON lines to {}", path.display()));
         Ok(TemplateWriter { path })
     }
+
+    /// The JSON lines the writer would append for `batches`, as statements
+    /// without parameters: this plugin runs no SQL (see [`render`]).
+    fn render(
+        settings_json: &str,
+        config_dir: &str,
+        batches: &[WriteBatch],
+    ) -> Result<Vec<his_plugin_api::Statement>, PluginError> {
+        let lines = render::render(settings_json, config_dir, batches)?;
+        Ok(lines.into_iter().map(|line| his_plugin_api::Statement::new(line, Vec::<String>::new())).collect())
+    }
 }
 
 impl Writer for TemplateWriter {
@@ -117,42 +132,24 @@ impl Writer for TemplateWriter {
     /// insert whose key exists or an update of a missing row, as a table
     /// does: its reader applies the lines in order. A database plugin
     /// enforces them (see plugins/sqlite).
-    fn write(&mut self, batch: &WriteBatch, _deadline: Deadline) -> Result<(), PluginError> {
+    fn write(&mut self, batch: &WriteBatch, deadline: Deadline) -> Result<(), PluginError> {
+        self.write_all(std::slice::from_ref(batch), deadline)
+    }
+
+    /// Every batch's lines, in order, built first and then appended in one
+    /// `write` and synced, as for one batch: a row this plugin cannot store
+    /// (named counting rows across the batches) writes nothing at all.
+    ///
+    /// Yet not one transaction: a crash in the middle of the append can
+    /// leave the first batch's lines without the second's. That is why
+    /// [`Writer::writes_batches_together`] stays false (the default), and
+    /// the host refuses, with this plugin, a mapping whose events write
+    /// several tables. A plugin for a database says true once its
+    /// `write_all` commits all the batches in one transaction.
+    fn write_all(&mut self, batches: &[WriteBatch], _deadline: Deadline) -> Result<(), PluginError> {
         let mut lines = String::new();
-        for (index, row) in batch.rows().enumerate() {
-            let mut columns = Map::new();
-            let mut key = Map::new();
-            for (at, (column, value)) in batch.columns().iter().zip(row).enumerate() {
-                if !batch.is_present(index, at) {
-                    continue;
-                }
-                // Match on `get()`, never on the raw kind: it is the typed view.
-                let value = match value.get() {
-                    ValueRef::Null => Json::Null,
-                    ValueRef::Bool(b) => json!(b),
-                    ValueRef::Int(i) => json!(i),
-                    ValueRef::Float(f) => json!(f),
-                    // Decimals stay text, so that no float rounds an amount.
-                    ValueRef::Decimal(s) | ValueRef::Text(s) | ValueRef::Timestamp(s) | ValueRef::Date(s) => json!(s),
-                    // JSON has no bytes: hexadecimal, as SQL writes them.
-                    ValueRef::Bytes(b) => json!(b.iter().map(|byte| format!("{byte:02x}")).collect::<String>()),
-                    // A kind newer than this plugin: refuse the row, never guess.
-                    other => {
-                        return Err(PluginError::permanent(
-                            ErrorKind::UNSUPPORTED,
-                            format!("column {column}: this plugin cannot store a {other:?} value"),
-                        )
-                        .with_row(index));
-                    }
-                };
-                if batch.key_columns().contains(column) {
-                    key.insert(column.to_string(), value.clone());
-                }
-                columns.insert(column.to_string(), value);
-            }
-            let line = json!({"table": batch.table(), "action": batch.action().name(), "key": key, "row": columns});
-            lines.push_str(&line.to_string());
-            lines.push('\n');
+        for (first_row, batch) in WriteBatch::with_first_rows(batches) {
+            append_lines(&mut lines, batch).map_err(|e| e.offset_row(first_row))?;
         }
         let mut file = self.open_for_append()?;
         file.write_all(lines.as_bytes()).and_then(|()| file.sync_data()).map_err(|e| self.io_error("write", e))
@@ -178,6 +175,47 @@ impl Writer for TemplateWriter {
     fn describe_table(&mut self, _table: &str, _deadline: Deadline) -> Result<Option<TableDescription>, PluginError> {
         Ok(None)
     }
+}
+
+/// Appends one JSON line per row of `batch` to `lines`; a value this
+/// plugin cannot store fails its row (numbered in the batch).
+fn append_lines(lines: &mut String, batch: &WriteBatch) -> Result<(), PluginError> {
+    for (index, row) in batch.rows().enumerate() {
+        let mut columns = Map::new();
+        let mut key = Map::new();
+        for (at, (column, value)) in batch.columns().iter().zip(row).enumerate() {
+            if !batch.is_present(index, at) {
+                continue;
+            }
+            // Match on `get()`, never on the raw kind: it is the typed view.
+            let value = match value.get() {
+                ValueRef::Null => Json::Null,
+                ValueRef::Bool(b) => json!(b),
+                ValueRef::Int(i) => json!(i),
+                ValueRef::Float(f) => json!(f),
+                // Decimals stay text, so that no float rounds an amount.
+                ValueRef::Decimal(s) | ValueRef::Text(s) | ValueRef::Timestamp(s) | ValueRef::Date(s) => json!(s),
+                // JSON has no bytes: hexadecimal, as SQL writes them.
+                ValueRef::Bytes(b) => json!(b.iter().map(|byte| format!("{byte:02x}")).collect::<String>()),
+                // A kind newer than this plugin: refuse the row, never guess.
+                other => {
+                    return Err(PluginError::permanent(
+                        ErrorKind::UNSUPPORTED,
+                        format!("column {column}: this plugin cannot store a {other:?} value"),
+                    )
+                    .with_row(index));
+                }
+            };
+            if batch.key_columns().contains(column) {
+                key.insert(column.to_string(), value.clone());
+            }
+            columns.insert(column.to_string(), value);
+        }
+        let line = json!({"table": batch.table(), "action": batch.action().name(), "key": key, "row": columns});
+        lines.push_str(&line.to_string());
+        lines.push('\n');
+    }
+    Ok(())
 }
 
 impl TemplateWriter {

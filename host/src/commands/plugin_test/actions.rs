@@ -100,13 +100,13 @@ impl<'a> Kit<'a> {
 
     /// Whether `id` had a row, observed by inserting it: refused with a
     /// DATA error, it had one; accepted, it had none (and has one now).
-    fn had_row(&mut self, writer: &mut HisWriter, id: i64) -> Result<bool, Verdict> {
+    pub(super) fn had_row(&mut self, writer: &mut HisWriter, id: i64) -> Result<bool, Verdict> {
         let insert = self.rows(Action::INSERT, &[(id, "probe")]);
         self.refused(writer, &insert, &format!("an insert of id {id}"), 0)
     }
 
     /// A batch of `(id, label)` rows for the kit's table.
-    fn rows(&self, action: Action, rows: &[(i64, &str)]) -> his_plugin_api::WriteBatch {
+    pub(super) fn rows(&self, action: Action, rows: &[(i64, &str)]) -> his_plugin_api::WriteBatch {
         let rows: Vec<Vec<Value>> = rows.iter().map(|&(id, label)| vec![Value::int(id), Value::text(label)]).collect();
         batch(&self.table, action, &["id", "label"], &rows)
     }

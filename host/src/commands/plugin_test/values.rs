@@ -21,12 +21,12 @@ use super::{Checked, Kit, Verdict, keyed_batch, values_ddl};
 pub(super) const CHECKS: [&str; 4] = ["values table", "offset timestamp", "38-digit decimal", "date"];
 
 /// The values table's columns; the first four are its key.
-const COLUMNS: [&str; 5] = ["kind", "happened_at", "amount", "born_on", "label"];
+pub(super) const COLUMNS: [&str; 5] = ["kind", "happened_at", "amount", "born_on", "label"];
 
 /// What a probe row holds in the key columns it does not vary.
-const FILLER_TIMESTAMP: &str = "2000-01-01T00:00:00";
-const FILLER_DECIMAL: &str = "0";
-const FILLER_DATE: &str = "2000-01-01";
+pub(super) const FILLER_TIMESTAMP: &str = "2000-01-01T00:00:00";
+pub(super) const FILLER_DECIMAL: &str = "0";
+pub(super) const FILLER_DATE: &str = "2000-01-01";
 
 /// The timestamps: A, then B (A's wall-clock digits in UTC: two hours
 /// later), D (two hours after B), and C (A's instant, written in UTC).
@@ -52,7 +52,7 @@ enum Landed {
 }
 
 /// A row of the values table.
-fn row(kind: &str, happened_at: Value, amount: Value, born_on: Value, label: &str) -> Vec<Value> {
+pub(super) fn row(kind: &str, happened_at: Value, amount: Value, born_on: Value, label: &str) -> Vec<Value> {
     vec![Value::text(kind), happened_at, amount, born_on, Value::text(label)]
 }
 
@@ -151,7 +151,7 @@ impl Kit<'_> {
     }
 
     /// A batch of whole rows for the values table.
-    fn values_batch(&self, action: Action, rows: &[Vec<Value>]) -> his_plugin_api::WriteBatch {
+    pub(super) fn values_batch(&self, action: Action, rows: &[Vec<Value>]) -> his_plugin_api::WriteBatch {
         keyed_batch(&self.values, action, &COLUMNS, 4, rows)
     }
 
