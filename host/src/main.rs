@@ -104,6 +104,10 @@ enum Command {
         /// JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Also the statements the plugin of database.type would run, with
+        /// their parameters (plugin-api 1.2 plugins; connects to nothing).
+        #[arg(long)]
+        sql: bool,
     },
     /// Show an HIS table as the database plugin sees it: its columns, their
     /// types, and its keys (JSON on standard output).
@@ -189,7 +193,7 @@ fn main() -> ExitCode {
             plugin_test::command(cli.config, plugin, table, unreachable_config, json)
         }
         Command::Status { json } => status::command(cli.config, json),
-        Command::Map { event, json } => map::command(cli.config, event, json),
+        Command::Map { event, json, sql } => map::command(cli.config, event, json, sql),
         Command::Describe { table } => describe::describe(cli.config, &table),
         Command::Events { status, event_type, since, limit, json } => {
             events::events(cli.config, &status, event_type, since, limit, json)

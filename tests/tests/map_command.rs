@@ -3,6 +3,8 @@
 //! event in a file or on standard input. It prints, for each target of the
 //! event type, whether it applies, the action, the table, the row key and
 //! each column's typed value; it needs no HIS, no plugin and no journal.
+//! With `--sql` it loads the plugin and prints the statements the plugin
+//! says its writer would run, still with no HIS (section 5).
 
 use std::{
     io::Write as _,
@@ -610,4 +612,258 @@ fn map_never_loads_the_plugin() {
     assert!(!check.status.success());
     let said = format!("{}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
     assert!(said.contains(r#"plugin for database.type "nowhere" not found"#), "{said}");
+}
+
+// 5. --sql: the statements the plugin would run, from the plugin itself.
+
+/// The `--sql` block of the text output: the lines after its header,
+/// without their two-space indent.
+fn sql_block(stdout: &str, database_type: &str) -> Vec<String> {
+    let header = format!("statements the {database_type} plugin would run (nothing was sent):");
+    let mut lines = stdout.lines().skip_while(|l| *l != header);
+    assert!(lines.next().is_some(), "no {header:?} in:\n{stdout}");
+    lines.map(|l| l.strip_prefix("  ").unwrap_or_else(|| panic!("indented: {l:?}")).to_string()).collect()
+}
+
+/// A run that printed its dry run, then failed with one line on stderr
+/// for --sql; returns that line.
+fn sql_error_line(ran: &Ran) -> String {
+    assert!(!ran.success, "map --sql should have failed, printed:\n{}", ran.stdout);
+    assert!(ran.stdout.starts_with("event_type ") || ran.stdout.starts_with('{'), "the dry run first:\n{}", ran.stdout);
+    let lines: Vec<&str> = ran.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line on stderr:\n{}", ran.stderr);
+    assert!(lines[0].starts_with("error: --sql: "), "{}", lines[0]);
+    lines[0].to_string()
+}
+
+#[test]
+fn sql_shows_the_seed_appointment_upsert_into_sqlite() {
+    let setup = Setup::new();
+    let config = setup.write_config();
+    let file = event_file(&setup, "appointment.json", APPOINTMENT);
+    let ran = map(&config, &["--event", file.to_str().unwrap(), "--sql"], None);
+    assert!(ran.success, "{}", ran.stderr);
+    // The dry run as without --sql, then the statements.
+    let target = text_target(&ran.stdout, "mapping.appointment");
+    assert_eq!(target.action.as_deref(), Some("upsert HIS_appointments, key HIS_appointment_id"));
+    let created_at = target.columns[2].2.clone();
+    assert_receive_time_shape(&created_at);
+    assert_eq!(
+        sql_block(&ran.stdout, "sqlite"),
+        [
+            // The seed's config creates missing tables: said, not shown.
+            "-- database.create_missing is on: before this, the writer creates HIS_appointments or the columns it \
+             lacks, if the file lacks them (not shown: that depends on the file)",
+            "BEGIN IMMEDIATE",
+            "INSERT INTO \"HIS_appointments\" (\"HIS_appointment_id\", \"HIS_status\", \"HIS_created_at\") \
+             VALUES (?, ?, ?) ON CONFLICT (\"HIS_appointment_id\") DO UPDATE SET \
+             \"HIS_status\" = excluded.\"HIS_status\", \"HIS_created_at\" = excluded.\"HIS_created_at\"",
+            &format!("  params: ?1 = 123, ?2 = 'confirmed', ?3 = '{created_at}'"),
+            "COMMIT",
+        ]
+    );
+    // Without --sql, nothing of it.
+    let plain = map(&config, &["--event", file.to_str().unwrap()], None);
+    assert!(plain.success && !plain.stdout.contains("statements the"), "{}", plain.stdout);
+    assert_nothing_written(&setup);
+}
+
+#[test]
+fn sql_for_mysql_needs_no_server_and_converts_times_to_the_his_zone() {
+    let mut setup = Setup::new();
+    // Nothing listens on port 1: render never connects, or this would fail.
+    setup.config["database"] = json!({
+        "type": "mysql", "host": "127.0.0.1", "port": 1, "timezone": "+05:30",
+        "user": "buktor", "password": "a-secret-password", "database": "his"
+    });
+    let config = setup.write_config();
+    let ran = map(&config, &["--sql"], Some(SCHEDULE_CHANGE));
+    assert!(ran.success, "{}", ran.stderr);
+    let block = sql_block(&ran.stdout, "mysql");
+    assert_eq!(block.len(), 4, "{block:#?}");
+    assert_eq!((block[0].as_str(), block[3].as_str()), ("BEGIN", "COMMIT"));
+    assert_eq!(
+        block[1],
+        "INSERT INTO `HIS_schedules` (`HIS_schedule_id`, `HIS_new_time`, `HIS_updated_at`) VALUES (?, ?, ?) \
+         ON DUPLICATE KEY UPDATE `HIS_new_time` = VALUES(`HIS_new_time`), `HIS_updated_at` = VALUES(`HIS_updated_at`)"
+    );
+    // 09:00 UTC is 14:30 in the HIS's zone, as the plugin binds it.
+    assert!(block[2].starts_with("  params: ?1 = 456, ?2 = '2025-03-03 14:30:00', ?3 = '"), "{}", block[2]);
+
+    // --json: the same statements, each with its parameters.
+    let document = map(&config, &["--sql", "--json"], Some(PAYMENT)).json();
+    let statements = document["statements"].as_array().unwrap_or_else(|| panic!("statements: {document:#}"));
+    assert_eq!(statements.len(), 3, "{document:#}");
+    assert_eq!(statements[0], json!({"sql": "BEGIN", "params": []}));
+    assert!(
+        statements[1]["sql"].as_str().unwrap().ends_with(
+            "ON DUPLICATE KEY UPDATE `HIS_amount` = VALUES(`HIS_amount`), \
+             `HIS_payment_status` = VALUES(`HIS_payment_status`), `HIS_paid_at` = VALUES(`HIS_paid_at`)"
+        ),
+        "{document:#}"
+    );
+    assert_eq!(statements[1]["params"], json!(["789", "50.0", "'paid'", "NULL"]));
+    assert_eq!(statements[2], json!({"sql": "COMMIT", "params": []}));
+    // The dry run's own fields are all still there.
+    assert_eq!(document["targets"][0]["table"], "HIS_payments");
+    for ran in [&ran.stdout, &document.to_string()] {
+        assert!(!ran.contains("a-secret-password"), "{ran}");
+    }
+
+    // A setting the plugin refuses: one line after the dry run, naming it.
+    setup.config["database"]["timezone"] = "Mars/Olympus".into();
+    let config = setup.write_config();
+    let ran = map(&config, &["--sql"], Some(PAYMENT));
+    let line = sql_error_line(&ran);
+    assert!(line.contains(r#"database.type "mysql""#) && line.contains("database.timezone"), "{line}");
+    assert!(!line.contains("a-secret-password"), "{line}");
+    text_target(&ran.stdout, "mapping.payment");
+}
+
+#[test]
+fn sql_shows_a_soft_delete_as_an_update_and_a_partial_update_by_what_it_carries() {
+    let mut setup = targets_setup();
+    // A real HIS: nothing is created (the create_missing note is another test's).
+    setup.config["database"]["create_missing"] = false.into();
+    let config = setup.write_config();
+    let ran = map(&config, &["--sql"], Some(CANCELLED));
+    assert!(ran.success, "{}", ran.stderr);
+    assert_eq!(
+        sql_block(&ran.stdout, "sqlite"),
+        [
+            "BEGIN IMMEDIATE",
+            "UPDATE \"HIS_appointments\" SET \"STATUS\" = ? WHERE \"ID\" = ?",
+            "  params: ?1 = 'X', ?2 = 7",
+            "COMMIT",
+        ]
+    );
+
+    // Confirmed with a note: the upsert, then the partial update (ROOM
+    // absent, so not set), in target order in one transaction.
+    let document = map(&config, &["--sql", "--json"], Some(CONFIRMED)).json();
+    let statements = document["statements"].as_array().unwrap();
+    let texts: Vec<&str> = statements.iter().map(|s| s["sql"].as_str().unwrap()).collect();
+    assert_eq!(texts.len(), 4, "{texts:#?}");
+    assert_eq!(texts[0], "BEGIN IMMEDIATE");
+    assert!(
+        texts[1].starts_with("INSERT INTO \"HIS_appointments\" (\"ID\", \"PATIENT_ID\", \"STATUS\", \"VISIT_DATE\")")
+    );
+    assert_eq!(statements[1]["params"], json!(["7", "9001", "'C'", "'2025-03-04'"]));
+    assert_eq!(
+        texts[2],
+        "-- if no row has this key, the row fails (update, if_missing: error) and the transaction is rolled back\n\
+         UPDATE \"HIS_appointments\" SET \"NOTE\" = ? WHERE \"ID\" = ?"
+    );
+    assert_eq!(statements[2]["params"], json!(["'bring X-rays'", "7"]));
+    assert_eq!(texts[3], "COMMIT");
+    assert_nothing_written(&setup);
+}
+
+#[test]
+fn sql_with_the_template_plugin_shows_the_lines_it_would_append() {
+    let mut setup = Setup::new();
+    setup.config["database"] = json!({"type": "template", "path": "rows.jsonl"});
+    let config = setup.write_config();
+    let ran = map(&config, &["--sql"], Some(APPOINTMENT));
+    assert!(ran.success, "{}", ran.stderr);
+    let block = sql_block(&ran.stdout, "template");
+    assert_eq!(block.len(), 1, "one line, no parameters: {block:#?}");
+    let line: Value = serde_json::from_str(&block[0]).expect("a JSON line");
+    assert_eq!((&line["table"], &line["action"]), (&json!("HIS_appointments"), &json!("upsert")));
+    assert_eq!(line["key"], json!({"HIS_appointment_id": 123}));
+    assert_eq!(line["row"]["HIS_status"], "confirmed");
+    assert!(!setup.path("rows.jsonl").exists(), "nothing appended");
+}
+
+/// tests/fixtures/abi-1.0's 1.0 template plugin, built once (as
+/// plugin_compat.rs builds it), in a target folder of its own.
+fn plugin_1_0() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let fixture = buktor_tests::repo_root().join("tests/fixtures/abi-1.0");
+        let target = artifacts().dir.parent().expect("target/").join("abi-1.0");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let output = Command::new(cargo)
+            .current_dir(&fixture)
+            .args(["build", "--quiet", "--locked", "--workspace", "--target-dir"])
+            .arg(&target)
+            .output()
+            .expect("run cargo build");
+        assert!(
+            output.status.success(),
+            "building the 1.0 fixture failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        target.join("debug")
+    });
+    dir.join(format!("{}his_template{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
+}
+
+#[test]
+fn sql_with_a_plugin_that_cannot_show_its_statements_is_one_line_after_the_dry_run() {
+    // A plugin built against plugin-api 1.0.
+    let mut setup = Setup::new();
+    let dir = setup.path("plugins");
+    std::fs::create_dir(&dir).unwrap();
+    let plugin = plugin_1_0();
+    std::fs::copy(&plugin, dir.join(plugin.file_name().unwrap())).unwrap();
+    setup.config["database"] = json!({"type": "template", "path": "rows.jsonl"});
+    setup.config["plugins"] = json!({"dir": "plugins"});
+    let config = setup.write_config();
+    let ran = map(&config, &["--sql"], Some(APPOINTMENT));
+    let line = sql_error_line(&ran);
+    assert!(line.contains(r#"database.type "template""#), "{line}");
+    assert!(line.contains("plugin-api 1.0.0, which cannot show its statements"), "{line}");
+    assert!(line.contains("plugin-api 1.2 or newer"), "what to do: {line}");
+    assert_eq!(text_target(&ran.stdout, "mapping.appointment").columns.len(), 3, "the dry run first");
+    // Without --sql the same config maps.
+    assert!(map(&config, &[], Some(APPOINTMENT)).success);
+
+    // No plugin at all: --json still prints the dry run, statements null.
+    let mut setup = Setup::new();
+    setup.config["database"] = json!({"type": "nowhere"});
+    let config = setup.write_config();
+    let ran = map(&config, &["--sql", "--json"], Some(APPOINTMENT));
+    let line = sql_error_line(&ran);
+    assert!(line.contains(r#"plugin for database.type "nowhere" not found"#), "{line}");
+    let document: Value = serde_json::from_str(&ran.stdout).expect("the dry run as JSON");
+    assert_eq!((&document["targets"][0]["table"], &document["statements"]), (&json!("HIS_appointments"), &Value::Null));
+}
+
+#[test]
+fn a_payment_into_two_tables_shows_both_rows_and_one_transaction() {
+    let mut setup = Setup::new();
+    setup.config["database"]["create_missing"] = json!(false);
+    setup.config["mapping"]["payment"] = json!([
+        {"table": "HIS_PAYMENTS", "key": ["PAY_NO"],
+         "columns": {"PAY_NO": "payment_id", "VISIT_NO": "appointment_id"}},
+        {"table": "HIS_VISITS", "when": {"field": "status", "equals": "succeeded"}, "action": "update",
+         "key": ["VISIT_NO"], "columns": {"VISIT_NO": "appointment_id", "PAID": {"const": "Y"}}}
+    ]);
+    let config = setup.write_config();
+    let event = r#"{"event_type": "payment", "payment_id": "P-1", "appointment_id": "A-7", "status": "succeeded"}"#;
+    let file = event_file(&setup, "payment.json", event);
+    let ran = map(&config, &["--event", file.to_str().unwrap(), "--sql"], None);
+    assert!(ran.success, "{}", ran.stderr);
+    assert!(
+        ran.stdout.starts_with("event_type payment: 2 targets, row key [\"his_payments\",\"p-1\"]"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("  another HIS row, in the same transaction: row key [\"his_visits\",\"a-7\"]\n"),
+        "{}",
+        ran.stdout
+    );
+    let sql = sql_block(&ran.stdout, "sqlite");
+    assert_eq!(sql.first().map(String::as_str), Some("BEGIN IMMEDIATE"), "{sql:?}");
+    assert_eq!(sql.last().map(String::as_str), Some("COMMIT"), "one transaction: {sql:?}");
+    let statements: Vec<&String> = sql.iter().filter(|l| l.starts_with("INSERT") || l.starts_with("UPDATE")).collect();
+    assert_eq!(statements.len(), 2, "{sql:?}");
+    assert!(statements[0].starts_with("INSERT INTO \"HIS_PAYMENTS\""), "{sql:?}");
+    assert!(statements[1].starts_with("UPDATE \"HIS_VISITS\" SET \"PAID\" = ?"), "{sql:?}");
+    let json = map(&config, &["--event", file.to_str().unwrap(), "--json"], None);
+    let document: Value = serde_json::from_str(&json.stdout).expect("JSON");
+    assert_eq!(document["targets"][1]["row_key"], json!("[\"his_visits\",\"a-7\"]"));
+    assert_nothing_written(&setup);
 }

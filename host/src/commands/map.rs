@@ -6,19 +6,33 @@
 //! columns a partial row leaves alone. It loads the config and compiles
 //! the mappings as `run` does, and nothing else: no HIS, no plugin, no
 //! journal, no running service.
+//!
+//! With `--sql` it also loads the plugin of `database.type` and asks it
+//! (`Plugin::render`, plugin-api 1.2) for the statements its writer would
+//! run for the event's batches, in target order, in one transaction, as
+//! the worker would send them; each statement is printed with its
+//! parameters shown separately. The plugin connects to nothing: the HIS
+//! need not be reachable. A plugin that cannot show them (missing, older
+//! than plugin-api 1.2) is a one-line error after the dry run itself.
 
 use std::{io::Read as _, path::PathBuf};
 
+use abi_stable::std_types::RString;
 use anyhow::Context as _;
 use buktor_middleware::{
-    clock, config,
+    clock,
+    config::{self, LoadedConfig},
     pipeline::mapping::{EventMapping, Mappings, Members, Row, transform::text_of},
+    plugins,
+    text::escape_controls,
 };
-use his_plugin_api::{Action, Value, ValueRef};
+use his_plugin_api::{Action, ErrorKind, Statement, Value, ValueRef, WriteBatch};
 
 /// Runs `map`: prints the dry run of `event` (a file; `None` or `-` is
 /// standard input), or its mapping error, which is the command's error.
-pub fn command(config_path: Option<PathBuf>, event: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+/// With `sql`, then the statements the plugin would run; a plugin that
+/// cannot show them is the command's error, after the dry run.
+pub fn command(config_path: Option<PathBuf>, event: Option<PathBuf>, json: bool, sql: bool) -> anyhow::Result<()> {
     let loaded = config::load(&config::locate(config_path.as_deref())?)?;
     let mappings = Mappings::of(&loaded)?;
     let (payload, from) = match event.as_deref() {
@@ -29,13 +43,93 @@ pub fn command(config_path: Option<PathBuf>, event: Option<PathBuf>, json: bool)
             path.display().to_string(),
         ),
     };
-    let (text, json_document) = dry_run(&mappings, &payload, &from, &clock::now_rfc3339())?;
+    let Evaluated { text, json: mut json_document, batches } =
+        evaluate(&mappings, &payload, &from, &clock::now_rfc3339())?;
+    if !sql {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&json_document)?);
+        } else {
+            print!("{text}");
+        }
+        return Ok(());
+    }
+    let rendered = statements(&loaded, &batches);
     if json {
+        json_document["statements"] = match &rendered {
+            Ok(statements) => statements.iter().map(statement_json).collect(),
+            Err(_) => serde_json::Value::Null,
+        };
         println!("{}", serde_json::to_string_pretty(&json_document)?);
     } else {
         print!("{text}");
+        if let Ok(statements) = &rendered {
+            print!("{}", statements_text(loaded.database_type(), statements));
+        }
     }
-    Ok(())
+    rendered.map(drop)
+}
+
+/// The statements the plugin of `database.type` would run for `batches`
+/// (in one transaction), or why it cannot say, in one line.
+fn statements(loaded: &LoadedConfig, batches: &[WriteBatch]) -> anyhow::Result<Vec<Statement>> {
+    if batches.is_empty() {
+        return Ok(Vec::new());
+    }
+    let database_type = loaded.database_type();
+    let plugin = plugins::load(database_type, loaded.plugins_dir().as_deref())
+        .map_err(|e| anyhow::anyhow!("--sql: cannot show the statements: {e}"))?;
+    let config_dir = loaded.dir.to_string_lossy();
+    plugin.render(&loaded.database_settings_json(), &config_dir, batches).map_err(|e| {
+        let advice = match e.kind {
+            ErrorKind::UNSUPPORTED => "; use a plugin built against plugin-api 1.2 or newer, or run map without --sql",
+            _ => "",
+        };
+        anyhow::anyhow!(
+            "--sql: the {} plugin for database.type {database_type:?} ({}) cannot show its statements: {e}{advice}",
+            plugin.name,
+            plugin.path.display()
+        )
+    })
+}
+
+fn statement_json(statement: &Statement) -> serde_json::Value {
+    let params: Vec<&str> = statement.params.iter().map(RString::as_str).collect();
+    serde_json::json!({ "sql": statement.sql.as_str(), "params": params })
+}
+
+/// The statements as text: each one's SQL, then its parameters by
+/// placeholder (`?1`, `@P1`, `:1`, as the SQL numbers them).
+fn statements_text(database_type: &str, statements: &[Statement]) -> String {
+    if statements.is_empty() {
+        return "--sql: no statements: no target applies\n".into();
+    }
+    let mut out = format!("statements the {database_type} plugin would run (nothing was sent):\n");
+    for statement in statements {
+        for line in statement.sql.lines() {
+            out.push_str(&format!("  {}\n", escape_controls(line)));
+        }
+        if !statement.params.is_empty() {
+            let params: Vec<String> = statement
+                .params
+                .iter()
+                .enumerate()
+                .map(|(i, p)| format!("{} = {}", placeholder(&statement.sql, i + 1), escape_controls(p)))
+                .collect();
+            out.push_str(&format!("    params: {}\n", params.join(", ")));
+        }
+    }
+    out
+}
+
+/// How the SQL names parameter `n`: `@Pn` (SQL Server), `:n` (Oracle),
+/// `$n` (PostgreSQL), else `?n`, the n-th `?`.
+fn placeholder(sql: &str, n: usize) -> String {
+    let numbered =
+        |prefix: &str| sql.lines().filter(|l| !l.starts_with("--")).any(|l| l.contains(&format!("{prefix}1")));
+    match ["@P", ":", "$"].into_iter().find(|p| numbered(p)) {
+        Some(prefix) => format!("{prefix}{n}"),
+        None => format!("?{n}"),
+    }
 }
 
 /// The dry run of one event (`payload`, read from `from`), as text and as
@@ -47,6 +141,18 @@ pub fn dry_run(
     from: &str,
     received_at: &str,
 ) -> anyhow::Result<(String, serde_json::Value)> {
+    evaluate(mappings, payload, from, received_at).map(|evaluated| (evaluated.text, evaluated.json))
+}
+
+/// One event's dry run, and the batches the worker would send for it.
+struct Evaluated {
+    text: String,
+    json: serde_json::Value,
+    /// A batch per target whose condition holds, in target order.
+    batches: Vec<WriteBatch>,
+}
+
+fn evaluate(mappings: &Mappings, payload: &str, from: &str, received_at: &str) -> anyhow::Result<Evaluated> {
     let members = Members::parse(payload).with_context(|| format!("{from} is not one JSON object"))?;
     let event_type: String = members
         .raw("event_type")
@@ -63,8 +169,9 @@ pub fn dry_run(
     let key = mapping.key_of(&event_type, &members).map_err(|e| anyhow::anyhow!("intake would refuse it: {e}"))?;
     let targets = mappings.targets(&event_type).expect("mapped");
     let rows = mappings.rows(&event_type, payload, received_at).expect("mapped")?;
+    let batches = rows.iter().map(|(target, row)| targets[*target].batch([&mut row.clone()])).collect();
     let dry_run = DryRun { event_type: &event_type, targets, members: &members, key: &key, rows: &rows, received_at };
-    Ok((dry_run.text(), dry_run.json()))
+    Ok(Evaluated { text: dry_run.text(), json: dry_run.json(), batches })
 }
 
 fn read_stdin() -> anyhow::Result<String> {
@@ -108,6 +215,9 @@ impl DryRun<'_> {
             out.push_str(&format!("{} ({why})\n", m.at));
             let Some((_, row)) = self.rows.iter().find(|(t, _)| *t == m.target).filter(|_| applies) else { continue };
             out.push_str(&format!("  {} {}, key {}\n", action_name(m.action), m.table, m.key_columns.join(", ")));
+            if let Some(key) = &row.key {
+                out.push_str(&format!("  another HIS row, in the same transaction: row key {key}\n"));
+            }
             let width = m.columns.iter().map(|c| c.chars().count()).max().unwrap_or(0);
             for (index, (column, value)) in m.columns.iter().zip(&row.values).enumerate() {
                 let (kind, shown) = if row.absent.contains(&index) {
@@ -163,6 +273,7 @@ impl DryRun<'_> {
                     "key_columns": m.key_columns,
                     "columns": columns,
                     "truncated": row.map_or(0, |row| row.truncated),
+                    "row_key": row.map(|row| row.key.as_deref().unwrap_or(self.key)),
                 })
             })
             .collect();

@@ -34,6 +34,7 @@
 pub mod binds;
 pub mod dictionary;
 pub mod errors;
+pub mod render;
 pub mod settings;
 pub mod sql;
 pub mod writer;
@@ -51,6 +52,16 @@ impl Plugin for OraclePlugin {
     fn open(settings_json: &str, context: &OpenContext<'_>) -> Result<Self::Writer, PluginError> {
         let settings = settings::Settings::parse(settings_json)?;
         writer::OracleWriter::open(settings, context.log)
+    }
+
+    /// The statements the writer would run for `batches`, without
+    /// connecting (see [`render`]).
+    fn render(
+        settings_json: &str,
+        _config_dir: &str,
+        batches: &[his_plugin_api::WriteBatch],
+    ) -> Result<Vec<his_plugin_api::Statement>, PluginError> {
+        render::render(settings_json, batches)
     }
 }
 

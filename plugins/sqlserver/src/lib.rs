@@ -20,6 +20,7 @@
 
 pub mod actions;
 pub mod errors;
+pub mod render;
 pub mod settings;
 pub mod sql;
 pub mod values;
@@ -38,6 +39,16 @@ impl Plugin for SqlServerPlugin {
     fn open(settings_json: &str, context: &OpenContext<'_>) -> Result<Self::Writer, PluginError> {
         let settings = settings::Settings::parse(settings_json, context.config_dir)?;
         writer::SqlServerWriter::open(settings, context.log)
+    }
+
+    /// The statements the writer would run for `batches`, without
+    /// connecting (see [`render`]).
+    fn render(
+        settings_json: &str,
+        config_dir: &str,
+        batches: &[his_plugin_api::WriteBatch],
+    ) -> Result<Vec<his_plugin_api::Statement>, PluginError> {
+        render::render(settings_json, config_dir, batches)
     }
 }
 
