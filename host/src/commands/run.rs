@@ -79,9 +79,14 @@ pub fn run(config_path: Option<PathBuf>, control: Control) -> anyhow::Result<()>
         plugin_version: plugin.version.to_string(),
         plugin_abi_version: plugin.abi_version.to_string(),
     });
-    if let Some(actions) = plugin.fixed_abilities() {
+    // What the plugin's version cannot do, whatever its writer will say:
+    // a mapping that needs it stops startup, naming the mapping.
+    let (actions, together) = (plugin.fixed_abilities(), plugin.fixed_batches_together());
+    if actions.is_some() || together.is_some() {
         let named = format!("{} (plugin-api {})", plugin.path.display(), plugin.abi_version);
-        if let Some(problem) = mappings.beyond(actions, false, &named) {
+        let partial_rows = actions.is_none();
+        let actions = actions.unwrap_or(his_plugin_api::Actions::ALL_1_1);
+        if let Some(problem) = mappings.beyond(actions, partial_rows, together.unwrap_or(true), &named) {
             anyhow::bail!(problem);
         }
     }

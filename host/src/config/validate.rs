@@ -218,12 +218,11 @@ pub(super) fn validate(config: &Config) -> Result<(), (String, String)> {
     Ok(())
 }
 
-/// The targets of one event type write one HIS row: the same table, keyed
-/// by the same columns. (Targets in other tables need each event to carry
-/// several row keys in the journal, and one HIS transaction across
-/// tables: not built yet.) A `when` appears only in a list of targets.
+/// A `when` has exactly one operator. The targets of one event type may
+/// write other tables, or other rows of one table (each its own row key,
+/// mapping/key.rs); every mapping of one table keys it by the same
+/// columns, which the caller checks across event types.
 fn check_targets(event_type: &str, event: &super::EventConfig) -> Result<(), (String, String)> {
-    let first = &event.targets[0];
     for (at, target) in event.targets_at(event_type) {
         if let Some(when) = &target.when {
             let operators = [
@@ -239,30 +238,6 @@ fn check_targets(event_type: &str, event: &super::EventConfig) -> Result<(), (St
                     "give exactly one of equals, not_equals, in, not_in and exists",
                 ));
             }
-        }
-        if fold_name(&target.table) != fold_name(&first.table) {
-            return Err(invalid(
-                format!("{at}.table"),
-                format!(
-                    "is {}, but the first target of mapping.{event_type} writes {}: the targets of one event type \
-                     write one HIS row in this version (a target per table comes later); map the other table \
-                     from its own event type",
-                    target.table, first.table
-                ),
-            ));
-        }
-        let folded = |m: &MappingConfig| key_columns(m).iter().map(|c| fold_name(c)).collect::<BTreeSet<_>>();
-        if folded(target) != folded(first) {
-            return Err(invalid(
-                format!("{at}.key"),
-                format!(
-                    "keys {} by [{}], but the first target of mapping.{event_type} keys it by [{}]: the targets \
-                     of one event type write one HIS row, by one key",
-                    target.table,
-                    key_columns(target).join(", "),
-                    key_columns(first).join(", ")
-                ),
-            ));
         }
     }
     Ok(())

@@ -130,18 +130,18 @@ pub async fn receive_event(
     body::check_shape(&bytes, intake.shape)?;
     let members = body::members(&bytes)?;
     let event_type = event_type_of(&members)?;
-    let (status, event_key) = match intake.mappings.get(&event_type) {
-        Some(mapping) => {
-            let key = mapping.key_of(&event_type, &members).map_err(|e| {
+    let (status, event_key, extra_keys) = match intake.mappings.keys_of(&event_type, &members) {
+        Some(keys) => {
+            let keys = keys.map_err(|e| {
                 let code = match e {
                     MappingError::MissingKey { .. } => "missing_key",
                     _ => "invalid_key",
                 };
                 Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
             })?;
-            (Status::Pending, Some(key))
+            (Status::Pending, Some(keys.primary), keys.extra)
         }
-        None => (Status::Unmapped, None),
+        None => (Status::Unmapped, None, Vec::new()),
     };
     let delivery_id = delivery_id_of(&headers, &members, intake.delivery_id_field.as_deref())?;
     drop(members);
@@ -163,6 +163,7 @@ pub async fn receive_event(
         received_at,
         status,
         event_key,
+        extra_keys,
         delivery_id,
         received_ms,
         duplicates_since_ms: received_ms - intake.duplicate_window_ms,

@@ -365,6 +365,7 @@ mod tests {
             received_at: "2026-01-01T00:00:00.000Z".into(),
             status: Status::Pending,
             event_key: Some("[\"t\",\"1\"]".into()),
+            extra_keys: Vec::new(),
             delivery_id: None,
             received_ms: 0,
             duplicates_since_ms: 0,

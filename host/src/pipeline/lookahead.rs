@@ -123,7 +123,7 @@ fn read(
 ) -> rusqlite::Result<Window> {
     let snapshot = connection.unchecked_transaction()?;
     let holds = journal::holds(&snapshot)?;
-    let events = journal::due_events(&snapshot, now_ms, after_id, holds.any(), limit, journal::WINDOW_BYTES)?;
+    let events = journal::due_events(&snapshot, now_ms, after_id, holds, limit, journal::WINDOW_BYTES)?;
     drop(snapshot);
     Ok(Window { holds, after_id, events: prepare(mappings, events) })
 }

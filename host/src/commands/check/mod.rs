@@ -146,7 +146,9 @@ fn run(file: &Path, report: &mut Report) {
 
     let target = Target::of(&loaded);
     let named = format!("{} (plugin-api {})", plugin.name, plugin.abi_version);
-    if let Some(problem) = mappings.beyond(writer.actions(), writer.takes_partial_rows(), &named) {
+    if let Some(problem) =
+        mappings.beyond(writer.actions(), writer.takes_partial_rows(), writer.writes_batches_together(), &named)
+    {
         let at = problem.split_whitespace().next().unwrap_or("mapping").to_string();
         report.findings.push(Finding::error(at, problem, "see the plugin's documentation for the actions it supports"));
     }

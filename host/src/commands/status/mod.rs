@@ -239,13 +239,29 @@ pub fn gather(connection: &Connection, path: &Path, now_ms: i64) -> rusqlite::Re
         |row| row.get(0),
     )?;
 
-    // Being the oldest pending event, only a failed event can hold it back
-    // (one probe of events_failed).
+    // Being the oldest pending event, only a failed event can hold it back:
+    // one that writes one of its rows (one probe of events_failed, and of
+    // event_keys for events that write several rows).
     let oldest_pending = transaction
         .query_row(
             "SELECT e.id, e.event_type, e.received_at,
-                    (SELECT MIN(f.id) FROM events AS f INDEXED BY events_failed
-                     WHERE f.status = 'failed' AND f.event_key = e.event_key AND f.id < e.id)
+                    NULLIF(MIN(
+                        COALESCE((SELECT MIN(f.id) FROM events AS f INDEXED BY events_failed
+                                  WHERE f.status = 'failed' AND f.event_key = e.event_key AND f.id < e.id),
+                                 9223372036854775807),
+                        COALESCE((SELECT MIN(k.event_id) FROM event_keys AS k JOIN events AS f ON f.id = k.event_id
+                                  WHERE k.event_key = e.event_key AND f.status = 'failed' AND k.event_id < e.id),
+                                 9223372036854775807),
+                        COALESCE((SELECT MIN(f.id) FROM event_keys AS mine
+                                  JOIN events AS f INDEXED BY events_failed ON f.event_key = mine.event_key
+                                  WHERE mine.event_id = e.id AND f.status = 'failed' AND f.id < e.id),
+                                 9223372036854775807),
+                        COALESCE((SELECT MIN(k.event_id) FROM event_keys AS mine
+                                  JOIN event_keys AS k ON k.event_key = mine.event_key
+                                  JOIN events AS f ON f.id = k.event_id
+                                  WHERE mine.event_id = e.id AND f.status = 'failed' AND k.event_id < e.id),
+                                 9223372036854775807)),
+                        9223372036854775807)
              FROM events AS e INDEXED BY events_pending
              WHERE e.status = 'pending' ORDER BY e.id LIMIT 1",
             [],

@@ -12,7 +12,7 @@ pub mod schema;
 
 pub use self::schema::{OpenError, SCHEMA_VERSION, open, open_read_only};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::{Connection, OptionalExtension, ToSql, Transaction, params, params_from_iter, types::ToSqlOutput};
 
@@ -84,8 +84,10 @@ pub struct NewEvent {
     pub received_at: String,
     /// `Pending` or `Unmapped`.
     pub status: Status,
-    /// The mapping's key, for mapped events.
+    /// The mapping's key, for mapped events: its first target's row.
     pub event_key: Option<String>,
+    /// The other rows it writes ([`crate::pipeline::mapping::EventKeys`]).
+    pub extra_keys: Vec<String>,
     /// The sender's delivery id, if it gave one.
     pub delivery_id: Option<String>,
     /// When the middleware received it, as unix ms: its delivery id's time,
@@ -118,8 +120,18 @@ pub struct PendingEvent {
     pub received_at: String,
     /// How many writes were tried so far.
     pub attempts: u32,
-    /// The mapping's key.
+    /// The mapping's key: its first target's row.
     pub event_key: Option<String>,
+    /// The other rows it writes, as journaled; read only when the journal
+    /// has any ([`Holds::extra_keys`]), empty otherwise.
+    pub extra_keys: Vec<String>,
+}
+
+impl PendingEvent {
+    /// Every HIS row it writes, as keys: its `event_key`, then the others.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.event_key.as_deref().into_iter().chain(self.extra_keys.iter().map(String::as_str))
+    }
 }
 
 /// What the sync worker learned about one event.
@@ -200,6 +212,11 @@ pub fn append_all(transaction: &Transaction<'_>, events: &[&NewEvent]) -> rusqli
         delivery_ids.iter().map(|(delivery_id, (id, at_ms))| [delivery_id as &dyn ToSql, id, at_ms]).collect();
     // A delivery id older than the window is replaced.
     insert_rows(transaction, "INSERT OR REPLACE INTO deliveries (delivery_id, event_id, received_ms)", &delivery_rows)?;
+    let key_rows: Vec<[&dyn ToSql; 2]> = stored
+        .iter()
+        .flat_map(|(id, e)| e.extra_keys.iter().map(move |key| [key as &dyn ToSql, id as &dyn ToSql]))
+        .collect();
+    insert_rows(transaction, "INSERT OR IGNORE INTO event_keys (event_key, event_id)", &key_rows)?;
     Ok(outcomes)
 }
 
@@ -299,6 +316,17 @@ pub fn prune(transaction: &Transaction<'_>, status: Status, before: &str) -> rus
                  ON CONFLICT (event_key) DO UPDATE SET last_id = MAX(last_id, excluded.last_id)",
             )?
             .execute([&ids_json])?;
+        // The same for the other rows those events wrote.
+        transaction
+            .prepare_cached(
+                "INSERT INTO pruned_keys (event_key, last_id)
+                 SELECT event_key, MAX(event_id) FROM event_keys
+                 WHERE event_id IN (SELECT value FROM json_each(?1))
+                   AND event_id > (SELECT COALESCE(MIN(id), 9223372036854775807) FROM events WHERE status = 'unmapped')
+                 GROUP BY event_key
+                 ON CONFLICT (event_key) DO UPDATE SET last_id = MAX(last_id, excluded.last_id)",
+            )?
+            .execute([&ids_json])?;
         // Rows no unmapped event is older than are forgotten.
         transaction
             .prepare_cached(
@@ -308,6 +336,7 @@ pub fn prune(transaction: &Transaction<'_>, status: Status, before: &str) -> rus
             .execute([])?;
     }
     for sql in [
+        "DELETE FROM event_keys WHERE event_id IN (SELECT value FROM json_each(?1))",
         "DELETE FROM payloads WHERE event_id IN (SELECT value FROM json_each(?1))",
         "DELETE FROM events WHERE id IN (SELECT value FROM json_each(?1))",
     ] {
@@ -354,6 +383,10 @@ pub struct Holds {
     pub retrying: bool,
     /// An event has failed permanently and waits to be replayed.
     pub failed: bool,
+    /// The journal has events that write several HIS rows
+    /// ([`PendingEvent::extra_keys`]): their other keys are read, and hold
+    /// back and are held back like event keys.
+    pub extra_keys: bool,
 }
 
 impl Holds {
@@ -368,9 +401,10 @@ pub fn holds(connection: &Connection) -> rusqlite::Result<Holds> {
     connection
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM events INDEXED BY events_waiting WHERE status = 'pending' AND next_attempt_at > 0),
-                    EXISTS (SELECT 1 FROM events INDEXED BY events_failed WHERE status = 'failed')",
+                    EXISTS (SELECT 1 FROM events INDEXED BY events_failed WHERE status = 'failed'),
+                    EXISTS (SELECT 1 FROM event_keys)",
         )?
-        .query_row([], |row| Ok(Holds { retrying: row.get(0)?, failed: row.get(1)? }))
+        .query_row([], |row| Ok(Holds { retrying: row.get(0)?, failed: row.get(1)?, extra_keys: row.get(2)? }))
 }
 
 /// The most request bytes one window holds, whatever `sync.batch_size`
@@ -385,43 +419,37 @@ pub const WINDOW_BYTES: usize = 8 << 20;
 /// at `now_ms`, oldest first; fewer once their bodies reach `max_bytes`
 /// (at least one, however large).
 ///
-/// With `hold_back` (see [`holds`]), an event waits while an older event
-/// for the same HIS row has failed, or is pending and not yet due, so that
-/// a row never receives a newer state before an older one. While events
-/// are retrying, the caller reads from the start (`after_id` 0), so that
-/// an older event that is due is in the same window, ahead of the newer
-/// one. Without holds the check is skipped: it costs index probes.
+/// With `holds.any()` (see [`holds`]), an event waits while an older event
+/// for one of its HIS rows has failed, or is pending and not yet due, so
+/// that a row never receives a newer state before an older one. While
+/// events are retrying, the caller reads from the start (`after_id` 0), so
+/// that an older event that is due is in the same window, ahead of the
+/// newer one. Without holds the check is skipped: it costs index probes.
+///
+/// With `holds.extra_keys` (events that write several rows), each event's
+/// other rows are read and take part, and a waiting event holds back the
+/// later events of *each* of its rows in turn (`unheld_ids`): a payment
+/// held behind a failed payment of its appointment also holds the next
+/// event of its own payment row, which the failed one never wrote.
 pub fn due_events(
     connection: &Connection,
     now_ms: i64,
     after_id: i64,
-    hold_back: bool,
+    holds: Holds,
     limit: usize,
     max_bytes: usize,
 ) -> rusqlite::Result<Vec<PendingEvent>> {
-    let mut statement = if hold_back {
-        connection.prepare_cached(
-            "SELECT id, event_type, body, received_at, attempts, event_key
-             FROM events AS e JOIN payloads ON payloads.event_id = e.id
-             WHERE status = 'pending' AND id > ?3 AND next_attempt_at <= ?1
-               AND NOT EXISTS (
-                   SELECT 1 FROM events AS older INDEXED BY events_waiting
-                   WHERE older.status = 'pending' AND older.next_attempt_at > 0 AND older.event_key = e.event_key
-                     AND older.id < e.id AND older.next_attempt_at > ?1)
-               AND NOT EXISTS (
-                   SELECT 1 FROM events AS failed INDEXED BY events_failed
-                   WHERE failed.status = 'failed' AND failed.event_key = e.event_key AND failed.id < e.id)
-             ORDER BY id LIMIT ?2",
-        )?
+    // Several rows per event and something held: which events are due is
+    // worked out here, over every undelivered event's keys, not by the query.
+    let chosen = if holds.extra_keys && holds.any() {
+        Some(serde_json::to_string(&unheld_ids(connection, now_ms, after_id, limit)?).expect("integers serialize"))
     } else {
-        connection.prepare_cached(
-            "SELECT id, event_type, body, received_at, attempts, event_key
-             FROM events JOIN payloads ON payloads.event_id = events.id
-             WHERE status = 'pending' AND id > ?3 AND next_attempt_at <= ?1
-             ORDER BY id LIMIT ?2",
-        )?
+        None
     };
-    let rows = statement.query_map(params![now_ms, limit as i64, after_id], |row| {
+    let sql = due_events_sql(holds.any(), holds.extra_keys, chosen.is_some());
+    let mut statement = connection.prepare_cached(&sql)?;
+    let rows = statement.query_map(params![now_ms, limit as i64, after_id, chosen], |row| {
+        let extra: Option<String> = row.get(6)?;
         Ok(PendingEvent {
             id: row.get(0)?,
             event_type: row.get(1)?,
@@ -429,6 +457,7 @@ pub fn due_events(
             received_at: row.get(3)?,
             attempts: row.get(4)?,
             event_key: row.get(5)?,
+            extra_keys: keys_json(extra.as_deref(), 6)?,
         })
     })?;
     let (mut events, mut bytes) = (Vec::new(), 0);
@@ -441,6 +470,92 @@ pub fn due_events(
         }
     }
     Ok(events)
+}
+
+/// A JSON array of keys, as `json_group_array` makes it (column `column`).
+fn keys_json(json: Option<&str>, column: usize) -> rusqlite::Result<Vec<String>> {
+    match json {
+        None | Some("[]") => Ok(Vec::new()),
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))),
+    }
+}
+
+/// Up to `limit` ids of due pending events above `after_id` that nothing
+/// holds back at `now_ms`, when events may write several rows: walking
+/// every undelivered event in id order, a failed event, a pending one not
+/// yet due, and a pending one already held block each of their rows for
+/// every later event; a pending event with a blocked row is held. (With
+/// one row per event, the query's check is the same thing: every event
+/// that a held event would block is blocked by the same failed or waiting
+/// event.) Reads ids and keys only, from the partial indexes of pending
+/// and failed events; stops at the limit.
+fn unheld_ids(connection: &Connection, now_ms: i64, after_id: i64, limit: usize) -> rusqlite::Result<Vec<i64>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT id, status = 'pending' AND next_attempt_at <= ?1, status = 'failed', event_key,
+                (SELECT json_group_array(k.event_key) FROM event_keys AS k WHERE k.event_id = e.id)
+         FROM (SELECT id, status, next_attempt_at, event_key FROM events INDEXED BY events_pending
+               WHERE status = 'pending'
+               UNION ALL
+               SELECT id, status, next_attempt_at, event_key FROM events INDEXED BY events_failed
+               WHERE status = 'failed') AS e
+         ORDER BY id",
+    )?;
+    let mut rows = statement.query([now_ms])?;
+    let (mut blocked, mut chosen): (HashSet<String>, Vec<i64>) = (HashSet::new(), Vec::new());
+    while chosen.len() < limit
+        && let Some(row) = rows.next()?
+    {
+        let (id, due, failed): (i64, bool, bool) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        let mut keys = keys_json(row.get_ref(4)?.as_str_or_null()?, 4)?;
+        keys.extend(row.get::<_, Option<String>>(3)?);
+        let waits = due && !failed && keys.iter().any(|key| blocked.contains(key));
+        if failed || !due || waits {
+            blocked.extend(keys);
+        } else if id > after_id {
+            chosen.push(id);
+        }
+    }
+    Ok(chosen)
+}
+
+/// The query of [`due_events`]: with `hold_back`, an event whose row an
+/// older blocked event (failed, or retrying and not yet due) writes waits;
+/// with `extra_keys`, each event's other rows are read; with `chosen`, the
+/// events are those of ?4 (a JSON array of ids), already checked.
+///
+/// Parameters: ?1 now (ms), ?2 limit, ?3 after id, ?4 the chosen ids.
+fn due_events_sql(hold_back: bool, extra_keys: bool, chosen: bool) -> String {
+    let extra_column = if extra_keys {
+        "(SELECT json_group_array(event_key) FROM event_keys AS mine WHERE mine.event_id = e.id)"
+    } else {
+        "NULL"
+    };
+    let mut sql = format!(
+        "SELECT id, event_type, body, received_at, attempts, event_key, {extra_column}
+         FROM events AS e JOIN payloads ON payloads.event_id = e.id
+         WHERE status = 'pending' AND id > ?3 AND next_attempt_at <= ?1"
+    );
+    if chosen {
+        sql.push_str("\n           AND id IN (SELECT value FROM json_each(?4))");
+    } else {
+        // Always NULL here: the parameter is bound either way.
+        sql.push_str("\n           AND ?4 IS NULL");
+    }
+    if hold_back && !chosen {
+        sql.push_str(
+            "
+           AND NOT EXISTS (
+               SELECT 1 FROM events AS older INDEXED BY events_waiting
+               WHERE older.status = 'pending' AND older.next_attempt_at > 0 AND older.event_key = e.event_key
+                 AND older.id < e.id AND older.next_attempt_at > ?1)
+           AND NOT EXISTS (
+               SELECT 1 FROM events AS failed INDEXED BY events_failed
+               WHERE failed.status = 'failed' AND failed.event_key = e.event_key AND failed.id < e.id)",
+        );
+    }
+    sql.push_str("\n         ORDER BY id LIMIT ?2");
+    sql
 }
 
 /// The next moment after `now_ms` at which a waiting pending event becomes
@@ -467,6 +582,11 @@ mod tests {
     }
 
     fn append(connection: &mut Connection, key: &str) -> i64 {
+        append_writing(connection, key, &[])
+    }
+
+    /// Appends an event whose first row is `key` and that writes `extra` too.
+    fn append_writing(connection: &mut Connection, key: &str, extra: &[&str]) -> i64 {
         let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).unwrap();
         let event = NewEvent {
             event_type: "appointment".into(),
@@ -474,6 +594,7 @@ mod tests {
             received_at: "2026-01-01T00:00:00.000Z".into(),
             status: Status::Pending,
             event_key: Some(key.into()),
+            extra_keys: extra.iter().map(|k| k.to_string()).collect(),
             delivery_id: None,
             received_ms: 0,
             duplicates_since_ms: 0,
@@ -493,8 +614,51 @@ mod tests {
     }
 
     fn ids(connection: &Connection, now: i64, after_id: i64) -> Vec<i64> {
-        let hold_back = holds(connection).unwrap().any();
-        due_events(connection, now, after_id, hold_back, 100, WINDOW_BYTES).unwrap().iter().map(|e| e.id).collect()
+        let holds = holds(connection).unwrap();
+        due_events(connection, now, after_id, holds, 100, WINDOW_BYTES).unwrap().iter().map(|e| e.id).collect()
+    }
+
+    #[test]
+    fn an_event_that_writes_several_rows_holds_and_is_held_by_each() {
+        let (_dir, mut connection) = journal();
+        // A payment writes its own row P and its appointment's row A.
+        let payment = append_writing(&mut connection, "P", &["A"]);
+        let appointment = append(&mut connection, "A");
+        let other_payment = append_writing(&mut connection, "Q", &["A"]);
+        let same_payment = append(&mut connection, "P");
+        let elsewhere = append_writing(&mut connection, "Z", &["Y"]);
+        assert!(holds(&connection).unwrap().extra_keys);
+        let window = due_events(&connection, 1_000, 0, holds(&connection).unwrap(), 100, WINDOW_BYTES).unwrap();
+        assert_eq!(window[0].keys().collect::<Vec<_>>(), ["P", "A"]);
+        assert_eq!(window[1].keys().collect::<Vec<_>>(), ["A"]);
+
+        // The payment failed: every later event that writes P or A waits,
+        // through its first row or another.
+        record(&mut connection, Settlement::Failed { id: payment, error: "refused".into() });
+        assert_eq!(ids(&connection, 1_000, 0), [elsewhere]);
+        // ... and so does a later event for Q, which only the held payment
+        // writes: it must not overtake it.
+        let after_other = append(&mut connection, "Q");
+        assert_eq!(ids(&connection, 1_000, 0), [elsewhere]);
+        assert_eq!(ids(&connection, 1_000, elsewhere), Vec::<i64>::new());
+
+        // Replayed and delivered, it holds nothing; then the appointment
+        // retries: the payment that also writes A waits behind it (through
+        // its other row), the one for P alone does not.
+        connection.execute("UPDATE events SET status = 'delivered' WHERE id = ?1", [payment]).unwrap();
+        record(
+            &mut connection,
+            Settlement::RetryLater { id: appointment, error: "locked".into(), next_attempt_at_ms: 5_000 },
+        );
+        assert_eq!(ids(&connection, 1_000, 0), [same_payment, elsewhere]);
+        assert_eq!(ids(&connection, 5_000, 0), [appointment, other_payment, same_payment, elsewhere, after_other]);
+
+        // Pruning the delivered payment takes its other keys with it.
+        let transaction = connection.transaction().unwrap();
+        assert_eq!(prune(&transaction, Status::Delivered, "2999-01-01").unwrap(), 1);
+        transaction.commit().unwrap();
+        let left: i64 = connection.query_row("SELECT COUNT(*) FROM event_keys", [], |r| r.get(0)).unwrap();
+        assert_eq!(left, 2, "the other events' keys stay");
     }
 
     #[test]
@@ -502,7 +666,11 @@ mod tests {
         let (_dir, mut connection) = journal();
         let all: Vec<i64> = ["A", "B", "C", "D"].iter().map(|key| append(&mut connection, key)).collect();
         let window = |max_bytes| {
-            due_events(&connection, 1_000, 0, false, 100, max_bytes).unwrap().iter().map(|e| e.id).collect::<Vec<_>>()
+            due_events(&connection, 1_000, 0, Holds::default(), 100, max_bytes)
+                .unwrap()
+                .iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
         };
         // Each body is `{}`: two bytes.
         assert_eq!(window(1 << 20), all, "under the budget, the count limits");
@@ -522,7 +690,7 @@ mod tests {
 
         // k1 failed and waits until t=5000: k2 waits behind it, j goes on.
         record(&mut connection, Settlement::RetryLater { id: k1, error: "down".into(), next_attempt_at_ms: 5_000 });
-        assert_eq!(holds(&connection).unwrap(), Holds { retrying: true, failed: false });
+        assert_eq!(holds(&connection).unwrap(), Holds { retrying: true, failed: false, extra_keys: false });
         assert_eq!(ids(&connection, 1_000, 0), [j]);
         assert_eq!(next_due_ms(&connection, 1_000).unwrap(), Some(5_000));
 
@@ -541,7 +709,7 @@ mod tests {
         let k2 = append(&mut connection, "K");
         let j = append(&mut connection, "J");
         record(&mut connection, Settlement::Failed { id: k1, error: "no such column".into() });
-        assert_eq!(holds(&connection).unwrap(), Holds { retrying: false, failed: true });
+        assert_eq!(holds(&connection).unwrap(), Holds { retrying: false, failed: true, extra_keys: false });
         assert_eq!(ids(&connection, 1_000, 0), [j], "k2 is held behind the failed k1");
         assert_eq!(ids(&connection, 1_000, j), Vec::<i64>::new());
         let k3 = append(&mut connection, "K");
@@ -555,7 +723,7 @@ mod tests {
             operations::replay(&mut connection, &operations::Selection::Id(k1), &mappings, crate::clock::now_ms())
                 .unwrap();
         assert_eq!(replayed.replayed, 1);
-        assert_eq!(holds(&connection).unwrap(), Holds { retrying: true, failed: false });
+        assert_eq!(holds(&connection).unwrap(), Holds { retrying: true, failed: false, extra_keys: false });
         let later = crate::clock::now_ms() + 1_000;
         assert_eq!(ids(&connection, later, 0), [k1, k2, j, k3]);
         record(&mut connection, Settlement::Delivered { id: k1 });
@@ -578,6 +746,7 @@ mod tests {
             received_at: "2026-01-01T00:00:00.000Z".into(),
             status: Status::Pending,
             event_key: Some("K".into()),
+            extra_keys: Vec::new(),
             delivery_id: delivery_id.map(str::to_string),
             received_ms: 0,
             duplicates_since_ms: 0,

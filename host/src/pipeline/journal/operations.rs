@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::pipeline::{
     journal::Status,
-    mapping::{Mappings, Members},
+    mapping::{EventKeys, Mappings, Members},
 };
 
 /// What [`parse_since`] takes, for the message that refuses anything else.
@@ -304,17 +304,17 @@ fn put_back(
 ) -> Result<(), ReplayError> {
     // An unmapped event gets its key from the current mapping (a failed one
     // keeps its own: `None` leaves it).
-    let mut keyed: Vec<(i64, Option<String>)> = Vec::with_capacity(candidates.len());
+    let mut keyed: Vec<(i64, Option<EventKeys>)> = Vec::with_capacity(candidates.len());
     for candidate in candidates {
         if candidate.status != Status::Unmapped.as_str() {
             keyed.push((candidate.id, None));
             continue;
         }
-        let key = mappings
-            .get(&candidate.event_type)
-            .and_then(|mapping| mapping.key_of(&candidate.event_type, &Members::parse(&candidate.body).ok()?).ok());
-        match key {
-            Some(key) => keyed.push((candidate.id, Some(key))),
+        let keys = Members::parse(&candidate.body)
+            .ok()
+            .and_then(|members| mappings.keys_of(&candidate.event_type, &members)?.ok());
+        match keys {
+            Some(keys) => keyed.push((candidate.id, Some(keys))),
             None => report.still_unmapped += 1,
         }
     }
@@ -325,7 +325,7 @@ fn put_back(
     // superseded. (Unmapped events hold nothing back while unmapped, so a
     // newer event of their row may have been written; writing the old one
     // now could move the row back.)
-    let keys: Vec<&str> = keyed.iter().filter_map(|(_, key)| key.as_deref()).collect();
+    let keys: Vec<&str> = keyed.iter().filter_map(|(_, keys)| keys.as_ref()).flat_map(EventKeys::all).collect();
     let newest_delivered: HashMap<String, i64> = if keys.is_empty() {
         HashMap::new()
     } else {
@@ -336,6 +336,9 @@ fn put_back(
                      SELECT event_key, id FROM events
                      WHERE status != 'unmapped' AND event_key IN (SELECT value FROM json_each(?1))
                      UNION ALL
+                     SELECT k.event_key, k.event_id FROM event_keys AS k JOIN events AS e ON e.id = k.event_id
+                     WHERE e.status != 'unmapped' AND k.event_key IN (SELECT value FROM json_each(?1))
+                     UNION ALL
                      SELECT event_key, last_id FROM pruned_keys WHERE event_key IN (SELECT value FROM json_each(?1)))
                  GROUP BY event_key",
             )?
@@ -344,9 +347,9 @@ fn put_back(
     };
     // Above 0 even on a clock that starts at 0: see below.
     let due_at = now_ms.max(1);
-    for (id, key) in keyed {
-        if let Some(key) = &key
-            && let Some(&newer) = newest_delivered.get(key)
+    for (id, keys) in keyed {
+        if let Some(keys) = &keys
+            && let Some(newer) = keys.all().filter_map(|key| newest_delivered.get(key)).copied().max()
             && newer > id
         {
             transaction.execute(
@@ -367,8 +370,12 @@ fn put_back(
         // worker would otherwise write first while it reads only new events.
         transaction.execute(
             "UPDATE events SET status = 'pending', next_attempt_at = ?3, event_key = COALESCE(?2, event_key) WHERE id = ?1",
-            params![id, key, due_at],
+            params![id, keys.as_ref().map(|k| k.primary.as_str()), due_at],
         )?;
+        for key in keys.iter().flat_map(|k| &k.extra) {
+            transaction
+                .execute("INSERT OR IGNORE INTO event_keys (event_key, event_id) VALUES (?1, ?2)", params![key, id])?;
+        }
         report.replayed += 1;
     }
     Ok(())
@@ -436,6 +443,7 @@ mod tests {
             received_at: "2026-01-01T00:00:00.000Z".into(),
             status: Status::Pending,
             event_key: Some(r#"["HIS_appointments","1"]"#.into()),
+            extra_keys: Vec::new(),
             delivery_id: None,
             received_ms: 0,
             duplicates_since_ms: 0,
@@ -445,7 +453,10 @@ mod tests {
         };
         journal::settle(&transaction, &[Settlement::Failed { id, error: "too long".into() }], "now").unwrap();
         transaction.commit().unwrap();
-        assert_eq!(journal::holds(&connection).unwrap(), journal::Holds { retrying: false, failed: true });
+        assert_eq!(
+            journal::holds(&connection).unwrap(),
+            journal::Holds { retrying: false, failed: true, extra_keys: false }
+        );
 
         let config = crate::config::parse(include_str!("../../../../his-config.json")).unwrap();
         let replayed =
@@ -454,8 +465,19 @@ mod tests {
         assert_eq!(replayed.replayed, 1);
         // Retrying: the worker stops reading only new events and reads from
         // the start, where this event comes before any later one of its row.
-        assert_eq!(journal::holds(&connection).unwrap(), journal::Holds { retrying: true, failed: false });
-        let due = journal::due_events(&connection, crate::clock::now_ms(), 0, true, 10, journal::WINDOW_BYTES).unwrap();
+        assert_eq!(
+            journal::holds(&connection).unwrap(),
+            journal::Holds { retrying: true, failed: false, extra_keys: false }
+        );
+        let due = journal::due_events(
+            &connection,
+            crate::clock::now_ms(),
+            0,
+            journal::Holds { retrying: true, failed: true, extra_keys: true },
+            10,
+            journal::WINDOW_BYTES,
+        )
+        .unwrap();
         assert_eq!(due.iter().map(|e| e.id).collect::<Vec<_>>(), [id], "and it is due at once");
     }
 
@@ -476,6 +498,7 @@ mod tests {
             received_at: "2026-01-01T00:00:00.000Z".into(),
             status,
             event_key,
+            extra_keys: Vec::new(),
             delivery_id: None,
             received_ms: 0,
             duplicates_since_ms: 0,

@@ -75,24 +75,35 @@ pub fn rekey(connection: &mut Connection, mappings: &Mappings) -> Result<Option<
         let Some(last_id) = last_id else { break };
         after_id = last_id;
         let mut changes = Vec::new();
-        for Candidate { id, event_type, key, body } in batch {
+        for Candidate { id, event_type, key, extra, body } in batch {
             report.examined += 1;
-            let Some(mapping) = mappings.get(&event_type) else { continue };
-            let new_key = Members::parse(&body).ok().and_then(|members| mapping.key_of(&event_type, &members).ok());
-            match new_key {
+            if mappings.get(&event_type).is_none() {
+                continue;
+            }
+            let new_keys = Members::parse(&body).ok().and_then(|members| mappings.keys_of(&event_type, &members)?.ok());
+            match new_keys {
                 None => report.kept += 1,
-                Some(new_key) if key.as_deref() == Some(new_key.as_str()) => {}
-                Some(new_key) => changes.push((id, new_key, key)),
+                Some(new) if key.as_deref() == Some(new.primary.as_str()) && same_set(&extra, &new.extra) => {}
+                Some(new) => changes.push((id, new, key)),
             }
         }
         if !changes.is_empty() {
             let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for (id, new_key, old_key) in &changes {
+            for (id, new, old_key) in &changes {
                 // Only if nothing changed it since it was read (an
                 // operator's `replay` may run beside a starting middleware).
-                report.rekeyed += transaction
+                let changed = transaction
                     .prepare_cached("UPDATE events SET event_key = ?2 WHERE id = ?1 AND event_key IS ?3")?
-                    .execute(params![id, new_key, old_key])?;
+                    .execute(params![id, new.primary, old_key])?;
+                if changed > 0 {
+                    transaction.prepare_cached("DELETE FROM event_keys WHERE event_id = ?1")?.execute([id])?;
+                    for key in &new.extra {
+                        transaction
+                            .prepare_cached("INSERT OR IGNORE INTO event_keys (event_key, event_id) VALUES (?1, ?2)")?
+                            .execute(params![key, id])?;
+                    }
+                }
+                report.rekeyed += changed;
             }
             transaction.commit()?;
         }
@@ -104,11 +115,18 @@ pub fn rekey(connection: &mut Connection, mappings: &Mappings) -> Result<Option<
     Ok(Some(report))
 }
 
+/// Whether `a` and `b` hold the same keys (the journal reads them sorted).
+fn same_set(a: &[String], b: &[String]) -> bool {
+    a.len() == b.len() && a.iter().all(|key| b.contains(key))
+}
+
 /// An undelivered event, as re-keying reads it.
 struct Candidate {
     id: i64,
     event_type: String,
     key: Option<String>,
+    /// Its other rows' keys (`event_keys`), in the order they were made.
+    extra: Vec<String>,
     body: String,
 }
 
@@ -117,14 +135,20 @@ struct Candidate {
 /// (`None` when there are no more).
 fn candidates(connection: &Connection, after_id: i64) -> rusqlite::Result<(Vec<Candidate>, Option<i64>)> {
     let mut statement = connection.prepare_cached(
-        "SELECT e.id, e.event_type, e.event_key, p.body FROM events AS e JOIN payloads AS p ON p.event_id = e.id
+        "SELECT e.id, e.event_type, e.event_key, p.body,
+                (SELECT json_group_array(event_key) FROM event_keys AS k WHERE k.event_id = e.id)
+         FROM events AS e JOIN payloads AS p ON p.event_id = e.id
          WHERE e.id > ?1 AND (e.status IN ('pending', 'failed') OR (e.status = 'unmapped' AND e.event_key IS NOT NULL))
          ORDER BY e.id LIMIT ?2",
     )?;
     let mut rows = statement.query(params![after_id, BATCH as i64])?;
     let (mut batch, mut bytes) = (Vec::new(), 0);
     while let Some(row) = rows.next()? {
-        let candidate = Candidate { id: row.get(0)?, event_type: row.get(1)?, key: row.get(2)?, body: row.get(3)? };
+        let extra: String = row.get(4)?;
+        let extra = serde_json::from_str(&extra)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e)))?;
+        let candidate =
+            Candidate { id: row.get(0)?, event_type: row.get(1)?, key: row.get(2)?, extra, body: row.get(3)? };
         bytes += candidate.body.len();
         batch.push(candidate);
         if bytes >= BATCH_BYTES {
@@ -281,6 +305,17 @@ mod tests {
             .unwrap();
         assert_eq!(keys, [(key.to_string(), events as i64)]);
         // So the failed first event holds back the rest, as one row.
-        assert!(journal::due_events(&connection, i64::MAX, 0, true, 10, journal::WINDOW_BYTES).unwrap().is_empty());
+        assert!(
+            journal::due_events(
+                &connection,
+                i64::MAX,
+                0,
+                journal::Holds { retrying: true, failed: true, extra_keys: true },
+                10,
+                journal::WINDOW_BYTES
+            )
+            .unwrap()
+            .is_empty()
+        );
     }
 }

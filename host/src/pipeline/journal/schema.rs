@@ -63,6 +63,17 @@ const MIGRATIONS: &[&str] = &[
         event_key TEXT PRIMARY KEY,
         last_id   INTEGER NOT NULL                          -- the newest pruned event of that row
     ) WITHOUT ROWID;",
+    // 4 (issue 22): the other HIS rows an event writes, besides its
+    // `event_key` (the first target's row), when its mapping has targets
+    // with rows of their own (another table, a payment that also marks its
+    // appointment paid). Empty for every other event. Each key holds back
+    // and is held back like an `event_key`; pruned with its event.
+    "CREATE TABLE event_keys (
+        event_key TEXT NOT NULL,
+        event_id  INTEGER NOT NULL,
+        PRIMARY KEY (event_key, event_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX event_keys_by_event ON event_keys (event_id);",
 ];
 
 /// The schema version this build writes.

@@ -222,7 +222,11 @@ fn random_mappings_and_events_never_panic_and_errors_name_field_path_and_value()
             }
             let payload = Json::Object(event).to_string();
             let members = Members::parse(&payload).unwrap();
-            let _ = mappings.get("e").unwrap().key_of("e", &members);
+            // Intake refuses an event without its rows' keys (422): it is
+            // never journaled, so never mapped into rows.
+            if mappings.keys_of("e", &members).unwrap().is_err() {
+                continue;
+            }
             match mappings.rows("e", &payload, "2026-01-01T00:00:00.000Z").unwrap() {
                 Ok(written) => rows += written.len(),
                 Err(error) => {

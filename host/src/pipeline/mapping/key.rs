@@ -125,15 +125,27 @@ impl EventMapping {
 impl Mappings {
     /// What the journal's event keys depend on besides the events: the
     /// key format, and for each event type its folded table and its key's
-    /// folded columns with the fields they are read from. The journal
+    /// folded columns with the fields they are read from (and the same, with
+    /// the condition, of each target that writes a row of its own). The journal
     /// keeps the fingerprint its keys were made with; when it differs,
     /// startup re-keys the undelivered events (`journal/rekey.rs`).
     pub fn key_fingerprint(&self) -> String {
         // By event type, whatever the config's order: `[table, [[column, field], …]]`.
+        // An event type whose targets write other rows too adds each such
+        // target's key and condition: they decide the event's other keys.
         let mappings: BTreeMap<&str, serde_json::Value> = self
             .by_type
             .iter()
-            .map(|(event_type, targets)| (event_type.as_str(), targets[0].row_key.fingerprint()))
+            .map(|(event_type, targets)| {
+                let first = targets[0].row_key.fingerprint();
+                let others: Vec<serde_json::Value> = targets
+                    .iter()
+                    .filter(|t| t.own_row)
+                    .map(|t| serde_json::json!([t.row_key.fingerprint(), t.when.as_ref().map(|w| format!("{w:?}"))]))
+                    .collect();
+                let fingerprint = if others.is_empty() { first } else { serde_json::json!([first, others]) };
+                (event_type.as_str(), fingerprint)
+            })
             .collect();
         serde_json::json!({ "key_format": KEY_FORMAT, "mappings": mappings }).to_string()
     }

@@ -17,7 +17,8 @@ pub mod source;
 pub mod transform;
 pub mod value;
 
-use his_plugin_api::{Action, Actions, Value};
+use abi_stable::std_types::{RString, RVec};
+use his_plugin_api::{Action, Actions, Value, WriteBatch};
 use indexmap::IndexMap;
 
 use self::{
@@ -71,6 +72,10 @@ pub struct EventMapping {
     pub action: Action,
     /// Whether a field the event lacks is NULL or left as it is.
     pub on_missing: OnMissing,
+    /// Whether it writes another HIS row than the event type's first
+    /// target (another table, or other key values): its rows then carry
+    /// their own key ([`Row::key`]), journaled beside the event's.
+    pub own_row: bool,
     /// What its events' row keys are made of (see [`key`](mod@key)).
     row_key: key::RowKey,
 }
@@ -85,6 +90,28 @@ pub struct Row {
     pub absent: Vec<usize>,
     /// How many values `truncate` cut (counted at /metrics).
     pub truncated: u32,
+    /// The row's key, for a target that writes another row than the
+    /// event's first target ([`EventMapping::own_row`]); `None`: the
+    /// event's key.
+    pub key: Option<String>,
+}
+
+/// The HIS rows an event writes, as row keys (see [`key`](mod@key)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventKeys {
+    /// The first target's row: the event's key, journaled with it. Every
+    /// event of the type has it, whichever targets apply.
+    pub primary: String,
+    /// The other rows it writes: targets with [`EventMapping::own_row`]
+    /// whose `when` holds, each once, none equal to `primary`.
+    pub extra: Vec<String>,
+}
+
+impl EventKeys {
+    /// Every row's key: the first target's, then the others.
+    pub fn all(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.primary.as_str()).chain(self.extra.iter().map(String::as_str))
+    }
 }
 
 /// Why an event cannot be turned into a row.
@@ -154,23 +181,16 @@ impl Mappings {
     pub fn compile(config: &IndexMap<String, EventConfig>) -> Result<Self, (String, String)> {
         let mut by_type = IndexMap::new();
         for (event_type, event) in config {
-            let targets = event
+            let mut targets = event
                 .targets_at(event_type)
                 .enumerate()
                 .map(|(target, (at, m))| EventMapping::compile(at, target, m))
                 .collect::<Result<Vec<_>, _>>()?;
-            // One row key per event (config/validate.rs checks the table
-            // and the key columns; the values must come alike too).
+            // A target whose key is made otherwise than the first's (another
+            // table, or other fields or transforms) writes a row of its own.
             let first = targets[0].row_key.fingerprint();
-            if let Some(other) = targets.iter().find(|t| t.row_key.fingerprint() != first) {
-                return Err((
-                    format!("{}.key", other.at),
-                    format!(
-                        "reads its key columns otherwise than {}: the targets of one event type write one HIS row, \
-                         so their key columns must come from the same fields with the same transforms",
-                        targets[0].at
-                    ),
-                ));
+            for target in &mut targets[1..] {
+                target.own_row = target.row_key.fingerprint() != first;
             }
             by_type.insert(event_type.clone(), targets);
         }
@@ -188,7 +208,7 @@ impl Mappings {
     }
 
     /// The first target for `event_type`, if it is mapped: it makes the
-    /// event's row key, which every target shares.
+    /// event's row key, which the targets without their own row share.
     pub fn get(&self, event_type: &str) -> Option<&EventMapping> {
         self.by_type.get(event_type).and_then(|targets| targets.first())
     }
@@ -217,20 +237,65 @@ impl Mappings {
             targets
                 .iter()
                 .filter(|t| t.when.as_ref().is_none_or(|when| when.holds(&members)))
-                .map(|t| Ok((t.target, t.row_of(&members, received_at)?)))
+                .map(|t| {
+                    let mut row = t.row_of(&members, received_at)?;
+                    if t.own_row {
+                        row.key = Some(t.key_of(event_type, &members)?);
+                    }
+                    Ok((t.target, row))
+                })
                 .collect()
         })();
         Some(rows)
     }
 
+    /// The rows `event_type`'s event writes, as keys, if the type is
+    /// mapped: the first target's key, which every event must have, and
+    /// the keys of the targets with a row of their own that apply.
+    pub fn keys_of(&self, event_type: &str, event: &Members<'_>) -> Option<Result<EventKeys, MappingError>> {
+        let targets = self.by_type.get(event_type)?;
+        let keys = (|| {
+            let primary = targets[0].key_of(event_type, event)?;
+            let mut extra: Vec<String> = Vec::new();
+            for target in targets.iter().filter(|t| t.own_row) {
+                if target.when.as_ref().is_none_or(|when| when.holds(event)) {
+                    let key = target.key_of(event_type, event)?;
+                    if key != primary && !extra.contains(&key) {
+                        extra.push(key);
+                    }
+                }
+            }
+            Ok(EventKeys { primary, extra })
+        })();
+        Some(keys)
+    }
+
+    /// Whether some event type writes several HIS rows per event
+    /// ([`EventMapping::own_row`]): the journal then keeps their keys,
+    /// the worker holds by them, and the plugin must write batches in one
+    /// transaction.
+    pub fn several_rows(&self) -> bool {
+        self.by_type.values().flatten().any(|t| t.own_row)
+    }
+
     /// The first mapping a plugin cannot serve, said in one line naming it:
     /// an action outside `actions`, or partial rows (`on_missing: "keep"`)
     /// when the plugin cannot leave columns alone. `plugin` names the
-    /// plugin and its plugin-api version.
-    pub fn beyond(&self, actions: Actions, partial_rows: bool, plugin: &str) -> Option<String> {
+    /// plugin and its plugin-api version. `together`: whether the plugin
+    /// writes several batches in one transaction, which a target with a
+    /// row of its own needs.
+    pub fn beyond(&self, actions: Actions, partial_rows: bool, together: bool, plugin: &str) -> Option<String> {
         self.by_type.values().flatten().find_map(|m| {
             let at = &m.at;
-            if !actions.contains(m.action) {
+            if m.own_row && !together {
+                Some(format!(
+                    "{at} writes another HIS row than the first target of its event type (table {}), and the \
+                     event's rows must commit in one transaction, but the plugin {plugin} cannot write several \
+                     tables in one transaction: install a plugin built against plugin-api 1.2 or newer that does, \
+                     or map the other row from an event type of its own",
+                    m.table
+                ))
+            } else if !actions.contains(m.action) {
                 Some(format!(
                     "{at}.action is {:?}, but the plugin {plugin} can only {}: install a plugin \
                      built against plugin-api 1.1 or newer, or change the action",
@@ -294,6 +359,7 @@ impl EventMapping {
         }
         let key_indexes = if action == Action::DELETE { (0..key_columns.len()).collect() } else { key_indexes };
         Ok(EventMapping {
+            own_row: false,
             row_key: key::RowKey::new(&m.table, &key_sources, &key_columns),
             at,
             target,
@@ -344,7 +410,32 @@ impl EventMapping {
                 }))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Row { values, absent, truncated })
+        Ok(Row { values, absent, truncated, key: None })
+    }
+}
+
+impl EventMapping {
+    /// The batch of `rows` (rows of this target) as the plugin receives it:
+    /// the table, action, columns, key columns, and which columns a partial
+    /// row leaves alone. The rows' values move into it.
+    pub fn batch<'r>(&self, rows: impl IntoIterator<Item = &'r mut Row>) -> WriteBatch {
+        let mut rows: Vec<&mut Row> = rows.into_iter().collect();
+        let mut values = RVec::with_capacity(rows.iter().map(|r| r.values.len()).sum());
+        for row in rows.iter_mut() {
+            values.extend(std::mem::take(&mut row.values));
+        }
+        let batch = WriteBatch::new(
+            self.table.as_str(),
+            self.action,
+            self.columns.iter().map(|c| RString::from(c.as_str())).collect(),
+            self.key_columns.iter().map(|c| RString::from(c.as_str())).collect(),
+            values,
+        );
+        if rows.iter().any(|r| !r.absent.is_empty()) {
+            batch.with_presence(|row, column| !rows[row].absent.contains(&column))
+        } else {
+            batch
+        }
     }
 }
 
@@ -433,15 +524,17 @@ mod tests {
     #[test]
     fn a_plugin_that_cannot_serve_a_mapping_is_told_by_mapping() {
         let delete = one_mapping(r#", "action": "delete""#);
-        let e = delete.beyond(Actions::UPSERT, false, "his_x (plugin-api 1.0.0)").unwrap();
+        let e = delete.beyond(Actions::UPSERT, false, false, "his_x (plugin-api 1.0.0)").unwrap();
         assert!(
             e.starts_with("mapping.e.action is \"delete\", but the plugin his_x (plugin-api 1.0.0) can only upsert"),
             "{e}"
         );
-        assert_eq!(delete.beyond(his_plugin_api::Actions::ALL_1_1, true, "p"), None);
+        assert_eq!(delete.beyond(his_plugin_api::Actions::ALL_1_1, true, false, "p"), None);
         let keep = one_mapping(r#", "on_missing": "keep""#);
-        assert!(keep.beyond(Actions::UPSERT, false, "p").unwrap().starts_with("mapping.e.on_missing is \"keep\""));
-        assert_eq!(keep.beyond(Actions::UPSERT, true, "p"), None);
+        assert!(
+            keep.beyond(Actions::UPSERT, false, false, "p").unwrap().starts_with("mapping.e.on_missing is \"keep\"")
+        );
+        assert_eq!(keep.beyond(Actions::UPSERT, true, false, "p"), None);
     }
 
     #[test]
@@ -490,18 +583,50 @@ mod tests {
     }
 
     #[test]
-    fn the_targets_of_an_event_type_write_one_row() {
+    fn a_target_in_another_table_or_row_writes_a_row_of_its_own_with_its_own_key() {
+        let keys = |config: &str, event: &str| {
+            let m = Mappings::new(&crate::config::parse(config).unwrap().mapping);
+            let own: Vec<bool> = m.targets("appointment").unwrap().iter().map(|t| t.own_row).collect();
+            let keys = m.keys_of("appointment", &Members::parse(event).unwrap()).unwrap();
+            (own, keys.map(|k| k.all().map(str::to_string).collect::<Vec<_>>()).map_err(|e| e.to_string()))
+        };
+        let event = r#"{"appointment_id": 1, "visit_id": 9, "status": "confirmed", "note": "n"}"#;
+        // `T` and `t` are one table, keyed alike: one row, one key.
+        assert_eq!(keys(TARGETS, event), (vec![false, false, false], Ok(vec![r#"["t","1"]"#.to_string()])));
+        // Another table: the third target's row has a key of its own, but
+        // only when its `when` holds.
         let other_table = TARGETS.replacen(r#"{"table": "t""#, r#"{"table": "U""#, 1);
-        let (path, message) = crate::config::parse(&other_table).unwrap_err();
-        assert_eq!(path.as_deref(), Some("mapping.appointment[2].table"), "{message}");
+        assert_eq!(
+            keys(&other_table, event),
+            (vec![false, false, true], Ok(vec![r#"["t","1"]"#.to_string(), r#"["u","1"]"#.to_string()]))
+        );
+        assert_eq!(keys(&other_table, r#"{"appointment_id": 1}"#).1, Ok(vec![r#"["t","1"]"#.to_string()]));
+        // Another row of the same table, read from another field.
         let other_source = TARGETS.replacen(
             r#""columns": {"id": "appointment_id", "NOTE""#,
             r#""columns": {"id": "visit_id", "NOTE""#,
             1,
         );
-        let config = crate::config::parse(&other_source).unwrap();
-        let (path, message) = Mappings::compile(&config.mapping).unwrap_err();
-        assert_eq!(path, "mapping.appointment[2].key", "{message}");
+        assert_eq!(
+            keys(&other_source, event),
+            (vec![false, false, true], Ok(vec![r#"["t","1"]"#.to_string(), r#"["t","9"]"#.to_string()]))
+        );
+        // Its key is needed only when it applies; then its absence is an
+        // error naming the target.
+        let (_, missing) = keys(&other_source, r#"{"appointment_id": 1, "note": "n"}"#);
+        assert_eq!(
+            missing.unwrap_err(),
+            r#"event_type "appointment" needs the field "visit_id": it identifies the row in t (mapping.appointment[2].key)"#
+        );
+        // The row's key comes with the row, for the worker and `map`.
+        let m = Mappings::new(&crate::config::parse(&other_source).unwrap().mapping);
+        let rows = m.rows("appointment", event, "").unwrap().unwrap();
+        let row_keys: Vec<Option<&str>> = rows.iter().map(|(_, r)| r.key.as_deref()).collect();
+        assert_eq!(row_keys, [None, Some(r#"["t","9"]"#)]);
+        assert!(m.several_rows());
+        let plugin = m.beyond(Actions::ALL_1_1, true, false, "his_x (plugin-api 1.1.0)").unwrap();
+        assert!(plugin.starts_with("mapping.appointment[2] writes another HIS row than the first target"), "{plugin}");
+        assert_eq!(m.beyond(Actions::ALL_1_1, true, true, "p"), None);
         let two_conditions =
             TARGETS.replacen(r#""equals": "cancelled""#, r#""equals": "cancelled", "exists": true"#, 1);
         assert_eq!(

@@ -4,7 +4,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::Connection;
 
-use super::{Sent, his::His};
+use super::{
+    Sent,
+    his::{His, RowId},
+};
 use crate::pipeline::journal::Appended;
 
 /// An event's status at the end; `None` when pruned (only delivered events
@@ -20,10 +23,7 @@ pub(super) fn all(journal: &Connection, sent: &[Sent], his: &His) -> Result<(), 
         .map_err(|e| e.to_string())?;
     never_older(sent, &ids, his)?;
     every_target_written(sent, &ids, &statuses, his)?;
-    for (row, events) in by_row(sent, &ids) {
-        latest_and_held(&row, &events, &statuses, his)?;
-    }
-    Ok(())
+    latest_and_held(sent, &ids, &statuses, his)
 }
 
 /// An event that two targets write is delivered only once both rows have
@@ -100,11 +100,18 @@ fn never_older(sent: &[Sent], ids: &HashMap<i64, i64>, his: &His) -> Result<(), 
     Ok(())
 }
 
+/// The rows `event` writes: its own, and its row of `t3` if it has one.
+fn rows_of(event: &Sent) -> impl Iterator<Item = &RowId> {
+    std::iter::once(&event.row).chain(event.other_row.as_ref())
+}
+
 /// Each row's events (journal id, seq), in receive order.
-fn by_row(sent: &[Sent], ids: &HashMap<i64, i64>) -> BTreeMap<(String, String), Vec<(i64, i64)>> {
-    let mut rows: BTreeMap<(String, String), Vec<(i64, i64)>> = BTreeMap::new();
+fn by_row<'a>(sent: &'a [Sent], ids: &HashMap<i64, i64>) -> BTreeMap<&'a RowId, Vec<(i64, i64)>> {
+    let mut rows: BTreeMap<&RowId, Vec<(i64, i64)>> = BTreeMap::new();
     for event in sent {
-        rows.entry(event.row.clone()).or_default().push((ids[&event.seq], event.seq));
+        for row in rows_of(event) {
+            rows.entry(row).or_default().push((ids[&event.seq], event.seq));
+        }
     }
     for events in rows.values_mut() {
         events.sort_unstable();
@@ -112,56 +119,68 @@ fn by_row(sent: &[Sent], ids: &HashMap<i64, i64>) -> BTreeMap<(String, String), 
     rows
 }
 
-/// A row ends at the state of its latest event before its first failed
-/// one; that failed event holds back exactly the row's later events (they
-/// are pending), and nothing else is held. Only refused events fail, and an
-/// event left unmapped is one that a newer written event superseded.
-fn latest_and_held(
-    row: &(String, String),
-    events: &[(i64, i64)],
-    statuses: &Statuses,
-    his: &His,
-) -> Result<(), String> {
+/// Walking the events in receive order: a failed event (only refused
+/// events fail) holds back every later event of each of its rows, and so
+/// does an event held back in turn (a held event that writes two rows
+/// holds both); held events are pending, and every other event is
+/// delivered, or unmapped because a newer event of its row superseded it.
+/// Each row ends at the state of its latest delivered event.
+fn latest_and_held(sent: &[Sent], ids: &HashMap<i64, i64>, statuses: &Statuses, his: &His) -> Result<(), String> {
     let status_of = |id: i64| statuses.get(&id).map_or("delivered (pruned)", String::as_str);
-    let first_failed = events.iter().find(|(id, _)| status_of(*id) == "failed").map(|&(id, _)| id);
-    let mut expected = None;
-    for &(id, seq) in events {
-        let status = status_of(id);
-        match (first_failed, status) {
-            (_, "failed") if !his.poison.contains(&seq) => {
-                return Err(format!("event {id} (seq {seq}) of row {row:?} failed, but the HIS never refused it"));
+    let rows = by_row(sent, ids);
+    let mut events: Vec<(i64, &Sent)> = sent.iter().map(|e| (ids[&e.seq], e)).collect();
+    events.sort_unstable_by_key(|(id, _)| *id);
+    // Each blocked row, with the event that blocked it first.
+    let mut blocked: HashMap<&RowId, i64> = HashMap::new();
+    let mut expected: HashMap<&RowId, i64> = HashMap::new();
+    for (id, event) in events {
+        let seq = event.seq;
+        let by = rows_of(event).find_map(|row| blocked.get(row).map(|&by| (row, by)));
+        match (status_of(id), by) {
+            ("failed", _) if !his.poison.contains(&seq) => {
+                return Err(format!("event {id} (seq {seq}) failed, but the HIS never refused it"));
             }
-            (_, "unmapped") => {
-                // Superseded: replay found a newer event of its row
-                // delivered or on its way.
-                if !events.iter().any(|&(newer, _)| newer > id && status_of(newer) != "unmapped") {
-                    return Err(format!(
-                        "event {id} of row {row:?} is still unmapped, and no newer event superseded it"
-                    ));
+            ("failed", _) | ("pending", Some(_)) => {
+                for row in rows_of(event) {
+                    blocked.entry(row).or_insert(id);
                 }
             }
-            (Some(failed), "pending") if id > failed => {}
-            (Some(failed), other) if id > failed => {
+            ("unmapped", _) => {
+                // Superseded: replay found a newer event of one of its rows
+                // delivered or on its way.
+                let superseded = rows_of(event)
+                    .any(|row| rows[row].iter().any(|&(newer, _)| newer > id && status_of(newer) != "unmapped"));
+                if !superseded {
+                    return Err(format!("event {id} (seq {seq}) is still unmapped, and no newer event superseded it"));
+                }
+            }
+            ("pending", None) => {
                 return Err(format!(
-                    "event {id} of row {row:?} is {other}, but it comes after the failed event {failed} of its row \
-                     and should be held back"
+                    "event {id} (seq {seq}) is still pending after everything settled; nothing older of its rows \
+                     failed or is held"
                 ));
             }
-            (_, "pending") => {
+            (other, Some((row, by))) => {
                 return Err(format!(
-                    "event {id} (seq {seq}) of row {row:?} is still pending after everything settled; nothing \
-                     older of its row failed"
+                    "event {id} (seq {seq}) is {other}, but it comes after event {by}, which failed or is held, of \
+                     its row {row:?}, and should be held back"
                 ));
             }
-            (_, "failed") => {}
-            _ => expected = Some((id, seq)),
+            (_, None) => {
+                for row in rows_of(event) {
+                    expected.insert(row, seq);
+                }
+            }
         }
     }
-    let found = his.rows.get(row).copied();
-    if found != expected.map(|(_, seq)| seq) {
-        return Err(format!(
-            "row {row:?} ends at seq {found:?}, but its latest event before any failure is {expected:?} (id, seq)"
-        ));
+    for row in rows.keys() {
+        let found = his.rows.get(*row).copied();
+        let wanted = expected.get(row).copied();
+        if found != wanted {
+            return Err(format!(
+                "row {row:?} ends at seq {found:?}, but its latest event that nothing held back is seq {wanted:?}"
+            ));
+        }
     }
     Ok(())
 }

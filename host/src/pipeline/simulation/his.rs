@@ -1,9 +1,12 @@
 //! The fake HIS: an in-process writer that keeps every row in memory,
 //! records every write it commits, and fails on the simulator's schedule.
 //!
-//! It is handed to the worker as a [`WriterBox`], exactly as a plugin's
-//! writer is, so the worker cannot tell it from one. Each batch is one
-//! transaction: every row commits, or none does.
+//! It is handed to the worker as a plugin's writer is, so the worker
+//! cannot tell it from one: as a 1.1 writer ([`WriterBox`], one batch per
+//! transaction), or, for schedules whose events write several tables, as
+//! a 1.2 writer ([`WriterBoxV1_2`]) that writes all the batches of a call
+//! in one transaction. Either way every row of a transaction commits, or
+//! none does.
 
 // `#[sabi_trait]`'s generated impls, as in the plugin API.
 #![allow(non_local_definitions)]
@@ -13,13 +16,14 @@ use std::{
     sync::{Arc, atomic::Ordering},
 };
 
+use abi_stable::std_types::RSlice;
 use abi_stable::{
     sabi_trait::TD_Opaque,
     std_types::{ROption, RResult, RStr},
 };
 use his_plugin_api::{
-    AbiWriter, AbiWriter_TO, Actions, Deadline, ErrorKind, PluginError, TableDescription, ValueRef, WriteBatch,
-    WriterBox,
+    AbiWriter, AbiWriter_TO, AbiWriterV1_2, AbiWriterV1_2_TO, Actions, Deadline, ErrorKind, PluginError,
+    TableDescription, ValueRef, WriteBatch, WriterBox, WriterBoxV1_2,
 };
 
 use super::{Shared, rng::Rng};
@@ -70,9 +74,15 @@ pub struct FakeWriter {
     pub shared: Arc<Shared>,
 }
 
-/// Opens writers onto the fake HIS.
+/// Opens a 1.1 writer onto the fake HIS: one batch per transaction.
 pub fn writer(shared: Arc<Shared>) -> WriterBox {
     AbiWriter_TO::from_value(FakeWriter { shared }, TD_Opaque)
+}
+
+/// Opens a 1.2 writer onto the fake HIS: several batches in one
+/// transaction.
+pub fn writer_v1_2(shared: Arc<Shared>) -> WriterBoxV1_2 {
+    AbiWriterV1_2_TO::from_value(FakeWriter { shared }, TD_Opaque)
 }
 
 fn dead() -> PluginError {
@@ -80,26 +90,33 @@ fn dead() -> PluginError {
 }
 
 impl FakeWriter {
-    fn upsert(&self, batch: &WriteBatch) -> Result<(), PluginError> {
+    /// Upserts every row of `batches` in one transaction; rows are
+    /// numbered across the batches, as plugin-api 1.2 says.
+    fn upsert(&self, batches: &[WriteBatch]) -> Result<(), PluginError> {
         if self.shared.dead.load(Ordering::SeqCst) {
             return Err(dead());
         }
-        let column = |name: &str| batch.columns().iter().position(|c| c.as_str().eq_ignore_ascii_case(name));
-        let (Some(id_at), Some(seq_at)) = (column("id"), column("seq")) else {
-            return Err(PluginError::permanent(ErrorKind::SCHEMA, "the fake HIS has columns id, seq and second"));
-        };
-        let table = batch.table().to_ascii_lowercase();
-        let mut rows = Vec::with_capacity(batch.row_count());
-        for row in batch.rows() {
-            let id = match row[id_at].get() {
-                ValueRef::Text(text) => text.to_string(),
-                other => return Err(PluginError::permanent(ErrorKind::DATA, format!("id: {other:?}"))),
+        // (row, seq, whether it is a second target's row)
+        let mut rows: Vec<(RowId, i64, bool)> = Vec::new();
+        for batch in batches {
+            let column = |name: &str| batch.columns().iter().position(|c| c.as_str().eq_ignore_ascii_case(name));
+            let (Some(id_at), Some(seq_at)) = (column("id"), column("seq")) else {
+                return Err(PluginError::permanent(ErrorKind::SCHEMA, "the fake HIS has columns id, seq and second"));
             };
-            let ValueRef::Int(seq) = row[seq_at].get() else {
-                return Err(PluginError::permanent(ErrorKind::DATA, "seq is not an integer"));
-            };
-            rows.push(((table.clone(), id), seq));
+            let second = column("second").is_some();
+            let table = batch.table().to_ascii_lowercase();
+            for row in batch.rows() {
+                let id = match row[id_at].get() {
+                    ValueRef::Text(text) => text.to_string(),
+                    other => return Err(PluginError::permanent(ErrorKind::DATA, format!("id: {other:?}"))),
+                };
+                let ValueRef::Int(seq) = row[seq_at].get() else {
+                    return Err(PluginError::permanent(ErrorKind::DATA, "seq is not an integer"));
+                };
+                rows.push(((table.clone(), id), seq, second));
+            }
         }
+        let table = tables(batches);
         let mut his = self.shared.his.lock().unwrap_or_else(|e| e.into_inner());
         let mut after = After::Answer;
         if his.faults {
@@ -128,21 +145,20 @@ impl FakeWriter {
                 _ => {}
             }
         }
-        let seqs: Vec<i64> = rows.iter().map(|(_, seq)| *seq).collect();
-        if let Some(at) = rows.iter().position(|((_, id), _)| his.locked.contains(id)) {
+        let seqs: Vec<i64> = rows.iter().map(|(_, seq, _)| *seq).collect();
+        if let Some(at) = rows.iter().position(|((_, id), _, _)| his.locked.contains(id)) {
             let error = PluginError::retryable(ErrorKind::CONFLICT, "lock wait timeout exceeded");
             drop(his);
             self.shared.note(format!("HIS: lock wait on seq {} of {table} seqs {seqs:?}", rows[at].1));
             return Err(if self.shared.his().rng.chance(50) { error.with_row(at) } else { error });
         }
-        if let Some(at) = rows.iter().position(|(_, seq)| his.poison.contains(seq)) {
+        if let Some(at) = rows.iter().position(|(_, seq, _)| his.poison.contains(seq)) {
             let error = PluginError::permanent(ErrorKind::DATA, "value too long for its column");
             drop(his);
             self.shared.note(format!("HIS: refuses seq {} of {table} seqs {seqs:?}", rows[at].1));
             return Err(if self.shared.his().rng.chance(50) { error.with_row(at) } else { error });
         }
-        let second = column("second").is_some();
-        for (row, seq) in rows {
+        for (row, seq, second) in rows {
             his.history.push((row.clone(), seq));
             his.rows.insert(row, seq);
             if second {
@@ -175,9 +191,16 @@ enum After {
     Lose(ErrorKind),
 }
 
+/// The tables of `batches`, for the trace: `t1`, `t1+t3`.
+fn tables(batches: &[WriteBatch]) -> String {
+    let mut tables: Vec<String> = batches.iter().map(|b| b.table().to_ascii_lowercase()).collect();
+    tables.dedup();
+    tables.join("+")
+}
+
 impl AbiWriter for FakeWriter {
     fn write(&mut self, batch: &WriteBatch, _deadline: Deadline) -> RResult<(), PluginError> {
-        FakeWriter::upsert(self, batch).into()
+        FakeWriter::upsert(self, std::slice::from_ref(batch)).into()
     }
 
     fn ping(&mut self, _deadline: Deadline) -> RResult<(), PluginError> {
@@ -198,5 +221,39 @@ impl AbiWriter for FakeWriter {
 
     fn close(&mut self) -> RResult<(), PluginError> {
         RResult::ROk(())
+    }
+}
+
+impl AbiWriterV1_2 for FakeWriter {
+    fn write(&mut self, batch: &WriteBatch, deadline: Deadline) -> RResult<(), PluginError> {
+        AbiWriter::write(self, batch, deadline)
+    }
+
+    fn ping(&mut self, deadline: Deadline) -> RResult<(), PluginError> {
+        AbiWriter::ping(self, deadline)
+    }
+
+    fn describe_table(
+        &mut self,
+        table: RStr<'_>,
+        deadline: Deadline,
+    ) -> RResult<ROption<TableDescription>, PluginError> {
+        AbiWriter::describe_table(self, table, deadline)
+    }
+
+    fn actions(&self) -> Actions {
+        AbiWriter::actions(self)
+    }
+
+    fn close(&mut self) -> RResult<(), PluginError> {
+        AbiWriter::close(self)
+    }
+
+    fn write_all(&mut self, batches: RSlice<'_, WriteBatch>, _deadline: Deadline) -> RResult<(), PluginError> {
+        FakeWriter::upsert(self, batches.as_slice()).into()
+    }
+
+    fn writes_batches_together(&self) -> bool {
+        true
     }
 }

@@ -116,14 +116,19 @@ const START_MS: i64 = 1_767_225_600_000;
 /// table (`t1`), named in different case and with their fields in another
 /// order, so that one row has events of several types; `c` writes it too,
 /// through two targets: the second only for an event with `twice`, which
-/// the schedules of one seed in four send (see [`World::twice`]).
+/// the schedules of one seed in four send (see [`World::twice`]). Those
+/// schedules' `c` events may also carry `other_id`: a third target then
+/// writes that row of `t3` too, in the same transaction, so that rows of
+/// `t3` are shared by events of different `t1` rows.
 const FULL_MAPPING: &str = r#"{
     "a_created": {"table": "t1", "fields": {"row_id": "id", "seq": "seq"}},
     "a_updated": {"table": "T1", "fields": {"seq": "seq", "row_id": "id"}, "key": ["row_id"]},
     "c": [{"table": "t1", "fields": {"row_id": "id", "seq": "seq"}},
           {"table": "T1", "key": ["id"], "when": {"field": "twice", "exists": true},
            "columns": {"id": "row_id", "seq": {"from": "seq", "transforms": [{"parse": "integer"}]},
-                       "second": {"const": 1}}}],
+                       "second": {"const": 1}}},
+          {"table": "t3", "key": ["other_id"], "when": {"field": "other_id", "exists": true},
+           "fields": {"other_id": "id", "seq": "seq"}}],
     "b": {"table": "t2", "fields": {"row_id": "id", "seq": "seq"}}
 }"#;
 
@@ -155,6 +160,10 @@ pub(crate) struct Shared {
     trace: Mutex<Vec<String>>,
     /// The world outside the worker: the senders and the operator.
     world: Mutex<World>,
+    /// Whether the fake HIS is a 1.2 writer that writes several batches
+    /// in one transaction (the seeds whose events write several tables),
+    /// or a 1.1 writer, one batch per call. A function of the seed.
+    together: bool,
 }
 
 impl Shared {
@@ -193,6 +202,8 @@ struct Sent {
     seq: i64,
     event_type: &'static str,
     row: RowId,
+    /// The row of `t3` it writes too, if it carries `other_id`.
+    other_row: Option<RowId>,
     body: String,
     delivery_id: String,
     /// The journal ids its sends were answered with.
@@ -233,11 +244,17 @@ impl World {
         let (event_type, table) = EVENT_TYPES[self.rng.below(EVENT_TYPES.len() as u64) as usize];
         let id = format!("r{}", self.rng.below(self.rows));
         let seq = self.sent.len() as i64 + 1;
-        let body = if self.twice && event_type == "c" && seq % 2 == 0 {
-            format!(r#"{{"event_type":"{event_type}","row_id":"{id}","seq":{seq},"twice":true}}"#)
-        } else {
-            format!(r#"{{"event_type":"{event_type}","row_id":"{id}","seq":{seq}}}"#)
-        };
+        let mut fields = String::new();
+        if self.twice && event_type == "c" && seq % 2 == 0 {
+            fields.push_str(r#","twice":true"#);
+        }
+        // Drawn only where it is used: other seeds keep their histories.
+        let other_row = (self.twice && event_type == "c" && seq % 3 == 0)
+            .then(|| ("t3".to_string(), format!("r{}", self.rng.below(self.rows))));
+        if let Some((_, other_id)) = &other_row {
+            fields.push_str(&format!(r#","other_id":"{other_id}""#));
+        }
+        let body = format!(r#"{{"event_type":"{event_type}","row_id":"{id}","seq":{seq}{fields}}}"#);
         if self.rng.chance(3) {
             shared.his.lock().unwrap_or_else(|e| e.into_inner()).poison.insert(seq);
         }
@@ -245,6 +262,7 @@ impl World {
             seq,
             event_type,
             row: (table.to_string(), id),
+            other_row,
             body,
             delivery_id: format!("delivery-{seq}"),
             answers: Vec::new(),
@@ -256,9 +274,11 @@ impl World {
     fn send(&mut self, shared: &Shared, index: usize) {
         let Some(committer) = self.committer.clone() else { return };
         let sent = &self.sent[index];
-        let mapping = self.mappings.get(sent.event_type);
-        let event_key =
-            mapping.map(|m| m.key_of(sent.event_type, &Members::parse(&sent.body).expect("an object")).expect("a key"));
+        let keys = self
+            .mappings
+            .keys_of(sent.event_type, &Members::parse(&sent.body).expect("an object"))
+            .map(|keys| keys.expect("a key"));
+        let (event_key, extra_keys) = keys.map_or((None, Vec::new()), |keys| (Some(keys.primary), keys.extra));
         let now = shared.clock.now_ms();
         let event = NewEvent {
             event_type: sent.event_type.to_string(),
@@ -266,6 +286,7 @@ impl World {
             received_at: rfc3339(now),
             status: if event_key.is_some() { Status::Pending } else { Status::Unmapped },
             event_key,
+            extra_keys,
             delivery_id: Some(sent.delivery_id.clone()),
             received_ms: now,
             duplicates_since_ms: now - DUPLICATE_WINDOW.as_millis() as i64,
@@ -364,7 +385,11 @@ impl OpenWriter for SimWriters {
         if self.0.dead.load(Ordering::SeqCst) {
             return Err(his_plugin_api::PluginError::retryable(his_plugin_api::ErrorKind::CONNECTION, "crashed"));
         }
-        Ok(crate::plugins::HisWriter::Current(his::writer(self.0.clone())))
+        Ok(if self.0.together {
+            crate::plugins::HisWriter::V1_2(his::writer_v1_2(self.0.clone()))
+        } else {
+            crate::plugins::HisWriter::V1_1(his::writer(self.0.clone()))
+        })
     }
 }
 
@@ -480,6 +505,7 @@ pub fn run_traced(seed: u64) -> (Result<Summary, Violation>, Vec<String>) {
             crashes: 0,
             twice: seed % 4 == 2,
         }),
+        together: seed % 4 == 2,
     });
     let setup = Setup {
         path: fresh_journal(dir.path()),

@@ -298,6 +298,14 @@ impl State {
     /// refuses such mappings for plugins whose version fixes what they can
     /// do; a newer plugin says so only once its writer is open.
     fn warn_of_missing_abilities(&self, writer: &HisWriter) {
+        if self.worker.mappings.several_rows() && !writer.writes_batches_together() {
+            tracing::error!(
+                "a mapping writes several HIS rows per event, which must commit in one transaction, and the {} \
+                 plugin cannot write several batches in one transaction: those events fail until the plugin is \
+                 upgraded (plugin-api 1.2 or newer; then replay them) or the mapping changes",
+                self.worker.writers.name()
+            );
+        }
         let actions = writer.actions();
         for event_type in self.worker.mappings.event_types() {
             let mapping = self.worker.mappings.get(event_type).expect("listed");
@@ -404,7 +412,7 @@ impl State {
             return Next::Idle(wait);
         }
         let (count, last_id) = (events.len(), events.last().map_or(0, |e| e.event.id));
-        let keys: HashSet<String> = events.iter().filter_map(|e| e.event.event_key.clone()).collect();
+        let keys: HashSet<String> = events.iter().flat_map(|e| e.event.keys().map(str::to_string)).collect();
         // If this pass writes a row that the pass being recorded wrote,
         // wait for that record first. Otherwise a crash between the two
         // would replay the older state over the newer one on restart.
@@ -478,7 +486,7 @@ impl State {
             return Ok(Read::Events(window.events));
         }
         let events =
-            journal::due_events(&snapshot, now, after_id, holds.any(), self.worker.batch_size, journal::WINDOW_BYTES)?;
+            journal::due_events(&snapshot, now, after_id, holds, self.worker.batch_size, journal::WINDOW_BYTES)?;
         drop(snapshot);
         Ok(Read::Events(lookahead::prepare(&self.worker.mappings, events)))
     }

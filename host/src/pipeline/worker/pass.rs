@@ -1,7 +1,14 @@
 //! One pass of the worker: a window of due events cut into segments in
 //! which no HIS row appears twice, each segment written as one batch per
-//! event type, and every event's outcome (delivered, retry later, set
-//! aside) decided from what the writer said.
+//! event type and target, and every event's outcome (delivered, retry
+//! later, set aside) decided from what the writer said.
+//!
+//! A plugin that writes several batches in one transaction (plugin-api 1.2,
+//! `writes_batches_together`) gets a whole segment in one call, so that an
+//! event that writes several rows (a payment and its appointment's `paid`
+//! flag) commits all of them or none. Another gets one batch per call, and
+//! an event that writes another row than its first target's is set aside
+//! as unsupported rather than written in two transactions.
 //!
 //! A segment's outcomes are in the journal before the next segment is
 //! written: the next segment writes a newer state of one of its rows, and a
@@ -10,7 +17,6 @@
 
 use std::{collections::HashSet, time::Instant};
 
-use abi_stable::std_types::{RString, RVec};
 use his_plugin_api::{ErrorKind, PluginError, WriteBatch};
 use indexmap::IndexMap;
 
@@ -18,7 +24,7 @@ use super::{State, UNUSABLE};
 use crate::pipeline::{
     journal::{PendingEvent, Settlement},
     lookahead::Prepared,
-    mapping::{EventMapping, MappingError, Row},
+    mapping::{MappingError, Row},
 };
 
 /// One event and its row for one target of its mapping.
@@ -53,13 +59,19 @@ pub(super) struct Passed {
     pub(super) all_delivered: bool,
 }
 
+/// A batch's identity: its event type and target.
+type BatchId = (String, usize);
+
+/// Rows for one target of one event type, in receive order.
+type Batch = (BatchId, Vec<Item>);
+
 impl State {
     /// Delivers one window of due events; returns their outcomes.
     pub(super) fn pass(&mut self, events: Vec<Prepared>) -> Passed {
         let mut settlements = Vec::with_capacity(events.len());
         let mut items = Vec::with_capacity(events.len());
-        // Keys whose earlier event failed in this pass: later events for the
-        // same row wait behind it.
+        // Rows whose earlier event failed in this pass: later events that
+        // write one of them wait behind it.
         let mut held: HashSet<String> = HashSet::new();
         for Prepared { event, rows } in events {
             let rows = rows.unwrap_or_else(|| {
@@ -76,8 +88,7 @@ impl State {
                 Ok(rows) => {
                     // Each target's row is an item, in target order; the
                     // event's items share its id, and the event is settled
-                    // by its last one (see `delivered`): a failed earlier
-                    // one holds the rest through the row's hold.
+                    // by its last one (see `delivered`).
                     let mut event = Some(event);
                     let mut rows = rows.into_iter().peekable();
                     while let Some((target, row)) = rows.next() {
@@ -89,9 +100,7 @@ impl State {
                 Err(e) => {
                     tracing::error!(event_id = event.id, event_type = %event.event_type, "event cannot be mapped: {e}");
                     self.worker.metrics.failed(&event.event_type);
-                    if let Some(key) = &event.event_key {
-                        held.insert(key.clone());
-                    }
+                    held.extend(event.keys().map(str::to_string));
                     settlements.push(Settlement::Failed { id: event.id, error: e.to_string() });
                 }
             }
@@ -100,26 +109,82 @@ impl State {
         let segments = segments(items);
         let last = segments.len().saturating_sub(1);
         for (index, segment) in segments.into_iter().enumerate() {
-            for ((event_type, target), batch) in segment {
-                let batch: Vec<Item> = batch.into_iter().filter(|i| !is_held(&held, i)).collect();
-                if batch.is_empty() {
-                    all_delivered = false;
-                    continue;
-                }
-                let mapping =
-                    self.worker.mappings.target(&event_type, target).expect("only mapped events are batched").clone();
-                let before = settlements.len();
-                let end = self.deliver(&mapping, batch, &mut settlements, &mut held);
-                all_delivered &= settlements[before..].iter().all(|s| matches!(s, Settlement::Delivered { .. }));
-                if let PassEnd::Unreachable(e) = end {
+            let together = match self.writes_batches_together() {
+                Ok(together) => together,
+                Err(e) => {
+                    let systemic = PluginError { retryable: true, ..e.clone() };
+                    self.set_aside(&segment, &systemic, &mut settlements, &mut held);
                     return Passed { unrecorded: settlements, end: PassEnd::Unreachable(e), all_delivered: false };
                 }
+            };
+            // Together: the segment is one call. Otherwise a call per batch,
+            // and an event with rows of its own cannot be written.
+            let groups: Vec<Vec<Item>> =
+                if together { vec![segment] } else { batches(segment).into_iter().map(|(_, b)| b).collect() };
+            for group in groups {
+                // Held now, by an event that failed earlier in the pass (in
+                // this segment: an earlier target of the same event).
+                let (waiting, group): (Vec<Item>, Vec<Item>) = if held.is_empty() {
+                    (Vec::new(), group)
+                } else {
+                    group.into_iter().partition(|i| is_held(&held, i))
+                };
+                all_delivered &= waiting.is_empty();
+                // A waiting event holds its other rows in turn: a later
+                // event of one of them must not overtake it.
+                for item in &waiting {
+                    held.extend(item.event.keys().map(str::to_string));
+                }
+                let before = settlements.len();
+                let group = if together { group } else { self.refuse_split_events(group, &mut settlements, &mut held) };
+                if !group.is_empty()
+                    && let PassEnd::Unreachable(e) = self.deliver(group, &mut settlements, &mut held)
+                {
+                    return Passed { unrecorded: settlements, end: PassEnd::Unreachable(e), all_delivered: false };
+                }
+                all_delivered &= settlements[before..].iter().all(|s| matches!(s, Settlement::Delivered { .. }));
             }
             if index < last && !settlements.is_empty() && !self.record_segment(&mut settlements) {
                 return Passed { unrecorded: Vec::new(), end: PassEnd::JournalFailed, all_delivered: false };
             }
         }
         Passed { unrecorded: settlements, end: PassEnd::Done, all_delivered }
+    }
+
+    /// Whether the writer (opened if a panic discarded it) writes several
+    /// batches in one transaction.
+    fn writes_batches_together(&mut self) -> Result<bool, PluginError> {
+        if self.writer.is_none() {
+            self.open_writer()?;
+            tracing::info!("{} writer reopened", self.worker.writers.name());
+        }
+        Ok(self.writer.as_ref().expect("opened above").writes_batches_together())
+    }
+
+    /// For a writer that writes one batch per transaction: sets aside the
+    /// items of events that write other rows than their first target's
+    /// (they would commit in two transactions), and returns the rest.
+    fn refuse_split_events(
+        &self,
+        group: Vec<Item>,
+        settlements: &mut Vec<Settlement>,
+        held: &mut HashSet<String>,
+    ) -> Vec<Item> {
+        let (split, group): (Vec<Item>, Vec<Item>) = group.into_iter().partition(|i| !i.event.extra_keys.is_empty());
+        if !split.is_empty() {
+            // Not delivered: `pass` counts it through the settlement.
+            let error = PluginError::permanent(
+                ErrorKind::UNSUPPORTED,
+                format!(
+                    "this event writes several HIS rows, which must commit in one transaction, and the {} plugin \
+                     cannot write several batches in one transaction: upgrade the plugin (plugin-api 1.2 or newer), \
+                     then replay the event",
+                    self.worker.writers.name()
+                ),
+            );
+            self.set_aside(&split, &error, settlements, held);
+        }
+        group
     }
 
     /// Records the outcomes so far, and waits until they are on disk.
@@ -131,136 +196,138 @@ impl State {
         recorded.is_ok()
     }
 
-    /// Writes one batch, and decides what its failure means:
+    /// Writes a group of items (whole events, in receive order) in one
+    /// call, one batch per event type and target, and decides what a
+    /// failure means:
     /// - the connection, a timeout, the login or the settings: the HIS is
     ///   unusable now, so the pass ends and the worker backs off as a whole
     ///   (one probe per back-off, not a storm);
-    /// - a wrong table or column: the whole batch fails (every row has the
-    ///   same columns), other tables go on;
-    /// - anything else is about a row, retryable (a lock timeout, a
-    ///   deadlock) or not: that row waits for a retry or fails (the plugin
-    ///   may say which row; otherwise each row is tried alone), and the
-    ///   others are written. One row locked by another HIS session holds
-    ///   back that row's events only;
-    /// - a panic on one row: the row is tried once more on a fresh writer
+    /// - anything else is about an event, retryable (a lock timeout, a
+    ///   deadlock) or not: that event waits for a retry or fails, and the
+    ///   others are written. The plugin names the row (counted across the
+    ///   call's batches); otherwise each event is tried alone, or, for a
+    ///   wrong table or column, each shape of event (the same targets) is
+    ///   tried apart and a shape that fails fails whole. One row locked by
+    ///   another HIS session holds back that row's events only;
+    /// - a panic on one event: it is tried once more on a fresh writer
     ///   (the panic may have come from the writer's state); a second panic
     ///   sets it aside.
     ///
     /// Failed events are kept, with the database's message, for replay.
-    fn deliver(
-        &mut self,
-        mapping: &EventMapping,
-        mut batch: Vec<Item>,
-        settlements: &mut Vec<Settlement>,
-        held: &mut HashSet<String>,
-    ) -> PassEnd {
-        let mut error = match self.write(mapping, &mut batch) {
-            Ok(()) => return self.delivered(&batch, settlements),
+    fn deliver(&mut self, items: Vec<Item>, settlements: &mut Vec<Settlement>, held: &mut HashSet<String>) -> PassEnd {
+        let mut batches = batches(items);
+        let mut error = match self.write(&mut batches) {
+            Ok(()) => return self.delivered(&batches, settlements),
             Err(error) => error,
         };
-        if error.kind == ErrorKind::PANIC && batch.len() == 1 {
+        let events = event_ids(&batches).len();
+        if error.kind == ErrorKind::PANIC && events == 1 {
             // A panic may come from the writer's state (a connection left
-            // half-used), not from the row: `write` has dropped that writer,
-            // so the row is tried once more on a fresh one before it is
-            // held to be at fault.
+            // half-used), not from the event: `write` has dropped that
+            // writer, so the event is tried once more on a fresh one before
+            // it is held to be at fault.
             tracing::warn!(
-                event_id = batch[0].event.id,
-                "the {} plugin panicked on one row; trying that row once more on a fresh writer",
+                event_id = batches[0].1[0].event.id,
+                "the {} plugin panicked on one event; trying that event once more on a fresh writer",
                 self.worker.writers.name()
             );
-            error = match self.write(mapping, &mut batch) {
-                Ok(()) => return self.delivered(&batch, settlements),
+            error = match self.write(&mut batches) {
+                Ok(()) => return self.delivered(&batches, settlements),
                 Err(again) => again,
             };
         }
+        let named = error.row.into_option().and_then(|r| usize::try_from(r).ok()).and_then(|r| row_at(&batches, r));
+        let items: Vec<Item> = batches.into_iter().flat_map(|(_, batch)| batch).collect();
         if UNUSABLE.contains(&error.kind) {
-            tracing::warn!(
-                "writing to {} failed: {error}; {} events wait and will be retried",
-                mapping.table,
-                batch.len()
-            );
+            tracing::warn!("writing to the HIS failed: {error}; {} events wait and will be retried", events);
             // Not the events' fault (a login refused after a password change,
             // a database failing over): they wait, whatever the plugin said.
             let systemic = PluginError { retryable: true, ..error.clone() };
-            self.set_aside(&batch, &systemic, mapping, settlements, held);
+            self.set_aside(&items, &systemic, settlements, held);
             return PassEnd::Unreachable(error);
         }
-        if error.kind == ErrorKind::SCHEMA || batch.len() == 1 {
-            self.set_aside(&batch, &error, mapping, settlements, held);
+        if events == 1 {
+            self.set_aside(&items, &error, settlements, held);
             return PassEnd::Done;
         }
-        // One row is at fault. If the plugin named it, set it aside and
-        // write the rest together; otherwise try each row alone.
-        let named = error.row.into_option().and_then(|r| usize::try_from(r).ok()).filter(|&r| r < batch.len());
-        if let Some(row) = named {
-            let bad = batch.remove(row);
-            self.set_aside(std::slice::from_ref(&bad), &error, mapping, settlements, held);
-            return self.deliver(mapping, batch, settlements, held);
+        // One event is at fault. If the plugin named its row, set the event
+        // aside and write the rest together.
+        if let Some(id) = named {
+            let (bad, rest): (Vec<Item>, Vec<Item>) = items.into_iter().partition(|i| i.event.id == id);
+            self.set_aside(&bad, &error, settlements, held);
+            return self.deliver(rest, settlements, held);
         }
-        for item in batch {
-            if let PassEnd::Unreachable(e) = self.deliver(mapping, vec![item], settlements, held) {
+        // Otherwise: a wrong table or column fails every event of the same
+        // shape; anything else, each event alone.
+        let parts = if error.kind == ErrorKind::SCHEMA { by_shape(items) } else { by_event(items) };
+        if parts.len() == 1 {
+            self.set_aside(&parts[0], &error, settlements, held);
+            return PassEnd::Done;
+        }
+        for part in parts {
+            if let PassEnd::Unreachable(e) = self.deliver(part, settlements, held) {
                 return PassEnd::Unreachable(e);
             }
         }
         PassEnd::Done
     }
 
-    /// Records `batch` as delivered.
+    /// Records `batches` as delivered.
     /// An event whose mapping has several targets is delivered with its
-    /// last row (its earlier rows were written before it, or it would be
-    /// held); until then it has no outcome, and stays pending if the pass
-    /// ends first.
-    fn delivered(&self, batch: &[Item], settlements: &mut Vec<Settlement>) -> PassEnd {
-        let done = || batch.iter().filter(|i| i.last);
-        settlements.extend(done().map(|i| Settlement::Delivered { id: i.event.id }));
-        let event_type = batch.first().map_or("", |i| i.event.event_type.as_str());
-        self.worker.metrics.delivered(event_type, done().map(|i| i.event.received_at.as_str()));
-        let truncated: u64 = batch.iter().map(|i| u64::from(i.row.truncated)).sum();
-        if truncated > 0 && self.worker.metrics.truncated(event_type, truncated) {
-            tracing::warn!(
-                "events of type {event_type}: a truncate transform cut {truncated} value(s) to fit; \
-                 buktor_values_truncated_total at /metrics counts them (logged once)"
-            );
+    /// last row (its earlier rows were written before it, in the same call
+    /// or, one batch per call, an earlier one; or it would be held); until
+    /// then it has no outcome, and stays pending if the pass ends first.
+    fn delivered(&self, batches: &[Batch], settlements: &mut Vec<Settlement>) -> PassEnd {
+        for ((event_type, _), batch) in batches {
+            let done = || batch.iter().filter(|i| i.last);
+            settlements.extend(done().map(|i| Settlement::Delivered { id: i.event.id }));
+            self.worker.metrics.delivered(event_type, done().map(|i| i.event.received_at.as_str()));
+            let truncated: u64 = batch.iter().map(|i| u64::from(i.row.truncated)).sum();
+            if truncated > 0 && self.worker.metrics.truncated(event_type, truncated) {
+                tracing::warn!(
+                    "events of type {event_type}: a truncate transform cut {truncated} value(s) to fit; \
+                     buktor_values_truncated_total at /metrics counts them (logged once)"
+                );
+            }
         }
         PassEnd::Done
     }
 
-    /// One call into the plugin, reopening the writer first if a panic
-    /// discarded it.
+    /// One call into the plugin with every batch, reopening the writer
+    /// first if a panic discarded it.
     ///
-    /// The rows move into the batch, not copied; they come back to `items`
-    /// only if the write fails, for the row-by-row handling in `deliver`.
-    fn write(&mut self, mapping: &EventMapping, items: &mut [Item]) -> Result<(), PluginError> {
+    /// The rows move into the batches, not copied; they come back to the
+    /// items only if the write fails, for the handling in `deliver`.
+    fn write(&mut self, batches: &mut [Batch]) -> Result<(), PluginError> {
         if self.writer.is_none() {
             self.open_writer()?;
             tracing::info!("{} writer reopened", self.worker.writers.name());
         }
         let writer = self.writer.as_mut().expect("opened above");
-        let widths: Vec<usize> = items.iter().map(|i| i.row.values.len()).collect();
-        let mut values = RVec::with_capacity(widths.iter().sum());
-        for item in items.iter_mut() {
-            values.extend(std::mem::take(&mut item.row.values));
-        }
-        let mut batch = WriteBatch::new(
-            mapping.table.as_str(),
-            mapping.action,
-            mapping.columns.iter().map(|c| RString::from(c.as_str())).collect(),
-            mapping.key_columns.iter().map(|c| RString::from(c.as_str())).collect(),
-            values,
-        );
-        if items.iter().any(|i| !i.row.absent.is_empty()) {
-            batch = batch.with_presence(|row, column| !items[row].row.absent.contains(&column));
+        let mut widths: Vec<Vec<usize>> = Vec::with_capacity(batches.len());
+        let mut sent: Vec<WriteBatch> = Vec::with_capacity(batches.len());
+        for ((event_type, target), items) in batches.iter_mut() {
+            let mapping = self.worker.mappings.target(event_type, *target).expect("only mapped events are batched");
+            widths.push(items.iter().map(|i| i.row.values.len()).collect());
+            sent.push(mapping.batch(items.iter_mut().map(|i| &mut i.row)));
         }
         let plugin_started = Instant::now();
-        let result = writer.write(&batch, self.worker.deadline);
+        let result = writer.write_all(&sent, self.worker.deadline);
         if result.is_err() {
-            let mut values = batch.into_values().into_iter();
-            for (item, width) in items.iter_mut().zip(widths) {
-                item.row.values = values.by_ref().take(width).collect();
+            for ((batch, (_, items)), widths) in sent.into_iter().zip(batches.iter_mut()).zip(widths) {
+                let mut values = batch.into_values().into_iter();
+                for (item, width) in items.iter_mut().zip(widths) {
+                    item.row.values = values.by_ref().take(width).collect();
+                }
             }
         }
         self.heard(result.as_ref().err());
-        tracing::trace!(rows = items.len(), plugin_ms = plugin_started.elapsed().as_secs_f64() * 1e3, "plugin write");
+        tracing::trace!(
+            batches = batches.len(),
+            rows = batches.iter().map(|(_, b)| b.len()).sum::<usize>(),
+            plugin_ms = plugin_started.elapsed().as_secs_f64() * 1e3,
+            "plugin write"
+        );
         if let Err(e) = &result
             && e.kind == ErrorKind::PANIC
         {
@@ -273,39 +340,42 @@ impl State {
         result
     }
 
-    /// Records `error` as the outcome of each of `items`, and holds back
-    /// later events of their rows for the rest of the pass.
+    /// Records `error` as the outcome of each event of `items` (once per
+    /// event), and holds back later events of their rows for the rest of
+    /// the pass.
     fn set_aside(
         &self,
         items: &[Item],
         error: &PluginError,
-        mapping: &EventMapping,
         settlements: &mut Vec<Settlement>,
         held: &mut HashSet<String>,
     ) {
+        let mut seen = HashSet::new();
         for item in items {
-            settlements.push(self.failure_outcome(item, error, mapping));
-            hold(held, item);
+            if seen.insert(item.event.id) {
+                settlements.push(self.failure_outcome(item, error));
+            }
+            held.extend(item.event.keys().map(str::to_string));
         }
     }
 
     /// What a failed write means for one event: a retryable error is tried
     /// again after a growing delay, for as long as it takes; a permanent one
     /// marks the event failed at once (one warning, not one per retry). A
-    /// failed event holds back later events for its row until replayed.
-    fn failure_outcome(&self, item: &Item, error: &PluginError, mapping: &EventMapping) -> Settlement {
+    /// failed event holds back later events for its rows until replayed.
+    fn failure_outcome(&self, item: &Item, error: &PluginError) -> Settlement {
         let recorded = journal_text(&format!(
             "{} error{}: {error}",
             error.kind.name(),
             if error.retryable { " (retryable)" } else { "" }
         ));
         if !error.retryable {
+            let table = self.worker.mappings.target(&item.event.event_type, item.target).map_or("", |m| &m.table);
             tracing::warn!(
                 event_id = item.event.id,
                 event_type = %item.event.event_type,
-                "event failed permanently writing to {}: {error} [{}]; it is kept as failed, and later events \
-                 for its row wait until it is replayed",
-                mapping.table,
+                "event failed permanently writing to {table}: {error} [{}]; it is kept as failed, and later events \
+                 for its rows wait until it is replayed",
                 error.kind.name(),
             );
             self.worker.metrics.failed(&item.event.event_type);
@@ -318,6 +388,55 @@ impl State {
             next_attempt_at_ms: self.now_ms() + delay.as_millis() as i64,
         }
     }
+}
+
+/// The event of row `row`, counted across `batches` in order.
+fn row_at(batches: &[Batch], row: usize) -> Option<i64> {
+    batches.iter().flat_map(|(_, items)| items).nth(row).map(|i| i.event.id)
+}
+
+/// The distinct events of `batches`.
+fn event_ids(batches: &[Batch]) -> HashSet<i64> {
+    batches.iter().flat_map(|(_, items)| items).map(|i| i.event.id).collect()
+}
+
+/// `items` cut into one part per event, in order.
+fn by_event(items: Vec<Item>) -> Vec<Vec<Item>> {
+    let mut parts: IndexMap<i64, Vec<Item>> = IndexMap::new();
+    for item in items {
+        parts.entry(item.event.id).or_default().push(item);
+    }
+    parts.into_values().collect()
+}
+
+/// `items` cut into one part per shape of event: the event type and
+/// targets it writes. A wrong table or column fails a shape whole.
+fn by_shape(items: Vec<Item>) -> Vec<Vec<Item>> {
+    let mut shapes: IndexMap<(String, Vec<usize>), Vec<Item>> = IndexMap::new();
+    for event in by_event(items) {
+        let shape = (event[0].event.event_type.clone(), event.iter().map(|i| i.target).collect());
+        shapes.entry(shape).or_default().extend(event);
+    }
+    shapes.into_values().collect()
+}
+
+/// `items` (whole events, in receive order) as one batch per event type
+/// and target, first targets first: an event's rows go in target order,
+/// and each batch keeps receive order.
+fn batches(items: Vec<Item>) -> Vec<Batch> {
+    let mut batches: IndexMap<BatchId, Vec<Item>> = IndexMap::new();
+    for item in items {
+        // The type's name is copied once per batch, not once per event.
+        match batches.get_index_of(&BatchKey(&item.event.event_type, item.target)) {
+            Some(at) => batches[at].push(item),
+            None => {
+                batches.insert((item.event.event_type.clone(), item.target), vec![item]);
+            }
+        }
+    }
+    // Stable: otherwise as received.
+    batches.sort_by(|(_, a), _, (_, b), _| a.cmp(b));
+    batches.into_iter().collect()
 }
 
 /// An error as stored in the journal's `last_error`: at most
@@ -334,13 +453,7 @@ fn journal_text(error: &str) -> String {
 const MAX_ERROR_CHARS: usize = 2000;
 
 fn is_held(held: &HashSet<String>, item: &Item) -> bool {
-    item.event.event_key.as_ref().is_some_and(|k| held.contains(k))
-}
-
-fn hold(held: &mut HashSet<String>, item: &Item) {
-    if let Some(key) = &item.event.event_key {
-        held.insert(key.clone());
-    }
+    !held.is_empty() && item.event.keys().any(|k| held.contains(k))
 }
 
 /// A batch's key, borrowed: hashes as `(String, usize)` does.
@@ -354,49 +467,40 @@ impl indexmap::Equivalent<(String, usize)> for BatchKey<'_> {
 }
 
 /// Cuts items, in receive order, into segments in which no HIS row (event
-/// key) appears twice, and each segment into one batch per event type and
-/// target. Delivering segment after segment keeps every row's updates in
-/// order; within a segment the batches touch different rows, except the
-/// rows of one event's several targets, whose batches go in target order.
-fn segments(items: Vec<Item>) -> Vec<IndexMap<(String, usize), Vec<Item>>> {
+/// key, or another key of an event) appears twice. Delivering segment
+/// after segment keeps every row's updates in order; within a segment,
+/// cut into one batch per event type and target ([`batches`]), the
+/// batches touch different rows, except an event's own rows, whose
+/// batches go in target order. An event's items (side by side) are never
+/// cut apart.
+fn segments(items: Vec<Item>) -> Vec<Vec<Item>> {
     // Where each segment starts, found with borrowed keys (a pass of a
     // backlog has hundreds of items; copying each key twice showed up in
-    // profiles). An event without a key is a row of its own; the items of
-    // one event (one per target, side by side) are one row.
+    // profiles). An event without a key is a row of its own.
     let mut starts = Vec::new();
     {
         let mut keys: HashSet<&str> = HashSet::with_capacity(items.len());
-        let mut previous_id = None;
-        for (index, item) in items.iter().enumerate() {
-            let same_event = previous_id.replace(item.event.id) == Some(item.event.id);
-            let Some(key) = item.event.event_key.as_deref() else { continue };
-            if !keys.insert(key) && !same_event {
+        let mut index = 0;
+        while index < items.len() {
+            let event = &items[index].event;
+            let end = index + items[index..].iter().take_while(|i| i.event.id == event.id).count();
+            if event.keys().any(|key| keys.contains(key)) {
                 starts.push(index);
                 keys.clear();
-                keys.insert(key);
             }
+            keys.extend(event.keys());
+            index = end;
         }
     }
-    let mut segments: Vec<IndexMap<(String, usize), Vec<Item>>> = vec![IndexMap::new()];
+    let mut segments: Vec<Vec<Item>> = vec![Vec::new()];
     let mut starts = starts.into_iter().peekable();
     for (index, item) in items.into_iter().enumerate() {
         if starts.next_if_eq(&index).is_some() {
-            segments.push(IndexMap::new());
+            segments.push(Vec::new());
         }
-        let segment = segments.last_mut().expect("never empty");
-        // The type's name is copied once per batch, not once per event.
-        match segment.get_index_of(&BatchKey(&item.event.event_type, item.target)) {
-            Some(at) => segment[at].push(item),
-            None => {
-                segment.insert((item.event.event_type.clone(), item.target), vec![item]);
-            }
-        }
+        segments.last_mut().expect("never empty").push(item);
     }
-    for segment in &mut segments {
-        // An event's first target before its second (stable: otherwise as
-        // received).
-        segment.sort_by(|(_, a), _, (_, b), _| a.cmp(b));
-    }
+    segments.retain(|s| !s.is_empty());
     segments
 }
 
@@ -413,18 +517,42 @@ mod tests {
                 received_at: String::new(),
                 attempts: 0,
                 event_key: Some(key.into()),
+                extra_keys: Vec::new(),
             },
             target: 0,
             last: true,
-            row: Row { values: Vec::new(), absent: Vec::new(), truncated: 0 },
+            row: Row { values: Vec::new(), absent: Vec::new(), truncated: 0, key: None },
         }
     }
 
-    fn ids(segments: &[IndexMap<(String, usize), Vec<Item>>]) -> Vec<Vec<(&str, Vec<i64>)>> {
+    /// Segments, each cut into its batches.
+    fn segmented(items: Vec<Item>) -> Vec<Vec<Batch>> {
+        segments(items).into_iter().map(batches).collect()
+    }
+
+    fn ids(segments: &[Vec<Batch>]) -> Vec<Vec<(&str, Vec<i64>)>> {
         segments
             .iter()
             .map(|s| s.iter().map(|((t, _), b)| (t.as_str(), b.iter().map(|i| i.event.id).collect())).collect())
             .collect()
+    }
+
+    #[test]
+    fn an_event_that_writes_several_rows_starts_a_segment_if_any_was_written_before_it() {
+        // Event 2 writes rows j and k (a payment and its appointment):
+        // after event 1 (row k) it starts a segment, both its items with it;
+        // event 3 (row j, another type) follows it into the next.
+        let two_rows = |id, target, last| Item {
+            event: PendingEvent { extra_keys: vec!["k".into()], ..item(id, "pay", "j").event },
+            target,
+            last,
+            ..item(id, "pay", "j")
+        };
+        let items = vec![item(1, "visit", "k"), two_rows(2, 0, false), two_rows(2, 1, true), item(3, "pay2", "j")];
+        assert_eq!(
+            ids(&segmented(items)),
+            [vec![("visit", vec![1])], vec![("pay", vec![2]), ("pay", vec![2])], vec![("pay2", vec![3])]]
+        );
     }
 
     #[test]
@@ -433,7 +561,7 @@ mod tests {
         // target 0; event 3 is event 1's row again.
         let two = |id, target, last| Item { target, last, ..item(id, "a", "k") };
         let items = vec![item(2, "a", "j"), two(1, 0, false), two(1, 1, true), two(3, 1, true)];
-        let segments = segments(items);
+        let segments = segmented(items);
         let shape: Vec<Vec<(usize, Vec<i64>)>> = segments
             .iter()
             .map(|s| s.iter().map(|((_, t), b)| (*t, b.iter().map(|i| i.event.id).collect())).collect())
@@ -453,7 +581,7 @@ mod tests {
     fn a_repeated_row_starts_a_new_segment() {
         let items =
             vec![item(1, "a", "k1"), item(2, "a", "k2"), item(3, "a", "k1"), item(4, "a", "k3"), item(5, "a", "k1")];
-        assert_eq!(ids(&segments(items)), [vec![("a", vec![1, 2])], vec![("a", vec![3, 4])], vec![("a", vec![5])]]);
+        assert_eq!(ids(&segmented(items)), [vec![("a", vec![1, 2])], vec![("a", vec![3, 4])], vec![("a", vec![5])]]);
     }
 
     #[test]
@@ -462,7 +590,7 @@ mod tests {
         let items =
             vec![item(1, "created", "k"), item(2, "updated", "k"), item(3, "created", "k"), item(4, "updated", "j")];
         assert_eq!(
-            ids(&segments(items)),
+            ids(&segmented(items)),
             [vec![("created", vec![1])], vec![("updated", vec![2])], vec![("created", vec![3]), ("updated", vec![4])]]
         );
     }
@@ -470,6 +598,6 @@ mod tests {
     #[test]
     fn distinct_rows_of_several_types_share_one_segment() {
         let items = vec![item(1, "a", "k1"), item(2, "b", "j1"), item(3, "a", "k2"), item(4, "b", "j2")];
-        assert_eq!(ids(&segments(items)), [vec![("a", vec![1, 3]), ("b", vec![2, 4])]]);
+        assert_eq!(ids(&segmented(items)), [vec![("a", vec![1, 3]), ("b", vec![2, 4])]]);
     }
 }
