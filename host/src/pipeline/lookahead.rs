@@ -16,7 +16,7 @@ use rusqlite::Connection;
 
 use crate::pipeline::{
     journal::{self, Holds, PendingEvent},
-    mapping::{MappingError, Mappings, Row},
+    mapping::{MappingError, Mappings, TargetRows},
 };
 
 /// An event, and its rows as its mapping makes them.
@@ -25,7 +25,7 @@ pub struct Prepared {
     pub event: PendingEvent,
     /// A row per target whose `when` holds, with the target's index;
     /// `None` when no mapping knows its type.
-    pub rows: Option<Result<Vec<(usize, Row)>, MappingError>>,
+    pub rows: Option<Result<TargetRows, MappingError>>,
 }
 
 /// Maps each event to its rows.

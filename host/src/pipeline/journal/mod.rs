@@ -473,7 +473,7 @@ pub fn due_events(
 }
 
 /// A JSON array of keys, as `json_group_array` makes it (column `column`).
-fn keys_json(json: Option<&str>, column: usize) -> rusqlite::Result<Vec<String>> {
+pub(super) fn keys_json(json: Option<&str>, column: usize) -> rusqlite::Result<Vec<String>> {
     match json {
         None | Some("[]") => Ok(Vec::new()),
         Some(json) => serde_json::from_str(json)

@@ -70,8 +70,11 @@ pub fn rekey(connection: &mut Connection, mappings: &Mappings) -> Result<Option<
     }
     let mut report = Rekeyed::default();
     let mut after_id = 0;
+    // Whether any event has other rows' keys to compare (rare: only
+    // mappings with targets in other tables make them).
+    let extra_keys: bool = connection.query_row("SELECT EXISTS (SELECT 1 FROM event_keys)", [], |row| row.get(0))?;
     loop {
-        let (batch, last_id) = candidates(connection, after_id)?;
+        let (batch, last_id) = candidates(connection, after_id, extra_keys)?;
         let Some(last_id) = last_id else { break };
         after_id = last_id;
         let mut changes = Vec::new();
@@ -133,20 +136,29 @@ struct Candidate {
 /// The next undelivered events with an id above `after_id`, at most
 /// [`BATCH`] of them or [`BATCH_BYTES`] of payload, and the last id read
 /// (`None` when there are no more).
-fn candidates(connection: &Connection, after_id: i64) -> rusqlite::Result<(Vec<Candidate>, Option<i64>)> {
-    let mut statement = connection.prepare_cached(
-        "SELECT e.id, e.event_type, e.event_key, p.body,
-                (SELECT json_group_array(event_key) FROM event_keys AS k WHERE k.event_id = e.id)
+///
+/// With `extra_keys` (the journal has events that write several rows),
+/// each event's other keys are read too; without, that probe is skipped.
+fn candidates(
+    connection: &Connection,
+    after_id: i64,
+    extra_keys: bool,
+) -> rusqlite::Result<(Vec<Candidate>, Option<i64>)> {
+    let extra_column = if extra_keys {
+        "(SELECT json_group_array(event_key) FROM event_keys AS k WHERE k.event_id = e.id)"
+    } else {
+        "NULL"
+    };
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT e.id, e.event_type, e.event_key, p.body, {extra_column}
          FROM events AS e JOIN payloads AS p ON p.event_id = e.id
          WHERE e.id > ?1 AND (e.status IN ('pending', 'failed') OR (e.status = 'unmapped' AND e.event_key IS NOT NULL))
-         ORDER BY e.id LIMIT ?2",
-    )?;
+         ORDER BY e.id LIMIT ?2"
+    ))?;
     let mut rows = statement.query(params![after_id, BATCH as i64])?;
     let (mut batch, mut bytes) = (Vec::new(), 0);
     while let Some(row) = rows.next()? {
-        let extra: String = row.get(4)?;
-        let extra = serde_json::from_str(&extra)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e)))?;
+        let extra = super::keys_json(row.get_ref(4)?.as_str_or_null()?, 4)?;
         let candidate =
             Candidate { id: row.get(0)?, event_type: row.get(1)?, key: row.get(2)?, extra, body: row.get(3)? };
         bytes += candidate.body.len();
@@ -193,6 +205,36 @@ mod tests {
 
     fn journal_at(dir: &Path) -> Connection {
         journal::open(&dir.join("journal.db")).unwrap()
+    }
+
+    fn extra_keys_of(connection: &Connection, id: i64) -> Vec<String> {
+        let mut statement = connection.prepare("SELECT event_key FROM event_keys WHERE event_id = ?1").unwrap();
+        statement.query_map([id], |row| row.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn a_target_in_another_table_gives_the_undelivered_events_their_other_row_and_takes_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut connection = journal_at(dir.path());
+        let body = r#"{"event_type": "payment", "payment_id": 7, "appointment_id": 3, "status": "paid"}"#;
+        let pending = insert(&connection, "payment", "pending", Some(r#"["his_payments","7"]"#), body);
+        let delivered = insert(&connection, "payment", "delivered", Some(r#"["his_payments","7"]"#), body);
+        rekey(&mut connection, &mappings(&|_| {})).unwrap();
+        // The payment now also marks its appointment paid.
+        let two_tables = mappings(&|config| {
+            let payment = config["mapping"]["payment"].clone();
+            config["mapping"]["payment"] = serde_json::json!([payment, {
+                "table": "HIS_appointments", "action": "update", "key": ["appointment_id"],
+                "fields": {"appointment_id": "HIS_appointment_id"}, "columns": {"HIS_paid": {"const": 1}}}]);
+        });
+        let report = rekey(&mut connection, &two_tables).unwrap().expect("the fingerprint changed");
+        assert_eq!((report.examined, report.rekeyed), (1, 1));
+        assert_eq!(extra_keys_of(&connection, pending), [r#"["his_appointments","3"]"#]);
+        assert!(extra_keys_of(&connection, delivered).is_empty(), "a delivered event keeps what it had");
+        assert_eq!(key_of(&connection, pending).as_deref(), Some(r#"["his_payments","7"]"#));
+        // And back: the other row goes with the target.
+        rekey(&mut connection, &mappings(&|_| {})).unwrap().expect("changed again");
+        assert!(extra_keys_of(&connection, pending).is_empty());
     }
 
     #[test]

@@ -96,6 +96,10 @@ pub struct Row {
     pub key: Option<String>,
 }
 
+/// The rows an event writes, each with its target's index: most events
+/// write one, kept inline (no allocation per event on the drain path).
+pub type TargetRows = smallvec::SmallVec<[(usize, Row); 1]>;
+
 /// The HIS rows an event writes, as row keys (see [`key`](mod@key)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventKeys {
@@ -225,12 +229,7 @@ impl Mappings {
 
     /// The rows an event writes: one per target whose `when` holds, in
     /// order, each with its target's index. Empty when none applies.
-    pub fn rows(
-        &self,
-        event_type: &str,
-        payload: &str,
-        received_at: &str,
-    ) -> Option<Result<Vec<(usize, Row)>, MappingError>> {
+    pub fn rows(&self, event_type: &str, payload: &str, received_at: &str) -> Option<Result<TargetRows, MappingError>> {
         let targets = self.by_type.get(event_type)?;
         let rows = (|| {
             let members = Members::parse(payload).map_err(MappingError::BadPayload)?;

@@ -273,6 +273,11 @@ impl Source {
                 None => return Ok(None),
             },
         };
+        if self.transforms.is_empty() {
+            // The seed's plain fields: nothing more to do, on every column
+            // of every event drained.
+            return Ok(Some(value));
+        }
         self.transform(value, applied).map(Some)
     }
 

@@ -62,8 +62,9 @@ pub(super) struct Passed {
 /// A batch's identity: its event type and target.
 type BatchId = (String, usize);
 
-/// Rows for one target of one event type, in receive order.
-type Batch = (BatchId, Vec<Item>);
+/// A group's rows, one batch (in receive order) per event type and target,
+/// first targets first.
+type Batches = IndexMap<BatchId, Vec<Item>>;
 
 impl State {
     /// Delivers one window of due events; returns their outcomes.
@@ -120,7 +121,7 @@ impl State {
             // Together: the segment is one call. Otherwise a call per batch,
             // and an event with rows of its own cannot be written.
             let groups: Vec<Vec<Item>> =
-                if together { vec![segment] } else { batches(segment).into_iter().map(|(_, b)| b).collect() };
+                if together { vec![segment] } else { batches(segment).into_values().collect() };
             for group in groups {
                 // Held now, by an event that failed earlier in the pass (in
                 // this segment: an earlier target of the same event).
@@ -227,7 +228,7 @@ impl State {
             // writer, so the event is tried once more on a fresh one before
             // it is held to be at fault.
             tracing::warn!(
-                event_id = batches[0].1[0].event.id,
+                event_id = batches[0][0].event.id,
                 "the {} plugin panicked on one event; trying that event once more on a fresh writer",
                 self.worker.writers.name()
             );
@@ -237,7 +238,7 @@ impl State {
             };
         }
         let named = error.row.into_option().and_then(|r| usize::try_from(r).ok()).and_then(|r| row_at(&batches, r));
-        let items: Vec<Item> = batches.into_iter().flat_map(|(_, batch)| batch).collect();
+        let items: Vec<Item> = batches.into_values().flatten().collect();
         if UNUSABLE.contains(&error.kind) {
             tracing::warn!("writing to the HIS failed: {error}; {} events wait and will be retried", events);
             // Not the events' fault (a login refused after a password change,
@@ -277,7 +278,7 @@ impl State {
     /// last row (its earlier rows were written before it, in the same call
     /// or, one batch per call, an earlier one; or it would be held); until
     /// then it has no outcome, and stays pending if the pass ends first.
-    fn delivered(&self, batches: &[Batch], settlements: &mut Vec<Settlement>) -> PassEnd {
+    fn delivered(&self, batches: &Batches, settlements: &mut Vec<Settlement>) -> PassEnd {
         for ((event_type, _), batch) in batches {
             let done = || batch.iter().filter(|i| i.last);
             settlements.extend(done().map(|i| Settlement::Delivered { id: i.event.id }));
@@ -298,7 +299,7 @@ impl State {
     ///
     /// The rows move into the batches, not copied; they come back to the
     /// items only if the write fails, for the handling in `deliver`.
-    fn write(&mut self, batches: &mut [Batch]) -> Result<(), PluginError> {
+    fn write(&mut self, batches: &mut Batches) -> Result<(), PluginError> {
         if self.writer.is_none() {
             self.open_writer()?;
             tracing::info!("{} writer reopened", self.worker.writers.name());
@@ -314,7 +315,7 @@ impl State {
         let plugin_started = Instant::now();
         let result = writer.write_all(&sent, self.worker.deadline);
         if result.is_err() {
-            for ((batch, (_, items)), widths) in sent.into_iter().zip(batches.iter_mut()).zip(widths) {
+            for ((batch, items), widths) in sent.into_iter().zip(batches.values_mut()).zip(widths) {
                 let mut values = batch.into_values().into_iter();
                 for (item, width) in items.iter_mut().zip(widths) {
                     item.row.values = values.by_ref().take(width).collect();
@@ -324,7 +325,7 @@ impl State {
         self.heard(result.as_ref().err());
         tracing::trace!(
             batches = batches.len(),
-            rows = batches.iter().map(|(_, b)| b.len()).sum::<usize>(),
+            rows = batches.values().map(Vec::len).sum::<usize>(),
             plugin_ms = plugin_started.elapsed().as_secs_f64() * 1e3,
             "plugin write"
         );
@@ -391,13 +392,13 @@ impl State {
 }
 
 /// The event of row `row`, counted across `batches` in order.
-fn row_at(batches: &[Batch], row: usize) -> Option<i64> {
-    batches.iter().flat_map(|(_, items)| items).nth(row).map(|i| i.event.id)
+fn row_at(batches: &Batches, row: usize) -> Option<i64> {
+    batches.values().flatten().nth(row).map(|i| i.event.id)
 }
 
 /// The distinct events of `batches`.
-fn event_ids(batches: &[Batch]) -> HashSet<i64> {
-    batches.iter().flat_map(|(_, items)| items).map(|i| i.event.id).collect()
+fn event_ids(batches: &Batches) -> HashSet<i64> {
+    batches.values().flatten().map(|i| i.event.id).collect()
 }
 
 /// `items` cut into one part per event, in order.
@@ -423,8 +424,8 @@ fn by_shape(items: Vec<Item>) -> Vec<Vec<Item>> {
 /// `items` (whole events, in receive order) as one batch per event type
 /// and target, first targets first: an event's rows go in target order,
 /// and each batch keeps receive order.
-fn batches(items: Vec<Item>) -> Vec<Batch> {
-    let mut batches: IndexMap<BatchId, Vec<Item>> = IndexMap::new();
+fn batches(items: Vec<Item>) -> Batches {
+    let mut batches: Batches = IndexMap::new();
     for item in items {
         // The type's name is copied once per batch, not once per event.
         match batches.get_index_of(&BatchKey(&item.event.event_type, item.target)) {
@@ -436,7 +437,7 @@ fn batches(items: Vec<Item>) -> Vec<Batch> {
     }
     // Stable: otherwise as received.
     batches.sort_by(|(_, a), _, (_, b), _| a.cmp(b));
-    batches.into_iter().collect()
+    batches
 }
 
 /// An error as stored in the journal's `last_error`: at most
@@ -484,11 +485,23 @@ fn segments(items: Vec<Item>) -> Vec<Vec<Item>> {
         while index < items.len() {
             let event = &items[index].event;
             let end = index + items[index..].iter().take_while(|i| i.event.id == event.id).count();
-            if event.keys().any(|key| keys.contains(key)) {
-                starts.push(index);
-                keys.clear();
+            match (event.event_key.as_deref(), event.extra_keys.is_empty()) {
+                // One row (most events): one probe.
+                (Some(key), true) => {
+                    if !keys.insert(key) {
+                        starts.push(index);
+                        keys.clear();
+                        keys.insert(key);
+                    }
+                }
+                _ => {
+                    if event.keys().any(|key| keys.contains(key)) {
+                        starts.push(index);
+                        keys.clear();
+                    }
+                    keys.extend(event.keys());
+                }
             }
-            keys.extend(event.keys());
             index = end;
         }
     }
@@ -526,11 +539,11 @@ mod tests {
     }
 
     /// Segments, each cut into its batches.
-    fn segmented(items: Vec<Item>) -> Vec<Vec<Batch>> {
+    fn segmented(items: Vec<Item>) -> Vec<Batches> {
         segments(items).into_iter().map(batches).collect()
     }
 
-    fn ids(segments: &[Vec<Batch>]) -> Vec<Vec<(&str, Vec<i64>)>> {
+    fn ids(segments: &[Batches]) -> Vec<Vec<(&str, Vec<i64>)>> {
         segments
             .iter()
             .map(|s| s.iter().map(|((t, _), b)| (t.as_str(), b.iter().map(|i| i.event.id).collect())).collect())
