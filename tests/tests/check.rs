@@ -264,7 +264,9 @@ fn a_plugin_of_another_plugin_api_version_stops_the_check() {
     assert_eq!(findings(&report), pairs(&[("error", "database.type")]), "{report:#}");
     let text = message(&report, "database.type");
     assert!(text.contains("was built against plugin-api 2.0.0"), "{text}");
-    assert!(text.contains("this buktor-middleware uses plugin-api 1.1.0"), "{text}");
+    // Today's version, whichever it is: this test is about the major one.
+    let host = format!("this buktor-middleware uses plugin-api {}", buktor_middleware::plugins::api::ABI_VERSION);
+    assert!(text.contains(&host), "{text}");
 }
 
 #[test]

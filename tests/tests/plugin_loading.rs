@@ -73,7 +73,9 @@ fn a_library_that_is_not_a_plugin_is_refused() {
 fn a_plugin_of_another_major_version_names_both_versions() {
     let (_, line) = refusal("wrong_version", Some("wrong_version"));
     assert!(line.contains("was built against plugin-api 2.0.0"), "{line}");
-    assert!(line.contains("this buktor-middleware uses plugin-api 1.2.0"), "{line}");
+    // Today's version, whichever it is: this test is about the major one.
+    let host = format!("this buktor-middleware uses plugin-api {}", buktor_middleware::plugins::api::ABI_VERSION);
+    assert!(line.contains(&host), "{line}");
 }
 
 #[test]
