@@ -18,13 +18,14 @@
 //! for such a column: timestamps to the HIS time zone's wall clock
 //! (`database.timezone`).
 
-use his_plugin_api::{ErrorKind, HisZone, IfMissing, PluginError, Statement, ValueRef, WriteAction, WriteBatch};
+use his_plugin_api::{HisZone, IfMissing, PluginError, Statement, ValueRef, WriteBatch};
 
 use crate::{
     binds::{Bind, MAX_VARCHAR2_BYTES, bind},
     dictionary::DictionaryRow,
     settings::Settings,
     sql,
+    writer::Step,
 };
 
 /// The SDK's statement: SQL text (after any `-- ` comment lines) and each
@@ -58,15 +59,6 @@ pub fn statements(zone: HisZone, lock_wait: u64, batches: &[WriteBatch]) -> Resu
     Ok(out)
 }
 
-/// What a batch's action does with each column set (as the writer's `Step`).
-#[derive(Clone, Copy, PartialEq)]
-enum Step {
-    Merge,
-    Insert,
-    Update(IfMissing),
-    Delete,
-}
-
 /// One batch's statements: the row locks, then column set after column set.
 fn batch_statements(
     batch: &WriteBatch,
@@ -74,19 +66,7 @@ fn batch_statements(
     lock_wait: u64,
     out: &mut Vec<Rendered>,
 ) -> Result<(), PluginError> {
-    let step = match batch.action().get() {
-        WriteAction::Upsert => Step::Merge,
-        WriteAction::Insert => Step::Insert,
-        WriteAction::Update(if_missing) => Step::Update(if_missing),
-        WriteAction::SoftDelete => Step::Update(IfMissing::Ignore),
-        WriteAction::Delete => Step::Delete,
-        other => {
-            return Err(PluginError::permanent(
-                ErrorKind::UNSUPPORTED,
-                format!("the oracle plugin cannot carry out the action {other:?}"),
-            ));
-        }
-    };
+    let step = Step::of(batch.action().get())?;
     let names: Vec<&str> = batch.columns().iter().map(|c| c.as_str()).collect();
     let columns: Vec<DictionaryRow> = (0..names.len()).map(|c| assumed_column(batch, c)).collect();
     // As the writer: every value is converted before anything is sent, and

@@ -177,7 +177,7 @@ fn binds_of(batch: &WriteBatch, table: &ResolvedTable, zone: HisZone) -> Result<
 
 /// What a batch's action does with each column set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
+pub(crate) enum Step {
     /// One array-bound MERGE per column set.
     Merge,
     /// One INSERT per row.
@@ -192,7 +192,7 @@ enum Step {
 impl Step {
     /// The step for `action`. A soft-delete is an update of the columns it
     /// carries that ignores a missing row.
-    fn of(action: WriteAction) -> Result<Self, PluginError> {
+    pub(crate) fn of(action: WriteAction) -> Result<Self, PluginError> {
         Ok(match action {
             WriteAction::Upsert => Step::Merge,
             WriteAction::Insert => Step::Insert,

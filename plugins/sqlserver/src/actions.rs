@@ -70,16 +70,16 @@ pub async fn apply(
 
 /// A batch's table, columns and bound values: what each statement picks
 /// its names and parameters from, by column index.
-struct Target<'a> {
-    table: &'a str,
-    names: Vec<&'a str>,
+pub(crate) struct Target<'a> {
+    pub(crate) table: &'a str,
+    pub(crate) names: Vec<&'a str>,
     /// Indexes of the key columns.
-    keys: Vec<usize>,
+    pub(crate) keys: Vec<usize>,
     binds: &'a [Vec<Bind<'a>>],
 }
 
 impl<'a> Target<'a> {
-    fn new(batch: &'a WriteBatch, binds: &'a [Vec<Bind<'a>>]) -> Result<Self, PluginError> {
+    pub(crate) fn new(batch: &'a WriteBatch, binds: &'a [Vec<Bind<'a>>]) -> Result<Self, PluginError> {
         let names: Vec<&str> = batch.columns().iter().map(|c| c.as_str()).collect();
         let keys = batch
             .key_columns()

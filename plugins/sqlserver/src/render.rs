@@ -18,6 +18,7 @@
 use his_plugin_api::{ErrorKind, HisZone, IfMissing, PluginError, Statement, WriteAction, WriteBatch};
 
 use crate::{
+    actions::Target,
     settings::Settings,
     sql,
     values::{Bind, bind, uniform},
@@ -55,16 +56,8 @@ fn batch_statements(batch: &WriteBatch, zone: HisZone, out: &mut Vec<Rendered>) 
         .enumerate()
         .map(|(row, values)| values.iter().map(|v| bind(v, zone).map_err(|e| e.with_row(row))).collect())
         .collect::<Result<_, _>>()?;
-    let names: Vec<&str> = batch.columns().iter().map(|c| c.as_str()).collect();
-    let keys: Vec<usize> = batch
-        .key_columns()
-        .iter()
-        .map(|key| {
-            names.iter().position(|name| *name == key.as_str()).ok_or_else(|| {
-                PluginError::permanent(ErrorKind::OTHER, format!("the key column {key} is not among the columns"))
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    // The writer's names and key columns (actions.rs).
+    let Target { names, keys, .. } = Target::new(batch, &binds)?;
     let names_of = |columns: &[usize]| -> Vec<&str> { columns.iter().map(|&c| names[c]).collect() };
     let values =
         |row: usize, columns: &[usize]| -> Vec<String> { columns.iter().map(|&c| show(&binds[row][c])).collect() };
