@@ -154,7 +154,7 @@ fn bench(args: Vec<String>) -> anyhow::Result<()> {
 }
 
 /// The plugins a release carries, by `database.type`.
-const PLUGINS: [&str; 4] = ["sqlite", "mysql", "sqlserver", "oracle"];
+const PLUGINS: [&str; 5] = ["sqlite", "mysql", "sqlserver", "oracle", "postgres"];
 
 fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
@@ -369,7 +369,7 @@ mod tests {
             assert_eq!(shipped.len(), example.len() - 1, "{}: only the path changed", path.display());
             configs += 1;
         }
-        assert!(configs >= 4, "the examples of sqlite, mysql, sqlserver and oracle");
+        assert!(configs >= 5, "the examples of sqlite, mysql, sqlserver, oracle and postgres");
         assert_eq!(schema_beside(r#"{"event_type": "x"}"#), r#"{"event_type": "x"}"#);
     }
 

@@ -2,8 +2,7 @@
 //! root, installed from Debian and started.
 //!
 //! A writer plugin is only tested for real against its real server: the
-//! MySQL writer's tests need MariaDB, and a later writer will need
-//! PostgreSQL. Each server is one [`Service`] in [`SERVICES`]: how to see
+//! MySQL writer's tests need MariaDB, the PostgreSQL writer's PostgreSQL. Each server is one [`Service`] in [`SERVICES`]: how to see
 //! that it answers, which Debian packages hold it, how to start it on a
 //! machine without systemd (CI's containers), and how to make the test
 //! user whose URL the tests read from an environment variable. A server
@@ -82,27 +81,34 @@ GRANT ALL PRIVILEGES ON `buktor\_test%`.* TO 'buktor_test'@'127.0.0.1';
     url: "mysql://buktor_test:buktor_test@127.0.0.1:3306/buktor_test",
 };
 
-/// Not needed yet: the PostgreSQL writer's tests will set `needed`.
+/// The PostgreSQL writer's tests (tests/tests/postgres.rs, and the crash
+/// test in tests/tests/guarantees.rs).
 const POSTGRESQL: Service = Service {
     name: "PostgreSQL",
     address: "127.0.0.1:5432",
-    needed: false,
+    needed: true,
     packages: &["postgresql"],
     installed: || on_path("pg_ctlcluster").is_some() && postgresql_version().is_ok(),
     start: || {
         run(Command::new("pg_ctlcluster").args(["--skip-systemctl-redirect", &postgresql_version()?, "main", "start"]))
     },
-    // The user may create databases, one per test.
+    // The user may create databases, one per test. Its password is
+    // checked over TCP even where the server trusts local logins (as these
+    // machines' does), so that the tests log in as a hospital's middleware
+    // does and a wrong password can be tested.
     make_test_user: || {
         as_administrator(
-            Command::new("runuser").args(["-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1"]),
+            &mut postgres_administrator(),
             "DO $$ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'buktor_test') THEN
-        CREATE ROLE buktor_test LOGIN PASSWORD 'buktor_test' CREATEDB;
+        CREATE ROLE buktor_test LOGIN CREATEDB;
     END IF;
 END $$;
+SET password_encryption = 'scram-sha-256';
+ALTER ROLE buktor_test PASSWORD 'buktor_test';
 ",
-        )
+        )?;
+        check_test_user_password()
     },
     url_variable: "HIS_TEST_POSTGRES_URL",
     url: "postgres://buktor_test:buktor_test@127.0.0.1:5432/buktor_test",
@@ -172,6 +178,53 @@ fn as_administrator(client: &mut Command, sql: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `psql` as the server's administrator (over its Unix socket, where
+/// Debian lets the `postgres` account in).
+fn postgres_administrator() -> Command {
+    let mut psql = Command::new("runuser");
+    psql.args(["-u", "postgres", "--", "psql", "-X", "-v", "ON_ERROR_STOP=1"]);
+    psql
+}
+
+/// The pg_hba.conf line that makes the server check the test user's
+/// password on 127.0.0.1 (the first matching line wins, so it goes first).
+const TEST_USER_HBA: &str = "host all buktor_test 127.0.0.1/32 scram-sha-256";
+
+/// Puts [`TEST_USER_HBA`] at the top of the server's pg_hba.conf if it is
+/// not there, and has the server read the file again.
+fn check_test_user_password() -> anyhow::Result<()> {
+    let output = postgres_administrator().args(["-tA", "-c", "SHOW hba_file"]).output().context("run psql")?;
+    if !output.status.success() {
+        bail!("psql could not say where pg_hba.conf is: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let path = String::from_utf8(output.stdout).context("the path of pg_hba.conf")?.trim().to_string();
+    let text = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    let Some(updated) = with_test_user_line(&text) else { return Ok(()) };
+    std::fs::write(&path, updated).with_context(|| format!("write {path}"))?;
+    println!("{path}: the test user's password is checked on 127.0.0.1 ({TEST_USER_HBA})");
+    as_administrator(
+        &mut postgres_administrator(),
+        "SELECT pg_reload_conf();
+DO $$ BEGIN
+    IF EXISTS (SELECT FROM pg_hba_file_rules WHERE error IS NOT NULL) THEN
+        RAISE EXCEPTION 'pg_hba.conf has errors: see pg_hba_file_rules';
+    END IF;
+END $$;
+",
+    )
+}
+
+/// `pg_hba` with [`TEST_USER_HBA`] first, or `None` if its first rule
+/// already is that line.
+fn with_test_user_line(pg_hba: &str) -> Option<String> {
+    let rules = pg_hba.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
+    let first = rules.map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).next();
+    if first.as_deref() == Some(TEST_USER_HBA) {
+        return None;
+    }
+    Some(format!("# Added by `cargo xtask test`: the test user logs in with its password.\n{TEST_USER_HBA}\n{pg_hba}"))
+}
+
 /// The installed PostgreSQL's version: its folder in /etc/postgresql
 /// (the highest, if there are more).
 fn postgresql_version() -> anyhow::Result<String> {
@@ -211,8 +264,20 @@ mod tests {
     }
 
     #[test]
+    fn the_test_user_line_goes_first_once() {
+        let debian = "# comment\nlocal all postgres peer\nhost all all 127.0.0.1/32 trust\n";
+        let updated = with_test_user_line(debian).unwrap();
+        assert!(updated.ends_with(debian));
+        let rules: Vec<&str> = updated.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(rules[0], TEST_USER_HBA);
+        assert_eq!(with_test_user_line(&updated), None, "already first: unchanged");
+        // Written with other spacing, it is still the same rule.
+        assert_eq!(with_test_user_line("host  all\tbuktor_test 127.0.0.1/32   scram-sha-256\n"), None);
+    }
+
+    #[test]
     fn only_needed_servers_are_looked_for() {
         let needed: Vec<&str> = SERVICES.iter().filter(|s| s.needed).map(|s| s.name).collect();
-        assert_eq!(needed, ["MariaDB"]);
+        assert_eq!(needed, ["MariaDB", "PostgreSQL"]);
     }
 }

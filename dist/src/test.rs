@@ -2,7 +2,7 @@
 //! command, doing what CI does.
 //!
 //! Plain `cargo test --workspace` passes on a machine without MariaDB,
-//! Wine or the Windows release, with about thirty tests printing SKIPPED
+//! PostgreSQL, Wine or the Windows release, with tests printing SKIPPED
 //! among a thousand lines, and nothing at the end says so. This command
 //! first gets what the tests need: the tools ([`tools`]), the database
 //! servers and their test users ([`crate::services`]), the Windows release

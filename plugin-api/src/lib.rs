@@ -147,8 +147,8 @@
 //! is used. The kit writes to the table `buktor_conformance` (or the one
 //! `--table NAME` names) and to the same name with `_values`, and never
 //! creates them: if one is missing, the first failed write to it prints
-//! the `CREATE TABLE` for sqlite, mysql, sqlserver and oracle (or the
-//! columns, for another database) to run first.
+//! the `CREATE TABLE` for sqlite, mysql, sqlserver, oracle and postgres
+//! (or the columns, for another database) to run first.
 //!
 //! The plugin ABI cannot read rows back, so the kit observes through the
 //! actions' own rules: an insert of a key that has a row must be refused

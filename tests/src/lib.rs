@@ -22,7 +22,9 @@
 pub mod actions;
 pub mod audit;
 pub mod http;
+pub mod locks;
 pub mod mysql;
+pub mod postgres;
 pub mod proxy;
 pub mod seed;
 pub mod signing;
@@ -79,6 +81,7 @@ pub fn artifacts() -> &'static Artifacts {
             "his-plugin-mysql",
             "his-plugin-sqlserver",
             "his-plugin-oracle",
+            "his-plugin-postgres",
             "his-plugin-template",
             "fixture-panicky",
             "fixture-wrong-layout",

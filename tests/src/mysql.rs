@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sqlx::{
-    Connection, Executor, MySqlConnection, MySqlPool, Row,
+    Executor, MySqlConnection, MySqlPool, Row,
     mysql::{MySqlConnectOptions, MySqlPoolOptions},
 };
 
@@ -187,13 +187,7 @@ impl Database {
     /// user's unfinished edit holds them, until [`Locks::release`] (a
     /// rollback) or the value is dropped.
     pub fn lock(&self, sql: &str) -> Locks<'_> {
-        let connection = self.runtime.block_on(async {
-            let mut connection = MySqlConnection::connect_with(&self.connect_options()).await?;
-            connection.execute("BEGIN").await?;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).fetch_all(&mut connection).await?;
-            Ok::<_, sqlx::Error>(connection)
-        });
-        Locks { connection: Some(connection.unwrap_or_else(|e| panic!("{sql}: {e}"))), database: self }
+        Locks::take(&self.runtime, &self.connect_options(), sql)
     }
 
     /// One number from a query such as `SELECT COUNT(*) …`.
@@ -202,36 +196,8 @@ impl Database {
     }
 }
 
-/// Locks held by a session of their own: see [`Database::lock`]. Borrows
-/// its database, so that it is released before the database is dropped
-/// (dropping it would wait for the locks).
-pub struct Locks<'a> {
-    connection: Option<MySqlConnection>,
-    database: &'a Database,
-}
-
-impl Locks<'_> {
-    /// Rolls the session's transaction back, which releases its locks, and
-    /// closes it.
-    pub fn release(mut self) {
-        self.end().expect("roll the locking session back");
-    }
-
-    fn end(&mut self) -> Result<(), sqlx::Error> {
-        let Some(mut connection) = self.connection.take() else { return Ok(()) };
-        self.database.runtime.block_on(async {
-            connection.execute("ROLLBACK").await?;
-            connection.close().await
-        })
-    }
-}
-
-impl Drop for Locks<'_> {
-    fn drop(&mut self) {
-        // Closing the connection releases the locks too, if the rollback failed.
-        let _ = self.end();
-    }
-}
+/// Locks held by a session of their own: see [`Database::lock`].
+pub type Locks<'a> = crate::locks::Locks<'a, MySqlConnection>;
 
 impl Drop for Database {
     fn drop(&mut self) {

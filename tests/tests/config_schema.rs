@@ -166,6 +166,7 @@ fn every_example_config_validates_against_the_shipped_schema() {
         "dist/examples/his-config.mysql.json",
         "dist/examples/his-config.sqlserver.json",
         "dist/examples/his-config.oracle.json",
+        "dist/examples/his-config.postgres.json",
     ] {
         assert!(names.contains(&expected), "{expected} was not found among the examples: {names:?}");
     }
@@ -291,6 +292,7 @@ fn the_database_settings_described_are_the_ones_each_plugin_reads() {
         ("mysql", "plugins/mysql/src/settings.rs", "RawSettings"),
         ("sqlserver", "plugins/sqlserver/src/settings.rs", "RawSettings"),
         ("oracle", "plugins/oracle/src/settings.rs", "RawSettings"),
+        ("postgres", "plugins/postgres/src/settings.rs", "RawSettings"),
         ("template", "plugins/template/src/lib.rs", "Settings"),
     ] {
         assert_eq!(

@@ -1,6 +1,7 @@
 //! The delivery guarantees, proved against the real MariaDB by killing and
 //! cutting things: nothing acknowledged is lost, nothing is doubled, each
-//! HIS row receives its updates in the order they arrived.
+//! HIS row receives its updates in the order they arrived. The crash test
+//! runs against PostgreSQL too (`HIS_TEST_POSTGRES_URL`).
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -11,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use buktor_tests::{Setup, audit, http, mysql, proxy::Proxy, query, wait_for};
+use buktor_tests::{Setup, audit, http, mysql, postgres, proxy::Proxy, query, wait_for};
 use serde_json::json;
 
 /// A port free now, for a middleware that restarts on the same address.
@@ -71,13 +72,75 @@ fn wait_until_drained(setup: &Setup) {
     });
 }
 
+/// An HIS with the audited appointments table (tests/src/audit.rs), as
+/// the crash test reads it: MariaDB's, or PostgreSQL's, whose names are
+/// quoted.
+trait AuditedHis {
+    /// Its `database` section.
+    fn config(&self) -> serde_json::Value;
+    /// How many rows HIS_appointments holds.
+    fn appointments(&self) -> i64;
+    /// HIS_status of row `key`.
+    fn status(&self, key: usize) -> Option<String>;
+    /// Each row's states, in the order they were written.
+    fn histories(&self) -> audit::Histories;
+}
+
+impl AuditedHis for mysql::Database {
+    fn config(&self) -> serde_json::Value {
+        mysql::Database::config(self)
+    }
+    fn appointments(&self) -> i64 {
+        self.count("SELECT COUNT(*) FROM HIS_appointments")
+    }
+    fn status(&self, key: usize) -> Option<String> {
+        self.rows(&format!("SELECT HIS_status FROM HIS_appointments WHERE HIS_appointment_id = {key}"))[0][0].clone()
+    }
+    fn histories(&self) -> audit::Histories {
+        audit::mysql(self)
+    }
+}
+
+impl AuditedHis for postgres::Database {
+    fn config(&self) -> serde_json::Value {
+        postgres::Database::config(self)
+    }
+    fn appointments(&self) -> i64 {
+        self.count(r#"SELECT COUNT(*) FROM "HIS_appointments""#)
+    }
+    fn status(&self, key: usize) -> Option<String> {
+        self.rows(&format!(r#"SELECT "HIS_status" FROM "HIS_appointments" WHERE "HIS_appointment_id" = {key}"#))[0][0]
+            .clone()
+    }
+    fn histories(&self) -> audit::Histories {
+        postgres::Database::histories(self)
+    }
+}
+
 #[test]
 fn crash_test_nothing_acknowledged_is_lost_doubled_or_reordered() {
     let Some(server) = mysql::server("crash_test_nothing_acknowledged_is_lost_doubled_or_reordered") else { return };
     let db = server.database();
     db.execute(audit::MYSQL);
+    crash_test("MariaDB", &db);
+}
+
+#[test]
+fn postgres_crash_test_nothing_acknowledged_is_lost_doubled_or_reordered() {
+    let test = "postgres_crash_test_nothing_acknowledged_is_lost_doubled_or_reordered";
+    let Some(server) = postgres::server(test) else { return };
+    let db = server.database();
+    db.execute(postgres::AUDIT);
+    crash_test("PostgreSQL", &db);
+}
+
+/// 5,000 events over 100 rows from 4 senders, resent until acknowledged,
+/// while the middleware is killed (-9) and restarted at least 5 times.
+fn crash_test(name: &str, db: &dyn AuditedHis) {
     let port = free_port();
-    let setup = setup_for(&db, port);
+    let mut setup = Setup::new();
+    setup.config["database"] = db.config();
+    setup.config["server"]["listen"] = json!(format!("127.0.0.1:{port}"));
     let address = format!("127.0.0.1:{port}");
     let (events, rows, senders) = (5_000, 100, 4);
 
@@ -123,15 +186,16 @@ fn crash_test_nothing_acknowledged_is_lost_doubled_or_reordered() {
         .collect();
     let lost = acknowledged.iter().filter(|(id, _)| !journal_ids.contains(id)).count();
     println!(
-        "crash test: sent {events}, acknowledged {}, delivered {delivered}, kills {kills}, lost {lost}",
+        "crash test ({name}): sent {events}, acknowledged {}, delivered {delivered}, kills {kills}, lost {lost}",
         acknowledged.len()
     );
     assert_eq!(acknowledged.len(), events);
     assert_eq!(lost, 0);
     assert_eq!(delivered, events as i64, "each delivery id journaled once, despite resends after kills");
-    assert_eq!(db.count("SELECT COUNT(*) FROM HIS_appointments"), rows as i64, "every row arrived");
+    assert_eq!(db.appointments(), rows as i64, "every row arrived");
 
-    let states = applied_states(&db);
+    let states: BTreeMap<i64, Vec<usize>> =
+        db.histories().into_iter().map(|(key, history)| (key, audit::collapsed(&history))).collect();
     for key in 0..rows {
         let expected: Vec<usize> = (key..events).step_by(rows).collect();
         let applied = &states[&(key as i64)];
@@ -139,11 +203,7 @@ fn crash_test_nothing_acknowledged_is_lost_doubled_or_reordered() {
         // and repeat some, but never go back.
         assert!(applied.windows(2).all(|w| w[0] < w[1]), "row {key} went back: {applied:?}");
         assert_eq!(applied.last(), expected.last(), "row {key} ends in its latest state");
-        let last: String = db
-            .rows(&format!("SELECT HIS_status FROM HIS_appointments WHERE HIS_appointment_id = {key}"))[0][0]
-            .clone()
-            .unwrap();
-        assert_eq!(last, format!("v{}", expected.last().unwrap()));
+        assert_eq!(db.status(key), Some(format!("v{}", expected.last().unwrap())));
     }
 }
 

@@ -49,7 +49,7 @@ fn the_unpacked_archive_runs_the_seed_events_with_only_the_sqlite_plugin() {
         assert!(folder.join(file).is_file(), "{file} is missing");
     }
     assert!(!folder.join("service/install-windows-task.ps1").exists(), "Windows scripts in a Linux archive");
-    for database in ["sqlite", "mysql", "sqlserver", "oracle"] {
+    for database in ["sqlite", "mysql", "sqlserver", "oracle", "postgres"] {
         assert!(folder.join(plugin_file(database)).is_file(), "{} is missing", plugin_file(database));
         assert!(folder.join(format!("examples/his-config.{database}.json")).is_file());
     }
@@ -64,6 +64,7 @@ fn the_unpacked_archive_runs_the_seed_events_with_only_the_sqlite_plugin() {
         "examples/his-config.mysql.json",
         "examples/his-config.sqlserver.json",
         "examples/his-config.oracle.json",
+        "examples/his-config.postgres.json",
     ];
     for config in configs {
         let text = std::fs::read_to_string(folder.join(config)).unwrap();
@@ -73,7 +74,7 @@ fn the_unpacked_archive_runs_the_seed_events_with_only_the_sqlite_plugin() {
     }
 
     // Only the SQLite plugin beside the executable.
-    for database in ["mysql", "sqlserver", "oracle"] {
+    for database in ["mysql", "sqlserver", "oracle", "postgres"] {
         std::fs::remove_file(folder.join(plugin_file(database))).unwrap();
     }
     // A free port instead of 5000; the rest of the file, comments included, as shipped.

@@ -27,7 +27,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Keeps only `keep`'s plugin DLL beside the .exe.
 fn keep_only_plugin(folder: &Path, keep: Option<&str>) {
-    for database in ["sqlite", "mysql", "sqlserver", "oracle"] {
+    for database in ["sqlite", "mysql", "sqlserver", "oracle", "postgres"] {
         let dll = folder.join(format!("his_{database}.dll"));
         assert!(dll.is_file(), "the release lacks {}", dll.display());
         if Some(database) != keep {

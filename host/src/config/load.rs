@@ -253,6 +253,7 @@ mod tests {
             ("mysql", include_str!("../../../dist/examples/his-config.mysql.json")),
             ("sqlserver", include_str!("../../../dist/examples/his-config.sqlserver.json")),
             ("oracle", include_str!("../../../dist/examples/his-config.oracle.json")),
+            ("postgres", include_str!("../../../dist/examples/his-config.postgres.json")),
         ] {
             assert!(text.starts_with("//"), "{name}: commented");
             let config = parse_with(text, Path::new("."), &env).unwrap_or_else(|e| panic!("{name}: {e:?}"));

@@ -131,9 +131,9 @@ const KNOWN: [KnownPlugin; 6] = [
     },
     KnownPlugin {
         name: "postgres",
-        description: "PostgreSQL (his_postgres): planned, not in this release yet.",
-        settings: None,
-        required: &[],
+        description: "PostgreSQL (his_postgres).",
+        settings: Some(postgres_settings),
+        required: &["user", "database"],
         one_of_sets: &[],
     },
     KnownPlugin {
@@ -183,7 +183,7 @@ pub fn database(_: &mut SchemaGenerator) -> Schema {
         "properties": {
             "type": {
                 "description": "The plugin that writes to the HIS database: sqlite, mysql, sqlserver, oracle, \
-                                or another plugin's name.",
+                                postgres, or another plugin's name.",
                 "type": "string",
                 "anyOf": types,
                 "examples": KNOWN.iter().map(|plugin| plugin.name).collect::<Vec<_>>()
@@ -325,6 +325,38 @@ fn oracle_settings() -> Value {
         "timezone": text_default(TIMEZONE, "UTC"),
         "statement_timeout_secs": integer(STATEMENT_TIMEOUT, 1, Some(3600), Some(60)),
         "lock_timeout_secs": integer(LOCK_TIMEOUT, 1, None, None)
+    })
+}
+
+fn postgres_settings() -> Value {
+    json!({
+        "type": text(TYPE),
+        "host": text_default(
+            "Host name or IP address of the server; a path starting with / is the directory of the server's Unix \
+             socket.",
+            "localhost",
+        ),
+        "port": integer("The server's port.", 0, Some(65_535), Some(5432)),
+        "user": text("The login."),
+        "password": text(PASSWORD),
+        "database": text("The HIS database."),
+        "schema": text_default("The schema of the HIS tables; every name is qualified with it.", "public"),
+        "sslmode": {
+            "type": "string",
+            "description": "disable, prefer, require, verify-ca or verify-full. Default: verify-ca with ssl_ca, \
+                            else prefer.",
+            "examples": ["disable", "prefer", "require", "verify-ca", "verify-full"]
+        },
+        "ssl_ca": text("A PEM file with the CA that signed the server's certificate."),
+        "timezone": text_default(TIMEZONE, "UTC"),
+        "pool_size": integer("Connections in the pool.", 1, Some(64), Some(2)),
+        "connect_timeout_secs": integer("How long connecting may take.", 1, Some(600), Some(10)),
+        "statement_timeout_secs": integer(STATEMENT_TIMEOUT, 1, Some(3600), Some(60)),
+        "lock_timeout_secs": integer(LOCK_TIMEOUT, 1, None, None),
+        "application_name": text_default(
+            "What pg_stat_activity shows for this middleware's sessions: at most 63 printable ASCII characters.",
+            "buktor-middleware",
+        )
     })
 }
 

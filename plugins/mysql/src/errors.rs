@@ -79,6 +79,12 @@ pub fn classify(error: sqlx::Error, first_row: usize) -> PluginError {
             }
             classified
         }
+        // rustls's refusal of the server's certificate comes as an I/O
+        // error; retrying cannot help, the settings or the server must change.
+        E::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => PluginError::permanent(
+            ErrorKind::CONFIG,
+            format!("TLS with the MySQL server failed: {e} (database.ssl_mode, database.ssl_ca)"),
+        ),
         E::Io(e) => PluginError::retryable(ErrorKind::CONNECTION, format!("cannot reach the MySQL server: {e}")),
         E::Tls(e) => PluginError::permanent(
             ErrorKind::CONFIG,
@@ -113,6 +119,24 @@ fn row_in_message(message: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_certificate_is_a_settings_error_and_a_lost_connection_is_retried() {
+        let refused = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let e = sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, refused));
+        let e = classify(e, 0);
+        assert!(!e.retryable);
+        assert_eq!(e.kind, ErrorKind::CONFIG);
+        assert!(
+            e.message.starts_with("TLS with the MySQL server failed: invalid peer certificate: UnknownIssuer"),
+            "{}",
+            e.message
+        );
+        let e = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let e = classify(e, 0);
+        assert!(e.retryable);
+        assert_eq!(e.kind, ErrorKind::CONNECTION);
+    }
 
     #[test]
     fn every_listed_number_is_classified() {

@@ -55,6 +55,7 @@ impl MysqlWriter {
     /// an unknown database is permanent (the host stops with the message);
     /// an unreachable server is retryable (the host waits for it).
     pub fn open(settings: Settings, log: Logger) -> Result<Self, PluginError> {
+        use_ring_for_tls();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("his-mysql")
@@ -367,6 +368,16 @@ fn kind_of(version: &str) -> &'static str {
     if version.to_ascii_lowercase().contains("mariadb") { "MariaDB" } else { "MySQL" }
 }
 
+/// Makes ring the crypto provider of this plugin's own copy of rustls.
+/// sqlx builds its TLS config with ring, but its certificate check for
+/// `verify-ca` asks rustls for the process's provider, and rustls cannot
+/// choose one when a build of several crates also turns on aws-lc-rs (the
+/// workspace's does, through tiberius): the plugin panicked in `open`. An
+/// error means a provider is set already.
+fn use_ring_for_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Writer for MysqlWriter {
     fn write(&mut self, batch: &WriteBatch, deadline: Deadline) -> Result<(), PluginError> {
         self.write_all(std::slice::from_ref(batch), deadline)
@@ -444,5 +455,17 @@ impl Writer for MysqlWriter {
 impl Drop for MysqlWriter {
     fn drop(&mut self) {
         self.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Without a provider chosen, sqlx's `verify_ca` check panics in a
+    /// build where aws-lc-rs is on too (tests/postgres.rs shows it for the
+    /// PostgreSQL writer, whose TLS code is the same sqlx-core's).
+    #[test]
+    fn tls_has_a_crypto_provider() {
+        super::use_ring_for_tls();
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
     }
 }

@@ -1,8 +1,8 @@
 //! Scenario 2, drain: rows/s when 100,000 journaled events drain into
-//! MariaDB, and into the embedded SQLite writer, each beside the ceiling
-//! of writing the same rows directly with the same driver (sqlx for
-//! MariaDB, rusqlite for SQLite) as multi-row upserts, in transactions of
-//! the worker's batch size (500).
+//! MariaDB, into PostgreSQL, and into the embedded SQLite writer, each
+//! beside the ceiling of writing the same rows directly with the same
+//! driver (sqlx for MariaDB and PostgreSQL, rusqlite for SQLite) as
+//! multi-row upserts, in transactions of the worker's batch size (500).
 //!
 //! One backlog is filled ([`backlog::fill`]) and copied for each writer,
 //! so both drain the very same journal.
@@ -10,8 +10,11 @@
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-use buktor_tests::{Setup, mysql, query};
-use sqlx::{MySql, QueryBuilder};
+use buktor_tests::{Setup, mysql, postgres, query};
+use sqlx::{
+    Connection, MySql, PgConnection, Postgres, QueryBuilder,
+    postgres::{PgConnectOptions, PgSslMode},
+};
 
 use crate::{
     REPEATS, backlog,
@@ -32,6 +35,7 @@ pub fn run(report: &mut Report, events: usize) {
         bytes / events as u64
     );
     into_mariadb(report, &filled, events);
+    into_postgres(report, &filled, events);
     let plain = into_sqlite(report, &filled, events);
     into_sqlite_transformed(report, &filled, events, plain);
 }
@@ -133,6 +137,114 @@ fn checksum(db: &mysql::Database, events: usize) -> String {
     let rows = db.rows(
         "SELECT CAST(SUM(HIS_payment_id) AS CHAR), CAST(SUM(HIS_amount) AS CHAR),
                 CAST(SUM(HIS_payment_status = 'paid') AS CHAR), CAST(MIN(HIS_paid_at) AS CHAR) FROM HIS_payments",
+    );
+    format!("{:?}", rows[0])
+}
+
+fn into_postgres(report: &mut Report, filled: &Setup, events: usize) {
+    let Some(server) = postgres::server("drain into PostgreSQL") else {
+        report.figure("drain into PostgreSQL", "not run: HIS_TEST_POSTGRES_URL is not set".into(), None);
+        return;
+    };
+    let db = server.database();
+    db.execute(
+        r#"CREATE TABLE "HIS_payments" ("HIS_payment_id" BIGINT PRIMARY KEY, "HIS_amount" NUMERIC(12,2),
+                                        "HIS_payment_status" VARCHAR(32), "HIS_paid_at" TIMESTAMP)"#,
+    );
+    // Over TLS, as a hospital's HIS server is reached (the plugin's default,
+    // `prefer`, takes TLS when the server offers it, as this one does), and
+    // over plain TCP; the ceiling each time over the same transport.
+    for (transport, sslmode, ssl_mode) in
+        [("TLS", "require", PgSslMode::Require), ("plain TCP", "disable", PgSslMode::Disable)]
+    {
+        let ceiling = |batch: usize, written: &str| {
+            db.execute(r#"TRUNCATE TABLE "HIS_payments""#);
+            let took = raw_sqlx(db.connect_options().ssl_mode(ssl_mode), events, batch);
+            assert_eq!(pg_checksum(&db, events), written, "the ceiling writes the rows the middleware wrote");
+            took
+        };
+        // The middleware and the ceiling take turns, each on an empty table.
+        let (mut drains, mut ceilings) = (Vec::new(), Vec::new());
+        let mut written = String::new();
+        for _ in 0..REPEATS {
+            db.execute(r#"TRUNCATE TABLE "HIS_payments""#);
+            let mut setup = Setup::new();
+            setup.config["database"] = db.config();
+            setup.config["database"]["sslmode"] = sslmode.into();
+            setup.config["mapping"] = backlog::payment_mapping();
+            backlog::copy_journal(filled, &setup);
+            let (middleware, took) = backlog::drain(&setup, |_| {});
+            drop(middleware);
+            written = pg_checksum(&db, events);
+            drains.push(took);
+            ceilings.push(ceiling(BATCH, &written));
+        }
+        let ceiling_large = ceiling(10 * BATCH, &written);
+        let (took, ceiling_batch) = (median(drains), median(ceilings));
+        println!(
+            "  PostgreSQL over {transport} (median of {REPEATS}): middleware {}/s; raw sqlx {}/s ({BATCH} rows/tx), \
+             {}/s ({} rows/tx)",
+            thousands(rate(events, took)),
+            thousands(rate(events, ceiling_batch)),
+            thousands(rate(events, ceiling_large)),
+            10 * BATCH
+        );
+        report.versus(
+            &format!("drain into PostgreSQL over {transport}, rows/s"),
+            rate(events, took),
+            rate(events, ceiling_batch),
+            "/s",
+            Some(0.6),
+        );
+        report.figure(
+            &format!("drain into PostgreSQL over {transport}: for reference, raw sqlx at 5,000 rows/tx"),
+            format!("{} /s", thousands(rate(events, ceiling_large))),
+            None,
+        );
+    }
+}
+
+/// The ceiling: `events` payments straight through sqlx on one connection
+/// (as the plugin keeps its own while a backlog drains), as multi-row
+/// upserts of `batch` rows, one transaction each, bound as the plugin binds
+/// them (the decimal as text cast to the column's type, a wall-clock
+/// TIMESTAMP). Returns how long the writes took.
+fn raw_sqlx(options: PgConnectOptions, events: usize, batch: usize) -> Duration {
+    let paid_at = chrono::NaiveDate::from_ymd_opt(2025, 3, 2).unwrap().and_hms_opt(11, 0, 0).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut connection = PgConnection::connect_with(&options).await.expect("connect");
+        let started = Instant::now();
+        for chunk in (0..events).collect::<Vec<_>>().chunks(batch) {
+            let mut insert = QueryBuilder::<Postgres>::new(
+                r#"INSERT INTO "HIS_payments" ("HIS_payment_id", "HIS_amount", "HIS_payment_status", "HIS_paid_at") "#,
+            );
+            insert.push_values(chunk, |mut row, &n| {
+                row.push_bind(n as i64)
+                    .push_bind(format!("{}.{:02}", n % 100_000, n % 100))
+                    .push_unseparated("::numeric(12,2)")
+                    .push_bind("paid")
+                    .push_bind(paid_at);
+            });
+            insert.push(r#" ON CONFLICT ("HIS_payment_id") DO UPDATE SET "HIS_amount" = EXCLUDED."HIS_amount", "#);
+            insert.push(
+                r#""HIS_payment_status" = EXCLUDED."HIS_payment_status", "HIS_paid_at" = EXCLUDED."HIS_paid_at""#,
+            );
+            let mut transaction = sqlx::Connection::begin(&mut connection).await.unwrap();
+            insert.build().execute(&mut *transaction).await.unwrap();
+            transaction.commit().await.unwrap();
+        }
+        started.elapsed()
+    })
+}
+
+/// [`checksum`] for PostgreSQL.
+fn pg_checksum(db: &postgres::Database, events: usize) -> String {
+    assert_eq!(db.count(r#"SELECT COUNT(*) FROM "HIS_payments""#), events as i64, "every event became a row");
+    let rows = db.rows(
+        r#"SELECT SUM("HIS_payment_id")::text, SUM("HIS_amount")::text,
+                  COUNT(*) FILTER (WHERE "HIS_payment_status" = 'paid')::text, MIN("HIS_paid_at")::text
+           FROM "HIS_payments""#,
     );
     format!("{:?}", rows[0])
 }

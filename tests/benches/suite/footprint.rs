@@ -36,7 +36,9 @@ fn sizes(report: &mut Report) {
     let built = artifacts();
     let strip_dir = tempfile::tempdir().expect("temp dir");
     let mut files = vec![("buktor-middleware".to_string(), built.binary.clone())];
-    files.extend(["sqlite", "mysql", "sqlserver", "oracle"].map(|p| (format!("plugin {p}"), built.plugin(p))));
+    files.extend(
+        ["sqlite", "mysql", "sqlserver", "oracle", "postgres"].map(|p| (format!("plugin {p}"), built.plugin(p))),
+    );
     for (name, path) in files {
         let stripped = strip_dir.path().join("stripped");
         let status = Command::new("strip").arg("-o").arg(&stripped).arg(&path).status();

@@ -10,16 +10,17 @@
 //!
 //! - [`intake`]: durable events/s at 16 and 64 connections, p50/p99, fsyncs/s,
 //!   beside a bare axum endpoint ([`ceiling`]); signature checking on and off.
-//! - [`drain`]: a 100,000-event backlog into MariaDB and into SQLite, beside
-//!   raw multi-row upserts with the same drivers.
+//! - [`drain`]: a 100,000-event backlog into MariaDB, into PostgreSQL and
+//!   into SQLite, beside raw multi-row upserts with the same drivers.
 //! - [`latency`]: 2xx to row visible in MariaDB at 500 events/s.
 //! - [`footprint`]: sizes, startup to /ready, idle RSS, RSS draining a
 //!   1,000,000-event backlog, journal bytes per event.
 //! - [`loadgen`]: the HTTP load generator; [`backlog`]: filling and draining
 //!   a journal; [`fsyncs`]: counting fsyncs with perf; [`report`]: the table.
 //!
-//! MariaDB comes from `HIS_TEST_MYSQL_URL`, as for the tests; without it the
-//! MariaDB figures say they were not run. `--quick` divides every count by
+//! MariaDB comes from `HIS_TEST_MYSQL_URL` and PostgreSQL from
+//! `HIS_TEST_POSTGRES_URL`, as for the tests; without one, its figures say
+//! they were not run. `--quick` divides every count by
 //! ten, to check the suite itself, not to quote.
 
 mod backlog;

@@ -29,6 +29,19 @@ pub fn ddl(database_type: &str, table: &str) -> String {
             "DATE",
             "VARBINARY(100)",
         ),
+        // The postgres plugin quotes names too; the kit's are lowercase, so
+        // unquoted they fold to the same names.
+        "postgres" => (
+            "BIGINT",
+            "VARCHAR(100)",
+            "BOOLEAN",
+            "BIGINT",
+            "NUMERIC(12,2)",
+            "DOUBLE PRECISION",
+            "TIMESTAMP",
+            "DATE",
+            "BYTEA",
+        ),
         // The oracle plugin quotes names, so they keep their lowercase.
         "oracle" => {
             return format!(
@@ -65,6 +78,7 @@ pub fn values_ddl(database_type: &str, table: &str) -> String {
         "sqlite" => ("TEXT", "TEXT", "TEXT", "TEXT", "TEXT"),
         "mysql" => ("VARCHAR(20)", "DATETIME(3)", "DECIMAL(38,2)", "DATE", "VARCHAR(100)"),
         "sqlserver" => ("NVARCHAR(20)", "DATETIME2", "DECIMAL(38,2)", "DATE", "NVARCHAR(100)"),
+        "postgres" => ("VARCHAR(20)", "TIMESTAMP", "NUMERIC(38,2)", "DATE", "VARCHAR(100)"),
         "oracle" => {
             return format!(
                 "CREATE TABLE \"{table}\" (\"kind\" VARCHAR2(20) NOT NULL, \"happened_at\" TIMESTAMP NOT NULL, \
@@ -90,7 +104,7 @@ pub fn values_ddl(database_type: &str, table: &str) -> String {
 mod tests {
     use super::*;
 
-    const DATABASES: [&str; 5] = ["sqlite", "mysql", "sqlserver", "oracle", "acme"];
+    const DATABASES: [&str; 6] = ["sqlite", "mysql", "sqlserver", "oracle", "postgres", "acme"];
 
     #[test]
     fn ddl_names_every_column_the_kit_writes() {
@@ -116,5 +130,22 @@ mod tests {
             assert!(text.to_lowercase().contains("primary key (") && !text.contains('\n'), "{text}");
         }
         assert!(values_ddl("mysql", "t").contains("DECIMAL(38,2)"), "38 digits");
+        assert!(values_ddl("postgres", "t").contains("NUMERIC(38,2)"), "38 digits");
+    }
+
+    #[test]
+    fn postgres_gets_its_own_types() {
+        assert_eq!(
+            ddl("postgres", "t"),
+            "CREATE TABLE t (id BIGINT PRIMARY KEY, label VARCHAR(100), flag BOOLEAN, quantity BIGINT, \
+             amount NUMERIC(12,2), ratio DOUBLE PRECISION, happened_at TIMESTAMP, note VARCHAR(100), \
+             born_on DATE, photo BYTEA)"
+        );
+        assert_eq!(
+            values_ddl("postgres", "t_values"),
+            "CREATE TABLE t_values (kind VARCHAR(20) NOT NULL, happened_at TIMESTAMP NOT NULL, \
+             amount NUMERIC(38,2) NOT NULL, born_on DATE NOT NULL, label VARCHAR(100), \
+             PRIMARY KEY (kind, happened_at, amount, born_on))"
+        );
     }
 }
