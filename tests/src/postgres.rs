@@ -210,6 +210,17 @@ impl Database {
         })
     }
 
+    /// [`Database::config`] with only the keys the seed documentation's
+    /// examples give (`type`, `host`, `user`, `password`, `database`), and
+    /// `port` only where the server is not on PostgreSQL's default.
+    pub fn seed_keys_config(&self) -> serde_json::Value {
+        let mut config = self.config();
+        if self.server_port == 5432 {
+            config.as_object_mut().expect("an object").remove("port");
+        }
+        config
+    }
+
     /// [`Database::config`], reaching the server at `address` instead
     /// (`host:port`, such as a [`crate::proxy::Proxy`]'s).
     pub fn config_via(&self, address: &str) -> serde_json::Value {

@@ -70,3 +70,21 @@ pub fn mysql_rows_arrived(db: &crate::mysql::Database) -> Option<()> {
         ))
         .then_some(())
 }
+
+/// `Some(())` once the PostgreSQL database holds the rows of [`EVENTS`] in
+/// [`crate::postgres::SEED_TABLES`].
+pub fn postgres_rows_arrived(db: &crate::postgres::Database) -> Option<()> {
+    let some = |s: &str| Some(s.to_string());
+    let rows = (
+        db.rows(r#"SELECT "HIS_appointment_id"::text, "HIS_status" FROM "HIS_appointments""#),
+        db.rows(r#"SELECT "HIS_schedule_id"::text, "HIS_new_time"::text FROM "HIS_schedules""#),
+        db.rows(r#"SELECT "HIS_payment_id"::text, "HIS_amount"::text, "HIS_payment_status" FROM "HIS_payments""#),
+    );
+    (rows
+        == (
+            vec![vec![some("123"), some("confirmed")]],
+            vec![vec![some("321"), some("2025-03-03 09:00:00")]],
+            vec![vec![some("987"), some("1500.00"), some("paid")]],
+        ))
+        .then_some(())
+}

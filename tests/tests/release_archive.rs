@@ -1,13 +1,16 @@
 //! The release archive, as an operator gets it: `cargo xtask dist` builds
 //! it; it is unpacked into an empty folder with no cargo and no source
-//! tree; with only the SQLite plugin kept beside the executable, the
+//! tree; `"type": "postgres"` with the seed's keys writes the seed's events
+//! into PostgreSQL (when `HIS_TEST_POSTGRES_URL` is set); with only the
+//! SQLite plugin kept beside the executable, the
 //! executable runs from there on the archive's own his-config.json (with
 //! its comments) and the seed's events arrive. Without the plugin it stops
 //! with one line naming the folder it looked in.
 
 use std::{path::PathBuf, process::Command, time::Duration};
 
-use buktor_tests::{Middleware, StartError, repo_root, seed, unpack_release, wait_for};
+use buktor_tests::{Middleware, StartError, postgres, repo_root, seed, unpack_release, wait_for};
+use serde_json::{Value, json};
 
 /// Runs `cargo xtask dist` and returns the `.tar.gz` it made.
 fn build_archive() -> PathBuf {
@@ -27,6 +30,8 @@ fn build_archive() -> PathBuf {
 fn plugin_file(name: &str) -> String {
     format!("{}his_{name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
 }
+
+const TEST: &str = "the_unpacked_archive_runs_the_seed_events_with_only_the_sqlite_plugin";
 
 #[test]
 fn the_unpacked_archive_runs_the_seed_events_with_only_the_sqlite_plugin() {
@@ -71,6 +76,33 @@ fn the_unpacked_archive_runs_the_seed_events_with_only_the_sqlite_plugin() {
         assert!(text.contains("\"$schema\": \"./his-config.schema.json\","), "{config} names no schema beside it");
         let beside = folder.join(config).parent().unwrap().join("his-config.schema.json");
         assert!(std::fs::read(&beside).unwrap() == schema, "{} is not dist/his-config.schema.json", beside.display());
+    }
+
+    // `"type": "postgres"` with the seed's keys, from the archive as
+    // shipped (every plugin beside the executable), on the repository's
+    // mapping.
+    if let Some(server) = postgres::server(TEST) {
+        let db = server.database();
+        db.execute(postgres::SEED_TABLES);
+        let mut config: Value =
+            serde_json::from_str(&std::fs::read_to_string(repo_root().join("his-config.json")).unwrap()).unwrap();
+        config["database"] = db.seed_keys_config();
+        config["server"] = json!({"listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0"});
+        // In a folder of its own, with its journal: the SQLite run below
+        // starts on an empty one.
+        let postgres_config = empty.path().join("postgres-run/his-config.json");
+        std::fs::create_dir(postgres_config.parent().unwrap()).unwrap();
+        std::fs::write(&postgres_config, config.to_string()).unwrap();
+        let mut command = Command::new(&exe);
+        command.current_dir(&folder).env_clear().env("PATH", "/usr/bin:/bin").arg("--config").arg(&postgres_config);
+        let middleware =
+            Middleware::start_command(command).unwrap_or_else(|e| panic!("the release did not start: {e}"));
+        assert!(middleware.logs().contains(&plugin_file("postgres")), "{}", middleware.logs());
+        for event in seed::EVENTS {
+            assert_eq!(middleware.post_event(event).status, 200, "{event}");
+        }
+        wait_for(Duration::from_secs(20), "the seed's three rows in PostgreSQL", || seed::postgres_rows_arrived(&db));
+        drop(middleware);
     }
 
     // Only the SQLite plugin beside the executable.

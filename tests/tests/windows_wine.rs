@@ -20,7 +20,7 @@ use std::{
     time::Duration,
 };
 
-use buktor_tests::{Middleware, StartError, mysql, query, seed, verified, wait_for, wine::Wine};
+use buktor_tests::{Middleware, StartError, mysql, postgres, query, seed, verified, wait_for, wine::Wine};
 use serde_json::{Value, json};
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -111,6 +111,36 @@ fn the_mysql_plugin_dll_writes_the_seed_events_to_mariadb() {
     wait_for(PATIENCE, "the seed's three rows in MariaDB", || seed::mysql_rows_arrived(&db));
     assert!(middleware.interrupt().success(), "{}", middleware.logs());
     verified("windows_wine", &format!("under Wine: the seed's three events → his_mysql.dll → MariaDB ({})", db.name));
+}
+
+#[test]
+fn the_postgres_plugin_dll_writes_the_seed_events_to_postgresql() {
+    let test = "the_postgres_plugin_dll_writes_the_seed_events_to_postgresql";
+    let Some(wine) = Wine::new(test) else { return };
+    let Some(server) = postgres::server(test) else { return };
+    let db = server.database();
+    db.execute(postgres::SEED_TABLES);
+    keep_only_plugin(&wine.folder, Some("postgres"));
+    // The repository's mapping; `"type": "postgres"` with the seed's keys.
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(buktor_tests::repo_root().join("his-config.json")).unwrap())
+            .unwrap();
+    config["database"] = db.seed_keys_config();
+    config["server"] = any_ports();
+    std::fs::write(wine.folder.join("his-config.json"), config.to_string()).unwrap();
+
+    let mut middleware = Middleware::start_command(wine.middleware())
+        .unwrap_or_else(|e| panic!("buktor-middleware.exe did not start under Wine: {e}"));
+    assert!(middleware.logs().contains("his_postgres.dll (plugin postgres"), "{}", middleware.logs());
+    for event in seed::EVENTS {
+        assert_eq!(middleware.post_event(event).status, 200, "{event}");
+    }
+    wait_for(PATIENCE, "the seed's three rows in PostgreSQL", || seed::postgres_rows_arrived(&db));
+    assert!(middleware.interrupt().success(), "{}", middleware.logs());
+    verified(
+        "windows_wine",
+        &format!("under Wine: the seed's three events → his_postgres.dll → PostgreSQL ({})", db.name),
+    );
 }
 
 #[test]
