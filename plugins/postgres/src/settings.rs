@@ -80,6 +80,7 @@ fn default_application_name() -> String {
 /// for a backlog's full batches, its last, shorter one, and the one-row
 /// statements of everyday traffic.
 const STATEMENTS_KEPT: usize = 8;
+
 /// Checked settings.
 #[derive(Clone)]
 pub struct Settings {
