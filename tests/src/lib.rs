@@ -46,6 +46,12 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repository").to_path_buf()
 }
 
+/// The repository's his-config.json: the seed's mapping, on SQLite.
+pub fn repository_config() -> serde_json::Value {
+    let text = std::fs::read_to_string(repo_root().join("his-config.json")).expect("read his-config.json");
+    serde_json::from_str(&text).expect("his-config.json is JSON")
+}
+
 /// Built files: the binary and the plugin libraries, side by side.
 #[derive(Debug)]
 pub struct Artifacts {
@@ -118,8 +124,7 @@ impl Setup {
     /// The repository's his-config.json, listening on a free port, with the
     /// HIS database and the journal in a fresh temporary folder.
     pub fn new() -> Self {
-        let text = std::fs::read_to_string(repo_root().join("his-config.json")).expect("read his-config.json");
-        let mut config: serde_json::Value = serde_json::from_str(&text).expect("his-config.json is JSON");
+        let mut config = repository_config();
         config["server"] = serde_json::json!({ "listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0" });
         config["database"]["path"] = "his.db".into();
         config["journal"] = serde_json::json!({ "path": "journal.db" });

@@ -9,8 +9,8 @@
 
 use std::{path::PathBuf, process::Command, time::Duration};
 
-use buktor_tests::{Middleware, StartError, postgres, repo_root, seed, unpack_release, wait_for};
-use serde_json::{Value, json};
+use buktor_tests::{Middleware, StartError, postgres, repo_root, repository_config, seed, unpack_release, wait_for};
+use serde_json::json;
 
 /// Runs `cargo xtask dist` and returns the `.tar.gz` it made.
 fn build_archive() -> PathBuf {
@@ -84,8 +84,7 @@ fn the_unpacked_archive_runs_the_seed_events_with_only_the_sqlite_plugin() {
     if let Some(server) = postgres::server(TEST) {
         let db = server.database();
         db.execute(postgres::SEED_TABLES);
-        let mut config: Value =
-            serde_json::from_str(&std::fs::read_to_string(repo_root().join("his-config.json")).unwrap()).unwrap();
+        let mut config = repository_config();
         config["database"] = db.seed_keys_config();
         config["server"] = json!({"listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0"});
         // In a folder of its own, with its journal: the SQLite run below

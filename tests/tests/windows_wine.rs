@@ -87,29 +87,34 @@ fn the_seed_events_reach_the_sqlite_his_and_ctrl_c_stops_gracefully() {
     );
 }
 
+/// Runs the .exe under Wine with only `plugin`'s DLL, the repository's
+/// mapping and `database`, posts the seed's three events and waits until
+/// `arrived` sees their rows in `his` (the server's name, for messages).
+fn seed_events_through(wine: &Wine, plugin: &str, database: Value, his: &str, arrived: impl Fn() -> Option<()>) {
+    keep_only_plugin(&wine.folder, Some(plugin));
+    let mut config = buktor_tests::repository_config();
+    config["database"] = database;
+    config["server"] = any_ports();
+    std::fs::write(wine.folder.join("his-config.json"), config.to_string()).unwrap();
+
+    let mut middleware = Middleware::start_command(wine.middleware())
+        .unwrap_or_else(|e| panic!("buktor-middleware.exe did not start under Wine: {e}"));
+    let loaded = format!("his_{plugin}.dll (plugin {plugin}");
+    assert!(middleware.logs().contains(&loaded), "{}", middleware.logs());
+    for event in seed::EVENTS {
+        assert_eq!(middleware.post_event(event).status, 200, "{event}");
+    }
+    wait_for(PATIENCE, &format!("the seed's three rows in {his}"), arrived);
+    assert!(middleware.interrupt().success(), "{}", middleware.logs());
+}
+
 #[test]
 fn the_mysql_plugin_dll_writes_the_seed_events_to_mariadb() {
     let Some(wine) = Wine::new("the_mysql_plugin_dll_writes_the_seed_events_to_mariadb") else { return };
     let Some(server) = mysql::server("the_mysql_plugin_dll_writes_the_seed_events_to_mariadb") else { return };
     let db = server.database();
     db.execute(seed::MYSQL_TABLES);
-    keep_only_plugin(&wine.folder, Some("mysql"));
-    // The repository's mapping, with the test database.
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(buktor_tests::repo_root().join("his-config.json")).unwrap())
-            .unwrap();
-    config["database"] = db.config();
-    config["server"] = any_ports();
-    std::fs::write(wine.folder.join("his-config.json"), config.to_string()).unwrap();
-
-    let mut middleware = Middleware::start_command(wine.middleware())
-        .unwrap_or_else(|e| panic!("buktor-middleware.exe did not start under Wine: {e}"));
-    assert!(middleware.logs().contains("his_mysql.dll (plugin mysql"), "{}", middleware.logs());
-    for event in seed::EVENTS {
-        assert_eq!(middleware.post_event(event).status, 200, "{event}");
-    }
-    wait_for(PATIENCE, "the seed's three rows in MariaDB", || seed::mysql_rows_arrived(&db));
-    assert!(middleware.interrupt().success(), "{}", middleware.logs());
+    seed_events_through(&wine, "mysql", db.config(), "MariaDB", || seed::mysql_rows_arrived(&db));
     verified("windows_wine", &format!("under Wine: the seed's three events → his_mysql.dll → MariaDB ({})", db.name));
 }
 
@@ -120,23 +125,8 @@ fn the_postgres_plugin_dll_writes_the_seed_events_to_postgresql() {
     let Some(server) = postgres::server(test) else { return };
     let db = server.database();
     db.execute(postgres::SEED_TABLES);
-    keep_only_plugin(&wine.folder, Some("postgres"));
-    // The repository's mapping; `"type": "postgres"` with the seed's keys.
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(buktor_tests::repo_root().join("his-config.json")).unwrap())
-            .unwrap();
-    config["database"] = db.seed_keys_config();
-    config["server"] = any_ports();
-    std::fs::write(wine.folder.join("his-config.json"), config.to_string()).unwrap();
-
-    let mut middleware = Middleware::start_command(wine.middleware())
-        .unwrap_or_else(|e| panic!("buktor-middleware.exe did not start under Wine: {e}"));
-    assert!(middleware.logs().contains("his_postgres.dll (plugin postgres"), "{}", middleware.logs());
-    for event in seed::EVENTS {
-        assert_eq!(middleware.post_event(event).status, 200, "{event}");
-    }
-    wait_for(PATIENCE, "the seed's three rows in PostgreSQL", || seed::postgres_rows_arrived(&db));
-    assert!(middleware.interrupt().success(), "{}", middleware.logs());
+    // `"type": "postgres"` with the seed's keys.
+    seed_events_through(&wine, "postgres", db.seed_keys_config(), "PostgreSQL", || seed::postgres_rows_arrived(&db));
     verified(
         "windows_wine",
         &format!("under Wine: the seed's three events → his_postgres.dll → PostgreSQL ({})", db.name),
